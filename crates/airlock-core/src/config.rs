@@ -1,0 +1,443 @@
+//! `airlock.toml`: the raw form as written (parsed strictly: unknown keys are errors) and
+//! the validated form the rest of airlock uses. Opening databases and repositories named
+//! here is the caller's job; this module only reads text.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::units::{parse_duration, parse_size};
+
+/// The file name airlock looks for at the root of a repository.
+pub const FILE_NAME: &str = "airlock.toml";
+
+/// How check commands are isolated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SandboxMode {
+    /// bubblewrap must be present; without it every check fails with a message naming the package.
+    Required,
+    /// bubblewrap when present, otherwise unsandboxed (recorded with the verdict).
+    BestEffort,
+    /// Never sandboxed. For repositories whose checks need the network or the host.
+    Off,
+}
+
+impl SandboxMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxMode::Required => "required",
+            SandboxMode::BestEffort => "best-effort",
+            SandboxMode::Off => "off",
+        }
+    }
+}
+
+/// One Level 1 check command, run with `sh -c` in the change's workspace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckCommand {
+    pub name: String,
+    pub run: String,
+    pub timeout: Duration,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub target_branch: String,
+    pub checks: Vec<CheckCommand>,
+    pub check_timeout: Duration,
+    pub output_limit: usize,
+    pub sandbox: SandboxMode,
+    /// Names of environment variables passed through to check commands; all others are scrubbed.
+    pub pass_env: Vec<String>,
+    pub limits: Limits,
+    pub server: ServerConfig,
+}
+
+/// Bounds on what one change may contain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_change_bytes: u64,
+    pub max_files: usize,
+    pub allow_binary: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub workers: usize,
+    /// Relative paths are relative to the repository root.
+    pub database: String,
+    pub workspaces: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::parse("", FILE_NAME).expect("the empty file is a valid configuration")
+    }
+}
+
+/// A configuration error: the file, the key and what is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub message: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    repository: RawRepository,
+    #[serde(default)]
+    checks: RawChecks,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    server: RawServer,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRepository {
+    target_branch: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawChecks {
+    #[serde(default)]
+    commands: Vec<RawCommand>,
+    timeout: Option<String>,
+    output_limit: Option<SizeValue>,
+    sandbox: Option<SandboxMode>,
+    #[serde(default)]
+    pass_env: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommand {
+    name: String,
+    run: String,
+    timeout: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_change_bytes: Option<SizeValue>,
+    max_files: Option<i64>,
+    allow_binary: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    workers: Option<i64>,
+    database: Option<String>,
+    workspaces: Option<i64>,
+}
+
+/// Sizes may be written as a number of bytes or as text with a unit.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(i64),
+    Text(String),
+}
+
+impl Config {
+    /// Parses and validates the text of `airlock.toml`. `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let error = |message: String| ConfigError { file: file.to_owned(), message };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| error(describe_toml_error(&e)))?;
+
+        let target_branch = raw.repository.target_branch.unwrap_or_else(|| "main".to_owned());
+        validate_branch(&target_branch).map_err(|m| error(format!("key `repository.target_branch`: {m}")))?;
+
+        let check_timeout = match raw.checks.timeout {
+            Some(text) => positive_duration(&text).map_err(|m| error(format!("key `checks.timeout`: {m}")))?,
+            None => Duration::from_secs(600),
+        };
+        let mut checks = Vec::with_capacity(raw.checks.commands.len());
+        for (index, command) in raw.checks.commands.into_iter().enumerate() {
+            let key = format!("checks.commands[{index}]");
+            crate::ids::validate_name(&command.name).map_err(|m| error(format!("key `{key}.name`: {m}")))?;
+            if checks.iter().any(|c: &CheckCommand| c.name == command.name) {
+                return Err(error(format!("key `{key}.name`: `{}` is used by two commands; names must be unique", command.name)));
+            }
+            if command.run.trim().is_empty() {
+                return Err(error(format!("key `{key}.run`: empty command; accepted: a shell command line such as \"cargo test\"")));
+            }
+            let timeout = match command.timeout {
+                Some(text) => positive_duration(&text).map_err(|m| error(format!("key `{key}.timeout`: {m}")))?,
+                None => check_timeout,
+            };
+            checks.push(CheckCommand { name: command.name, run: command.run, timeout });
+        }
+
+        let output_limit = size(raw.checks.output_limit, 64 << 10, "checks.output_limit", 1 << 30).map_err(error)?;
+        for name in &raw.checks.pass_env {
+            let ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !ok {
+                return Err(error(format!(
+                    "key `checks.pass_env`: `{}` is not an environment variable name; accepted: letters, digits and '_'",
+                    crate::ids::printable(name)
+                )));
+            }
+        }
+
+        let limits = Limits {
+            max_change_bytes: size(raw.limits.max_change_bytes, 10 << 20, "limits.max_change_bytes", 1 << 30)
+                .map_err(error)? as u64,
+            max_files: count(raw.limits.max_files, 2_000, "limits.max_files", 1_000_000).map_err(error)?,
+            allow_binary: raw.limits.allow_binary.unwrap_or(false),
+        };
+
+        let listen = raw.server.listen.unwrap_or_else(|| "127.0.0.1:7070".to_owned());
+        if listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(error(format!(
+                "key `server.listen`: `{}` is not an address; accepted: IP:PORT such as \"127.0.0.1:7070\"",
+                crate::ids::printable(&listen)
+            )));
+        }
+        let server = ServerConfig {
+            listen,
+            workers: count(raw.server.workers, 2, "server.workers", 256).map_err(error)?,
+            database: raw.server.database.unwrap_or_else(|| ".airlock/airlock.db".to_owned()),
+            workspaces: count(raw.server.workspaces, 4, "server.workspaces", 1024).map_err(error)?,
+        };
+        if server.database.trim().is_empty() {
+            return Err(error("key `server.database`: empty path; accepted: a file path such as \".airlock/airlock.db\"".into()));
+        }
+
+        Ok(Config {
+            target_branch,
+            checks,
+            check_timeout,
+            output_limit: output_limit as usize,
+            sandbox: raw.checks.sandbox.unwrap_or(SandboxMode::Required),
+            pass_env: raw.checks.pass_env,
+            limits,
+            server,
+        })
+    }
+}
+
+/// toml's messages already quote the offending line and, for unknown keys and enum
+/// values, list what is expected; this keeps them and drops the trailing newline.
+fn describe_toml_error(error: &toml::de::Error) -> String {
+    error.to_string().trim_end().to_owned()
+}
+
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(format!("`{text}` is zero; accepted: a positive duration such as \"10m\""));
+    }
+    Ok(duration)
+}
+
+fn size(value: Option<SizeValue>, default: u64, key: &str, max: u64) -> Result<u64, String> {
+    let bytes = match value {
+        None => return Ok(default),
+        Some(SizeValue::Bytes(n)) if n > 0 => n as u64,
+        Some(SizeValue::Bytes(n)) => return Err(format!("key `{key}`: {n} is not positive; accepted: a size such as 65536 or \"64KiB\"")),
+        Some(SizeValue::Text(text)) => parse_size(&text).map_err(|m| format!("key `{key}`: {m}"))?,
+    };
+    if bytes == 0 || bytes > max {
+        return Err(format!("key `{key}`: {bytes} bytes is out of range; accepted: 1 byte to {max} bytes"));
+    }
+    Ok(bytes)
+}
+
+fn count(value: Option<i64>, default: usize, key: &str, max: i64) -> Result<usize, String> {
+    match value {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n as usize),
+        Some(n) => Err(format!("key `{key}`: {n} is out of range; accepted: 1 to {max}")),
+    }
+}
+
+/// Accepts the branch names git accepts, minus the ones that would be read as options or ranges.
+fn validate_branch(name: &str) -> Result<(), String> {
+    let bad = name.is_empty()
+        || name.starts_with('-')
+        || name.starts_with('/')
+        || name.ends_with('/')
+        || name.ends_with(".lock")
+        || name.contains("..")
+        || name.contains("//")
+        || name.contains("@{")
+        || name.bytes().any(|b| b.is_ascii_control() || b" ~^:?*[\\".contains(&b));
+    if bad {
+        Err(format!(
+            "`{}` is not a branch name; accepted: a git branch name such as \"main\" or \"release/1.x\"",
+            crate::ids::printable(name)
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+impl fmt::Display for SandboxMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The text `airlock init` writes: every key with its default, commented. `checks` is
+/// the list of commands detected for the repository (may be empty).
+pub fn default_file_text(target_branch: &str, checks: &[(&str, &str)]) -> String {
+    let mut commands = String::new();
+    if checks.is_empty() {
+        commands.push_str(
+            "# No test command was detected; add yours, for example:\n\
+             # commands = [\n\
+             #   { name = \"test\", run = \"make test\" },\n\
+             #   { name = \"lint\", run = \"make lint\", timeout = \"2m\" },\n\
+             # ]\n\
+             commands = []\n",
+        );
+    } else {
+        commands.push_str("commands = [\n");
+        for (name, run) in checks {
+            commands.push_str(&format!("  {{ name = {}, run = {} }},\n", toml_string(name), toml_string(run)));
+        }
+        commands.push_str("]\n");
+    }
+    format!(
+        r#"# airlock configuration. Every change an agent proposes is checked against this file.
+# Keys left out take the defaults shown here. Unknown keys are errors.
+
+[repository]
+# The branch that approved changes are committed to, and the default base of proposals.
+target_branch = {branch}
+
+[checks]
+# Level 1 commands, run in order with `sh -c` in an isolated workspace holding the base
+# commit plus the change. They are trusted: written by you, never by an agent. The first
+# one that fails rejects the change, and its output tail is sent back to the agent.
+# Each entry: name, run, and optionally its own timeout.
+{commands}
+# Time limit of each command ("ms", "s", "m", "h"). On expiry the whole process group is killed.
+timeout = "10m"
+# How much of each command's output is kept: the tail, where errors usually are.
+output_limit = "64KiB"
+# Isolation of check commands:
+#   "required"    bubblewrap (Debian package `bubblewrap`): no network, read-only root,
+#                 only the workspace and a private /tmp writable; checks fail without it.
+#   "best-effort" bubblewrap when installed, otherwise unsandboxed (recorded with the verdict).
+#   "off"         never sandboxed.
+sandbox = "required"
+# Environment variables passed to check commands; every other variable is removed.
+pass_env = []
+
+[limits]
+# Largest change accepted, as the size of its diff ("KiB", "MiB" or a byte count).
+max_change_bytes = "10MiB"
+# Most files one change may touch.
+max_files = 2000
+# Whether binary file changes are accepted.
+allow_binary = false
+
+[server]
+# Address of the HTTP API. Keep it on loopback unless a proxy with TLS fronts it.
+listen = "127.0.0.1:7070"
+# Changes checked at the same time.
+workers = 2
+# Reusable workspaces kept warm under .airlock/workspaces.
+workspaces = 4
+# SQLite database, relative to the repository root.
+database = ".airlock/airlock.db"
+"#,
+        branch = toml_string(target_branch),
+    )
+}
+
+fn toml_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_error(text: &str, expected: &[&str]) {
+        let error = Config::parse(text, "airlock.toml").unwrap_err().to_string();
+        for part in expected {
+            assert!(error.contains(part), "error {error:?} lacks {part:?}");
+        }
+        assert!(error.starts_with("airlock.toml: "), "{error}");
+    }
+
+    #[test]
+    fn defaults() {
+        let config = Config::default();
+        assert_eq!(config.target_branch, "main");
+        assert_eq!(config.check_timeout, Duration::from_secs(600));
+        assert_eq!(config.output_limit, 64 << 10);
+        assert_eq!(config.sandbox, SandboxMode::Required);
+        assert_eq!(config.limits, Limits { max_change_bytes: 10 << 20, max_files: 2_000, allow_binary: false });
+        assert_eq!(config.server.listen, "127.0.0.1:7070");
+        assert!(config.checks.is_empty());
+    }
+
+    #[test]
+    fn generated_file_parses_to_the_defaults() {
+        let text = default_file_text("main", &[]);
+        assert_eq!(Config::parse(&text, "airlock.toml").unwrap(), Config::default());
+        let text = default_file_text("trunk", &[("test", "cargo test \"--all\"")]);
+        let config = Config::parse(&text, "airlock.toml").unwrap();
+        assert_eq!(config.target_branch, "trunk");
+        assert_eq!(config.checks[0].run, "cargo test \"--all\"");
+        assert_eq!(config.checks[0].timeout, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn commands_and_overrides() {
+        let config = Config::parse(
+            "[checks]\ncommands = [{name='test', run='make test', timeout='30s'}, {name='lint', run='make lint'}]\ntimeout='2m'\nsandbox='best-effort'\noutput_limit=1024\n[limits]\nmax_files=3\n",
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(config.checks[0].timeout, Duration::from_secs(30));
+        assert_eq!(config.checks[1].timeout, Duration::from_secs(120));
+        assert_eq!(config.sandbox, SandboxMode::BestEffort);
+        assert_eq!(config.output_limit, 1024);
+        assert_eq!(config.limits.max_files, 3);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_what_is_accepted() {
+        check_error("[repository]\ntarget_brnch = 'main'\n", &["target_brnch", "target_branch"]);
+        check_error("[checks]\nsandbox = 'strict'\n", &["strict", "required", "best-effort", "off"]);
+        check_error("[checks]\ntimeout = '10 minutes'\n", &["checks.timeout", "accepted"]);
+        check_error("[checks]\ntimeout = '0s'\n", &["checks.timeout", "positive"]);
+        check_error("[limits]\nmax_files = 0\n", &["limits.max_files", "1 to"]);
+        check_error("[limits]\nmax_change_bytes = '10 parsecs'\n", &["limits.max_change_bytes", "KiB"]);
+        check_error("[server]\nlisten = 'localhost'\n", &["server.listen", "IP:PORT"]);
+        check_error("[checks]\ncommands = [{name='a', run='x'}, {name='a', run='y'}]\n", &["checks.commands[1].name", "unique"]);
+        check_error("[checks]\ncommands = [{name='a b', run='x'}]\n", &["checks.commands[0].name"]);
+        check_error("[checks]\ncommands = [{name='a', run=' '}]\n", &["checks.commands[0].run", "empty"]);
+        check_error("[checks]\npass_env = ['A-B']\n", &["checks.pass_env"]);
+        check_error("[repository]\ntarget_branch = '--force'\n", &["repository.target_branch", "branch name"]);
+        check_error("[surprise]\n", &["surprise"]);
+        check_error("not toml at all", &["line 1"]);
+    }
+}

@@ -1,0 +1,83 @@
+//! Events: the append-only record of everything that happened to a change. Each state
+//! transition produces exactly one event, written in the same transaction as the state.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ChangeId, TokenId};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    /// An AI agent, identified by its token.
+    Agent,
+    /// A person, identified by their token or, for local commands, by the operating system user.
+    Human,
+    /// airlock itself (workers, timers).
+    System,
+}
+
+/// Who did something. Always derived from a credential or from airlock itself, never
+/// from what a request claims about itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub kind: ActorKind,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<TokenId>,
+}
+
+impl Actor {
+    pub fn system(component: &str) -> Actor {
+        Actor { kind: ActorKind::System, name: component.to_owned(), token_id: None }
+    }
+}
+
+/// The kinds of event. The strings are stable: the audit log and its readers rely on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    #[serde(rename = "change.proposed")]
+    ChangeProposed,
+    #[serde(rename = "checks.started")]
+    ChecksStarted,
+    #[serde(rename = "checks.resumed")]
+    ChecksResumed,
+    #[serde(rename = "checks.step_finished")]
+    CheckStepFinished,
+    #[serde(rename = "checks.passed")]
+    ChecksPassed,
+    #[serde(rename = "checks.rejected")]
+    ChecksRejected,
+    #[serde(rename = "checks.failed")]
+    ChecksFailed,
+    #[serde(rename = "token.created")]
+    TokenCreated,
+    #[serde(rename = "token.revoked")]
+    TokenRevoked,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::ChangeProposed => "change.proposed",
+            EventKind::ChecksStarted => "checks.started",
+            EventKind::ChecksResumed => "checks.resumed",
+            EventKind::CheckStepFinished => "checks.step_finished",
+            EventKind::ChecksPassed => "checks.passed",
+            EventKind::ChecksRejected => "checks.rejected",
+            EventKind::ChecksFailed => "checks.failed",
+            EventKind::TokenCreated => "token.created",
+            EventKind::TokenRevoked => "token.revoked",
+        }
+    }
+}
+
+/// An event about to be appended. `at_ms` is milliseconds since the Unix epoch,
+/// supplied by the caller so that the core stays clock-free.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    pub change_id: Option<ChangeId>,
+    pub at_ms: i64,
+    pub actor: Actor,
+    pub kind: EventKind,
+    pub data: serde_json::Value,
+}

@@ -1,0 +1,928 @@
+//! The parser: `git diff` (with `--binary`), `git format-patch` mail, and plain `diff -u`.
+//!
+//! One pass over the lines with a constant look-ahead, so time and memory are linear in
+//! the input. Hunk line counts decide where a hunk ends, as in git; text outside file
+//! patches is skipped only where mail carries it (before the first file patch and after a
+//! format-patch signature), so a miscounted hunk is an error rather than silently shorter.
+
+use crate::error::{ParseError, ParseProblem, excerpt};
+use crate::patch::{FileChangeKind, FilePatch, Hunk, HunkLine, LineKind, Patch};
+use crate::path;
+
+/// Parses a unified diff as produced by `git diff`, `git diff --binary`,
+/// `git format-patch` (mail headers, the commit message and the `-- ` signature are
+/// skipped; several mails in one mbox are read in order), or plain `diff -u` with
+/// `--- a/x` and `+++ b/x` lines and no `diff --git` line.
+///
+/// Fails on the first line that does not fit, naming it; never panics, whatever the bytes.
+/// Paths must be UTF-8 without NUL once unquoted; they are returned exactly, unchecked
+/// for safety.
+pub fn parse(input: &[u8]) -> Result<Patch, ParseError> {
+    let mut lines: Vec<&[u8]> = input.split(|&byte| byte == b'\n').collect();
+    // `split` yields an empty piece after the final newline; it is not a line.
+    if lines.last().is_some_and(|last| last.is_empty()) {
+        lines.pop();
+    }
+    Parser {
+        lines,
+        next: 0,
+        last_hunk_line: None,
+    }
+    .patch()
+}
+
+struct Parser<'a> {
+    lines: Vec<&'a [u8]>,
+    /// Index of the next unread line.
+    next: usize,
+    /// The 1-based line of the last hunk header of the current file patch, to explain
+    /// lines that follow a hunk whose header undercounts them.
+    last_hunk_line: Option<usize>,
+}
+
+/// A value read from the line with this 1-based number, kept for error messages.
+#[derive(Debug, Clone)]
+struct Sourced<T> {
+    value: T,
+    line: usize,
+}
+
+/// A name from a `---` or `+++` line.
+#[derive(Debug, Clone)]
+struct HeaderName {
+    /// `None` for `/dev/null`.
+    path: Option<String>,
+    /// The timestamp is the Unix epoch: plain `diff -N` marks an absent file that way.
+    epoch: bool,
+}
+
+/// Lines of a `diff --git` header that carry one value each.
+#[derive(Debug, Default)]
+struct GitHeader {
+    names: Option<(String, String)>,
+    old_mode: Option<u32>,
+    new_mode: Option<u32>,
+    index_mode: Option<u32>,
+    new_file: bool,
+    deleted_file: bool,
+    rename_from: Option<Sourced<String>>,
+    rename_to: Option<Sourced<String>>,
+    copy_from: Option<Sourced<String>>,
+    copy_to: Option<Sourced<String>>,
+    minus: Option<Sourced<HeaderName>>,
+    plus: Option<Sourced<HeaderName>>,
+    binary: bool,
+}
+
+impl<'a> Parser<'a> {
+    fn peek(&self) -> Option<&'a [u8]> {
+        self.lines.get(self.next).copied()
+    }
+
+    fn peek_second(&self) -> Option<&'a [u8]> {
+        self.lines.get(self.next + 1).copied()
+    }
+
+    /// The 1-based number of the next unread line.
+    fn line_number(&self) -> usize {
+        self.next + 1
+    }
+
+    fn advance(&mut self) {
+        self.next += 1;
+    }
+
+    fn error_here(&self, problem: ParseProblem) -> ParseError {
+        error_at(self.line_number(), problem)
+    }
+
+    fn at_plain_header(&self) -> bool {
+        self.peek().is_some_and(|line| line.starts_with(b"--- "))
+            && self
+                .peek_second()
+                .is_some_and(|line| line.starts_with(b"+++ "))
+    }
+
+    fn patch(&mut self) -> Result<Patch, ParseError> {
+        let mut files = Vec::new();
+        // Mail headers and the commit message precede the first file patch in
+        // `git format-patch` output, and the next mail follows a signature.
+        let mut skipping_mail = true;
+        while let Some(line) = self.peek() {
+            if let Some(rest) = line.strip_prefix(b"diff --git ") {
+                files.push(self.git_file_patch(rest)?);
+                skipping_mail = false;
+            } else if self.at_plain_header() {
+                files.push(self.plain_file_patch()?);
+                skipping_mail = false;
+            } else if let Some(names) = binary_files_differ(line) {
+                files.push(self.plain_binary_file_patch(names)?);
+                skipping_mail = false;
+            } else if line.starts_with(b"@@ -") {
+                return Err(self.error_here(ParseProblem::HunkWithoutFileHeader));
+            } else if skipping_mail {
+                self.advance();
+            } else if line == b"-- " || is_mbox_separator(line) {
+                skipping_mail = true;
+                self.advance();
+            } else if line.is_empty() || line.starts_with(b"diff ") {
+                // Blank lines, and the command lines `diff -ruN` prints before a file.
+                self.advance();
+            } else {
+                let side = match line.first() {
+                    Some(b'+') => Some("new"),
+                    Some(b'-') => Some("old"),
+                    Some(b' ') => Some("context"),
+                    _ => None,
+                };
+                let problem = match (side, self.last_hunk_line) {
+                    (Some(side), Some(header_line)) => {
+                        ParseProblem::ExtraHunkLine { header_line, side }
+                    }
+                    _ => ParseProblem::UnexpectedLine {
+                        found: excerpt(line),
+                    },
+                };
+                return Err(self.error_here(problem));
+            }
+        }
+        if files.is_empty() {
+            return Err(ParseError::NoFileChanges);
+        }
+        Ok(Patch { files })
+    }
+
+    fn git_file_patch(&mut self, names: &[u8]) -> Result<FilePatch, ParseError> {
+        self.last_hunk_line = None;
+        let header_line = self.line_number();
+        let mut header = GitHeader {
+            names: path::git_header_names(names)
+                .map_err(|problem| error_at(header_line, problem))?,
+            ..GitHeader::default()
+        };
+        self.advance();
+        let mut hunks = Vec::new();
+        let mut mode_lines = false;
+        while let Some(line) = self.peek() {
+            let number = self.line_number();
+            let at = |problem| error_at(number, problem);
+            if let Some(rest) = line.strip_prefix(b"old mode ") {
+                set_once(&mut header.old_mode, parse_mode(rest), "old mode").map_err(at)?;
+                mode_lines = true;
+            } else if let Some(rest) = line.strip_prefix(b"new mode ") {
+                set_once(&mut header.new_mode, parse_mode(rest), "new mode").map_err(at)?;
+                mode_lines = true;
+            } else if let Some(rest) = line.strip_prefix(b"deleted file mode ") {
+                set_once(&mut header.old_mode, parse_mode(rest), "deleted file mode")
+                    .map_err(at)?;
+                header.deleted_file = true;
+            } else if let Some(rest) = line.strip_prefix(b"new file mode ") {
+                set_once(&mut header.new_mode, parse_mode(rest), "new file mode").map_err(at)?;
+                header.new_file = true;
+            } else if let Some(rest) = line
+                .strip_prefix(b"rename from ")
+                .or_else(|| line.strip_prefix(b"rename old "))
+            {
+                set_sourced(&mut header.rename_from, rest, number, "rename from")?;
+            } else if let Some(rest) = line
+                .strip_prefix(b"rename to ")
+                .or_else(|| line.strip_prefix(b"rename new "))
+            {
+                set_sourced(&mut header.rename_to, rest, number, "rename to")?;
+            } else if let Some(rest) = line.strip_prefix(b"copy from ") {
+                set_sourced(&mut header.copy_from, rest, number, "copy from")?;
+            } else if let Some(rest) = line.strip_prefix(b"copy to ") {
+                set_sourced(&mut header.copy_to, rest, number, "copy to")?;
+            } else if line.starts_with(b"similarity index ")
+                || line.starts_with(b"dissimilarity index ")
+            {
+                // Informational only.
+            } else if let Some(rest) = line.strip_prefix(b"index ") {
+                // `index OLD..NEW MODE`: the mode is there only when it did not change.
+                if let Some(space) = rest.iter().position(|&byte| byte == b' ') {
+                    let mode = parse_mode(rest.get(space + 1..).unwrap_or_default());
+                    set_once(&mut header.index_mode, mode, "index").map_err(at)?;
+                }
+            } else if line == b"GIT binary patch" {
+                self.advance();
+                self.skip_binary_patch()?;
+                header.binary = true;
+                break;
+            } else if binary_files_differ(line).is_some() {
+                self.advance();
+                header.binary = true;
+                break;
+            } else if self.at_plain_header() {
+                let (minus, plus) = self.names_lines()?;
+                header.minus = Some(minus);
+                header.plus = Some(plus);
+                let hunks_line = self.line_number();
+                hunks = self.hunks()?;
+                if hunks.is_empty() {
+                    let path = header
+                        .plus
+                        .as_ref()
+                        .and_then(|plus| plus.value.path.clone());
+                    let path = path.or_else(|| header.minus.as_ref()?.value.path.clone());
+                    return Err(error_at(
+                        hunks_line,
+                        ParseProblem::MissingHunks {
+                            path: path.unwrap_or_default(),
+                        },
+                    ));
+                }
+                break;
+            } else if line.starts_with(b"--- ") {
+                return Err(error_at(number + 1, ParseProblem::MissingPlusLine));
+            } else if line.starts_with(b"@@") {
+                hunks = self.hunks()?;
+                break;
+            } else {
+                break;
+            }
+            self.advance();
+        }
+        finish_git_file_patch(header, hunks, mode_lines, header_line)
+    }
+
+    /// Reads a `---` line and the `+++` line after it; the caller checked both are there.
+    fn names_lines(&mut self) -> Result<(Sourced<HeaderName>, Sourced<HeaderName>), ParseError> {
+        let mut read = |prefix: &[u8]| {
+            let line = self.line_number();
+            let rest = self
+                .peek()
+                .and_then(|text| text.strip_prefix(prefix))
+                .ok_or_else(|| error_at(line, ParseProblem::MissingPlusLine))?;
+            let value = header_name(rest).map_err(|problem| error_at(line, problem))?;
+            self.advance();
+            Ok(Sourced { value, line })
+        };
+        let minus = read(b"--- ")?;
+        let plus = read(b"+++ ")?;
+        Ok((minus, plus))
+    }
+
+    fn plain_file_patch(&mut self) -> Result<FilePatch, ParseError> {
+        self.last_hunk_line = None;
+        let (minus, plus) = self.names_lines()?;
+        let hunks_line = self.line_number();
+        let hunks = self.hunks()?;
+        let creating = minus.value.path.is_none() || minus.value.epoch;
+        let deleting = plus.value.path.is_none() || plus.value.epoch;
+        let old_path = minus.value.path.filter(|_| !creating);
+        let new_path = plus.value.path.filter(|_| !deleting);
+        if hunks.is_empty() {
+            let path = new_path.or(old_path).unwrap_or_default();
+            return Err(error_at(hunks_line, ParseProblem::MissingHunks { path }));
+        }
+        plain_file(old_path, new_path, hunks, plus.line)
+    }
+
+    fn plain_binary_file_patch(&mut self, names: &[u8]) -> Result<FilePatch, ParseError> {
+        self.last_hunk_line = None;
+        let line = self.line_number();
+        let at = |problem| error_at(line, problem);
+        // `OLD and NEW`: split at the one ` and ` that exists, else the names are ambiguous.
+        let mut separators = names
+            .windows(5)
+            .enumerate()
+            .filter(|(_, window)| *window == b" and ")
+            .map(|(at, _)| at);
+        let (Some(split), None) = (separators.next(), separators.next()) else {
+            return Err(at(ParseProblem::BadBinaryFilesLine {
+                found: excerpt(names),
+            }));
+        };
+        let old = binary_name(names.get(..split).unwrap_or_default()).map_err(at)?;
+        let new = binary_name(names.get(split + 5..).unwrap_or_default()).map_err(at)?;
+        self.advance();
+        let mut file = plain_file(old, new, Vec::new(), line)?;
+        file.binary = true;
+        Ok(file)
+    }
+
+    /// Reads consecutive hunks and checks that they are in order and do not overlap.
+    fn hunks(&mut self) -> Result<Vec<Hunk>, ParseError> {
+        let mut hunks: Vec<Hunk> = Vec::new();
+        let mut previous: Option<(u64, u64, usize)> = None;
+        while let Some(line) = self.peek() {
+            if !line.starts_with(b"@@") {
+                break;
+            }
+            let header_line = self.line_number();
+            let hunk = self.hunk(line)?;
+            if hunks
+                .last()
+                .is_some_and(|last| last.lines.iter().any(|line| line.no_newline_at_end))
+            {
+                return Err(error_at(header_line, ParseProblem::MisplacedNoNewline));
+            }
+            let (old_begin, old_end) = span(hunk.old_start, hunk.old_len);
+            let (new_begin, new_end) = span(hunk.new_start, hunk.new_len);
+            if let Some((previous_old_end, previous_new_end, previous_line)) = previous
+                && (old_begin < previous_old_end || new_begin < previous_new_end)
+            {
+                return Err(error_at(
+                    header_line,
+                    ParseProblem::HunksOutOfOrder { previous_line },
+                ));
+            }
+            previous = Some((old_end, new_end, header_line));
+            hunks.push(hunk);
+        }
+        Ok(hunks)
+    }
+
+    fn hunk(&mut self, header: &[u8]) -> Result<Hunk, ParseError> {
+        let header_line = self.line_number();
+        self.last_hunk_line = Some(header_line);
+        let bad_header = || {
+            error_at(
+                header_line,
+                ParseProblem::BadHunkHeader {
+                    found: excerpt(header),
+                },
+            )
+        };
+        let (old_start, old_len, new_start, new_len) =
+            parse_hunk_header(header).ok_or_else(bad_header)?;
+        if (old_len > 0 && old_start == 0) || (new_len > 0 && new_start == 0) {
+            return Err(bad_header());
+        }
+        self.advance();
+        let (mut old_left, mut new_left) = (old_len, new_len);
+        let (mut old_ended, mut new_ended) = (false, false);
+        let mut lines: Vec<HunkLine> = Vec::new();
+        while old_left > 0 || new_left > 0 {
+            let number = self.line_number();
+            let truncated = ParseProblem::TruncatedHunk {
+                header_line,
+                old_missing: old_left,
+                new_missing: new_left,
+            };
+            let Some(line) = self.peek() else {
+                return Err(error_at(number, truncated));
+            };
+            let text = line.get(1..).unwrap_or_default();
+            let kind = match line.first() {
+                // Some tools strip the space of an empty context line; git accepts that too.
+                None | Some(b' ') => LineKind::Context,
+                Some(b'+') => LineKind::Added,
+                Some(b'-') => LineKind::Removed,
+                Some(b'\\') => {
+                    mark_no_newline(&mut lines, &mut old_ended, &mut new_ended)
+                        .map_err(|problem| error_at(number, problem))?;
+                    self.advance();
+                    continue;
+                }
+                Some(_) if line.starts_with(b"@@") || line.starts_with(b"diff ") => {
+                    return Err(error_at(number, truncated));
+                }
+                Some(_) => {
+                    return Err(error_at(
+                        number,
+                        ParseProblem::BadHunkLine {
+                            found: excerpt(line),
+                        },
+                    ));
+                }
+            };
+            let hunk_line = HunkLine {
+                kind,
+                text: text.to_vec(),
+                no_newline_at_end: false,
+            };
+            if hunk_line.in_old() {
+                if old_ended {
+                    return Err(error_at(number, ParseProblem::MisplacedNoNewline));
+                }
+                old_left = old_left.checked_sub(1).ok_or_else(|| {
+                    error_at(
+                        number,
+                        ParseProblem::ExtraHunkLine {
+                            header_line,
+                            side: "old",
+                        },
+                    )
+                })?;
+            }
+            if hunk_line.in_new() {
+                if new_ended {
+                    return Err(error_at(number, ParseProblem::MisplacedNoNewline));
+                }
+                new_left = new_left.checked_sub(1).ok_or_else(|| {
+                    error_at(
+                        number,
+                        ParseProblem::ExtraHunkLine {
+                            header_line,
+                            side: "new",
+                        },
+                    )
+                })?;
+            }
+            lines.push(hunk_line);
+            self.advance();
+        }
+        if let Some(line) = self.peek()
+            && line.starts_with(b"\\")
+        {
+            mark_no_newline(&mut lines, &mut old_ended, &mut new_ended)
+                .map_err(|problem| self.error_here(problem))?;
+            self.advance();
+        }
+        if lines.iter().all(|line| line.kind == LineKind::Context) {
+            return Err(error_at(header_line, ParseProblem::EmptyHunk));
+        }
+        Ok(Hunk {
+            old_start,
+            old_len,
+            new_start,
+            new_len,
+            lines,
+        })
+    }
+
+    /// Skips the base85 blocks after `GIT binary patch`: the forward change and, as git
+    /// writes it, the reverse one, each ended by a blank line.
+    fn skip_binary_patch(&mut self) -> Result<(), ParseError> {
+        for block in 0..2 {
+            let is_block_start =
+                |line: &[u8]| line.starts_with(b"literal ") || line.starts_with(b"delta ");
+            match self.peek() {
+                Some(line) if is_block_start(line) => self.advance(),
+                _ if block == 0 => {
+                    return Err(self.error_here(ParseProblem::MissingBinaryBlock));
+                }
+                _ => return Ok(()),
+            }
+            while let Some(line) = self.peek() {
+                self.advance();
+                match line.first() {
+                    None => break,
+                    Some(_) if is_base85_line(line) => {}
+                    Some(_) => {
+                        return Err(error_at(
+                            self.next,
+                            ParseProblem::BadBinaryLine {
+                                found: excerpt(line),
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn error_at(line: usize, problem: ParseProblem) -> ParseError {
+    ParseError::Invalid { line, problem }
+}
+
+fn set_once<T>(
+    slot: &mut Option<T>,
+    value: Result<T, ParseProblem>,
+    header: &'static str,
+) -> Result<(), ParseProblem> {
+    if slot.is_some() {
+        return Err(ParseProblem::DuplicateHeader { header });
+    }
+    *slot = Some(value?);
+    Ok(())
+}
+
+fn set_sourced(
+    slot: &mut Option<Sourced<String>>,
+    rest: &[u8],
+    line: usize,
+    header: &'static str,
+) -> Result<(), ParseError> {
+    let value = path::bare_path(rest).map(|value| Sourced { value, line });
+    set_once(slot, value, header).map_err(|problem| error_at(line, problem))
+}
+
+/// Applies a `\ No newline at end of file` line to the hunk line before it.
+fn mark_no_newline(
+    lines: &mut [HunkLine],
+    old_ended: &mut bool,
+    new_ended: &mut bool,
+) -> Result<(), ParseProblem> {
+    let last = lines
+        .last_mut()
+        .filter(|last| !last.no_newline_at_end)
+        .ok_or(ParseProblem::MisplacedNoNewline)?;
+    last.no_newline_at_end = true;
+    *old_ended |= last.in_old();
+    *new_ended |= last.in_new();
+    Ok(())
+}
+
+/// The 0-based half-open line range a hunk side covers; an empty side sits after
+/// line `start`.
+fn span(start: u32, len: u32) -> (u64, u64) {
+    let begin = if len == 0 {
+        u64::from(start)
+    } else {
+        u64::from(start).saturating_sub(1)
+    };
+    (begin, begin + u64::from(len))
+}
+
+fn finish_git_file_patch(
+    header: GitHeader,
+    hunks: Vec<Hunk>,
+    mode_lines: bool,
+    header_line: usize,
+) -> Result<FilePatch, ParseError> {
+    let conflict = |detail| error_at(header_line, ParseProblem::ConflictingHeaders { detail });
+    let minus_path = header.minus.as_ref().map(|minus| &minus.value.path);
+    let plus_path = header.plus.as_ref().map(|plus| &plus.value.path);
+    if header.new_file && matches!(minus_path, Some(Some(_))) {
+        return Err(conflict(
+            "`new file mode` with an old name; expected `--- /dev/null`",
+        ));
+    }
+    if header.deleted_file && matches!(plus_path, Some(Some(_))) {
+        return Err(conflict(
+            "`deleted file mode` with a new name; expected `+++ /dev/null`",
+        ));
+    }
+    let creating = header.new_file || matches!(minus_path, Some(None));
+    let deleting = header.deleted_file || matches!(plus_path, Some(None));
+    let renaming = header.rename_from.is_some() || header.rename_to.is_some();
+    let copying = header.copy_from.is_some() || header.copy_to.is_some();
+    if creating && deleting {
+        return Err(conflict("the file is both created and deleted"));
+    }
+    if (creating || deleting) && (renaming || copying) {
+        return Err(conflict(
+            "a created or deleted file cannot also be renamed or copied",
+        ));
+    }
+    if renaming && copying {
+        return Err(conflict("a file cannot be both renamed and copied"));
+    }
+    if renaming && (header.rename_from.is_none() || header.rename_to.is_none()) {
+        return Err(conflict("`rename from` and `rename to` come in pairs"));
+    }
+    if copying && (header.copy_from.is_none() || header.copy_to.is_none()) {
+        return Err(conflict("`copy from` and `copy to` come in pairs"));
+    }
+    if mode_lines && (header.old_mode.is_none() || header.new_mode.is_none()) {
+        return Err(conflict("`old mode` and `new mode` come in pairs"));
+    }
+
+    let (git_old, git_new) = match header.names {
+        Some((old, new)) => (
+            Some(Sourced {
+                value: old,
+                line: header_line,
+            }),
+            Some(Sourced {
+                value: new,
+                line: header_line,
+            }),
+        ),
+        None => (None, None),
+    };
+    let name_of = |name: Option<Sourced<HeaderName>>| {
+        name.and_then(|name| {
+            Some(Sourced {
+                value: name.value.path?,
+                line: name.line,
+            })
+        })
+    };
+    let old_path = if creating {
+        None
+    } else {
+        agreeing_name([
+            header.rename_from.or(header.copy_from),
+            name_of(header.minus),
+            git_old,
+        ])?
+    };
+    let new_path = if deleting {
+        None
+    } else {
+        agreeing_name([
+            header.rename_to.or(header.copy_to),
+            name_of(header.plus),
+            git_new,
+        ])?
+    };
+    if (old_path.is_none() && !creating) || (new_path.is_none() && !deleting) {
+        return Err(error_at(header_line, ParseProblem::UnknownPaths));
+    }
+    let kind = if creating {
+        FileChangeKind::Added
+    } else if deleting {
+        FileChangeKind::Deleted
+    } else if renaming {
+        FileChangeKind::Renamed
+    } else if copying {
+        FileChangeKind::Copied
+    } else {
+        FileChangeKind::Modified
+    };
+    if kind == FileChangeKind::Modified
+        && let (Some(old), Some(new)) = (&old_path, &new_path)
+        && old != new
+    {
+        return Err(error_at(
+            header_line,
+            ParseProblem::UndeclaredRename {
+                old: old.clone(),
+                new: new.clone(),
+            },
+        ));
+    }
+    let file = FilePatch {
+        old_mode: header.old_mode.or(header.index_mode.filter(|_| !creating)),
+        new_mode: header.new_mode.or(header.index_mode.filter(|_| !deleting)),
+        old_path,
+        new_path,
+        kind,
+        binary: header.binary,
+        hunks,
+    };
+    if kind == FileChangeKind::Modified && file.hunks.is_empty() && !file.binary && !mode_lines {
+        return Err(error_at(
+            header_line,
+            ParseProblem::NoChanges {
+                path: file.path().to_owned(),
+            },
+        ));
+    }
+    Ok(file)
+}
+
+/// The first name given, after checking that every other source names the same file.
+fn agreeing_name<const N: usize>(
+    sources: [Option<Sourced<String>>; N],
+) -> Result<Option<String>, ParseError> {
+    let mut chosen: Option<Sourced<String>> = None;
+    for source in sources.into_iter().flatten() {
+        match &chosen {
+            None => chosen = Some(source),
+            Some(first) if first.value != source.value => {
+                // Name the later line, where the reader meets the contradiction.
+                let (earlier, later) = if first.line <= source.line {
+                    (first.clone(), source)
+                } else {
+                    (source, first.clone())
+                };
+                return Err(error_at(
+                    later.line,
+                    ParseProblem::InconsistentPaths {
+                        first: earlier.value,
+                        second: later.value,
+                    },
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(chosen.map(|chosen| chosen.value))
+}
+
+/// A file patch from a plain diff, which has no way to say "rename".
+fn plain_file(
+    old_path: Option<String>,
+    new_path: Option<String>,
+    hunks: Vec<Hunk>,
+    line: usize,
+) -> Result<FilePatch, ParseError> {
+    let kind = match (&old_path, &new_path) {
+        (None, None) => {
+            return Err(error_at(
+                line,
+                ParseProblem::ConflictingHeaders {
+                    detail: "the file is both created and deleted",
+                },
+            ));
+        }
+        (None, Some(_)) => FileChangeKind::Added,
+        (Some(_), None) => FileChangeKind::Deleted,
+        (Some(old), Some(new)) if old != new => {
+            return Err(error_at(
+                line,
+                ParseProblem::UndeclaredRename {
+                    old: old.clone(),
+                    new: new.clone(),
+                },
+            ));
+        }
+        (Some(_), Some(_)) => FileChangeKind::Modified,
+    };
+    Ok(FilePatch {
+        old_path,
+        new_path,
+        old_mode: None,
+        new_mode: None,
+        kind,
+        binary: false,
+        hunks,
+    })
+}
+
+/// The name on a `---`/`+++` line: quoted, or up to the tab git and `diff` put before a
+/// timestamp (git adds one after names with spaces).
+fn header_name(rest: &[u8]) -> Result<HeaderName, ParseProblem> {
+    let (raw, tail) = if rest.first() == Some(&b'"') {
+        path::unquote(rest)?
+    } else {
+        match rest.iter().position(|&byte| byte == b'\t') {
+            Some(tab) => (
+                rest.get(..tab).unwrap_or_default().to_vec(),
+                rest.get(tab..).unwrap_or_default(),
+            ),
+            None => (rest.to_vec(), &[][..]),
+        }
+    };
+    if raw == b"/dev/null" {
+        return Ok(HeaderName {
+            path: None,
+            epoch: false,
+        });
+    }
+    let timestamp = tail.strip_prefix(b"\t").unwrap_or(tail);
+    Ok(HeaderName {
+        path: Some(path::prefixed_path(&raw)?),
+        epoch: is_epoch(timestamp),
+    })
+}
+
+/// A name from `Binary files OLD and NEW differ`.
+fn binary_name(raw: &[u8]) -> Result<Option<String>, ParseProblem> {
+    if raw == b"/dev/null" {
+        return Ok(None);
+    }
+    path::prefixed_path(raw).map(Some)
+}
+
+/// The `OLD and NEW` part of `Binary files OLD and NEW differ`.
+fn binary_files_differ(line: &[u8]) -> Option<&[u8]> {
+    line.strip_prefix(b"Binary files ")?
+        .strip_suffix(b" differ")
+}
+
+/// A data line of a binary patch: a length character (`A`-`Z` for 1-26 bytes, `a`-`z`
+/// for 27-52), then five base85 characters per four bytes.
+fn is_base85_line(line: &[u8]) -> bool {
+    let Some((&length, data)) = line.split_first() else {
+        return false;
+    };
+    let bytes = match length {
+        b'A'..=b'Z' => usize::from(length - b'A') + 1,
+        b'a'..=b'z' => usize::from(length - b'a') + 27,
+        _ => return false,
+    };
+    data.len() == bytes.div_ceil(4) * 5
+        && data
+            .iter()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&()*+-;<=>?@^_`{|}~".contains(byte))
+}
+
+/// `From <commit id> <date>`, the line that starts each mail of a format-patch mbox.
+fn is_mbox_separator(line: &[u8]) -> bool {
+    let Some(rest) = line.strip_prefix(b"From ") else {
+        return false;
+    };
+    let id_len = rest
+        .iter()
+        .take_while(|byte| byte.is_ascii_hexdigit())
+        .count();
+    (id_len == 40 || id_len == 64) && rest.get(id_len) == Some(&b' ')
+}
+
+/// An octal git mode such as `100644`.
+fn parse_mode(text: &[u8]) -> Result<u32, ParseProblem> {
+    let bad = || ParseProblem::BadMode {
+        found: excerpt(text),
+    };
+    if text.is_empty() || text.len() > 7 {
+        return Err(bad());
+    }
+    text.iter().try_fold(0u32, |mode, &digit| match digit {
+        b'0'..=b'7' => Ok(mode * 8 + u32::from(digit - b'0')),
+        _ => Err(bad()),
+    })
+}
+
+/// `@@ -OLD[,LEN] +NEW[,LEN] @@ anything`, with lengths defaulting to 1.
+fn parse_hunk_header(line: &[u8]) -> Option<(u32, u32, u32, u32)> {
+    let rest = line.strip_prefix(b"@@ -")?;
+    let (old_start, old_len, rest) = parse_range(rest)?;
+    let rest = rest.strip_prefix(b" +")?;
+    let (new_start, new_len, rest) = parse_range(rest)?;
+    rest.strip_prefix(b" @@")?;
+    Some((old_start, old_len, new_start, new_len))
+}
+
+fn parse_range(text: &[u8]) -> Option<(u32, u32, &[u8])> {
+    let (start, rest) = parse_number(text)?;
+    match rest.strip_prefix(b",") {
+        Some(rest) => {
+            let (len, rest) = parse_number(rest)?;
+            Some((start, len, rest))
+        }
+        None => Some((start, 1, rest)),
+    }
+}
+
+fn parse_number(text: &[u8]) -> Option<(u32, &[u8])> {
+    let digits = text.iter().take_while(|byte| byte.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let (number, rest) = text.split_at_checked(digits)?;
+    let value = number.iter().try_fold(0u32, |value, &digit| {
+        value.checked_mul(10)?.checked_add(u32::from(digit - b'0'))
+    })?;
+    Some((value, rest))
+}
+
+/// Whether a `diff -u` timestamp (`1970-01-01 00:00:00.000000000 +0000`, in any zone)
+/// is the Unix epoch, which `diff -N` writes for a file that does not exist.
+fn is_epoch(timestamp: &[u8]) -> bool {
+    let Ok(timestamp) = std::str::from_utf8(timestamp) else {
+        return false;
+    };
+    let mut parts = timestamp.split(' ');
+    let (Some(date), Some(time), zone, None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let day_seconds: i64 = match date {
+        "1970-01-01" => 0,
+        "1969-12-31" => -86_400,
+        _ => return false,
+    };
+    let (clock, fraction) = time.split_once('.').unwrap_or((time, "0"));
+    if !fraction.bytes().all(|byte| byte == b'0') {
+        return false;
+    }
+    let mut fields = clock.split(':').map(|field| field.parse::<i64>().ok());
+    let (Some(Some(hours)), Some(Some(minutes)), Some(Some(seconds)), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return false;
+    };
+    let zone_seconds = match zone {
+        None => 0,
+        Some(zone) => {
+            let (sign, digits) = match zone.split_at_checked(1) {
+                Some(("+", digits)) => (1, digits),
+                Some(("-", digits)) => (-1, digits),
+                _ => return false,
+            };
+            let (Some(zone_hours), Some(zone_minutes)) = (
+                digits.get(..2).and_then(|text| text.parse::<i64>().ok()),
+                digits.get(2..).and_then(|text| text.parse::<i64>().ok()),
+            ) else {
+                return false;
+            };
+            if digits.len() != 4 {
+                return false;
+            }
+            sign * (zone_hours * 3600 + zone_minutes * 60)
+        }
+    };
+    day_seconds + hours * 3600 + minutes * 60 + seconds - zone_seconds == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_timestamps() {
+        let check =
+            |text: &str, expected: bool| assert_eq!(is_epoch(text.as_bytes()), expected, "{text}");
+        check("1970-01-01 00:00:00.000000000 +0000", true);
+        check("1970-01-01 00:00:00 +0000", true);
+        check("1970-01-01 01:00:00.000000000 +0100", true);
+        check("1969-12-31 19:00:00.000000000 -0500", true);
+        check("1970-01-01 00:00:01.000000000 +0000", false);
+        check("2024-05-01 10:00:00.000000000 +0000", false);
+        check("", false);
+        check("1970-01-01", false);
+    }
+
+    #[test]
+    fn hunk_headers() {
+        let check = |text: &str, expected: Option<(u32, u32, u32, u32)>| {
+            assert_eq!(parse_hunk_header(text.as_bytes()), expected, "{text}");
+        };
+        check("@@ -1,2 +3,4 @@", Some((1, 2, 3, 4)));
+        check("@@ -1 +1 @@ fn main()", Some((1, 1, 1, 1)));
+        check("@@ -0,0 +1 @@", Some((0, 0, 1, 1)));
+        check("@@ -4294967295,1 +1 @@", Some((u32::MAX, 1, 1, 1)));
+        check("@@ -4294967296,1 +1 @@", None);
+        check("@@ -1,2 +3,4", None);
+        check("@@ -a +1 @@", None);
+        check("@@@ -1 -1 +1 @@@", None);
+    }
+}

@@ -1,0 +1,474 @@
+//! Read-only access to a user's repository: resolving revisions, reading base trees and
+//! blobs, and diffs between commits. Nothing here writes to the repository.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use crate::command::{Git, stderr_excerpt};
+use crate::validate::{check_repository_path, check_revision};
+use crate::{CommitId, GitError};
+
+/// A user's repository, opened read-only.
+///
+/// Every call reads through the repository's git directory with optional locks off, so
+/// airlock never writes to it: no index refresh, no refs, no worktrees, no fetched objects.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    root: PathBuf,
+    git_dir: PathBuf,
+    common_dir: PathBuf,
+    object_format: ObjectFormat,
+    bare: bool,
+}
+
+/// The hash function of a repository's object ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectFormat {
+    Sha1,
+    Sha256,
+}
+
+impl ObjectFormat {
+    /// The name git uses (`--object-format=`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectFormat::Sha1 => "sha1",
+            ObjectFormat::Sha256 => "sha256",
+        }
+    }
+}
+
+/// What a tree entry points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A file or a symbolic link (see [`TreeEntry::mode`]).
+    Blob,
+    /// A directory.
+    Tree,
+    /// A submodule (gitlink): a commit of another repository.
+    Commit,
+}
+
+/// One entry of a commit's tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeEntry {
+    /// Full path from the root of the tree, '/'-separated.
+    pub path: String,
+    /// git's mode: 0o100644 file, 0o100755 executable, 0o120000 symbolic link,
+    /// 0o040000 directory, 0o160000 submodule.
+    pub mode: u32,
+    pub kind: EntryKind,
+    /// The object id, in hexadecimal.
+    pub oid: String,
+}
+
+pub const MODE_SYMLINK: u32 = 0o120000;
+pub const MODE_SUBMODULE: u32 = 0o160000;
+pub const MODE_EXECUTABLE: u32 = 0o100755;
+pub const MODE_DIRECTORY: u32 = 0o040000;
+
+impl TreeEntry {
+    pub fn is_symlink(&self) -> bool {
+        self.mode == MODE_SYMLINK
+    }
+
+    pub fn is_submodule(&self) -> bool {
+        self.mode == MODE_SUBMODULE
+    }
+}
+
+/// Arguments beyond this many bytes are split over several git calls, far below the
+/// kernel's limit on one command line.
+const MAX_PATHSPEC_BYTES_PER_CALL: usize = 512 * 1024;
+
+impl Repo {
+    /// Opens the repository containing `path` (a work tree, any directory inside it, or a
+    /// bare repository).
+    ///
+    /// Fails with [`GitError::NotARepository`] when `path` is not a directory inside a
+    /// repository, including when it is inside a `.git` directory of a non-bare repository.
+    pub fn open(path: &Path) -> Result<Repo, GitError> {
+        let not_a_repository = |detail: String| GitError::NotARepository {
+            path: path.to_path_buf(),
+            detail,
+        };
+        if !path.is_dir() {
+            return Err(not_a_repository("no such directory".to_owned()));
+        }
+        let finished = Git::new(path)
+            .args([
+                "rev-parse",
+                "--path-format=absolute",
+                "--is-bare-repository",
+                "--git-dir",
+                "--git-common-dir",
+                "--show-object-format",
+            ])
+            .run_with_status(None)?;
+        if !finished.status.success() {
+            return Err(not_a_repository(stderr_excerpt(&finished.stderr)));
+        }
+        let args = finished.args.clone();
+        let lines = output_lines(&finished.stdout);
+        let [bare, git_dir, common_dir, object_format] = lines[..] else {
+            return Err(unexpected(&args, "expected four lines from rev-parse"));
+        };
+        let bare = bare == b"true";
+        let object_format = match object_format {
+            b"sha1" => ObjectFormat::Sha1,
+            b"sha256" => ObjectFormat::Sha256,
+            other => {
+                return Err(unexpected(
+                    &args,
+                    format!("unknown object format {:?}", String::from_utf8_lossy(other)),
+                ));
+            }
+        };
+        let git_dir = path_from_bytes(git_dir);
+        let common_dir = path_from_bytes(common_dir);
+        let root = if bare {
+            git_dir.clone()
+        } else {
+            let finished = Git::new(path)
+                .args(["rev-parse", "--path-format=absolute", "--show-toplevel"])
+                .run_with_status(None)?;
+            if !finished.status.success() {
+                return Err(not_a_repository(format!(
+                    "{} (open the work tree, not its git directory)",
+                    stderr_excerpt(&finished.stderr)
+                )));
+            }
+            match output_lines(&finished.stdout)[..] {
+                [top] => path_from_bytes(top),
+                _ => return Err(unexpected(&finished.args, "expected one line")),
+            }
+        };
+        Ok(Repo {
+            root,
+            git_dir,
+            common_dir,
+            object_format,
+            bare,
+        })
+    }
+
+    /// The top of the work tree, or the git directory of a bare repository.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The git directory (for a linked worktree, its own private one).
+    pub fn git_dir(&self) -> &Path {
+        &self.git_dir
+    }
+
+    /// The directory holding the repository's objects, shared by all its worktrees.
+    /// Workspaces borrow objects from here instead of copying them.
+    pub fn objects_dir(&self) -> PathBuf {
+        self.common_dir.join("objects")
+    }
+
+    pub fn is_bare(&self) -> bool {
+        self.bare
+    }
+
+    pub fn object_format(&self) -> ObjectFormat {
+        self.object_format
+    }
+
+    /// The commit named by `rev` (a branch, tag, commit id or other single-commit
+    /// expression; tags are peeled).
+    ///
+    /// Revisions that git could read as an option or a range are refused with
+    /// [`GitError::InvalidRevision`] before git runs; a revision naming nothing, or a tree
+    /// or blob, is [`GitError::UnknownRevision`].
+    pub fn resolve_commit(&self, rev: &str) -> Result<CommitId, GitError> {
+        check_revision(rev)?;
+        let finished = self
+            .git()
+            .args(["rev-parse", "--verify", "--quiet", "--end-of-options"])
+            .arg(format!("{rev}^{{commit}}"))
+            .run_with_status(None)?;
+        match finished.status.code() {
+            Some(0) => single_commit_id(&finished.args, &finished.stdout),
+            Some(1) => Err(GitError::UnknownRevision {
+                rev: rev.to_owned(),
+            }),
+            _ => Err(finished.into_error()),
+        }
+    }
+
+    /// The branch HEAD points at, or `None` when HEAD is detached.
+    pub fn current_branch(&self) -> Result<Option<String>, GitError> {
+        let finished = self
+            .git()
+            .args(["symbolic-ref", "--quiet", "HEAD"])
+            .run_with_status(None)?;
+        match finished.status.code() {
+            Some(0) => {
+                let text = String::from_utf8_lossy(&finished.stdout);
+                let name = text.trim_end_matches('\n');
+                Ok(Some(
+                    name.strip_prefix("refs/heads/").unwrap_or(name).to_owned(),
+                ))
+            }
+            Some(1) => Ok(None),
+            _ => Err(finished.into_error()),
+        }
+    }
+
+    /// The entries of `commit`'s tree for each of `paths` and for every directory on the
+    /// way to it, sorted by path, each once. A path or ancestor that does not exist has no
+    /// entry, and nothing below a non-directory is listed: when `a` is a symbolic link,
+    /// `a/b` yields only the entry for `a` (mode 0o120000), so callers can see that a write
+    /// to `a/b` would go through a link or into a submodule.
+    ///
+    /// One git call (more only for tens of thousands of paths).
+    pub fn tree_entries(
+        &self,
+        commit: &CommitId,
+        paths: &[&str],
+    ) -> Result<Vec<TreeEntry>, GitError> {
+        for path in paths {
+            check_repository_path(path)?;
+        }
+        // `ls-tree` without `-r` matches each pathspec as a prefix: naming a directory `a`
+        // also lists `a`'s direct children when git descends into `a` for a deeper
+        // pathspec. Every ancestor must be named (a symbolic link `a` is not listed for the
+        // pathspec `a/b`), so the output is filtered to exactly the names asked for.
+        let mut wanted: BTreeSet<&str> = BTreeSet::new();
+        for path in paths {
+            for (index, _) in path.match_indices('/') {
+                wanted.insert(&path[..index]);
+            }
+            wanted.insert(path);
+        }
+        let mut found: BTreeMap<String, TreeEntry> = BTreeMap::new();
+        let wanted_list: Vec<&str> = wanted.iter().copied().collect();
+        for chunk in chunk_by_bytes(&wanted_list, MAX_PATHSPEC_BYTES_PER_CALL) {
+            let git = self
+                .git()
+                .args(["ls-tree", "-z", "-t", "--full-tree"])
+                .arg(commit.as_str())
+                .arg("--")
+                .args(chunk);
+            let args = git.describe();
+            let stdout = git.run()?;
+            for record in stdout.split(|&byte| byte == 0).filter(|r| !r.is_empty()) {
+                let entry = parse_tree_record(&args, record)?;
+                if wanted.contains(entry.path.as_str()) {
+                    found.insert(entry.path.clone(), entry);
+                }
+            }
+        }
+        Ok(found.into_values().collect())
+    }
+
+    /// The contents of the blob at each `commit:path`, in the order asked; `None` where
+    /// the path does not exist, is a directory or submodule, or lies below a symbolic link
+    /// (git does not follow links inside trees). A symbolic link itself is a blob whose
+    /// content is its target.
+    ///
+    /// One `git cat-file --batch` process serves all paths.
+    pub fn read_files(
+        &self,
+        commit: &CommitId,
+        paths: &[&str],
+    ) -> Result<Vec<Option<Vec<u8>>>, GitError> {
+        for path in paths {
+            check_repository_path(path)?;
+        }
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let requests: Vec<String> = paths
+            .iter()
+            .map(|path| format!("{}:{path}", commit.as_str()))
+            .collect();
+        let mut input = Vec::new();
+        for request in &requests {
+            input.extend_from_slice(request.as_bytes());
+            input.push(0);
+        }
+        let git = self.git().args(["cat-file", "--batch", "-z"]);
+        let args = git.describe();
+        let stdout = git.run_with_input(&input)?;
+        let mut rest = &stdout[..];
+        let mut contents = Vec::with_capacity(paths.len());
+        for request in &requests {
+            let newline = rest
+                .iter()
+                .position(|&byte| byte == b'\n')
+                .ok_or_else(|| unexpected(&args, "the output ended early"))?;
+            let header = &rest[..newline];
+            rest = &rest[newline + 1..];
+            // A missing object is reported with the request itself, which may contain
+            // spaces, so it is recognised by comparing with what was asked.
+            if header.strip_suffix(b" missing") == Some(request.as_bytes()) {
+                contents.push(None);
+                continue;
+            }
+            let (kind, size) = parse_batch_header(header)
+                .ok_or_else(|| unexpected(&args, format!("bad header for {request:?}")))?;
+            if rest.len() < size + 1 || rest[size] != b'\n' {
+                return Err(unexpected(&args, "object content ended early"));
+            }
+            let content = &rest[..size];
+            rest = &rest[size + 1..];
+            contents.push((kind == b"blob").then(|| content.to_vec()));
+        }
+        Ok(contents)
+    }
+
+    /// The change from `base` to `head` as a binary-safe unified diff with full object ids
+    /// and rename detection (`a/` and `b/` prefixes), as `git diff --binary --full-index -M`
+    /// prints it. Diff drivers, text conversion and colour from the repository's
+    /// configuration are not used.
+    pub fn diff(&self, base: &CommitId, head: &CommitId) -> Result<Vec<u8>, GitError> {
+        self.git()
+            .args([
+                "diff-tree",
+                "-p",
+                "-r",
+                "-M",
+                "--binary",
+                "--full-index",
+                "--no-color",
+                "--no-ext-diff",
+                "--no-textconv",
+                "--src-prefix=a/",
+                "--dst-prefix=b/",
+            ])
+            .arg(base.as_str())
+            .arg(head.as_str())
+            .run()
+    }
+
+    /// The best common ancestor of `a` and `b`, or `None` when their histories are
+    /// unrelated.
+    pub fn merge_base(&self, a: &CommitId, b: &CommitId) -> Result<Option<CommitId>, GitError> {
+        let finished = self
+            .git()
+            .arg("merge-base")
+            .arg(a.as_str())
+            .arg(b.as_str())
+            .run_with_status(None)?;
+        match finished.status.code() {
+            Some(0) => single_commit_id(&finished.args, &finished.stdout).map(Some),
+            Some(1) if finished.stdout.is_empty() => Ok(None),
+            _ => Err(finished.into_error()),
+        }
+    }
+
+    /// Every file, symbolic link and submodule path in `commit`'s tree, sorted as git
+    /// sorts them. Paths that are not UTF-8 are converted lossily.
+    pub fn list_files(&self, commit: &CommitId) -> Result<Vec<String>, GitError> {
+        let stdout = self
+            .git()
+            .args(["ls-tree", "-r", "-z", "--full-tree", "--name-only"])
+            .arg(commit.as_str())
+            .run()?;
+        Ok(stdout
+            .split(|&byte| byte == 0)
+            .filter(|path| !path.is_empty())
+            .map(|path| String::from_utf8_lossy(path).into_owned())
+            .collect())
+    }
+
+    fn git(&self) -> Git {
+        Git::for_repository(&self.git_dir)
+    }
+}
+
+/// `<mode> SP <type> SP <oid> TAB <path>`, as `ls-tree -z` prints one entry.
+fn parse_tree_record(args: &str, record: &[u8]) -> Result<TreeEntry, GitError> {
+    let bad = || {
+        unexpected(
+            args,
+            format!("bad entry {:?}", String::from_utf8_lossy(record)),
+        )
+    };
+    let tab = record
+        .iter()
+        .position(|&byte| byte == b'\t')
+        .ok_or_else(bad)?;
+    let (meta, path) = (&record[..tab], &record[tab + 1..]);
+    let meta = std::str::from_utf8(meta).map_err(|_| bad())?;
+    let mut fields = meta.split(' ');
+    let (Some(mode), Some(kind), Some(oid), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return Err(bad());
+    };
+    let mode = u32::from_str_radix(mode, 8).map_err(|_| bad())?;
+    let kind = match kind {
+        "blob" => EntryKind::Blob,
+        "tree" => EntryKind::Tree,
+        "commit" => EntryKind::Commit,
+        _ => return Err(bad()),
+    };
+    Ok(TreeEntry {
+        path: String::from_utf8_lossy(path).into_owned(),
+        mode,
+        kind,
+        oid: oid.to_owned(),
+    })
+}
+
+/// `<oid> SP <type> SP <size>`, as `cat-file --batch` prints before an object.
+fn parse_batch_header(header: &[u8]) -> Option<(&[u8], usize)> {
+    let mut fields = header.split(|&byte| byte == b' ');
+    let (_oid, kind, size) = (fields.next()?, fields.next()?, fields.next()?);
+    if fields.next().is_some() {
+        return None;
+    }
+    let size = std::str::from_utf8(size).ok()?.parse().ok()?;
+    Some((kind, size))
+}
+
+fn single_commit_id(args: &str, stdout: &[u8]) -> Result<CommitId, GitError> {
+    match output_lines(stdout)[..] {
+        [line] => std::str::from_utf8(line)
+            .ok()
+            .and_then(|text| CommitId::from_str(text).ok())
+            .ok_or_else(|| unexpected(args, "expected a commit id")),
+        _ => Err(unexpected(args, "expected one line")),
+    }
+}
+
+/// Output lines without their terminators; a trailing newline does not make an empty line.
+fn output_lines(stdout: &[u8]) -> Vec<&[u8]> {
+    let stdout = stdout.strip_suffix(b"\n").unwrap_or(stdout);
+    if stdout.is_empty() {
+        return Vec::new();
+    }
+    stdout.split(|&byte| byte == b'\n').collect()
+}
+
+fn path_from_bytes(bytes: &[u8]) -> PathBuf {
+    PathBuf::from(OsStr::from_bytes(bytes))
+}
+
+fn chunk_by_bytes<'a>(items: &[&'a str], limit: usize) -> Vec<Vec<&'a str>> {
+    let mut chunks = vec![Vec::new()];
+    let mut bytes = 0;
+    for item in items {
+        if bytes + item.len() > limit && !chunks.last().is_some_and(Vec::is_empty) {
+            chunks.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += item.len() + 1;
+        chunks.last_mut().expect("never empty").push(*item);
+    }
+    chunks
+}
+
+pub(crate) fn unexpected(args: &str, detail: impl Into<String>) -> GitError {
+    GitError::UnexpectedOutput {
+        args: args.to_owned(),
+        detail: detail.into(),
+    }
+}

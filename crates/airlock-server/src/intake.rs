@@ -1,0 +1,159 @@
+//! Intake over git: resolves the base commit, reads the base tree for the rules in
+//! `airlock_core::intake`, and turns a validated change set back into file writes for a
+//! workspace. Runs on blocking threads (every call here may start git).
+
+use airlock_core::change::{ChangedFile, FileOp, SourceForm};
+use airlock_core::config::Limits;
+use airlock_core::intake::{self, ChangeSet, Edit, IntakeError, MODE_EXECUTABLE, MODE_SYMLINK, TreeEntry, TreeReader};
+use airlock_git::{CommitId, FileMode, FileWrite, GitError, Repo};
+
+/// One commit's tree, read through git.
+pub struct GitTree<'a> {
+    pub repo: &'a Repo,
+    pub commit: &'a CommitId,
+}
+
+impl TreeReader for GitTree<'_> {
+    fn entries(&self, paths: &[&str]) -> Result<Vec<TreeEntry>, String> {
+        let entries = self.repo.tree_entries(self.commit, paths).map_err(|e| e.to_string())?;
+        Ok(entries.into_iter().map(|e| TreeEntry { path: e.path, mode: e.mode }).collect())
+    }
+
+    fn read(&self, paths: &[&str]) -> Result<Vec<Option<Vec<u8>>>, String> {
+        self.repo.read_files(self.commit, paths).map_err(|e| e.to_string())
+    }
+}
+
+/// The three forms a proposal may take.
+#[derive(Debug)]
+pub enum ProposalBody {
+    Diff(String),
+    Edits(Vec<Edit>),
+    Ref(String),
+}
+
+/// What intake produced: the validated change and where it came from.
+#[derive(Debug)]
+pub struct Accepted {
+    pub base: CommitId,
+    pub source: SourceForm,
+    pub change_set: ChangeSet,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    #[error(transparent)]
+    Intake(#[from] IntakeError),
+    #[error("{0}")]
+    UnknownRevision(String),
+    #[error(transparent)]
+    Git(GitError),
+}
+
+fn revision_error(what: &str, error: GitError) -> AcceptError {
+    match error {
+        GitError::UnknownRevision { .. } | GitError::InvalidRevision { .. } => {
+            AcceptError::UnknownRevision(format!("{what}: {error}"))
+        }
+        other => AcceptError::Git(other),
+    }
+}
+
+/// Validates a proposal against the repository. Writes nothing anywhere.
+pub fn accept(
+    repo: &Repo,
+    target_branch: &str,
+    base: Option<&str>,
+    body: &ProposalBody,
+    limits: &Limits,
+) -> Result<Accepted, AcceptError> {
+    let target_tip = || repo.resolve_commit(target_branch).map_err(|e| revision_error("target branch", e));
+    match body {
+        ProposalBody::Diff(diff) => {
+            let base = match base {
+                Some(rev) => repo.resolve_commit(rev).map_err(|e| revision_error("base", e))?,
+                None => target_tip()?,
+            };
+            let tree = GitTree { repo, commit: &base };
+            let change_set = intake::from_diff(diff.as_bytes(), &tree, None, limits)?;
+            Ok(Accepted { base, source: SourceForm::Diff, change_set })
+        }
+        ProposalBody::Edits(edits) => {
+            let base = match base {
+                Some(rev) => repo.resolve_commit(rev).map_err(|e| revision_error("base", e))?,
+                None => target_tip()?,
+            };
+            let tree = GitTree { repo, commit: &base };
+            let change_set = intake::from_edits(edits, &tree, limits)?;
+            Ok(Accepted { base, source: SourceForm::Edits, change_set })
+        }
+        ProposalBody::Ref(name) => {
+            let head = repo.resolve_commit(name).map_err(|e| revision_error("ref", e))?;
+            let base = match base {
+                Some(rev) => repo.resolve_commit(rev).map_err(|e| revision_error("base", e))?,
+                // A branch an agent pushed: the change is what it adds since it forked.
+                None => repo
+                    .merge_base(&target_tip()?, &head)
+                    .map_err(AcceptError::Git)?
+                    .ok_or_else(|| AcceptError::UnknownRevision(format!("ref `{name}` shares no history with `{target_branch}`")))?,
+            };
+            let diff = repo.diff(&base, &head).map_err(AcceptError::Git)?;
+            let base_tree = GitTree { repo, commit: &base };
+            let head_tree = GitTree { repo, commit: &head };
+            let change_set = intake::from_diff(&diff, &base_tree, Some(&head_tree), limits)?;
+            let source = SourceForm::Ref { name: name.clone(), head: head.to_string() };
+            Ok(Accepted { base, source, change_set })
+        }
+    }
+}
+
+/// Re-derives a stored change's file contents from its base commit and diff, checks them
+/// against the hashes recorded at intake, and returns the writes that turn the base tree
+/// into base + change.
+pub fn materialize(
+    repo: &Repo,
+    base: &CommitId,
+    source: &SourceForm,
+    diff: &[u8],
+    recorded: &[ChangedFile],
+    limits: &Limits,
+) -> Result<Vec<FileWrite>, String> {
+    let base_tree = GitTree { repo, commit: base };
+    let change_set = match source {
+        SourceForm::Ref { head, .. } => {
+            let head: CommitId = head.parse().map_err(|e| format!("stored head commit: {e}"))?;
+            let head_tree = GitTree { repo, commit: &head };
+            intake::from_diff(diff, &base_tree, Some(&head_tree), limits)
+        }
+        SourceForm::Diff | SourceForm::Edits => intake::from_diff(diff, &base_tree, None, limits),
+    }
+    .map_err(|e| format!("the stored change no longer applies: {e}"))?;
+    if change_set.files != recorded {
+        return Err("the stored change no longer produces the files recorded at intake".into());
+    }
+    Ok(file_writes(&change_set))
+}
+
+/// Removals first, then writes: a rename from `a` to `a/b`, or a file replaced by a
+/// directory, needs the old path gone before the new one is written.
+fn file_writes(change_set: &ChangeSet) -> Vec<FileWrite> {
+    let mut writes = Vec::new();
+    for file in &change_set.files {
+        if matches!(file.op, FileOp::Delete | FileOp::Rename)
+            && let Some(old) = &file.old_path
+        {
+            writes.push(FileWrite { path: old.clone(), content: None, mode: FileMode::Regular });
+        }
+    }
+    for (file, content) in change_set.files.iter().zip(&change_set.new_contents) {
+        if let (Some(path), Some(content)) = (&file.new_path, content) {
+            let mode = match file.new_mode {
+                Some(MODE_SYMLINK) => FileMode::Symlink,
+                Some(MODE_EXECUTABLE) => FileMode::Executable,
+                _ => FileMode::Regular,
+            };
+            writes.push(FileWrite { path: path.clone(), content: Some(content.clone()), mode });
+        }
+    }
+    writes
+}

@@ -1,0 +1,146 @@
+//! The airlock service: the HTTP API, the worker pool that runs Level 1, and the glue
+//! between the pure rules of `airlock-core` and the crates that do I/O (git, sandbox,
+//! store). [`start`] binds nothing itself: callers hand it a bound listener, so tests
+//! and the demo use port 0 without races.
+
+mod api;
+mod intake;
+pub mod tokens;
+mod worker;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use airlock_core::config::Config;
+use airlock_git::{Repo, WorkspacePool};
+use airlock_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+pub use api::ChangeView;
+
+/// Where and how the service runs.
+#[derive(Clone, Debug)]
+pub struct ServiceOptions {
+    /// The user's repository (its work tree root). Never modified.
+    pub repo_root: PathBuf,
+    /// airlock's state directory (`.airlock/`): database, workspaces. Hidden from checks.
+    pub state_dir: PathBuf,
+    pub config: Config,
+    /// Path to bwrap; None looks it up on PATH. Tests point it at a missing file.
+    pub bwrap_path: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Git(#[from] airlock_git::GitError),
+    #[error(transparent)]
+    Store(#[from] airlock_store::StoreError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Shared by request handlers and workers.
+struct Shared<S> {
+    store: S,
+    repo: Repo,
+    config: Config,
+    workspaces: WorkspacePool,
+    options: ServiceOptions,
+    /// Wakes idle workers when a change is queued.
+    work_available: Notify,
+    shutting_down: AtomicBool,
+    /// Cancels running checks at shutdown.
+    cancel: airlock_sandbox::Cancel,
+}
+
+/// A running service. Drop does not stop it: call [`Running::shutdown`].
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: Arc<dyn Fn() + Send + Sync>,
+    http: JoinHandle<std::io::Result<()>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl Running {
+    /// Stops accepting requests and work, cancels running checks (they are not recorded,
+    /// so they run again after a restart) and waits for everything to stop.
+    pub async fn shutdown(self) {
+        (self.stop)();
+        let _ = self.http.await;
+        for worker in self.workers {
+            let _ = worker.await;
+        }
+    }
+}
+
+/// Starts the API on `listener` and the worker pool.
+///
+/// The store must belong to this process alone (SQLite): leases left by a previous
+/// process are dropped so its in-flight changes resume at once.
+pub async fn start<S: Store>(options: ServiceOptions, store: S, listener: TcpListener) -> Result<Running, ServiceError> {
+    let repo = Repo::open(&options.repo_root)?;
+    let workspaces = WorkspacePool::open(
+        &repo,
+        options.state_dir.join("workspaces"),
+        options.config.server.workspaces.max(options.config.server.workers),
+    )?;
+    let released = store.release_all_leases().await?;
+    if released > 0 {
+        tracing::info!(released, "resuming changes left in flight by a previous run");
+    }
+    let shared = Arc::new(Shared {
+        store,
+        repo,
+        config: options.config.clone(),
+        workspaces,
+        options,
+        work_available: Notify::new(),
+        shutting_down: AtomicBool::new(false),
+        cancel: airlock_sandbox::Cancel::default(),
+    });
+    let addr = listener.local_addr()?;
+
+    let stop_http = Arc::new(Notify::new());
+    let router = api::router(shared.clone());
+    let http = {
+        let stop_http = stop_http.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router).with_graceful_shutdown(async move { stop_http.notified().await }).await
+        })
+    };
+    let workers = (0..shared.config.server.workers)
+        .map(|n| tokio::spawn(worker::run(shared.clone(), format!("{}-worker-{n}", std::process::id()))))
+        .collect();
+    let stop = {
+        let shared = shared.clone();
+        Arc::new(move || {
+            shared.shutting_down.store(true, Ordering::SeqCst);
+            shared.cancel.cancel();
+            shared.work_available.notify_waiters();
+            stop_http.notify_one();
+        })
+    };
+    Ok(Running { addr, stop, http, workers })
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// The state directory of a repository.
+pub fn state_dir(repo_root: &Path) -> PathBuf {
+    repo_root.join(".airlock")
+}

@@ -1,0 +1,343 @@
+//! Workers: each claims one change at a time, runs its Level 1 steps, and records every
+//! finished step before starting the next. A restart therefore resumes at the first
+//! unrecorded step; a step interrupted by a crash never completed, so it runs again,
+//! and no recorded step ever does.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use airlock_core::change::{ChangeState, StepRecord, StepStatus, Verdict, VerdictOutcome};
+use airlock_core::config::SandboxMode;
+use airlock_core::event::{Actor, EventKind, NewEvent};
+use airlock_core::pipeline::{NextStep, next_step};
+use airlock_git::{CommitId, Workspace};
+use airlock_sandbox::{CommandSpec, SandboxConfig};
+use airlock_store::{ChangeRecord, Store};
+
+use crate::api::file_hashes;
+use crate::{Shared, now_ms};
+
+/// A change that could not be checked this many times ends as `failed` instead of
+/// being retried forever (a change that crashes airlock must not crash it in a loop).
+const MAX_ATTEMPTS: i64 = 3;
+const LEASE_MS: i64 = 60_000;
+/// How long an idle worker sleeps before looking for work it was not told about.
+const IDLE_POLL: Duration = Duration::from_secs(2);
+
+pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>, worker: String) {
+    while !shared.shutting_down.load(Ordering::SeqCst) {
+        // Register interest before looking, so a notification between the look and the
+        // wait is not lost.
+        let notified = shared.work_available.notified();
+        match shared.store.claim_next(&worker, now_ms(), LEASE_MS).await {
+            Ok(Some(change)) => {
+                let id = change.id.clone();
+                if let Err(error) = check_change(&shared, &worker, change).await {
+                    tracing::error!(change = %id, %error, "Level 1 could not run; it will be retried");
+                }
+            }
+            Ok(None) => {
+                let _ = tokio::time::timeout(IDLE_POLL, notified).await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not claim work");
+                tokio::time::sleep(IDLE_POLL).await;
+            }
+        }
+    }
+}
+
+fn system_event(change: &ChangeRecord, kind: EventKind, mut data: serde_json::Value) -> NewEvent {
+    data["files"] = file_hashes(&change.files);
+    NewEvent { change_id: Some(change.id.clone()), at_ms: now_ms(), actor: Actor::system("worker"), kind, data }
+}
+
+/// Runs Level 1 for one claimed change, from wherever it stopped.
+async fn check_change<S: Store>(shared: &Arc<Shared<S>>, worker: &str, change: ChangeRecord) -> Result<(), String> {
+    if change.attempts > MAX_ATTEMPTS {
+        let verdict = Verdict {
+            outcome: VerdictOutcome::Failed,
+            summary: format!("airlock could not complete Level 1 after {MAX_ATTEMPTS} attempts; see the server log"),
+            failed_step: None,
+            exit_code: None,
+            duration_ms: None,
+            output_excerpt: None,
+            isolation: None,
+        };
+        finish(shared, worker, &change, verdict).await?;
+        return Ok(());
+    }
+    if change.state == ChangeState::Queued {
+        let event = system_event(&change, EventKind::ChecksStarted, serde_json::json!({ "worker": worker }));
+        let moved = shared.store.transition(&change.id, worker, ChangeState::Queued, ChangeState::Checking, None, &event).await;
+        if !moved.map_err(|e| e.to_string())? {
+            return Ok(()); // Someone else moved it; nothing to do.
+        }
+    } else {
+        let done = shared.store.steps(&change.id, change.revision).await.map_err(|e| e.to_string())?;
+        let event = system_event(
+            &change,
+            EventKind::ChecksResumed,
+            serde_json::json!({ "worker": worker, "attempt": change.attempts, "steps_already_done": done.len() }),
+        );
+        shared.store.append_event(&event).await.map_err(|e| e.to_string())?;
+    }
+
+    let mut workspace: Option<Workspace> = None;
+    let result = run_steps(shared, worker, &change, &mut workspace).await;
+    if let Some(workspace) = workspace {
+        // Resetting the workspace is off the verdict's path: the verdict is already stored.
+        let released = tokio::task::spawn_blocking(move || workspace.release()).await;
+        if let Ok(Err(error)) = released {
+            tracing::warn!(%error, "workspace reset failed; it will be rebuilt");
+        }
+    }
+    result
+}
+
+async fn run_steps<S: Store>(
+    shared: &Arc<Shared<S>>,
+    worker: &str,
+    change: &ChangeRecord,
+    workspace: &mut Option<Workspace>,
+) -> Result<(), String> {
+    loop {
+        if shared.shutting_down.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let done = shared.store.steps(&change.id, change.revision).await.map_err(|e| e.to_string())?;
+        let index = match next_step(&shared.config.checks, &done) {
+            NextStep::Finish(verdict) => return finish(shared, worker, change, verdict).await,
+            NextStep::Run(index) => index,
+        };
+        if workspace.is_none() {
+            match prepare_workspace(shared, change).await? {
+                Ok(prepared) => *workspace = Some(prepared),
+                Err(reason) => {
+                    // The change no longer materializes: that is a verdict, not a retry.
+                    let verdict = Verdict {
+                        outcome: VerdictOutcome::Rejected,
+                        summary: reason,
+                        failed_step: None,
+                        exit_code: None,
+                        duration_ms: None,
+                        output_excerpt: None,
+                        isolation: None,
+                    };
+                    return finish(shared, worker, change, verdict).await;
+                }
+            }
+        }
+        let tree = workspace.as_ref().map(|w| w.tree().to_path_buf()).unwrap_or_default();
+        let Some(step) = run_check(shared, worker, change, index, tree).await? else {
+            return Ok(()); // Cancelled by shutdown: left unrecorded, so it runs again.
+        };
+        let event = system_event(
+            change,
+            EventKind::CheckStepFinished,
+            serde_json::json!({
+                "step": step.name,
+                "index": step.index,
+                "status": step.status,
+                "exit_code": step.exit_code,
+                "duration_ms": step.duration_ms,
+                "isolation": step.isolation,
+            }),
+        );
+        let recorded = shared.store.record_step(&change.id, worker, change.revision, &step, &event).await;
+        if !recorded.map_err(|e| e.to_string())? {
+            return Err(format!("lost the lease on {} while running `{}`", change.id, step.name));
+        }
+    }
+}
+
+/// The outer error is airlock's (retry); the inner one is the change's (reject).
+async fn prepare_workspace<S: Store>(
+    shared: &Arc<Shared<S>>,
+    change: &ChangeRecord,
+) -> Result<Result<Workspace, String>, String> {
+    let diff = shared
+        .store
+        .change_diff(&change.id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("change {} has no stored diff", change.id))?;
+    let shared = shared.clone();
+    let change = change.clone();
+    tokio::task::spawn_blocking(move || {
+        let base: CommitId = change.base_commit.parse().map_err(|e| format!("stored base commit: {e}"))?;
+        let writes = match crate::intake::materialize(
+            &shared.repo,
+            &base,
+            &change.source,
+            &diff,
+            &change.files,
+            &shared.config.limits,
+        ) {
+            Ok(writes) => writes,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let mut workspace = shared.workspaces.acquire(&base).map_err(|e| e.to_string())?;
+        workspace.apply(&writes).map_err(|e| e.to_string())?;
+        Ok(Ok(workspace))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// Runs one configured check. None when shutdown cancelled it.
+async fn run_check<S: Store>(
+    shared: &Arc<Shared<S>>,
+    worker: &str,
+    change: &ChangeRecord,
+    index: usize,
+    tree: PathBuf,
+) -> Result<Option<StepRecord>, String> {
+    let check = shared.config.checks[index].clone();
+    let sandbox = SandboxConfig {
+        mode: match shared.config.sandbox {
+            SandboxMode::Required => airlock_sandbox::SandboxMode::Required,
+            SandboxMode::BestEffort => airlock_sandbox::SandboxMode::BestEffort,
+            SandboxMode::Off => airlock_sandbox::SandboxMode::Off,
+        },
+        workspace: tree,
+        hidden_paths: hidden_paths(&shared.options.state_dir, &shared.options.repo_root, &shared.config.server.database),
+        env: check_environment(&shared.config.pass_env, change),
+        bwrap_path: shared.options.bwrap_path.clone(),
+    };
+    let spec = CommandSpec {
+        name: check.name.clone(),
+        command: check.run.clone(),
+        timeout: check.timeout,
+        output_limit: shared.config.output_limit,
+    };
+
+    // Keep the lease alive while the command runs; it may take up to its timeout.
+    let renew = {
+        let shared = shared.clone();
+        let id = change.id.clone();
+        let worker = worker.to_owned();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis((LEASE_MS / 3) as u64)).await;
+                if !shared.store.renew_lease(&id, &worker, now_ms() + LEASE_MS).await.unwrap_or(false) {
+                    return;
+                }
+            }
+        })
+    };
+    let cancel = shared.cancel.clone();
+    let outcome = tokio::task::spawn_blocking(move || airlock_sandbox::run(&sandbox, &spec, &cancel)).await;
+    renew.abort();
+    let outcome = outcome.map_err(|e| e.to_string())?;
+
+    let step = match outcome {
+        Ok(outcome) if outcome.cancelled => return Ok(None),
+        Ok(outcome) => {
+            let reason = if outcome.timed_out {
+                Some(format!("timed out after {}", airlock_core::units::format_duration(check.timeout)))
+            } else {
+                None
+            };
+            StepRecord {
+                index,
+                name: check.name,
+                status: if outcome.success() { StepStatus::Passed } else { StepStatus::Failed },
+                exit_code: outcome.exit_code,
+                signal: outcome.signal,
+                timed_out: outcome.timed_out,
+                duration_ms: outcome.duration.as_millis() as u64,
+                output: String::from_utf8_lossy(&outcome.output).into_owned(),
+                output_total_bytes: outcome.output_total_bytes,
+                isolation: outcome.isolation.to_string(),
+                reason,
+            }
+        }
+        // The sandbox could not start the command (bwrap missing under "required", ...):
+        // the change cannot pass, and the reason is what the operator must fix.
+        Err(error) => StepRecord {
+            index,
+            name: check.name,
+            status: StepStatus::Failed,
+            exit_code: None,
+            signal: None,
+            timed_out: false,
+            duration_ms: 0,
+            output: String::new(),
+            output_total_bytes: 0,
+            isolation: "none: the command did not start".into(),
+            reason: Some(error.to_string()),
+        },
+    };
+    Ok(Some(step))
+}
+
+async fn finish<S: Store>(shared: &Arc<Shared<S>>, worker: &str, change: &ChangeRecord, verdict: Verdict) -> Result<(), String> {
+    let kind = match verdict.outcome {
+        VerdictOutcome::Passed => EventKind::ChecksPassed,
+        VerdictOutcome::Rejected => EventKind::ChecksRejected,
+        VerdictOutcome::Failed => EventKind::ChecksFailed,
+    };
+    let event = system_event(
+        change,
+        kind,
+        serde_json::json!({
+            "summary": verdict.summary,
+            "failed_step": verdict.failed_step,
+            "exit_code": verdict.exit_code,
+            "isolation": verdict.isolation,
+        }),
+    );
+    let from = shared.store.change(&change.id).await.map_err(|e| e.to_string())?.map(|c| c.state);
+    let Some(from) = from.filter(|s| !s.is_final()) else {
+        return Ok(());
+    };
+    let to = verdict.state();
+    let moved = shared.store.transition(&change.id, worker, from, to, Some(&verdict), &event).await;
+    if moved.map_err(|e| e.to_string())? {
+        tracing::info!(change = %change.id, state = %to, summary = %verdict.summary, "Level 1 finished");
+    }
+    Ok(())
+}
+
+/// What check commands must not see: airlock's state (database, tokens, workspaces'
+/// git dirs), the database wherever it is, and the usual credential stores in $HOME.
+fn hidden_paths(state_dir: &std::path::Path, repo_root: &std::path::Path, database: &str) -> Vec<PathBuf> {
+    let mut paths = vec![state_dir.to_path_buf()];
+    let database = repo_root.join(database);
+    if let Some(dir) = database.parent()
+        && !dir.starts_with(state_dir)
+    {
+        paths.push(database.clone());
+        paths.push(database.with_extension("db-wal"));
+        paths.push(database.with_extension("db-shm"));
+    }
+    if let Some(home) = std::env::var_os("HOME").map(PathBuf::from) {
+        for secret in [".ssh", ".aws", ".gnupg", ".config/gcloud", ".azure", ".docker", ".kube", ".netrc", ".git-credentials", ".pgpass", ".airlock"] {
+            paths.push(home.join(secret));
+        }
+    }
+    paths
+}
+
+/// The complete environment of a check: a fixed, minimal set plus what `pass_env` names.
+/// Nothing else of the server's environment (tokens, cloud credentials) gets through.
+fn check_environment(pass_env: &[String], change: &ChangeRecord) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("PATH".to_owned(), std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_owned())),
+        ("HOME".to_owned(), std::env::var("HOME").unwrap_or_else(|_| "/nonexistent".to_owned())),
+        ("LANG".to_owned(), "C.UTF-8".to_owned()),
+        ("TMPDIR".to_owned(), "/tmp".to_owned()),
+        ("CI".to_owned(), "true".to_owned()),
+        ("AIRLOCK_CHANGE_ID".to_owned(), change.id.to_string()),
+    ];
+    for name in pass_env {
+        if let Ok(value) = std::env::var(name) {
+            env.retain(|(existing, _)| existing != name);
+            env.push((name.clone(), value));
+        }
+    }
+    env
+}

@@ -1,0 +1,505 @@
+//! The service end to end: a real git repository in a temp dir, a real SQLite file,
+//! the real server on 127.0.0.1 port 0, real check commands under bubblewrap.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use airlock_core::config::Config;
+use airlock_core::event::Actor;
+use airlock_core::ids::Role;
+use airlock_server::{ChangeView, Running, ServiceOptions};
+use airlock_store::{SqliteStore, Store};
+use serde_json::{Value, json};
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args(["-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("git runs");
+    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Fails loudly under CI when bubblewrap is missing; elsewhere the caller skips.
+fn bwrap_available() -> bool {
+    let found = Command::new("bwrap").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "bubblewrap is required under CI: install the Debian package `bubblewrap`");
+        eprintln!("skipping: bwrap not found (install the Debian package `bubblewrap`)");
+    }
+    found
+}
+
+struct TestServer {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    running: Option<Running>,
+    url: String,
+    token: String,
+    http: ureq::Agent,
+}
+
+const BASE_FILES: &[(&str, &str)] = &[
+    ("README.md", "# sample\n\nline three\n"),
+    ("src/app.py", "def total(a, b):\n    return a + b\n\nprint(total(1, 2))\n"),
+    ("src/util.py", "X = 1\nX = 1\n"),
+    ("docs/guide.md", "guide\n"),
+];
+
+impl TestServer {
+    async fn start(config_text: &str) -> TestServer {
+        Self::start_with(config_text, None).await
+    }
+
+    async fn start_with(config_text: &str, bwrap_path: Option<PathBuf>) -> TestServer {
+        // Outside /tmp: checks get a private /tmp, which would hide a repository under
+        // it and make the isolation tests pass for the wrong reason.
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let root = dir.path().join("repo");
+        std::fs::create_dir_all(&root).unwrap();
+        git(&root, &["init", "-q"]);
+        for (path, content) in BASE_FILES {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        std::os::unix::fs::symlink("/etc", root.join("etc-link")).unwrap();
+        std::fs::write(root.join("airlock.toml"), config_text).unwrap();
+        std::fs::write(root.join(".gitignore"), ".airlock/\n").unwrap();
+        git(&root, &["add", "-A"]);
+        git(&root, &["commit", "-q", "-m", "base"]);
+        let mut server = TestServer {
+            _dir: dir,
+            root,
+            running: None,
+            url: String::new(),
+            token: String::new(),
+            http: ureq::Agent::config_builder().http_status_as_error(false).build().into(),
+        };
+        server.boot(config_text, bwrap_path).await;
+        server.token = server.issue("agent-7", Role::Agent).await;
+        server
+    }
+
+    fn options(&self, config_text: &str, bwrap_path: Option<PathBuf>) -> ServiceOptions {
+        ServiceOptions {
+            repo_root: self.root.clone(),
+            state_dir: self.root.join(".airlock"),
+            config: Config::parse(config_text, "airlock.toml").unwrap(),
+            bwrap_path,
+        }
+    }
+
+    async fn store(&self) -> SqliteStore {
+        std::fs::create_dir_all(self.root.join(".airlock")).unwrap();
+        SqliteStore::open(&self.root.join(".airlock/airlock.db")).await.unwrap()
+    }
+
+    async fn boot(&mut self, config_text: &str, bwrap_path: Option<PathBuf>) {
+        self.boot_on(0, config_text, bwrap_path).await;
+    }
+
+    async fn boot_on(&mut self, port: u16, config_text: &str, bwrap_path: Option<PathBuf>) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let running = airlock_server::start(self.options(config_text, bwrap_path), self.store().await, listener).await.unwrap();
+        self.url = format!("http://{}", running.addr);
+        self.running = Some(running);
+    }
+
+    async fn issue(&self, name: &str, role: Role) -> String {
+        let store = self.store().await;
+        airlock_server::tokens::issue(&store, name, role, None, Actor::system("test"), 0).await.unwrap().secret
+    }
+
+    async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+    }
+
+    /// Sends a request from a blocking thread (the client is synchronous).
+    async fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let http = self.http.clone();
+        let url = format!("{}{path}", self.url);
+        let method = method.to_owned();
+        let token = token.map(str::to_owned);
+        tokio::task::spawn_blocking(move || {
+            let mut response = match (method.as_str(), body) {
+                ("GET", _) => {
+                    let mut request = http.get(&url);
+                    if let Some(token) = &token {
+                        request = request.header("Authorization", format!("Bearer {token}"));
+                    }
+                    request.call().unwrap()
+                }
+                (_, body) => {
+                    let mut request = http.post(&url);
+                    if let Some(token) = &token {
+                        request = request.header("Authorization", format!("Bearer {token}"));
+                    }
+                    request.send_json(body.unwrap_or(Value::Null)).unwrap()
+                }
+            };
+            let status = response.status().as_u16();
+            let bytes = response.body_mut().with_config().limit(64 << 20).read_to_vec().unwrap();
+            (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn propose(&self, body: Value) -> (u16, Value) {
+        self.request("POST", "/v1/changes", Some(&self.token.clone()), Some(body)).await
+    }
+
+    /// Proposes and waits for the Level 1 verdict.
+    async fn decide(&self, body: Value) -> ChangeView {
+        let (status, created) = self.propose(body).await;
+        assert_eq!(status, 201, "{created}");
+        self.wait(created["id"].as_str().unwrap()).await
+    }
+
+    async fn wait(&self, id: &str) -> ChangeView {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, view) = self.request("GET", &format!("/v1/changes/{id}"), Some(&self.token.clone()), None).await;
+            assert_eq!(status, 200, "{view}");
+            let view: ChangeView = serde_json::from_value(view).unwrap();
+            if view.state.is_final() {
+                return view;
+            }
+            assert!(Instant::now() < deadline, "change {id} stuck in {}", view.state);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Asserts an intake refusal and that it wrote nothing: no change, no event, and
+    /// the user's repository untouched.
+    async fn refused(&self, body: Value, status: u16, code: &str, message_part: &str) {
+        let head_before = git(&self.root, &["rev-parse", "HEAD"]);
+        let (actual_status, answer) = self.propose(body).await;
+        assert_eq!((actual_status, answer["error"]["code"].as_str()), (status, Some(code)), "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(message_part), "message {message:?} lacks {message_part:?}");
+        let (_, list) = self.request("GET", "/v1/changes", Some(&self.token.clone()), None).await;
+        assert_eq!(list.as_array().unwrap().len(), 0, "a refused change was stored: {list}");
+        let store = self.store().await;
+        let change_events: Vec<_> = store.events(None).await.unwrap().into_iter().filter(|e| e.change_id.is_some()).collect();
+        assert!(change_events.is_empty(), "a refused change left events: {change_events:?}");
+        assert_eq!(git(&self.root, &["status", "--porcelain"]), "");
+        assert_eq!(git(&self.root, &["rev-parse", "HEAD"]), head_before);
+    }
+}
+
+const NO_CHECKS: &str = "[checks]\nsandbox = 'off'\n";
+
+fn diff_body(diff: &str) -> Value {
+    json!({ "title": "t", "diff": diff })
+}
+
+#[tokio::test]
+async fn health_and_authentication() {
+    let mut server = TestServer::start(NO_CHECKS).await;
+    assert_eq!(server.request("GET", "/healthz", None, None).await, (200, json!({"status": "ok"})));
+
+    let (status, body) = server.request("GET", "/v1/changes", None, None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")), "{body}");
+    let forged = format!("alk_{}", "0".repeat(64));
+    let (status, _) = server.request("GET", "/v1/changes", Some(&forged), None).await;
+    assert_eq!(status, 401);
+    let (status, _) = server.request("POST", "/v1/changes", Some("garbage"), Some(diff_body("x"))).await;
+    assert_eq!(status, 401);
+
+    // A reviewer may read but not propose.
+    let reviewer = server.issue("rita", Role::Reviewer).await;
+    let (status, body) = server.request("POST", "/v1/changes", Some(&reviewer), Some(diff_body("x"))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")), "{body}");
+
+    // A revoked token authenticates nobody.
+    let store = server.store().await;
+    let tokens = store.list_tokens().await.unwrap();
+    let agent = tokens.iter().find(|t| t.name == "agent-7").unwrap();
+    let event = airlock_core::event::NewEvent {
+        change_id: None,
+        at_ms: 1,
+        actor: Actor::system("test"),
+        kind: airlock_core::event::EventKind::TokenRevoked,
+        data: json!({}),
+    };
+    assert!(store.revoke_token(&agent.id, &event).await.unwrap());
+    let (status, _) = server.request("GET", "/v1/changes", Some(&server.token.clone()), None).await;
+    assert_eq!(status, 401);
+
+    let (status, body) = server.request("GET", "/v1/nothing", Some(&reviewer), None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+    let (status, body) = server.request("GET", "/v1/changes/chg_nope", Some(&reviewer), None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_change_id")));
+    let (status, body) = server.request("GET", "/v1/changes?state=bogus", Some(&reviewer), None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_state")));
+    assert!(body["error"]["message"].as_str().unwrap().contains("checks_passed"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_agent_comes_from_the_token_never_the_body() {
+    let mut server = TestServer::start(NO_CHECKS).await;
+    let diff = "--- a/README.md\n+++ b/README.md\n@@ -1,3 +1,3 @@\n # sample\n \n-line three\n+line 3\n";
+    let (status, body) =
+        server.propose(json!({ "title": "t", "diff": diff, "agent": "somebody-else" })).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_request")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("agent"));
+
+    let view = server.decide(diff_body(diff)).await;
+    assert_eq!(view.agent.name, "agent-7");
+    assert_eq!(view.state.as_str(), "checks_passed");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_three_forms_reach_a_verdict_and_events_carry_file_hashes() {
+    let config = "[checks]\nsandbox = 'off'\ncommands = [{ name = 'verify', run = 'test -x tools/run.sh && test ! -e docs/guide.md && test -f guide/GUIDE.md && grep -q total src/app.py' }]\n";
+    let mut server = TestServer::start(config).await;
+
+    // Diff form: a new executable file, a rename, and a modification.
+    let diff = "diff --git a/tools/run.sh b/tools/run.sh\nnew file mode 100755\n--- /dev/null\n+++ b/tools/run.sh\n@@ -0,0 +1 @@\n+echo hi\n\
+diff --git a/docs/guide.md b/guide/GUIDE.md\nsimilarity index 100%\nrename from docs/guide.md\nrename to guide/GUIDE.md\n\
+diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n@@ -1,3 +1,3 @@\n # sample\n \n-line three\n+line 3\n";
+    let view = server.decide(diff_body(diff)).await;
+    assert_eq!(view.state.as_str(), "checks_passed", "{:?}", view.verdict);
+    assert_eq!(view.files.len(), 3);
+
+    let (status, events) = server.request("GET", &format!("/v1/changes/{}/events", view.id), Some(&server.token.clone()), None).await;
+    assert_eq!(status, 200);
+    let kinds: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["change.proposed", "checks.started", "checks.step_finished", "checks.passed"]);
+    for event in events.as_array().unwrap() {
+        let files = event["data"]["files"].as_array().unwrap();
+        assert_eq!(files.len(), 3, "{event}");
+        let readme = files.iter().find(|f| f["path"] == "README.md").unwrap();
+        assert_eq!(readme["old_sha256"], airlock_core::intake::sha256_hex(b"# sample\n\nline three\n"));
+        assert_eq!(readme["new_sha256"], airlock_core::intake::sha256_hex(b"# sample\n\nline 3\n"));
+        assert_eq!(event["actor"]["name"], if event["kind"] == "change.proposed" { "agent-7" } else { "worker" });
+    }
+
+    // Edits form: replace, create and delete.
+    let edits = json!({ "title": "edits", "edits": [
+        { "op": "replace", "path": "src/app.py", "old_text": "return a + b", "new_text": "return a + b  # total" },
+        { "op": "create", "path": "tools/run.sh", "content": "echo hi\n" },
+        { "op": "delete", "path": "docs/guide.md" },
+        { "op": "create", "path": "guide/GUIDE.md", "content": "guide\n" },
+    ]});
+    // tools/run.sh is created without the executable bit by an edit: the check says so.
+    let view = server.decide(edits).await;
+    assert_eq!(view.state.as_str(), "rejected");
+    assert_eq!(view.files.len(), 4);
+
+    // Ref form: a branch with one commit on top of main.
+    git(&server.root, &["checkout", "-q", "-b", "agent/work"]);
+    std::fs::create_dir_all(server.root.join("tools")).unwrap();
+    std::fs::write(server.root.join("tools/run.sh"), "echo hi\n").unwrap();
+    std::fs::set_permissions(server.root.join("tools/run.sh"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(server.root.join("guide")).unwrap();
+    git(&server.root, &["mv", "docs/guide.md", "guide/GUIDE.md"]);
+    git(&server.root, &["add", "-A"]);
+    git(&server.root, &["commit", "-q", "-m", "agent work"]);
+    git(&server.root, &["checkout", "-q", "main"]);
+    let view = server.decide(json!({ "title": "from a branch", "ref": "agent/work" })).await;
+    assert_eq!(view.state.as_str(), "checks_passed", "{:?}", view.verdict);
+    assert!(matches!(view.source, airlock_core::change::SourceForm::Ref { .. }));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_inputs_are_refused_with_a_reason_and_write_nothing() {
+    let config = "[checks]\nsandbox = 'off'\n[limits]\nmax_change_bytes = 2048\nmax_files = 3\n";
+    let mut server = TestServer::start(config).await;
+    let modify = |path: &str| format!("--- a/{path}\n+++ b/{path}\n@@ -1 +1 @@\n-x\n+y\n");
+    let create = |path: &str| format!("diff --git a/{path} b/{path}\nnew file mode 100644\n--- /dev/null\n+++ b/{path}\n@@ -0,0 +1 @@\n+owned\n");
+
+    // Paths that escape the repository.
+    server.refused(diff_body(&create("../outside.txt")), 422, "invalid_path", "escape").await;
+    server.refused(diff_body(&create("src/../../outside.txt")), 422, "invalid_path", "escape").await;
+    server.refused(diff_body(&create("/etc/cron.d/evil")), 422, "invalid_path", "absolute").await;
+    server.refused(json!({ "title": "t", "edits": [{ "op": "create", "path": "/etc/cron.d/evil", "content": "x" }] }), 422, "invalid_path", "absolute").await;
+    // Through a symlink in the base tree (etc-link -> /etc).
+    server.refused(diff_body(&create("etc-link/cron.d/evil")), 422, "path_through_symlink", "symlink").await;
+    // Anything under .git/, in any case.
+    server.refused(diff_body(&create(".git/hooks/pre-commit")), 422, "path_in_git_dir", ".git").await;
+    server.refused(diff_body(&create("src/.GIT/config")), 422, "path_in_git_dir", ".git").await;
+    // Submodule changes.
+    let submodule = "diff --git a/vendor/lib b/vendor/lib\nnew file mode 160000\nindex 0000000..1234567\n--- /dev/null\n+++ b/vendor/lib\n@@ -0,0 +1 @@\n+Subproject commit 1234567890123456789012345678901234567890\n";
+    server.refused(diff_body(submodule), 422, "submodule_change", "submodule").await;
+    // New symlinks pointing outside the repository.
+    let symlink = |target: &str| {
+        format!("diff --git a/link b/link\nnew file mode 120000\n--- /dev/null\n+++ b/link\n@@ -0,0 +1 @@\n+{target}\n\\ No newline at end of file\n")
+    };
+    server.refused(diff_body(&symlink("/etc/shadow")), 422, "symlink_escapes_repository", "absolute").await;
+    server.refused(diff_body(&symlink("../../etc/shadow")), 422, "symlink_escapes_repository", "outside").await;
+    server.refused(diff_body(&symlink(".git/config")), 422, "symlink_escapes_repository", ".git").await;
+    // Binary patches (not allowed by default).
+    let binary = "diff --git a/logo.png b/logo.png\nnew file mode 100644\nindex 0000000..e69de29\nBinary files /dev/null and b/logo.png differ\n";
+    server.refused(diff_body(binary), 422, "binary_not_allowed", "allow_binary").await;
+    // Malformed diffs.
+    server.refused(diff_body("this is not a diff\n"), 422, "malformed_diff", "diff").await;
+    server.refused(diff_body("--- a/README.md\n+++ b/README.md\n@@ -1,3 +1,3 @@\n # sample\n"), 422, "malformed_diff", "").await;
+    // Edits whose old_text is absent or not unique.
+    let edit = |old: &str| json!({ "title": "t", "edits": [{ "op": "replace", "path": "src/util.py", "old_text": old, "new_text": "Y = 2\n" }] });
+    server.refused(edit("Z = 3\n"), 422, "edit_does_not_match", "not found").await;
+    server.refused(edit("X = 1\n"), 422, "edit_does_not_match", "more than once").await;
+    // Patches that do not apply to the base commit.
+    server.refused(diff_body(&modify("README.md")), 409, "patch_does_not_apply", "README.md").await;
+    server.refused(diff_body(&modify("missing.txt")), 409, "patch_does_not_apply", "does not exist").await;
+    server.refused(diff_body(&create("README.md")), 409, "patch_does_not_apply", "already exists").await;
+    // NUL bytes or invalid UTF-8 in paths (git quotes them as octal escapes).
+    server.refused(diff_body(&create("\"a\\000b\"").replace("a/\"a", "\"a/a").replace("b/\"a", "\"b/a")), 422, "malformed_diff", "NUL").await;
+    server.refused(diff_body(&create("\"\\377x\"").replace("a/\"\\377", "\"a/\\377").replace("b/\"\\377", "\"b/\\377")), 422, "malformed_diff", "UTF-8").await;
+    // Sizes over the limits.
+    let big = format!("--- /dev/null\n+++ b/big.txt\n@@ -0,0 +1 @@\n+{}\n", "x".repeat(4096));
+    server.refused(diff_body(&big), 413, "change_too_large", "max_change_bytes").await;
+    let many: String = (0..4).map(|i| create(&format!("f{i}.txt"))).collect();
+    server.refused(diff_body(&many), 422, "too_many_files", "max_files").await;
+    // Requests that are not proposals at all.
+    server.refused(json!({ "title": "t" }), 400, "invalid_request", "exactly one").await;
+    server.refused(json!({ "title": "", "diff": create("a.txt") }), 400, "invalid_title", "title").await;
+    server.refused(json!({ "title": "t", "diff": create("a.txt"), "base": "--output=/tmp/x" }), 422, "unknown_revision", "base").await;
+    server.refused(json!({ "title": "t", "ref": "no-such-branch" }), 422, "unknown_revision", "no-such-branch").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn checks_are_sandboxed_and_the_verdict_says_why_an_escape_failed() {
+    if !bwrap_available() {
+        return;
+    }
+    // Each check tries one escape; under bubblewrap each must fail. The same checks with
+    // the sandbox off succeed (second half), which is what proves this test can fail.
+    let probes = |port: u16, root: &Path, home: &str| {
+        vec![
+            ("connect", format!("bash -c 'echo hello > /dev/tcp/127.0.0.1/{port}'")),
+            ("home", format!("touch '{home}/airlock-escape-{port}'")),
+            ("outside", format!("touch '{}/escape-{port}'", root.display())),
+            ("database", format!("cat '{}/.airlock/airlock.db' > /dev/null", root.display())),
+        ]
+    };
+    let home = std::env::var("HOME").unwrap();
+    for (sandbox, expect_pass) in [("required", false), ("off", true)] {
+        let mut server = TestServer::start(&format!("[checks]\nsandbox = '{sandbox}'\n")).await;
+        let port: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
+        let root = server.root.clone();
+        for (name, run) in probes(port, &root, &home) {
+            let config = format!("[checks]\nsandbox = '{sandbox}'\ncommands = [{{ name = '{name}', run = \"{run}\" }}]\n");
+            server.stop().await;
+            server.boot_on(port, &config, None).await;
+            let view = server.decide(diff_body("--- a/README.md\n+++ b/README.md\n@@ -1,3 +1,3 @@\n # sample\n \n-line three\n+line 3\n")).await;
+            let verdict = view.verdict.clone().unwrap();
+            if expect_pass {
+                assert_eq!(view.state.as_str(), "checks_passed", "{name} with sandbox off: {verdict:?}");
+            } else {
+                assert_eq!(view.state.as_str(), "rejected", "{name} escaped the sandbox: {verdict:?}");
+                assert_eq!(verdict.failed_step.as_deref(), Some(name));
+                assert!(verdict.isolation.as_deref().unwrap().starts_with("bubblewrap"), "{verdict:?}");
+                let excerpt = verdict.output_excerpt.unwrap();
+                let why = ["Connection refused", "Network is unreachable", "Read-only file system", "No such file", "Permission denied"];
+                assert!(why.iter().any(|w| excerpt.contains(w)), "{name}: {excerpt}");
+            }
+        }
+        let _ = std::fs::remove_file(format!("{home}/airlock-escape-{port}"));
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn required_sandbox_without_bubblewrap_fails_the_check_naming_the_package() {
+    let config = "[checks]\ncommands = [{ name = 'test', run = 'true' }]\n";
+    let mut server = TestServer::start_with(config, Some(PathBuf::from("/nonexistent/bwrap"))).await;
+    let view = server.decide(diff_body("--- a/README.md\n+++ b/README.md\n@@ -1,3 +1,3 @@\n # sample\n \n-line three\n+line 3\n")).await;
+    assert_eq!(view.state.as_str(), "rejected");
+    let summary = view.verdict.unwrap().summary;
+    assert!(summary.contains("bubblewrap"), "{summary}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn timeouts_output_limits_and_a_scrubbed_environment() {
+    let config = "[checks]\nsandbox = 'best-effort'\noutput_limit = 1024\ncommands = [\n\
+        { name = 'env', run = 'env' },\n\
+        { name = 'chatty', run = 'seq 1 100000; echo last-line' },\n\
+        { name = 'slow', run = 'echo started; sleep 30', timeout = '1s' },\n]\n";
+    let mut server = TestServer::start(config).await;
+    let started = Instant::now();
+    let view = server.decide(diff_body("--- a/README.md\n+++ b/README.md\n@@ -1,3 +1,3 @@\n # sample\n \n-line three\n+line 3\n")).await;
+    assert!(started.elapsed() < Duration::from_secs(20), "the timeout did not stop the check");
+    assert_eq!(view.state.as_str(), "rejected");
+    let verdict = view.verdict.unwrap();
+    assert_eq!(verdict.failed_step.as_deref(), Some("slow"));
+    assert!(verdict.summary.contains("timed out after 1s"), "{}", verdict.summary);
+
+    let env_step = &view.steps[0];
+    let allowed = ["PATH", "HOME", "LANG", "TMPDIR", "CI", "AIRLOCK_CHANGE_ID", "PWD", "SHLVL", "_", "OLDPWD"];
+    for line in env_step.output.lines() {
+        let name = line.split('=').next().unwrap();
+        assert!(allowed.contains(&name), "check environment leaks {name}");
+    }
+    let chatty = &view.steps[1];
+    assert!(chatty.output.len() <= 1024 && chatty.output.ends_with("last-line\n"), "{}", chatty.output.len());
+    assert!(chatty.output_total_bytes > 500_000);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn workspaces_are_reused_without_leftovers_and_the_checkout_is_untouched() {
+    // One worker and one workspace force reuse. The first change's check litters the
+    // workspace; the second change's check proves none of it survived.
+    let config = "[checks]\nsandbox = 'best-effort'\ncommands = [{ name = 'inspect', run = 'if test -e marker; then test ! -e junk.txt && test ! -e build/out && test ! -e ignored.log && test ! -e first.txt && ! grep -q tamper README.md src/util.py || exit 7; else touch junk.txt ignored.log; mkdir -p build; echo x > build/out; echo tamper >> src/util.py; echo tamper >> README.md; fi' }]\n[server]\nworkers = 1\nworkspaces = 1\n";
+    let mut server = TestServer::start(config).await;
+    std::fs::write(server.root.join(".gitignore"), ".airlock/\n*.log\n").unwrap();
+    git(&server.root, &["commit", "-qam", "ignore logs"]);
+    let checkout_before = git(&server.root, &["status", "--porcelain", "--ignored"]);
+
+    let first = server.decide(json!({ "title": "first", "edits": [{ "op": "create", "path": "first.txt", "content": "1\n" }] })).await;
+    assert_eq!(first.state.as_str(), "checks_passed", "{:?}", first.verdict);
+    let second = server.decide(json!({ "title": "second", "edits": [{ "op": "create", "path": "marker", "content": "2\n" }] })).await;
+    assert_eq!(second.state.as_str(), "checks_passed", "leftovers from the first change: {:?} {:?}", second.verdict, second.steps);
+
+    assert_eq!(git(&server.root, &["status", "--porcelain", "--ignored"]), checkout_before);
+    assert!(!server.root.join("first.txt").exists() && !server.root.join("junk.txt").exists());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_resumes_without_running_a_finished_step_again() {
+    let log = tempfile::tempdir().unwrap();
+    let log_path = log.path().display().to_string();
+    let config = format!(
+        "[checks]\nsandbox = 'off'\ncommands = [\n\
+         {{ name = 'first', run = 'echo run >> {log_path}/first' }},\n\
+         {{ name = 'second', run = 'echo start >> {log_path}/second; sleep 2; echo end >> {log_path}/second' }},\n]\n"
+    );
+    let mut server = TestServer::start(&config).await;
+    let (status, created) = server.propose(diff_body("--- a/README.md\n+++ b/README.md\n@@ -1,3 +1,3 @@\n # sample\n \n-line three\n+line 3\n")).await;
+    assert_eq!(status, 201);
+    let id = created["id"].as_str().unwrap().to_owned();
+    // Stop while `second` runs: it is cancelled, not recorded.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log.path().join("second").exists() {
+        assert!(Instant::now() < deadline, "the second step never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.stop().await;
+    server.boot(&config, None).await;
+    let view = server.wait(&id).await;
+    assert_eq!(view.state.as_str(), "checks_passed", "{:?}", view.verdict);
+    assert_eq!(std::fs::read_to_string(log.path().join("first")).unwrap(), "run\n", "a finished step ran again");
+    assert_eq!(std::fs::read_to_string(log.path().join("second")).unwrap(), "start\nstart\nend\n");
+    let store = server.store().await;
+    let kinds: Vec<String> = store.events(Some(&view.id.clone())).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        ["change.proposed", "checks.started", "checks.step_finished", "checks.resumed", "checks.step_finished", "checks.passed"]
+    );
+    server.stop().await;
+}

@@ -1,0 +1,387 @@
+//! The embedded store: one SQLite file in WAL mode with `synchronous = FULL`, so a
+//! verdict that was reported is a verdict that survives a power cut.
+//!
+//! SQLite serializes writers. Every write transaction here starts with its write
+//! statement, so a transaction never holds a read lock while waiting to upgrade it (the
+//! classic SQLITE_BUSY deadlock of deferred transactions).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::time::Duration;
+
+use airlock_core::change::{ChangeState, StepRecord, Verdict};
+use airlock_core::event::NewEvent;
+use airlock_core::ids::{ChangeId, Role, TokenId};
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::{ChangeRecord, EventRecord, NewChange, Store, StoreError, TokenRecord};
+
+/// Migrations are compiled into the binary: a deployed airlock never depends on files
+/// next to it.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../migrations/sqlite/0001_initial.sql"))];
+
+#[derive(Debug)]
+struct EmbeddedMigrations;
+
+impl<'s> MigrationSource<'s> for EmbeddedMigrations {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, Box<dyn std::error::Error + Send + Sync>>> + Send + 's>>
+    {
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|(version, name, sql)| {
+                Migration::new(*version, Cow::Borrowed(*name), MigrationType::Simple, Cow::Borrowed(*sql), false)
+            })
+            .collect();
+        Box::pin(async move { Ok(migrations) })
+    }
+}
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+const CHANGE_COLUMNS: &str = "id, seq, revision, state, title, description, agent, base_commit, target_branch, \
+     source, files, lines_added, lines_removed, verdict, attempts, created_at_ms, updated_at_ms";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        Migrator::new(EmbeddedMigrations).await?.run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn corrupt(what: &'static str) -> impl Fn(String) -> StoreError {
+    move |detail| StoreError::Corrupt { what, detail }
+}
+
+fn json<T: serde::de::DeserializeOwned>(text: &str, what: &'static str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt { what, detail: e.to_string() })
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("airlock's own types always serialize")
+}
+
+fn token_from_row(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
+    Ok(TokenRecord {
+        id: row.try_get::<String, _>("id")?.parse().map_err(corrupt("token id"))?,
+        name: row.try_get("name")?,
+        role: Role::from_str(&row.try_get::<String, _>("role")?).map_err(corrupt("token role"))?,
+        owner: row.try_get("owner")?,
+        secret_sha256: row.try_get("secret_sha256")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        revoked_at_ms: row.try_get("revoked_at_ms")?,
+    })
+}
+
+fn change_from_row(row: &SqliteRow) -> Result<ChangeRecord, StoreError> {
+    let verdict: Option<String> = row.try_get("verdict")?;
+    Ok(ChangeRecord {
+        id: row.try_get::<String, _>("id")?.parse().map_err(corrupt("change id"))?,
+        seq: row.try_get("seq")?,
+        revision: row.try_get("revision")?,
+        state: row.try_get::<String, _>("state")?.parse().map_err(corrupt("change state"))?,
+        title: row.try_get("title")?,
+        description: row.try_get("description")?,
+        agent: json(&row.try_get::<String, _>("agent")?, "change agent")?,
+        base_commit: row.try_get("base_commit")?,
+        target_branch: row.try_get("target_branch")?,
+        source: json(&row.try_get::<String, _>("source")?, "change source")?,
+        files: json(&row.try_get::<String, _>("files")?, "change files")?,
+        lines_added: row.try_get("lines_added")?,
+        lines_removed: row.try_get("lines_removed")?,
+        verdict: verdict.map(|v| json(&v, "verdict")).transpose()?,
+        attempts: row.try_get("attempts")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+    })
+}
+
+async fn insert_event(conn: &mut sqlx::SqliteConnection, event: &NewEvent) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO events (change_id, at_ms, actor, kind, data) VALUES (?, ?, ?, ?, ?)")
+        .bind(event.change_id.as_ref().map(|id| id.as_str()))
+        .bind(event.at_ms)
+        .bind(to_json(&event.actor))
+        .bind(event.kind.as_str())
+        .bind(to_json(&event.data))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    async fn insert_token(&self, token: &TokenRecord, event: &NewEvent) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO tokens (id, name, role, owner, secret_sha256, created_at_ms, revoked_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(token.id.as_str())
+        .bind(&token.name)
+        .bind(token.role.as_str())
+        .bind(&token.owner)
+        .bind(&token.secret_sha256)
+        .bind(token.created_at_ms)
+        .bind(token.revoked_at_ms)
+        .execute(&mut *tx)
+        .await?;
+        insert_event(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn token_by_secret_hash(&self, secret_sha256: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM tokens WHERE secret_sha256 = ?")
+            .bind(secret_sha256)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM tokens ORDER BY created_at_ms, id").fetch_all(&self.pool).await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn revoke_token(&self, id: &TokenId, event: &NewEvent) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE tokens SET revoked_at_ms = ? WHERE id = ? AND revoked_at_ms IS NULL")
+            .bind(event.at_ms)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if done {
+            insert_event(&mut tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    async fn insert_change(&self, change: &NewChange, event: &NewEvent) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO changes (id, revision, state, title, description, agent, base_commit, target_branch, source, \
+             diff, files, lines_added, lines_removed, created_at_ms, updated_at_ms) \
+             VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(change.id.as_str())
+        .bind(ChangeState::Queued.as_str())
+        .bind(&change.title)
+        .bind(&change.description)
+        .bind(to_json(&change.agent))
+        .bind(&change.base_commit)
+        .bind(&change.target_branch)
+        .bind(to_json(&change.source))
+        .bind(&change.diff)
+        .bind(to_json(&change.files))
+        .bind(change.lines_added as i64)
+        .bind(change.lines_removed as i64)
+        .bind(change.created_at_ms)
+        .bind(change.created_at_ms)
+        .execute(&mut *tx)
+        .await?;
+        insert_event(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn change(&self, id: &ChangeId) -> Result<Option<ChangeRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {CHANGE_COLUMNS} FROM changes WHERE id = ?"))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(change_from_row).transpose()
+    }
+
+    async fn change_diff(&self, id: &ChangeId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT diff FROM changes WHERE id = ?").bind(id.as_str()).fetch_optional(&self.pool).await?)
+    }
+
+    async fn list_changes(&self, state: Option<ChangeState>, limit: u32) -> Result<Vec<ChangeRecord>, StoreError> {
+        let rows = match state {
+            Some(state) => {
+                sqlx::query(&format!("SELECT {CHANGE_COLUMNS} FROM changes WHERE state = ? ORDER BY seq DESC LIMIT ?"))
+                    .bind(state.as_str())
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query(&format!("SELECT {CHANGE_COLUMNS} FROM changes ORDER BY seq DESC LIMIT ?"))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(change_from_row).collect()
+    }
+
+    async fn claim_next(&self, worker: &str, now_ms: i64, lease_ms: i64) -> Result<Option<ChangeRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "UPDATE changes SET lease_owner = ?1, lease_expires_ms = ?2, attempts = attempts + 1, updated_at_ms = ?3 \
+             WHERE seq = (SELECT seq FROM changes WHERE state IN ('queued', 'checking') \
+                          AND (lease_expires_ms IS NULL OR lease_expires_ms < ?3) ORDER BY seq LIMIT 1) \
+             RETURNING {CHANGE_COLUMNS}"
+        ))
+        .bind(worker)
+        .bind(now_ms.saturating_add(lease_ms))
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(change_from_row).transpose()
+    }
+
+    async fn renew_lease(&self, id: &ChangeId, worker: &str, expires_at_ms: i64) -> Result<bool, StoreError> {
+        let result = sqlx::query("UPDATE changes SET lease_expires_ms = ? WHERE id = ? AND lease_owner = ?")
+            .bind(expires_at_ms)
+            .bind(id.as_str())
+            .bind(worker)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn release_all_leases(&self) -> Result<u64, StoreError> {
+        let result = sqlx::query("UPDATE changes SET lease_owner = NULL, lease_expires_ms = NULL WHERE lease_owner IS NOT NULL")
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected())
+    }
+
+    async fn transition(
+        &self,
+        id: &ChangeId,
+        worker: &str,
+        from: ChangeState,
+        to: ChangeState,
+        verdict: Option<&Verdict>,
+        event: &NewEvent,
+    ) -> Result<bool, StoreError> {
+        if !from.can_become(to) {
+            return Err(StoreError::Conflict(format!("a change cannot go from {from} to {to}")));
+        }
+        let mut tx = self.pool.begin().await?;
+        // Leaving Level 1 for good also drops the lease.
+        let release = to.is_final();
+        let moved = sqlx::query(
+            "UPDATE changes SET state = ?, verdict = COALESCE(?, verdict), updated_at_ms = ?, \
+             lease_owner = CASE WHEN ? THEN NULL ELSE lease_owner END, \
+             lease_expires_ms = CASE WHEN ? THEN NULL ELSE lease_expires_ms END \
+             WHERE id = ? AND state = ? AND lease_owner = ?",
+        )
+        .bind(to.as_str())
+        .bind(verdict.map(to_json))
+        .bind(event.at_ms)
+        .bind(release)
+        .bind(release)
+        .bind(id.as_str())
+        .bind(from.as_str())
+        .bind(worker)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if moved {
+            insert_event(&mut tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    async fn record_step(
+        &self,
+        id: &ChangeId,
+        worker: &str,
+        revision: i64,
+        step: &StepRecord,
+        event: &NewEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // The lease check and the insert are one statement: a worker whose lease expired
+        // cannot record a result another worker may already be producing.
+        let inserted = sqlx::query(
+            "INSERT OR IGNORE INTO steps (change_id, revision, idx, record) \
+             SELECT id, ?, ?, ? FROM changes WHERE id = ? AND lease_owner = ? AND state = 'checking'",
+        )
+        .bind(revision)
+        .bind(step.index as i64)
+        .bind(to_json(step))
+        .bind(id.as_str())
+        .bind(worker)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            insert_event(&mut tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn steps(&self, id: &ChangeId, revision: i64) -> Result<Vec<StepRecord>, StoreError> {
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT record FROM steps WHERE change_id = ? AND revision = ? ORDER BY idx")
+                .bind(id.as_str())
+                .bind(revision)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|r| json(r, "step record")).collect()
+    }
+
+    async fn append_event(&self, event: &NewEvent) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        insert_event(&mut conn, event).await
+    }
+
+    async fn events(&self, change: Option<&ChangeId>) -> Result<Vec<EventRecord>, StoreError> {
+        let rows = match change {
+            Some(id) => {
+                sqlx::query("SELECT * FROM events WHERE change_id = ? ORDER BY seq").bind(id.as_str()).fetch_all(&self.pool).await?
+            }
+            None => sqlx::query("SELECT * FROM events ORDER BY seq").fetch_all(&self.pool).await?,
+        };
+        rows.iter()
+            .map(|row| {
+                let change_id: Option<String> = row.try_get("change_id")?;
+                Ok(EventRecord {
+                    seq: row.try_get("seq")?,
+                    change_id: change_id.map(|id| id.parse()).transpose().map_err(corrupt("event change id"))?,
+                    at_ms: row.try_get("at_ms")?,
+                    actor: json(&row.try_get::<String, _>("actor")?, "event actor")?,
+                    kind: row.try_get("kind")?,
+                    data: json(&row.try_get::<String, _>("data")?, "event data")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,137 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args as ClapArgs, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "airlock", version, about = "The production gate for AI coding agents")]
+pub struct Args {
+    /// Run as if started in this directory (the repository).
+    #[arg(short = 'C', long = "repo", global = true, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+    /// Log progress to stderr (also: AIRLOCK_LOG=info).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write airlock.toml with commented defaults and create the state directory.
+    Init {
+        /// The branch changes are committed to (default: the current branch, else main).
+        #[arg(long)]
+        target_branch: Option<String>,
+        /// Overwrite an existing airlock.toml.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the HTTP API and the workers until SIGTERM or Ctrl-C.
+    Serve {
+        /// Address to listen on (default: server.listen from airlock.toml).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Propose a change.
+    Propose(ProposeArgs),
+    /// Show one change.
+    Status {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List changes, newest first.
+    List {
+        /// Only changes in this state (queued, checking, checks_passed, rejected, failed).
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the whole flow on a generated sample repository, with no setup.
+    Demo {
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Keep the sample repository instead of deleting it.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; its secret is printed once and only its hash is stored.
+    Create {
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        name: String,
+        /// For agent tokens: the human responsible for the agent.
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id (tok_...).
+    Revoke {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct ClientArgs {
+    /// airlock server URL.
+    #[arg(long, env = "AIRLOCK_SERVER", default_value = "http://127.0.0.1:7070")]
+    pub server: String,
+    /// API token.
+    #[arg(long, env = "AIRLOCK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, ClapArgs)]
+#[group(id = "form", required = true, multiple = false, args = ["patch", "edits", "git_ref"])]
+pub struct ProposeArgs {
+    /// A unified diff file, or - for standard input.
+    #[arg(long, value_name = "FILE|-")]
+    pub patch: Option<String>,
+    /// A JSON file with a list of edits: {"op":"replace","path","old_text","new_text"},
+    /// {"op":"create","path","content"}, {"op":"delete","path"}.
+    #[arg(long, value_name = "FILE")]
+    pub edits: Option<PathBuf>,
+    /// A commit or branch of the repository holding the change.
+    #[arg(long = "ref", value_name = "REV")]
+    pub git_ref: Option<String>,
+    #[arg(long)]
+    pub title: String,
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// Base commit (default: the target branch; for --ref, where it forked from it).
+    #[arg(long)]
+    pub base: Option<String>,
+    /// Follow the change until Level 1 decides.
+    #[arg(long)]
+    pub wait: bool,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}

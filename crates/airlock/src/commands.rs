@@ -1,0 +1,346 @@
+//! One small function per command. Each returns an [`Outcome`] or an error; `main`
+//! turns that into the exit code.
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use airlock_core::change::ChangeState;
+use airlock_core::config::{self, Config};
+use airlock_core::event::{Actor, ActorKind};
+use airlock_core::ids::{Role, TokenId};
+use airlock_git::Repo;
+use airlock_server::ChangeView;
+use airlock_store::{SqliteStore, Store};
+use anyhow::{Context, bail};
+
+use crate::Outcome;
+use crate::cli::{Args, ClientArgs, Command, ProposeArgs, TokenCommand};
+use crate::client::Client;
+
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let cwd = match &args.repo {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir().context("cannot read the current directory")?,
+    };
+    match args.command {
+        Command::Init { target_branch, force } => init(&cwd, target_branch, force),
+        Command::Serve { listen } => serve(&cwd, listen),
+        Command::Token(command) => token(&cwd, command),
+        Command::Propose(propose_args) => propose(propose_args),
+        Command::Status { id, client, json } => status(&id, &client, json),
+        Command::List { state, limit, client, json } => list(state.as_deref(), limit, &client, json),
+        Command::Demo { json, keep } => crate::demo::run(json, keep),
+    }
+}
+
+/// The repository containing `dir` and its validated configuration.
+pub fn load(dir: &Path) -> anyhow::Result<(Repo, Config)> {
+    let repo = Repo::open(dir)?;
+    let path = repo.root().join(config::FILE_NAME);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}; run `airlock init` in the repository first", path.display()))?;
+    let config = Config::parse(&text, &path.display().to_string())?;
+    Ok((repo, config))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+fn init(dir: &Path, target_branch: Option<String>, force: bool) -> anyhow::Result<Outcome> {
+    let repo = Repo::open(dir)?;
+    let root = repo.root().to_path_buf();
+    let path = root.join(config::FILE_NAME);
+    if path.exists() && !force {
+        bail!("{} already exists; pass --force to overwrite it", path.display());
+    }
+    let branch = match target_branch {
+        Some(branch) => branch,
+        None => repo.current_branch()?.unwrap_or_else(|| "main".to_owned()),
+    };
+    let checks = detect_checks(&root);
+    let text = config::default_file_text(&branch, &checks);
+    // Validate before writing: a bad --target-branch must not leave a broken file behind.
+    Config::parse(&text, config::FILE_NAME)?;
+    let state = airlock_server::state_dir(&root);
+    std::fs::create_dir_all(&state).with_context(|| format!("cannot create {}", state.display()))?;
+    // A self-ignoring state directory: nothing in the user's own .gitignore changes.
+    std::fs::write(state.join(".gitignore"), "# airlock's state: never committed.\n*\n")?;
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    println!("wrote {}", path.display());
+    println!("state directory {} (git-ignored)", state.display());
+    if checks.is_empty() {
+        println!("no test command detected: add yours under [checks] commands");
+    }
+    println!("next: `airlock token create --role agent --name NAME`, then `airlock serve`");
+    Ok(Outcome::Success)
+}
+
+/// Check commands for the kinds of project airlock recognizes by their manifest.
+fn detect_checks(root: &Path) -> Vec<(&'static str, &'static str)> {
+    let has = |name: &str| root.join(name).exists();
+    if has("Cargo.toml") {
+        vec![("test", "cargo test --offline"), ("format", "cargo fmt --check")]
+    } else if has("package.json") {
+        vec![("test", "npm test")]
+    } else if has("pyproject.toml") || has("setup.py") || has("pytest.ini") {
+        vec![("test", "python3 -m pytest -q")]
+    } else if has("go.mod") {
+        vec![("test", "go test ./..."), ("vet", "go vet ./...")]
+    } else if has("Makefile") {
+        vec![("test", "make test")]
+    } else {
+        Vec::new()
+    }
+}
+
+fn database_path(repo: &Repo, config: &Config) -> PathBuf {
+    repo.root().join(&config.server.database)
+}
+
+fn serve(dir: &Path, listen: Option<String>) -> anyhow::Result<Outcome> {
+    let (repo, config) = load(dir)?;
+    let root = repo.root().to_path_buf();
+    let state_dir = airlock_server::state_dir(&root);
+    std::fs::create_dir_all(&state_dir)?;
+    // SQLite belongs to one server: a second one on the same state would steal its leases.
+    let lock = std::fs::File::create(state_dir.join("serve.lock"))?;
+    if lock.try_lock().is_err() {
+        bail!("another `airlock serve` is already running for {}", root.display());
+    }
+    let listen = listen.unwrap_or_else(|| config.server.listen.clone());
+    let database = database_path(&repo, &config);
+    runtime()?.block_on(async move {
+        let store = SqliteStore::open(&database).await.with_context(|| format!("cannot open {}", database.display()))?;
+        let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let options = airlock_server::ServiceOptions { repo_root: root, state_dir, config, bwrap_path: None };
+        let running = airlock_server::start(options, store, listener).await?;
+        eprintln!("airlock listening on http://{}", running.addr);
+        shutdown_signal().await;
+        eprintln!("shutting down: in-flight checks stop now and resume at the next start");
+        running.shutdown().await;
+        drop(lock);
+        Ok(Outcome::Success)
+    })
+}
+
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminated = async {
+        match terminate.as_mut() {
+            Some(signal) => {
+                signal.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminated => {}
+    }
+}
+
+/// Local administration acts as the operating system user running the command.
+fn local_actor() -> Actor {
+    let name = std::env::var("USER").ok().filter(|n| airlock_core::ids::validate_name(n).is_ok());
+    Actor { kind: ActorKind::Human, name: format!("local:{}", name.as_deref().unwrap_or("unknown")), token_id: None }
+}
+
+fn token(dir: &Path, command: TokenCommand) -> anyhow::Result<Outcome> {
+    let (repo, config) = load(dir)?;
+    let database = database_path(&repo, &config);
+    if let Some(parent) = database.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    runtime()?.block_on(async move {
+        let store = SqliteStore::open(&database).await.with_context(|| format!("cannot open {}", database.display()))?;
+        let outcome = match command {
+            TokenCommand::Create { role, name, owner, json } => {
+                let role: Role = role.parse().map_err(anyhow::Error::msg)?;
+                let issued =
+                    airlock_server::tokens::issue(&store, &name, role, owner.as_deref(), local_actor(), airlock_server::now_ms())
+                        .await?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "id": issued.record.id, "name": name, "role": role, "token": issued.secret })
+                    );
+                } else {
+                    eprintln!("created {} for {name} ({role}); the token is shown once:", issued.record.id);
+                    println!("{}", issued.secret);
+                }
+                Outcome::Success
+            }
+            TokenCommand::List { json } => {
+                let tokens = store.list_tokens().await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&tokens)?);
+                } else {
+                    println!("{:<18} {:<9} {:<24} {}", "ID", "ROLE", "NAME", "STATUS");
+                    for t in tokens {
+                        let status = if t.revoked_at_ms.is_some() { "revoked" } else { "active" };
+                        println!("{:<18} {:<9} {:<24} {status}", t.id.as_str(), t.role.as_str(), t.name);
+                    }
+                }
+                Outcome::Success
+            }
+            TokenCommand::Revoke { id, json } => {
+                let id: TokenId = id.parse().map_err(anyhow::Error::msg)?;
+                let event = airlock_core::event::NewEvent {
+                    change_id: None,
+                    at_ms: airlock_server::now_ms(),
+                    actor: local_actor(),
+                    kind: airlock_core::event::EventKind::TokenRevoked,
+                    data: serde_json::json!({ "token_id": id }),
+                };
+                if !store.revoke_token(&id, &event).await? {
+                    bail!("no active token {id}");
+                }
+                if json {
+                    println!("{}", serde_json::json!({ "revoked": id }));
+                } else {
+                    println!("revoked {id}");
+                }
+                Outcome::Success
+            }
+        };
+        store.close().await;
+        Ok(outcome)
+    })
+}
+
+fn propose(args: ProposeArgs) -> anyhow::Result<Outcome> {
+    let client = Client::new(&args.client.server, args.client.token.as_deref())?;
+    let mut body = serde_json::json!({ "title": args.title, "description": args.description });
+    if let Some(base) = &args.base {
+        body["base"] = base.clone().into();
+    }
+    if let Some(patch) = &args.patch {
+        let bytes = if patch == "-" {
+            let mut bytes = Vec::new();
+            std::io::stdin().read_to_end(&mut bytes).context("cannot read the patch from standard input")?;
+            bytes
+        } else {
+            std::fs::read(patch).with_context(|| format!("cannot read {patch}"))?
+        };
+        let text = String::from_utf8(bytes)
+            .context("the patch is not UTF-8 text; binary content must be in `git diff --binary` form or proposed with --ref")?;
+        body["diff"] = text.into();
+    } else if let Some(path) = &args.edits {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let edits: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{} is not JSON (a list of edits)", path.display()))?;
+        body["edits"] = edits;
+    } else if let Some(git_ref) = &args.git_ref {
+        body["ref"] = git_ref.clone().into();
+    }
+    let created: serde_json::Value = client.post("/v1/changes", &body)?;
+    let id = created["id"].as_str().context("the server's answer has no change id")?.to_owned();
+    if !args.wait {
+        if args.json {
+            println!("{created}");
+        } else {
+            println!("{id} queued ({} files, +{} -{})", created["files"], created["lines_added"], created["lines_removed"]);
+        }
+        return Ok(Outcome::Success);
+    }
+    let view = wait_for_decision(&client, &id, !args.json)?;
+    report(&view, args.json)
+}
+
+/// Polls a change until Level 1 decides, showing progress on a terminal.
+pub fn wait_for_decision(client: &Client, id: &str, progress: bool) -> anyhow::Result<ChangeView> {
+    let bar = if progress && std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Some(bar)
+    } else {
+        None
+    };
+    loop {
+        let view: ChangeView = client.get(&format!("/v1/changes/{id}"))?;
+        if let Some(bar) = &bar {
+            let step = view.steps.last().map(|s| format!(", last step: {} ({:?})", s.name, s.status)).unwrap_or_default();
+            bar.set_message(format!("{id}: {}{step}", view.state));
+        }
+        if view.state.is_final() {
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            return Ok(view);
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+}
+
+fn report(view: &ChangeView, json: bool) -> anyhow::Result<Outcome> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(view)?);
+    } else {
+        print_change(view);
+    }
+    Ok(match view.state {
+        ChangeState::Rejected | ChangeState::Failed => Outcome::Rejected,
+        _ => Outcome::Success,
+    })
+}
+
+pub fn print_change(view: &ChangeView) {
+    println!("{}  {}", view.id, view.state);
+    println!("  title:  {}", view.title);
+    println!("  agent:  {} ({:?})", view.agent.name, view.agent.kind);
+    println!("  base:   {} ({})", view.base_commit, view.target_branch);
+    println!("  files:  {} (+{} -{})", view.files.len(), view.lines_added, view.lines_removed);
+    for file in &view.files {
+        println!("    {:<7} {}", format!("{:?}", file.op).to_lowercase(), file.path());
+    }
+    for step in &view.steps {
+        println!(
+            "  step {} {:<12} {:?} exit={} {} ms",
+            step.index,
+            step.name,
+            step.status,
+            step.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+            step.duration_ms
+        );
+    }
+    if let Some(verdict) = &view.verdict {
+        println!("  verdict: {}", verdict.summary);
+        if let Some(isolation) = &verdict.isolation {
+            println!("  isolation: {isolation}");
+        }
+        if let Some(excerpt) = verdict.output_excerpt.as_deref().filter(|e| !e.is_empty()) {
+            println!("  output (tail):");
+            for line in excerpt.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev() {
+                println!("    | {line}");
+            }
+        }
+    }
+}
+
+fn status(id: &str, client_args: &ClientArgs, json: bool) -> anyhow::Result<Outcome> {
+    let id: airlock_core::ids::ChangeId = id.parse().map_err(anyhow::Error::msg)?;
+    let client = Client::new(&client_args.server, client_args.token.as_deref())?;
+    let view: ChangeView = client.get(&format!("/v1/changes/{id}"))?;
+    report(&view, json)
+}
+
+fn list(state: Option<&str>, limit: u32, client_args: &ClientArgs, json: bool) -> anyhow::Result<Outcome> {
+    let mut path = format!("/v1/changes?limit={limit}");
+    if let Some(state) = state {
+        let state: ChangeState = state.parse().map_err(anyhow::Error::msg)?;
+        path.push_str(&format!("&state={state}"));
+    }
+    let client = Client::new(&client_args.server, client_args.token.as_deref())?;
+    let views: Vec<ChangeView> = client.get(&path)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&views)?);
+    } else {
+        println!("{:<31} {:<14} {:<16} TITLE", "ID", "STATE", "AGENT");
+        for view in views {
+            println!("{:<31} {:<14} {:<16} {}", view.id.as_str(), view.state.as_str(), view.agent.name, view.title);
+        }
+    }
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,179 @@
+//! `airlock demo`: the whole flow on a generated sample repository, with nothing to set
+//! up. It creates a small service with a real test suite, starts the server in-process
+//! on a free port, proposes one good change and one that breaks a test, and prints what
+//! airlock decided about each and why.
+
+use std::time::Instant;
+
+use airlock_core::config::{self, Config};
+use airlock_core::event::{Actor, ActorKind};
+use airlock_core::ids::Role;
+use airlock_server::ChangeView;
+use airlock_store::SqliteStore;
+use anyhow::Context;
+
+use crate::Outcome;
+use crate::client::Client;
+use crate::commands::{print_change, wait_for_decision};
+
+const PRICE: &str = r#"#!/bin/sh
+# price QUANTITY UNIT_CENTS: prints the order total in cents.
+# Orders of 10 items or more get 10% off.
+set -eu
+quantity=$1
+unit=$2
+total=$((quantity * unit))
+if [ "$quantity" -ge 10 ]; then
+  total=$((total * 90 / 100))
+fi
+echo "$total"
+"#;
+
+const TESTS: &str = r#"#!/bin/sh
+# The pricing service's test suite: each case runs bin/price and compares its answer.
+failures=0
+check() {
+  expected=$1
+  shift
+  actual=$(sh bin/price "$@")
+  if [ "$actual" = "$expected" ]; then
+    echo "ok   price $* = $actual"
+  else
+    echo "FAIL price $*: expected $expected, got $actual"
+    failures=$((failures + 1))
+  fi
+}
+check 500 5 100
+check 900 10 100
+check 1800 20 100
+if [ "$failures" -ne 0 ]; then
+  echo "$failures test(s) failed"
+  exit 1
+fi
+echo "all tests passed"
+"#;
+
+const README: &str = "# pricing\n\nA small pricing service: `sh bin/price QUANTITY UNIT_CENTS`.\nTests: `sh tests/run.sh`.\n";
+
+pub fn run(json: bool, keep: bool) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let dir = tempfile::Builder::new().prefix("airlock-demo-").tempdir().context("cannot create a temporary directory")?;
+    let root = dir.path().join("pricing");
+    let repo = airlock_git::init_repository(
+        &root,
+        "main",
+        &[("bin/price", PRICE.as_bytes(), true), ("tests/run.sh", TESTS.as_bytes(), true), ("README.md", README.as_bytes(), false)],
+        "pricing service with its tests",
+    )?;
+
+    // bubblewrap when installed, otherwise unsandboxed: the demo must run on a machine
+    // that has nothing but the Rust toolchain. The verdicts say which isolation was used.
+    let text = config::default_file_text("main", &[("test", "sh tests/run.sh")])
+        .replace("sandbox = \"required\"", "sandbox = \"best-effort\"");
+    let config = Config::parse(&text, config::FILE_NAME)?;
+    std::fs::write(root.join(config::FILE_NAME), &text)?;
+    let state_dir = airlock_server::state_dir(repo.root());
+    std::fs::create_dir_all(&state_dir)?;
+    std::fs::write(state_dir.join(".gitignore"), "*\n")?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let database = repo.root().join(&config.server.database);
+    let (running, secret) = runtime.block_on(async {
+        let store = SqliteStore::open(&database).await?;
+        let operator = Actor { kind: ActorKind::Human, name: "demo".into(), token_id: None };
+        let issued = airlock_server::tokens::issue(&store, "demo-agent", Role::Agent, Some("demo"), operator, airlock_server::now_ms()).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let options = airlock_server::ServiceOptions {
+            repo_root: repo.root().to_path_buf(),
+            state_dir: state_dir.clone(),
+            config: config.clone(),
+            bwrap_path: None,
+        };
+        let running = airlock_server::start(options, store, listener).await?;
+        anyhow::Ok((running, issued.secret))
+    })?;
+    let server = format!("http://{}", running.addr);
+    let client = Client::new(&server, Some(&secret))?;
+
+    let result = propose_both(&client, !json);
+    runtime.block_on(running.shutdown());
+    let (good, bad) = result?;
+
+    let ok = good.state == airlock_core::change::ChangeState::ChecksPassed
+        && bad.state == airlock_core::change::ChangeState::Rejected;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "repository": repo.root(),
+                "server": server,
+                "changes": [good, bad],
+                "as_expected": ok,
+                "elapsed_ms": started.elapsed().as_millis() as u64,
+            }))?
+        );
+    } else {
+        println!("airlock demo: a sample pricing service at {}", repo.root().display());
+        println!("server: {server} (in-process, SQLite at {})", database.display());
+        println!();
+        println!("1. An agent adds a bulk discount, with a test (proposed as edits):");
+        print_change(&good);
+        println!();
+        println!("2. An agent 'simplifies' the discount rule and breaks it (proposed as a diff):");
+        print_change(&bad);
+        println!();
+        println!(
+            "{} in {:.1} s: the good change passed Level 1, the broken one was rejected with the failing test's output.",
+            if ok { "As expected" } else { "NOT as expected" },
+            started.elapsed().as_secs_f64()
+        );
+    }
+    if keep {
+        let kept = dir.keep();
+        eprintln!("kept the sample repository in {}", kept.display());
+    }
+    Ok(if ok { Outcome::Success } else { Outcome::Rejected })
+}
+
+fn propose_both(client: &Client, progress: bool) -> anyhow::Result<(ChangeView, ChangeView)> {
+    let good = serde_json::json!({
+        "title": "Bulk discount: 20% off from 100 items",
+        "description": "Large orders get a bigger discount. Adds a test.",
+        "edits": [
+            {
+                "op": "replace",
+                "path": "bin/price",
+                "old_text": "if [ \"$quantity\" -ge 10 ]; then\n  total=$((total * 90 / 100))\nfi\n",
+                "new_text": "if [ \"$quantity\" -ge 100 ]; then\n  total=$((total * 80 / 100))\nelif [ \"$quantity\" -ge 10 ]; then\n  total=$((total * 90 / 100))\nfi\n",
+            },
+            {
+                "op": "replace",
+                "path": "tests/run.sh",
+                "old_text": "check 1800 20 100\n",
+                "new_text": "check 1800 20 100\ncheck 16000 100 200\n",
+            },
+        ],
+    });
+    let broken_price = PRICE.replace("-ge 10 ]", "-gt 10 ]");
+    let bad = serde_json::json!({
+        "title": "Simplify the discount condition",
+        "description": "Cleanup.",
+        "diff": String::from_utf8(airlock_diff::render(
+            "bin/price",
+            "bin/price",
+            Some(PRICE.as_bytes()),
+            Some(broken_price.as_bytes()),
+            0o100755,
+            0o100755,
+        ))?,
+    });
+    let mut views = Vec::new();
+    for body in [good, bad] {
+        let created: serde_json::Value = client.post("/v1/changes", &body)?;
+        let id = created["id"].as_str().context("no change id in the server's answer")?;
+        views.push(wait_for_decision(client, id, progress)?);
+    }
+    let bad = views.pop().expect("two changes");
+    let good = views.pop().expect("two changes");
+    Ok((good, bad))
+}

@@ -1,0 +1,283 @@
+//! The `airlock` binary as users run it: init, tokens, serve, propose, status, list,
+//! a SIGKILL in the middle of a check, and the demo.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn airlock(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("AIRLOCK_TOKEN")
+        .env_remove("AIRLOCK_SERVER")
+        .output()
+        .expect("the airlock binary runs")
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .args(["-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?}");
+}
+
+fn text(output: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+/// A repository with one commit, outside /tmp (checks get a private /tmp).
+fn repository() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let root = dir.path().join("repo");
+    std::fs::create_dir_all(&root).unwrap();
+    git(&root, &["init", "-q"]);
+    std::fs::write(root.join("README.md"), "hello\n").unwrap();
+    git(&root, &["add", "-A"]);
+    git(&root, &["commit", "-qm", "base"]);
+    (dir, root)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(root: &Path, port: u16) -> Server {
+    let child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "airlock serve did not start listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Server(child)
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(output)))
+}
+
+#[test]
+fn init_writes_a_commented_config_and_refuses_bad_values() {
+    let (_dir, root) = repository();
+    let output = airlock(&root, &["init"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let config = std::fs::read_to_string(root.join("airlock.toml")).unwrap();
+    for key in ["target_branch = \"main\"", "sandbox = \"required\"", "timeout = \"10m\"", "max_change_bytes = \"10MiB\"", "max_files = 2000"] {
+        assert!(config.contains(key), "airlock.toml lacks {key}");
+    }
+    // The state directory exists and git ignores it.
+    assert!(root.join(".airlock").is_dir());
+    std::fs::write(root.join(".airlock/probe"), "x").unwrap();
+    let status = Command::new("git").args(["status", "--porcelain"]).current_dir(&root).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&status.stdout), "?? airlock.toml\n");
+
+    let again = airlock(&root, &["init"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(text(&again).contains("--force"));
+
+    std::fs::write(root.join("airlock.toml"), "[checks]\nsandbox = \"strict\"\n").unwrap();
+    let output = airlock(&root, &["token", "list"]);
+    assert_eq!(output.status.code(), Some(2));
+    let message = text(&output);
+    assert!(message.contains("airlock.toml") && message.contains("strict") && message.contains("best-effort"), "{message}");
+
+    let outside = tempfile::tempdir().unwrap();
+    let output = airlock(outside.path(), &["init"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output).contains("not a git repository"), "{}", text(&output));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let (_dir, root) = repository();
+    assert_eq!(airlock(&root, &["frobnicate"]).status.code(), Some(2));
+    assert_eq!(airlock(&root, &["propose", "--title", "t"]).status.code(), Some(2), "one form is required");
+    assert_eq!(airlock(&root, &["propose", "--title", "t", "--patch", "a", "--ref", "b"]).status.code(), Some(2));
+    let output = airlock(&root, &["status", "chg_x", "--token", "t"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output).contains("not a change id"));
+    assert!(airlock(&root, &["--help"]).status.success());
+}
+
+#[test]
+fn tokens_are_shown_once_and_stored_hashed() {
+    let (_dir, root) = repository();
+    assert!(airlock(&root, &["init"]).status.success());
+    let output = airlock(&root, &["token", "create", "--role", "agent", "--name", "claude", "--owner", "alice", "--json"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let created = json(&output);
+    let secret = created["token"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("alk_") && secret.len() == 68);
+    let database = std::fs::read(root.join(".airlock/airlock.db")).unwrap();
+    let wal = std::fs::read(root.join(".airlock/airlock.db-wal")).unwrap_or_default();
+    for bytes in [&database, &wal] {
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "the secret was stored");
+    }
+    let listed = json(&airlock(&root, &["token", "list", "--json"]));
+    assert_eq!(listed[0]["name"], "claude");
+    assert!(!listed.to_string().contains(&secret));
+
+    let bad_role = airlock(&root, &["token", "create", "--role", "root", "--name", "x"]);
+    assert_eq!(bad_role.status.code(), Some(2));
+    assert!(text(&bad_role).contains("accepted: agent, reviewer, operator, admin"));
+    let bad_name = airlock(&root, &["token", "create", "--role", "agent", "--name", "a b"]);
+    assert_eq!(bad_name.status.code(), Some(2));
+
+    let id = created["id"].as_str().unwrap();
+    assert!(airlock(&root, &["token", "revoke", id]).status.success());
+    assert_eq!(airlock(&root, &["token", "revoke", id]).status.code(), Some(2));
+}
+
+#[test]
+fn propose_wait_status_and_list_with_exit_codes() {
+    let (_dir, root) = repository();
+    assert!(airlock(&root, &["init"]).status.success());
+    let config = std::fs::read_to_string(root.join("airlock.toml")).unwrap();
+    let config = config.replace(
+        "commands = []",
+        "commands = [{ name = \"test\", run = \"grep -q hello README.md\" }]",
+    );
+    std::fs::write(root.join("airlock.toml"), config.replace("sandbox = \"required\"", "sandbox = \"best-effort\"")).unwrap();
+    let token = json(&airlock(&root, &["token", "create", "--role", "agent", "--name", "bot", "--json"]))["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let port = free_port();
+    let _server = serve(&root, port);
+    let server = format!("http://127.0.0.1:{port}");
+    let client = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(args)
+            .current_dir(&root)
+            .env("AIRLOCK_SERVER", &server)
+            .env("AIRLOCK_TOKEN", &token)
+            .output()
+            .unwrap()
+    };
+
+    std::fs::write(root.join("good.diff"), "--- a/README.md\n+++ b/README.md\n@@ -1 +1 @@\n-hello\n+hello world\n").unwrap();
+    std::fs::write(root.join("bad.diff"), "--- a/README.md\n+++ b/README.md\n@@ -1 +1 @@\n-hello\n+goodbye\n").unwrap();
+    let good = client(&["propose", "--patch", "good.diff", "--title", "greet the world", "--wait", "--json"]);
+    assert_eq!(good.status.code(), Some(0), "{}", text(&good));
+    assert_eq!(json(&good)["state"], "checks_passed");
+    let bad = client(&["propose", "--patch", "bad.diff", "--title", "say goodbye", "--wait"]);
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+    assert!(text(&bad).contains("check `test` exited with status 1"), "{}", text(&bad));
+
+    let edits = r#"[{"op":"replace","path":"README.md","old_text":"nope","new_text":"x"}]"#;
+    std::fs::write(root.join("edits.json"), edits).unwrap();
+    let refused = client(&["propose", "--edits", "edits.json", "--title", "t"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused).contains("old_text was not found"), "{}", text(&refused));
+
+    let queued = client(&["propose", "--ref", "HEAD", "--title", "t", "--base", "HEAD"]);
+    assert_eq!(queued.status.code(), Some(2), "an empty change is refused: {}", text(&queued));
+
+    let id = json(&good)["id"].as_str().unwrap().to_owned();
+    let status = client(&["status", &id]);
+    assert!(status.status.success());
+    assert!(text(&status).contains("checks_passed") && text(&status).contains("greet the world"));
+    let list = json(&client(&["list", "--json", "--state", "rejected"]));
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["title"], "say goodbye");
+
+    let unauthenticated = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["list", "--server", &server, "--token", "alk_nope"])
+        .output()
+        .unwrap();
+    assert_eq!(unauthenticated.status.code(), Some(2));
+    assert!(text(&unauthenticated).contains("unauthorized"));
+}
+
+#[test]
+fn a_killed_server_resumes_and_completes_each_change_exactly_once() {
+    let (_dir, root) = repository();
+    let log = tempfile::tempdir_in("/var/tmp").unwrap();
+    let log_path = log.path().display();
+    assert!(airlock(&root, &["init"]).status.success());
+    let config = std::fs::read_to_string(root.join("airlock.toml")).unwrap()
+        .replace(
+            "commands = []",
+            &format!(
+                "commands = [\n  {{ name = \"first\", run = \"echo run >> {log_path}/first\" }},\n  {{ name = \"second\", run = \"echo start >> {log_path}/second; sleep 3; echo end >> {log_path}/second\" }},\n]"
+            ),
+        )
+        .replace("sandbox = \"required\"", "sandbox = \"off\"");
+    std::fs::write(root.join("airlock.toml"), config).unwrap();
+    let token = json(&airlock(&root, &["token", "create", "--role", "agent", "--name", "bot", "--json"]))["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let port = free_port();
+    let server = serve(&root, port);
+    let url = format!("http://127.0.0.1:{port}");
+    std::fs::write(root.join("change.diff"), "--- a/README.md\n+++ b/README.md\n@@ -1 +1 @@\n-hello\n+hello again\n").unwrap();
+    let proposed = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["propose", "--patch", "change.diff", "--title", "t", "--json", "--server", &url, "--token", &token])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(proposed.status.success(), "{}", text(&proposed));
+    let id = json(&proposed)["id"].as_str().unwrap().to_owned();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log.path().join("second").exists() {
+        assert!(Instant::now() < deadline, "the second check never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(server); // SIGKILL while `second` runs.
+
+    let _server = serve(&root, port);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let view = loop {
+        let output = Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(["status", &id, "--json", "--server", &url, "--token", &token])
+            .output()
+            .unwrap();
+        let view = json(&output);
+        if ["checks_passed", "rejected", "failed"].contains(&view["state"].as_str().unwrap()) {
+            break view;
+        }
+        assert!(Instant::now() < deadline, "the change is stuck in {}", view["state"]);
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(view["state"], "checks_passed", "{view}");
+    assert_eq!(std::fs::read_to_string(log.path().join("first")).unwrap(), "run\n", "a finished step ran again");
+    // The killed run of `second` died with the server (it never wrote "end"); the
+    // resumed run completed it once.
+    assert_eq!(std::fs::read_to_string(log.path().join("second")).unwrap(), "start\nstart\nend\n");
+    assert_eq!(view["steps"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn demo_runs_the_flow_end_to_end() {
+    let output = Command::new(env!("CARGO_BIN_EXE_airlock")).args(["demo", "--json"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let summary = json(&output);
+    assert_eq!(summary["as_expected"], true);
+    let changes = summary["changes"].as_array().unwrap();
+    assert_eq!(changes[0]["state"], "checks_passed");
+    assert_eq!(changes[1]["state"], "rejected");
+    let excerpt = changes[1]["verdict"]["output_excerpt"].as_str().unwrap();
+    assert!(excerpt.contains("FAIL price 10 100: expected 900, got 1000"), "{excerpt}");
+}

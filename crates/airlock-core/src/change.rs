@@ -43,7 +43,10 @@ impl ChangeState {
 
     /// No worker will touch a change in a final state again.
     pub fn is_final(self) -> bool {
-        matches!(self, ChangeState::ChecksPassed | ChangeState::Rejected | ChangeState::Failed)
+        matches!(
+            self,
+            ChangeState::ChecksPassed | ChangeState::Rejected | ChangeState::Failed
+        )
     }
 
     /// The transitions Level 1 may make. Stores enforce them with compare-and-set, so two
@@ -52,7 +55,11 @@ impl ChangeState {
         use ChangeState::*;
         matches!(
             (self, next),
-            (Queued, Checking) | (Checking, ChecksPassed) | (Checking, Rejected) | (Checking, Failed) | (Queued, Failed)
+            (Queued, Checking)
+                | (Checking, ChecksPassed)
+                | (Checking, Rejected)
+                | (Checking, Failed)
+                | (Queued, Failed)
         )
     }
 }
@@ -60,10 +67,17 @@ impl ChangeState {
 impl FromStr for ChangeState {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        ChangeState::ALL.into_iter().find(|s| s.as_str() == text).ok_or_else(|| {
-            let accepted: Vec<_> = ChangeState::ALL.iter().map(|s| s.as_str()).collect();
-            format!("unknown state `{}`; accepted: {}", crate::ids::printable(text), accepted.join(", "))
-        })
+        ChangeState::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| {
+                let accepted: Vec<_> = ChangeState::ALL.iter().map(|s| s.as_str()).collect();
+                format!(
+                    "unknown state `{}`; accepted: {}",
+                    crate::ids::printable(text),
+                    accepted.join(", ")
+                )
+            })
     }
 }
 
@@ -80,7 +94,10 @@ pub enum SourceForm {
     Diff,
     Edits,
     /// A commit of the repository; `head` is the resolved commit.
-    Ref { name: String, head: String },
+    Ref {
+        name: String,
+        head: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,7 +135,10 @@ pub struct ChangedFile {
 impl ChangedFile {
     /// The path after the change, or the deleted path.
     pub fn path(&self) -> &str {
-        self.new_path.as_deref().or(self.old_path.as_deref()).unwrap_or_default()
+        self.new_path
+            .as_deref()
+            .or(self.old_path.as_deref())
+            .unwrap_or_default()
     }
 }
 
@@ -196,16 +216,25 @@ mod tests {
     fn states_parse_and_print() {
         for state in ChangeState::ALL {
             assert_eq!(state.as_str().parse::<ChangeState>().unwrap(), state);
-            assert_eq!(serde_json::to_string(&state).unwrap(), format!("\"{state}\""));
+            assert_eq!(
+                serde_json::to_string(&state).unwrap(),
+                format!("\"{state}\"")
+            );
         }
         let error = "done".parse::<ChangeState>().unwrap_err();
-        assert!(error.contains("queued, checking, checks_passed, rejected, failed"), "{error}");
+        assert!(
+            error.contains("queued, checking, checks_passed, rejected, failed"),
+            "{error}"
+        );
     }
 
     #[test]
     fn final_states_have_no_way_out() {
         for from in ChangeState::ALL.into_iter().filter(|s| s.is_final()) {
-            assert!(ChangeState::ALL.iter().all(|to| !from.can_become(*to)), "{from}");
+            assert!(
+                ChangeState::ALL.iter().all(|to| !from.can_become(*to)),
+                "{from}"
+            );
         }
         assert!(ChangeState::Queued.can_become(ChangeState::Checking));
         assert!(!ChangeState::Queued.can_become(ChangeState::ChecksPassed));

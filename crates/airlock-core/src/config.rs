@@ -154,36 +154,63 @@ enum SizeValue {
 impl Config {
     /// Parses and validates the text of `airlock.toml`. `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let error = |message: String| ConfigError { file: file.to_owned(), message };
+        let error = |message: String| ConfigError {
+            file: file.to_owned(),
+            message,
+        };
         let raw: RawConfig = toml::from_str(text).map_err(|e| error(describe_toml_error(&e)))?;
 
-        let target_branch = raw.repository.target_branch.unwrap_or_else(|| "main".to_owned());
-        validate_branch(&target_branch).map_err(|m| error(format!("key `repository.target_branch`: {m}")))?;
+        let target_branch = raw
+            .repository
+            .target_branch
+            .unwrap_or_else(|| "main".to_owned());
+        validate_branch(&target_branch)
+            .map_err(|m| error(format!("key `repository.target_branch`: {m}")))?;
 
         let check_timeout = match raw.checks.timeout {
-            Some(text) => positive_duration(&text).map_err(|m| error(format!("key `checks.timeout`: {m}")))?,
+            Some(text) => {
+                positive_duration(&text).map_err(|m| error(format!("key `checks.timeout`: {m}")))?
+            }
             None => Duration::from_secs(600),
         };
         let mut checks = Vec::with_capacity(raw.checks.commands.len());
         for (index, command) in raw.checks.commands.into_iter().enumerate() {
             let key = format!("checks.commands[{index}]");
-            crate::ids::validate_name(&command.name).map_err(|m| error(format!("key `{key}.name`: {m}")))?;
+            crate::ids::validate_name(&command.name)
+                .map_err(|m| error(format!("key `{key}.name`: {m}")))?;
             if checks.iter().any(|c: &CheckCommand| c.name == command.name) {
-                return Err(error(format!("key `{key}.name`: `{}` is used by two commands; names must be unique", command.name)));
+                return Err(error(format!(
+                    "key `{key}.name`: `{}` is used by two commands; names must be unique",
+                    command.name
+                )));
             }
             if command.run.trim().is_empty() {
-                return Err(error(format!("key `{key}.run`: empty command; accepted: a shell command line such as \"cargo test\"")));
+                return Err(error(format!(
+                    "key `{key}.run`: empty command; accepted: a shell command line such as \"cargo test\""
+                )));
             }
             let timeout = match command.timeout {
-                Some(text) => positive_duration(&text).map_err(|m| error(format!("key `{key}.timeout`: {m}")))?,
+                Some(text) => positive_duration(&text)
+                    .map_err(|m| error(format!("key `{key}.timeout`: {m}")))?,
                 None => check_timeout,
             };
-            checks.push(CheckCommand { name: command.name, run: command.run, timeout });
+            checks.push(CheckCommand {
+                name: command.name,
+                run: command.run,
+                timeout,
+            });
         }
 
-        let output_limit = size(raw.checks.output_limit, 64 << 10, "checks.output_limit", 1 << 30).map_err(error)?;
+        let output_limit = size(
+            raw.checks.output_limit,
+            64 << 10,
+            "checks.output_limit",
+            1 << 30,
+        )
+        .map_err(error)?;
         for name in &raw.checks.pass_env {
-            let ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            let ok =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
             if !ok {
                 return Err(error(format!(
                     "key `checks.pass_env`: `{}` is not an environment variable name; accepted: letters, digits and '_'",
@@ -193,13 +220,22 @@ impl Config {
         }
 
         let limits = Limits {
-            max_change_bytes: size(raw.limits.max_change_bytes, 10 << 20, "limits.max_change_bytes", 1 << 30)
-                .map_err(error)? as u64,
-            max_files: count(raw.limits.max_files, 2_000, "limits.max_files", 1_000_000).map_err(error)?,
+            max_change_bytes: size(
+                raw.limits.max_change_bytes,
+                10 << 20,
+                "limits.max_change_bytes",
+                1 << 30,
+            )
+            .map_err(error)? as u64,
+            max_files: count(raw.limits.max_files, 2_000, "limits.max_files", 1_000_000)
+                .map_err(error)?,
             allow_binary: raw.limits.allow_binary.unwrap_or(false),
         };
 
-        let listen = raw.server.listen.unwrap_or_else(|| "127.0.0.1:7070".to_owned());
+        let listen = raw
+            .server
+            .listen
+            .unwrap_or_else(|| "127.0.0.1:7070".to_owned());
         if listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(error(format!(
                 "key `server.listen`: `{}` is not an address; accepted: IP:PORT such as \"127.0.0.1:7070\"",
@@ -209,8 +245,12 @@ impl Config {
         let server = ServerConfig {
             listen,
             workers: count(raw.server.workers, 2, "server.workers", 256).map_err(error)?,
-            database: raw.server.database.unwrap_or_else(|| ".airlock/airlock.db".to_owned()),
-            workspaces: count(raw.server.workspaces, 4, "server.workspaces", 1024).map_err(error)?,
+            database: raw
+                .server
+                .database
+                .unwrap_or_else(|| ".airlock/airlock.db".to_owned()),
+            workspaces: count(raw.server.workspaces, 4, "server.workspaces", 1024)
+                .map_err(error)?,
         };
         if server.database.trim().is_empty() {
             return Err(error("key `server.database`: empty path; accepted: a file path such as \".airlock/airlock.db\"".into()));
@@ -238,7 +278,9 @@ fn describe_toml_error(error: &toml::de::Error) -> String {
 fn positive_duration(text: &str) -> Result<Duration, String> {
     let duration = parse_duration(text)?;
     if duration.is_zero() {
-        return Err(format!("`{text}` is zero; accepted: a positive duration such as \"10m\""));
+        return Err(format!(
+            "`{text}` is zero; accepted: a positive duration such as \"10m\""
+        ));
     }
     Ok(duration)
 }
@@ -247,11 +289,19 @@ fn size(value: Option<SizeValue>, default: u64, key: &str, max: u64) -> Result<u
     let bytes = match value {
         None => return Ok(default),
         Some(SizeValue::Bytes(n)) if n > 0 => n as u64,
-        Some(SizeValue::Bytes(n)) => return Err(format!("key `{key}`: {n} is not positive; accepted: a size such as 65536 or \"64KiB\"")),
-        Some(SizeValue::Text(text)) => parse_size(&text).map_err(|m| format!("key `{key}`: {m}"))?,
+        Some(SizeValue::Bytes(n)) => {
+            return Err(format!(
+                "key `{key}`: {n} is not positive; accepted: a size such as 65536 or \"64KiB\""
+            ));
+        }
+        Some(SizeValue::Text(text)) => {
+            parse_size(&text).map_err(|m| format!("key `{key}`: {m}"))?
+        }
     };
     if bytes == 0 || bytes > max {
-        return Err(format!("key `{key}`: {bytes} bytes is out of range; accepted: 1 byte to {max} bytes"));
+        return Err(format!(
+            "key `{key}`: {bytes} bytes is out of range; accepted: 1 byte to {max} bytes"
+        ));
     }
     Ok(bytes)
 }
@@ -260,7 +310,9 @@ fn count(value: Option<i64>, default: usize, key: &str, max: i64) -> Result<usiz
     match value {
         None => Ok(default),
         Some(n) if (1..=max).contains(&n) => Ok(n as usize),
-        Some(n) => Err(format!("key `{key}`: {n} is out of range; accepted: 1 to {max}")),
+        Some(n) => Err(format!(
+            "key `{key}`: {n} is out of range; accepted: 1 to {max}"
+        )),
     }
 }
 
@@ -274,7 +326,9 @@ fn validate_branch(name: &str) -> Result<(), String> {
         || name.contains("..")
         || name.contains("//")
         || name.contains("@{")
-        || name.bytes().any(|b| b.is_ascii_control() || b" ~^:?*[\\".contains(&b));
+        || name
+            .bytes()
+            .any(|b| b.is_ascii_control() || b" ~^:?*[\\".contains(&b));
     if bad {
         Err(format!(
             "`{}` is not a branch name; accepted: a git branch name such as \"main\" or \"release/1.x\"",
@@ -307,7 +361,11 @@ pub fn default_file_text(target_branch: &str, checks: &[(&str, &str)]) -> String
     } else {
         commands.push_str("commands = [\n");
         for (name, run) in checks {
-            commands.push_str(&format!("  {{ name = {}, run = {} }},\n", toml_string(name), toml_string(run)));
+            commands.push_str(&format!(
+                "  {{ name = {}, run = {} }},\n",
+                toml_string(name),
+                toml_string(run)
+            ));
         }
         commands.push_str("]\n");
     }
@@ -393,7 +451,14 @@ mod tests {
         assert_eq!(config.check_timeout, Duration::from_secs(600));
         assert_eq!(config.output_limit, 64 << 10);
         assert_eq!(config.sandbox, SandboxMode::Required);
-        assert_eq!(config.limits, Limits { max_change_bytes: 10 << 20, max_files: 2_000, allow_binary: false });
+        assert_eq!(
+            config.limits,
+            Limits {
+                max_change_bytes: 10 << 20,
+                max_files: 2_000,
+                allow_binary: false
+            }
+        );
         assert_eq!(config.server.listen, "127.0.0.1:7070");
         assert!(config.checks.is_empty());
     }
@@ -401,7 +466,10 @@ mod tests {
     #[test]
     fn generated_file_parses_to_the_defaults() {
         let text = default_file_text("main", &[]);
-        assert_eq!(Config::parse(&text, "airlock.toml").unwrap(), Config::default());
+        assert_eq!(
+            Config::parse(&text, "airlock.toml").unwrap(),
+            Config::default()
+        );
         let text = default_file_text("trunk", &[("test", "cargo test \"--all\"")]);
         let config = Config::parse(&text, "airlock.toml").unwrap();
         assert_eq!(config.target_branch, "trunk");
@@ -425,18 +493,48 @@ mod tests {
 
     #[test]
     fn errors_name_the_key_and_what_is_accepted() {
-        check_error("[repository]\ntarget_brnch = 'main'\n", &["target_brnch", "target_branch"]);
-        check_error("[checks]\nsandbox = 'strict'\n", &["strict", "required", "best-effort", "off"]);
-        check_error("[checks]\ntimeout = '10 minutes'\n", &["checks.timeout", "accepted"]);
-        check_error("[checks]\ntimeout = '0s'\n", &["checks.timeout", "positive"]);
+        check_error(
+            "[repository]\ntarget_brnch = 'main'\n",
+            &["target_brnch", "target_branch"],
+        );
+        check_error(
+            "[checks]\nsandbox = 'strict'\n",
+            &["strict", "required", "best-effort", "off"],
+        );
+        check_error(
+            "[checks]\ntimeout = '10 minutes'\n",
+            &["checks.timeout", "accepted"],
+        );
+        check_error(
+            "[checks]\ntimeout = '0s'\n",
+            &["checks.timeout", "positive"],
+        );
         check_error("[limits]\nmax_files = 0\n", &["limits.max_files", "1 to"]);
-        check_error("[limits]\nmax_change_bytes = '10 parsecs'\n", &["limits.max_change_bytes", "KiB"]);
-        check_error("[server]\nlisten = 'localhost'\n", &["server.listen", "IP:PORT"]);
-        check_error("[checks]\ncommands = [{name='a', run='x'}, {name='a', run='y'}]\n", &["checks.commands[1].name", "unique"]);
-        check_error("[checks]\ncommands = [{name='a b', run='x'}]\n", &["checks.commands[0].name"]);
-        check_error("[checks]\ncommands = [{name='a', run=' '}]\n", &["checks.commands[0].run", "empty"]);
+        check_error(
+            "[limits]\nmax_change_bytes = '10 parsecs'\n",
+            &["limits.max_change_bytes", "KiB"],
+        );
+        check_error(
+            "[server]\nlisten = 'localhost'\n",
+            &["server.listen", "IP:PORT"],
+        );
+        check_error(
+            "[checks]\ncommands = [{name='a', run='x'}, {name='a', run='y'}]\n",
+            &["checks.commands[1].name", "unique"],
+        );
+        check_error(
+            "[checks]\ncommands = [{name='a b', run='x'}]\n",
+            &["checks.commands[0].name"],
+        );
+        check_error(
+            "[checks]\ncommands = [{name='a', run=' '}]\n",
+            &["checks.commands[0].run", "empty"],
+        );
         check_error("[checks]\npass_env = ['A-B']\n", &["checks.pass_env"]);
-        check_error("[repository]\ntarget_branch = '--force'\n", &["repository.target_branch", "branch name"]);
+        check_error(
+            "[repository]\ntarget_branch = '--force'\n",
+            &["repository.target_branch", "branch name"],
+        );
         check_error("[surprise]\n", &["surprise"]);
         check_error("not toml at all", &["line 1"]);
     }

@@ -28,7 +28,11 @@ pub struct Actor {
 
 impl Actor {
     pub fn system(component: &str) -> Actor {
-        Actor { kind: ActorKind::System, name: component.to_owned(), token_id: None }
+        Actor {
+            kind: ActorKind::System,
+            name: component.to_owned(),
+            token_id: None,
+        }
     }
 }
 

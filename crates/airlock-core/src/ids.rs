@@ -40,7 +40,10 @@ impl FromStr for ChangeId {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let body = text.strip_prefix(Self::PREFIX).ok_or_else(|| {
-            format!("`{}` is not a change id; accepted: `chg_` followed by 26 base32 characters", printable(text))
+            format!(
+                "`{}` is not a change id; accepted: `chg_` followed by 26 base32 characters",
+                printable(text)
+            )
         })?;
         let valid = body.len() == 26
             && body.bytes().all(|b| CROCKFORD.contains(&b))
@@ -102,7 +105,12 @@ impl FromStr for TokenId {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text.strip_prefix(Self::PREFIX) {
-            Some(body) if body.len() == 12 && body.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) => {
+            Some(body)
+                if body.len() == 12
+                    && body
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+            {
                 Ok(TokenId(text.to_owned()))
             }
             _ => Err(format!(
@@ -162,7 +170,12 @@ impl FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|role| role.as_str() == text)
-            .ok_or_else(|| format!("unknown role `{}`; accepted: agent, reviewer, operator, admin", printable(text)))
+            .ok_or_else(|| {
+                format!(
+                    "unknown role `{}`; accepted: agent, reviewer, operator, admin",
+                    printable(text)
+                )
+            })
     }
 }
 
@@ -179,7 +192,9 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
     if ok {
         Ok(())
     } else {
@@ -208,8 +223,18 @@ mod tests {
         let id = ChangeId::from_bytes([0xff; 16]);
         assert_eq!(id.as_str().len(), 30);
         assert_eq!(id.as_str().parse::<ChangeId>().unwrap(), id);
-        assert_eq!(ChangeId::from_bytes([0; 16]).as_str(), "chg_00000000000000000000000000");
-        for bad in ["", "chg_", "chg_0000000000000000000000000", "chg_8ZZZZZZZZZZZZZZZZZZZZZZZZZ", "chg_0000000000000000000000000I", "../etc"] {
+        assert_eq!(
+            ChangeId::from_bytes([0; 16]).as_str(),
+            "chg_00000000000000000000000000"
+        );
+        for bad in [
+            "",
+            "chg_",
+            "chg_0000000000000000000000000",
+            "chg_8ZZZZZZZZZZZZZZZZZZZZZZZZZ",
+            "chg_0000000000000000000000000I",
+            "../etc",
+        ] {
             assert!(bad.parse::<ChangeId>().is_err(), "{bad}");
         }
     }
@@ -235,6 +260,11 @@ mod tests {
     #[test]
     fn roles_parse() {
         assert_eq!("agent".parse::<Role>().unwrap(), Role::Agent);
-        assert!("root".parse::<Role>().unwrap_err().contains("accepted: agent, reviewer, operator, admin"));
+        assert!(
+            "root"
+                .parse::<Role>()
+                .unwrap_err()
+                .contains("accepted: agent, reviewer, operator, admin")
+        );
     }
 }

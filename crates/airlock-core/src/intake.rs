@@ -42,9 +42,18 @@ pub trait TreeReader {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Edit {
-    Replace { path: String, old_text: String, new_text: String },
-    Create { path: String, content: String },
-    Delete { path: String },
+    Replace {
+        path: String,
+        old_text: String,
+        new_text: String,
+    },
+    Create {
+        path: String,
+        content: String,
+    },
+    Delete {
+        path: String,
+    },
 }
 
 impl Edit {
@@ -86,9 +95,13 @@ pub enum IntakeError {
     ThroughSymlink { path: String, message: String },
     #[error("`{path}`: {message}")]
     SymlinkEscapes { path: String, message: String },
-    #[error("`{path}` is a submodule; submodule changes are not accepted (change the submodule's own repository)")]
+    #[error(
+        "`{path}` is a submodule; submodule changes are not accepted (change the submodule's own repository)"
+    )]
     Submodule { path: String },
-    #[error("`{path}` is a binary change; binary changes are refused unless `limits.allow_binary = true` in airlock.toml")]
+    #[error(
+        "`{path}` is a binary change; binary changes are refused unless `limits.allow_binary = true` in airlock.toml"
+    )]
     Binary { path: String },
     #[error("malformed diff: {message}")]
     MalformedDiff { message: String },
@@ -96,13 +109,21 @@ pub enum IntakeError {
     TooLarge { size: u64, limit: u64 },
     #[error("the change touches {count} files; the limit is {limit} (`limits.max_files`)")]
     TooManyFiles { count: usize, limit: usize },
-    #[error("the change is empty; accepted: a diff, edits or a commit that changes at least one file")]
+    #[error(
+        "the change is empty; accepted: a diff, edits or a commit that changes at least one file"
+    )]
     Empty,
     #[error("edit {index} on `{path}`: {message}")]
-    Edit { index: usize, path: String, message: String },
+    Edit {
+        index: usize,
+        path: String,
+        message: String,
+    },
     #[error("`{path}` does not apply to the base commit: {message}")]
     DoesNotApply { path: String, message: String },
-    #[error("`{path}`: mode {mode:o} is not accepted; accepted: 100644 (file), 100755 (executable), 120000 (symlink)")]
+    #[error(
+        "`{path}`: mode {mode:o} is not accepted; accepted: 100644 (file), 100755 (executable), 120000 (symlink)"
+    )]
     Mode { path: String, mode: u32 },
     #[error("could not read the base commit: {0}")]
     Base(String),
@@ -138,12 +159,21 @@ impl IntakeError {
 /// components, none empty, `.` or `..`, none named `.git` (in any case, for
 /// case-insensitive file systems), no control characters, at most 4096 bytes.
 pub fn validate_path(path: &str) -> Result<(), IntakeError> {
-    let invalid = |message: String| IntakeError::InvalidPath { path: path.to_owned(), message };
+    let invalid = |message: String| IntakeError::InvalidPath {
+        path: path.to_owned(),
+        message,
+    };
     if path.is_empty() {
-        return Err(invalid("empty path; accepted: a path relative to the repository root such as `src/main.rs`".into()));
+        return Err(invalid(
+            "empty path; accepted: a path relative to the repository root such as `src/main.rs`"
+                .into(),
+        ));
     }
     if path.len() > 4096 {
-        return Err(invalid(format!("path of {} bytes; accepted: at most 4096 bytes", path.len())));
+        return Err(invalid(format!(
+            "path of {} bytes; accepted: at most 4096 bytes",
+            path.len()
+        )));
     }
     if path.chars().any(char::is_control) {
         return Err(invalid(format!(
@@ -152,21 +182,36 @@ pub fn validate_path(path: &str) -> Result<(), IntakeError> {
         )));
     }
     if path.starts_with('/') {
-        return Err(invalid(format!("`{}` is absolute; accepted: a path relative to the repository root", printable(path))));
+        return Err(invalid(format!(
+            "`{}` is absolute; accepted: a path relative to the repository root",
+            printable(path)
+        )));
     }
     if path.contains('\\') {
-        return Err(invalid(format!("`{}` contains a backslash; accepted: `/` as the only separator", printable(path))));
+        return Err(invalid(format!(
+            "`{}` contains a backslash; accepted: `/` as the only separator",
+            printable(path)
+        )));
     }
     for component in path.split('/') {
         match component {
-            "" => return Err(invalid(format!("`{}` has an empty component (`//` or a trailing `/`)", printable(path)))),
+            "" => {
+                return Err(invalid(format!(
+                    "`{}` has an empty component (`//` or a trailing `/`)",
+                    printable(path)
+                )));
+            }
             "." | ".." => {
                 return Err(invalid(format!(
                     "`{}` contains `{component}`, which could escape the repository; accepted: plain relative paths",
                     printable(path)
                 )));
             }
-            c if c.eq_ignore_ascii_case(".git") => return Err(IntakeError::GitDirectory { path: path.to_owned() }),
+            c if c.eq_ignore_ascii_case(".git") => {
+                return Err(IntakeError::GitDirectory {
+                    path: path.to_owned(),
+                });
+            }
             _ => {}
         }
     }
@@ -181,13 +226,19 @@ fn ancestors(path: &str) -> impl Iterator<Item = &str> {
 /// Lexically resolves a symlink's target from the link's directory and checks that it
 /// stays inside the repository and out of `.git`.
 fn check_symlink_target(link_path: &str, target: &[u8]) -> Result<(), IntakeError> {
-    let escapes = |why: &str| IntakeError::SymlinkEscapes { path: link_path.to_owned(), message: why.to_owned() };
-    let target = std::str::from_utf8(target).map_err(|_| escapes("the symlink target is not UTF-8"))?;
+    let escapes = |why: &str| IntakeError::SymlinkEscapes {
+        path: link_path.to_owned(),
+        message: why.to_owned(),
+    };
+    let target =
+        std::str::from_utf8(target).map_err(|_| escapes("the symlink target is not UTF-8"))?;
     if target.is_empty() || target.contains('\0') {
         return Err(escapes("the symlink target is empty or contains NUL"));
     }
     if target.starts_with('/') {
-        return Err(escapes("a new symlink points to an absolute path, outside the repository; accepted: relative targets inside the repository"));
+        return Err(escapes(
+            "a new symlink points to an absolute path, outside the repository; accepted: relative targets inside the repository",
+        ));
     }
     let mut stack: Vec<&str> = link_path.split('/').collect();
     stack.pop(); // the link's own name
@@ -196,10 +247,14 @@ fn check_symlink_target(link_path: &str, target: &[u8]) -> Result<(), IntakeErro
             "" | "." => {}
             ".." => {
                 if stack.pop().is_none() {
-                    return Err(escapes("a new symlink points outside the repository; accepted: relative targets inside the repository"));
+                    return Err(escapes(
+                        "a new symlink points outside the repository; accepted: relative targets inside the repository",
+                    ));
                 }
             }
-            c if c.eq_ignore_ascii_case(".git") => return Err(escapes("a new symlink points into `.git`")),
+            c if c.eq_ignore_ascii_case(".git") => {
+                return Err(escapes("a new symlink points into `.git`"));
+            }
             c => stack.push(c),
         }
     }
@@ -226,32 +281,50 @@ pub fn from_diff(
     limits: &Limits,
 ) -> Result<ChangeSet, IntakeError> {
     if diff.len() as u64 > limits.max_change_bytes {
-        return Err(IntakeError::TooLarge { size: diff.len() as u64, limit: limits.max_change_bytes });
+        return Err(IntakeError::TooLarge {
+            size: diff.len() as u64,
+            limit: limits.max_change_bytes,
+        });
     }
-    let patch = airlock_diff::parse(diff).map_err(|e| IntakeError::MalformedDiff { message: e.to_string() })?;
+    let patch = airlock_diff::parse(diff).map_err(|e| IntakeError::MalformedDiff {
+        message: e.to_string(),
+    })?;
     if patch.files.is_empty() {
         return Err(IntakeError::Empty);
     }
     if patch.files.len() > limits.max_files {
-        return Err(IntakeError::TooManyFiles { count: patch.files.len(), limit: limits.max_files });
+        return Err(IntakeError::TooManyFiles {
+            count: patch.files.len(),
+            limit: limits.max_files,
+        });
     }
 
     // Path rules that need nothing but the patch.
     let mut touched: HashSet<&str> = HashSet::new();
     for file in &patch.files {
-        for path in [file.old_path.as_deref(), file.new_path.as_deref()].into_iter().flatten() {
+        for path in [file.old_path.as_deref(), file.new_path.as_deref()]
+            .into_iter()
+            .flatten()
+        {
             validate_path(path)?;
         }
         if file.old_mode == Some(MODE_GITLINK) || file.new_mode == Some(MODE_GITLINK) {
-            return Err(IntakeError::Submodule { path: file.path().to_owned() });
+            return Err(IntakeError::Submodule {
+                path: file.path().to_owned(),
+            });
         }
         if let Some(mode) = file.new_mode
             && ![MODE_FILE, MODE_EXECUTABLE, MODE_SYMLINK].contains(&mode)
         {
-            return Err(IntakeError::Mode { path: file.path().to_owned(), mode });
+            return Err(IntakeError::Mode {
+                path: file.path().to_owned(),
+                mode,
+            });
         }
         if file.binary && !limits.allow_binary {
-            return Err(IntakeError::Binary { path: file.path().to_owned() });
+            return Err(IntakeError::Binary {
+                path: file.path().to_owned(),
+            });
         }
         if file.binary && head.is_none() {
             return Err(IntakeError::DoesNotApply {
@@ -264,7 +337,9 @@ pub fn from_diff(
             if !touched.insert(path) {
                 return Err(IntakeError::InvalidPath {
                     path: path.to_owned(),
-                    message: format!("`{path}` appears twice in the change; accepted: each path at most once"),
+                    message: format!(
+                        "`{path}` appears twice in the change; accepted: each path at most once"
+                    ),
                 });
             }
         }
@@ -273,15 +348,22 @@ pub fn from_diff(
     // Rules that need the base tree: nothing may go through a symlink or a submodule.
     let mut lookups: Vec<&str> = Vec::new();
     for file in &patch.files {
-        for path in [file.old_path.as_deref(), file.new_path.as_deref()].into_iter().flatten() {
+        for path in [file.old_path.as_deref(), file.new_path.as_deref()]
+            .into_iter()
+            .flatten()
+        {
             lookups.push(path);
             lookups.extend(ancestors(path));
         }
     }
     lookups.sort_unstable();
     lookups.dedup();
-    let base_entries: HashMap<String, u32> =
-        base.entries(&lookups).map_err(IntakeError::Base)?.into_iter().map(|e| (e.path, e.mode)).collect();
+    let base_entries: HashMap<String, u32> = base
+        .entries(&lookups)
+        .map_err(IntakeError::Base)?
+        .into_iter()
+        .map(|e| (e.path, e.mode))
+        .collect();
     let new_symlinks: HashSet<&str> = patch
         .files
         .iter()
@@ -289,48 +371,79 @@ pub fn from_diff(
         .filter_map(|f| f.new_path.as_deref())
         .collect();
     for file in &patch.files {
-        for path in [file.old_path.as_deref(), file.new_path.as_deref()].into_iter().flatten() {
+        for path in [file.old_path.as_deref(), file.new_path.as_deref()]
+            .into_iter()
+            .flatten()
+        {
             for ancestor in ancestors(path) {
                 match base_entries.get(ancestor) {
                     Some(&MODE_SYMLINK) => {
                         return Err(IntakeError::ThroughSymlink {
                             path: path.to_owned(),
-                            message: format!("`{ancestor}` is a symlink in the base commit; changes may not write through symlinks"),
+                            message: format!(
+                                "`{ancestor}` is a symlink in the base commit; changes may not write through symlinks"
+                            ),
                         });
                     }
-                    Some(&MODE_GITLINK) => return Err(IntakeError::Submodule { path: ancestor.to_owned() }),
+                    Some(&MODE_GITLINK) => {
+                        return Err(IntakeError::Submodule {
+                            path: ancestor.to_owned(),
+                        });
+                    }
                     Some(&MODE_TREE) | None => {}
-                    Some(_) if written_paths(file).any(|p| p == path) && is_deleted_in(&patch.files, ancestor) => {}
+                    Some(_)
+                        if written_paths(file).any(|p| p == path)
+                            && is_deleted_in(&patch.files, ancestor) => {}
                     Some(_) => {
                         return Err(IntakeError::DoesNotApply {
                             path: path.to_owned(),
-                            message: format!("`{ancestor}` is a file in the base commit, not a directory"),
+                            message: format!(
+                                "`{ancestor}` is a file in the base commit, not a directory"
+                            ),
                         });
                     }
                 }
                 if new_symlinks.contains(ancestor) {
                     return Err(IntakeError::ThroughSymlink {
                         path: path.to_owned(),
-                        message: format!("`{ancestor}` becomes a symlink in this change; changes may not write through symlinks"),
+                        message: format!(
+                            "`{ancestor}` becomes a symlink in this change; changes may not write through symlinks"
+                        ),
                     });
                 }
             }
             if base_entries.get(path) == Some(&MODE_GITLINK) {
-                return Err(IntakeError::Submodule { path: path.to_owned() });
+                return Err(IntakeError::Submodule {
+                    path: path.to_owned(),
+                });
             }
         }
     }
 
     // Base contents, read once for every file that has an old side.
-    let old_paths: Vec<&str> = patch.files.iter().filter_map(|f| f.old_path.as_deref()).collect();
+    let old_paths: Vec<&str> = patch
+        .files
+        .iter()
+        .filter_map(|f| f.old_path.as_deref())
+        .collect();
     let old_contents = base.read(&old_paths).map_err(IntakeError::Base)?;
-    let mut old_by_path: HashMap<&str, Option<Vec<u8>>> = old_paths.iter().copied().zip(old_contents).collect();
+    let mut old_by_path: HashMap<&str, Option<Vec<u8>>> =
+        old_paths.iter().copied().zip(old_contents).collect();
 
     let head_contents = match head {
         Some(head) => {
-            let new_paths: Vec<&str> = patch.files.iter().filter_map(|f| f.new_path.as_deref()).collect();
+            let new_paths: Vec<&str> = patch
+                .files
+                .iter()
+                .filter_map(|f| f.new_path.as_deref())
+                .collect();
             let contents = head.read(&new_paths).map_err(IntakeError::Base)?;
-            Some(new_paths.into_iter().zip(contents).collect::<HashMap<_, _>>())
+            Some(
+                new_paths
+                    .into_iter()
+                    .zip(contents)
+                    .collect::<HashMap<_, _>>(),
+            )
         }
         None => None,
     };
@@ -364,7 +477,8 @@ pub fn from_diff(
                 {
                     return Err(IntakeError::DoesNotApply {
                         path: new_path.to_owned(),
-                        message: "the change creates it, but it already exists in the base commit".into(),
+                        message: "the change creates it, but it already exists in the base commit"
+                            .into(),
                     });
                 }
                 None
@@ -375,16 +489,30 @@ pub fn from_diff(
                 Some(new_path) => match head_contents.get(new_path).cloned().flatten() {
                     Some(content) => Some(content),
                     None => {
-                        return Err(IntakeError::Base(format!("`{new_path}` is missing from the proposed commit")));
+                        return Err(IntakeError::Base(format!(
+                            "`{new_path}` is missing from the proposed commit"
+                        )));
                     }
                 },
                 None => None,
             },
-            None => airlock_diff::apply(old.as_deref(), file)
-                .map_err(|e| IntakeError::DoesNotApply { path: path.clone(), message: e.to_string() })?,
+            None => airlock_diff::apply(old.as_deref(), file).map_err(|e| {
+                IntakeError::DoesNotApply {
+                    path: path.clone(),
+                    message: e.to_string(),
+                }
+            })?,
         };
-        let old_mode = file.old_mode.or_else(|| file.old_path.as_deref().and_then(|p| base_entries.get(p).copied()));
-        let new_mode = if file.new_path.is_some() { file.new_mode.or(old_mode).or(Some(MODE_FILE)) } else { None };
+        let old_mode = file.old_mode.or_else(|| {
+            file.old_path
+                .as_deref()
+                .and_then(|p| base_entries.get(p).copied())
+        });
+        let new_mode = if file.new_path.is_some() {
+            file.new_mode.or(old_mode).or(Some(MODE_FILE))
+        } else {
+            None
+        };
         if new_mode == Some(MODE_SYMLINK) {
             let target = new.as_deref().unwrap_or_default();
             check_symlink_target(&path, target)?;
@@ -408,38 +536,58 @@ pub fn from_diff(
         });
         new_contents.push(new);
     }
-    Ok(ChangeSet { diff: diff.to_vec(), files, new_contents })
+    Ok(ChangeSet {
+        diff: diff.to_vec(),
+        files,
+        new_contents,
+    })
 }
 
 /// Paths a file patch writes or removes in the work tree.
 fn written_paths(file: &FilePatch) -> impl Iterator<Item = &str> {
-    let old = if file.kind == FileChangeKind::Copied { None } else { file.old_path.as_deref() };
+    let old = if file.kind == FileChangeKind::Copied {
+        None
+    } else {
+        file.old_path.as_deref()
+    };
     let new = file.new_path.as_deref().filter(|n| Some(*n) != old);
     old.into_iter().chain(new)
 }
 
 fn is_deleted_in(files: &[FilePatch], path: &str) -> bool {
     files.iter().any(|f| {
-        f.old_path.as_deref() == Some(path) && matches!(f.kind, FileChangeKind::Deleted | FileChangeKind::Renamed)
+        f.old_path.as_deref() == Some(path)
+            && matches!(f.kind, FileChangeKind::Deleted | FileChangeKind::Renamed)
     })
 }
 
 /// Applies edits to the base tree, renders them as a diff and validates that diff like
 /// any other, so the two forms obey exactly the same rules.
-pub fn from_edits(edits: &[Edit], base: &dyn TreeReader, limits: &Limits) -> Result<ChangeSet, IntakeError> {
+pub fn from_edits(
+    edits: &[Edit],
+    base: &dyn TreeReader,
+    limits: &Limits,
+) -> Result<ChangeSet, IntakeError> {
     if edits.is_empty() {
         return Err(IntakeError::Empty);
     }
     let edit_bytes: u64 = edits
         .iter()
         .map(|e| match e {
-            Edit::Replace { path, old_text, new_text } => path.len() + old_text.len() + new_text.len(),
+            Edit::Replace {
+                path,
+                old_text,
+                new_text,
+            } => path.len() + old_text.len() + new_text.len(),
             Edit::Create { path, content } => path.len() + content.len(),
             Edit::Delete { path } => path.len(),
         } as u64)
         .sum();
     if edit_bytes > limits.max_change_bytes {
-        return Err(IntakeError::TooLarge { size: edit_bytes, limit: limits.max_change_bytes });
+        return Err(IntakeError::TooLarge {
+            size: edit_bytes,
+            limit: limits.max_change_bytes,
+        });
     }
     for edit in edits {
         validate_path(edit.path())?;
@@ -453,26 +601,42 @@ pub fn from_edits(edits: &[Edit], base: &dyn TreeReader, limits: &Limits) -> Res
         }
     }
     if order.len() > limits.max_files {
-        return Err(IntakeError::TooManyFiles { count: order.len(), limit: limits.max_files });
+        return Err(IntakeError::TooManyFiles {
+            count: order.len(),
+            limit: limits.max_files,
+        });
     }
     let base_contents = base.read(&order).map_err(IntakeError::Base)?;
-    let modes: HashMap<String, u32> =
-        base.entries(&order).map_err(IntakeError::Base)?.into_iter().map(|e| (e.path, e.mode)).collect();
+    let modes: HashMap<String, u32> = base
+        .entries(&order)
+        .map_err(IntakeError::Base)?
+        .into_iter()
+        .map(|e| (e.path, e.mode))
+        .collect();
 
     let mut diff: Vec<u8> = Vec::new();
     for (path, original) in order.iter().zip(base_contents) {
         let mut current: Option<Vec<u8>> = original.clone();
         for (index, edit) in edits.iter().enumerate().filter(|(_, e)| e.path() == *path) {
-            let fail = |message: String| IntakeError::Edit { index, path: path.to_string(), message };
+            let fail = |message: String| IntakeError::Edit {
+                index,
+                path: path.to_string(),
+                message,
+            };
             current = match edit {
-                Edit::Replace { old_text, new_text, .. } => {
+                Edit::Replace {
+                    old_text, new_text, ..
+                } => {
                     let Some(content) = current else {
                         return Err(fail("the file does not exist in the base commit; use {\"op\":\"create\"} to create it".into()));
                     };
                     if old_text.is_empty() {
                         return Err(fail("old_text is empty; accepted: text that occurs exactly once in the file".into()));
                     }
-                    Some(replace_once(&content, old_text.as_bytes(), new_text.as_bytes()).map_err(fail)?)
+                    Some(
+                        replace_once(&content, old_text.as_bytes(), new_text.as_bytes())
+                            .map_err(fail)?,
+                    )
                 }
                 Edit::Create { content, .. } => {
                     if current.is_some() {
@@ -496,10 +660,19 @@ pub fn from_edits(edits: &[Edit], base: &dyn TreeReader, limits: &Limits) -> Res
             return Err(IntakeError::Edit {
                 index: 0,
                 path: path.to_string(),
-                message: "text edits apply to regular files only; this path is a symlink or a submodule".into(),
+                message:
+                    "text edits apply to regular files only; this path is a symlink or a submodule"
+                        .into(),
             });
         }
-        diff.extend(airlock_diff::render(path, path, original.as_deref(), current.as_deref(), mode, mode));
+        diff.extend(airlock_diff::render(
+            path,
+            path,
+            original.as_deref(),
+            current.as_deref(),
+            mode,
+            mode,
+        ));
     }
     if diff.is_empty() {
         return Err(IntakeError::Empty);

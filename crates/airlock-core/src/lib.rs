@@ -3,8 +3,8 @@
 //! given its inputs, so the rules that decide a change can be tested without a disk,
 //! a repository or a clock.
 
-pub mod config;
 pub mod change;
+pub mod config;
 pub mod event;
 pub mod ids;
 pub mod intake;

@@ -18,11 +18,15 @@ pub enum NextStep {
 /// Level 1 at once (later checks would only add noise to the feedback).
 pub fn next_step(checks: &[CheckCommand], done: &[StepRecord]) -> NextStep {
     if let Some(failed) = done.iter().find(|step| step.status == StepStatus::Failed) {
-        let why = failed.reason.clone().unwrap_or_else(|| match (failed.exit_code, failed.signal) {
-            (Some(code), _) => format!("exited with status {code}"),
-            (None, Some(signal)) => format!("was killed by signal {signal}"),
-            (None, None) => "failed".to_owned(),
-        });
+        let why =
+            failed
+                .reason
+                .clone()
+                .unwrap_or_else(|| match (failed.exit_code, failed.signal) {
+                    (Some(code), _) => format!("exited with status {code}"),
+                    (None, Some(signal)) => format!("was killed by signal {signal}"),
+                    (None, None) => "failed".to_owned(),
+                });
         return NextStep::Finish(Verdict {
             outcome: VerdictOutcome::Rejected,
             summary: format!("check `{}` {why}", failed.name),
@@ -60,7 +64,11 @@ mod tests {
     use super::*;
 
     fn command(name: &str) -> CheckCommand {
-        CheckCommand { name: name.into(), run: "true".into(), timeout: Duration::from_secs(1) }
+        CheckCommand {
+            name: name.into(),
+            run: "true".into(),
+            timeout: Duration::from_secs(1),
+        }
     }
 
     fn step(index: usize, name: &str, status: StepStatus, exit_code: Option<i32>) -> StepRecord {
@@ -85,8 +93,13 @@ mod tests {
         assert_eq!(next_step(&checks, &[]), NextStep::Run(0));
         let done = [step(0, "test", StepStatus::Passed, Some(0))];
         assert_eq!(next_step(&checks, &done), NextStep::Run(1));
-        let done = [step(0, "test", StepStatus::Passed, Some(0)), step(1, "lint", StepStatus::Passed, Some(0))];
-        let NextStep::Finish(verdict) = next_step(&checks, &done) else { panic!("expected a verdict") };
+        let done = [
+            step(0, "test", StepStatus::Passed, Some(0)),
+            step(1, "lint", StepStatus::Passed, Some(0)),
+        ];
+        let NextStep::Finish(verdict) = next_step(&checks, &done) else {
+            panic!("expected a verdict")
+        };
         assert_eq!(verdict.outcome, VerdictOutcome::Passed);
         assert_eq!(verdict.summary, "all 2 checks passed");
         assert_eq!(verdict.duration_ms, Some(10));
@@ -96,7 +109,9 @@ mod tests {
     fn first_failure_rejects_with_its_output() {
         let checks = [command("test"), command("lint")];
         let done = [step(0, "test", StepStatus::Failed, Some(101))];
-        let NextStep::Finish(verdict) = next_step(&checks, &done) else { panic!("expected a verdict") };
+        let NextStep::Finish(verdict) = next_step(&checks, &done) else {
+            panic!("expected a verdict")
+        };
         assert_eq!(verdict.outcome, VerdictOutcome::Rejected);
         assert_eq!(verdict.summary, "check `test` exited with status 101");
         assert_eq!(verdict.failed_step.as_deref(), Some("test"));
@@ -105,7 +120,9 @@ mod tests {
 
     #[test]
     fn no_checks_means_the_change_only_has_to_apply() {
-        let NextStep::Finish(verdict) = next_step(&[], &[]) else { panic!("expected a verdict") };
+        let NextStep::Finish(verdict) = next_step(&[], &[]) else {
+            panic!("expected a verdict")
+        };
         assert_eq!(verdict.outcome, VerdictOutcome::Passed);
     }
 }

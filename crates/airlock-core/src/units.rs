@@ -7,19 +7,27 @@ use std::time::Duration;
 /// decides whether zero makes sense for its key.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("`{text}` has no unit; accepted: a whole number followed by ms, s, m or h, e.g. \"10m\""))?;
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| {
+        format!(
+            "`{text}` has no unit; accepted: a whole number followed by ms, s, m or h, e.g. \"10m\""
+        )
+    })?;
     let (number, unit) = text.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` does not start with a whole number; accepted e.g. \"30s\", \"10m\", \"1h\""))?;
+    let value: u64 = number.parse().map_err(|_| {
+        format!(
+            "`{text}` does not start with a whole number; accepted e.g. \"30s\", \"10m\", \"1h\""
+        )
+    })?;
     let millis = match unit {
         "ms" => Some(value),
         "s" => value.checked_mul(1_000),
         "m" => value.checked_mul(60_000),
         "h" => value.checked_mul(3_600_000),
-        _ => return Err(format!("`{text}` has unknown unit `{unit}`; accepted units: ms, s, m, h")),
+        _ => {
+            return Err(format!(
+                "`{text}` has unknown unit `{unit}`; accepted units: ms, s, m, h"
+            ));
+        }
     };
     millis
         .map(Duration::from_millis)
@@ -30,11 +38,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// (powers of 1024) or KB, MB, GB (powers of 1000).
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` does not start with a whole number; accepted e.g. 65536, \"64KiB\", \"10MiB\""))?;
+    let value: u64 = number.parse().map_err(|_| {
+        format!(
+            "`{text}` does not start with a whole number; accepted e.g. 65536, \"64KiB\", \"10MiB\""
+        )
+    })?;
     let factor: u64 = match unit.trim() {
         "" | "B" => 1,
         "KiB" => 1 << 10,
@@ -49,17 +61,19 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
             ));
         }
     };
-    value.checked_mul(factor).ok_or_else(|| format!("`{text}` is too large"))
+    value
+        .checked_mul(factor)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 /// Formats a duration the way `parse_duration` reads it, choosing the largest exact unit.
 pub fn format_duration(duration: Duration) -> String {
     let ms = duration.as_millis();
-    if ms != 0 && ms % 3_600_000 == 0 {
+    if ms != 0 && ms.is_multiple_of(3_600_000) {
         format!("{}h", ms / 3_600_000)
-    } else if ms != 0 && ms % 60_000 == 0 {
+    } else if ms != 0 && ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
-    } else if ms % 1_000 == 0 {
+    } else if ms.is_multiple_of(1_000) {
         format!("{}s", ms / 1_000)
     } else {
         format!("{ms}ms")
@@ -73,7 +87,11 @@ mod tests {
     #[test]
     fn durations() {
         let check = |text: &str, expected: Option<u64>| {
-            assert_eq!(parse_duration(text).ok().map(|d| d.as_millis() as u64), expected, "{text}");
+            assert_eq!(
+                parse_duration(text).ok().map(|d| d.as_millis() as u64),
+                expected,
+                "{text}"
+            );
         };
         check("10m", Some(600_000));
         check("500ms", Some(500));
@@ -88,7 +106,9 @@ mod tests {
 
     #[test]
     fn sizes() {
-        let check = |text: &str, expected: Option<u64>| assert_eq!(parse_size(text).ok(), expected, "{text}");
+        let check = |text: &str, expected: Option<u64>| {
+            assert_eq!(parse_size(text).ok(), expected, "{text}")
+        };
         check("65536", Some(65_536));
         check("64KiB", Some(65_536));
         check("10MiB", Some(10 << 20));

@@ -77,6 +77,14 @@ impl Git {
         }
     }
 
+    /// An invocation finding the user's repository from `cwd`, for opening it. Optional
+    /// locks are off so that nothing is written to the repository.
+    pub(crate) fn discover(cwd: &Path) -> Git {
+        let mut git = Git::new(cwd);
+        git.command.env("GIT_OPTIONAL_LOCKS", "0");
+        git
+    }
+
     /// An invocation reading the user's repository through its git directory, never its
     /// work tree. Optional locks are off so that nothing (not even a refreshed index) is
     /// written to the user's repository.

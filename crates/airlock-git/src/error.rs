@@ -26,6 +26,10 @@ pub enum GitError {
     )]
     InvalidRevision { rev: String, reason: &'static str },
 
+    /// A new repository was asked for where one already exists.
+    #[error("{path} already holds a git repository; choose an empty or new directory")]
+    AlreadyARepository { path: PathBuf },
+
     /// A well-formed revision that names no commit in the repository (absent, ambiguous,
     /// or naming a tree or blob).
     #[error("revision {rev:?} does not name a commit in this repository")]

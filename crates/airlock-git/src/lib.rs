@@ -11,13 +11,14 @@
 mod command;
 mod error;
 mod repo;
+mod tree_fs;
 mod validate;
 mod workspace;
 
 pub use error::GitError;
 pub use repo::{
     EntryKind, MODE_DIRECTORY, MODE_EXECUTABLE, MODE_SUBMODULE, MODE_SYMLINK, ObjectFormat, Repo,
-    TreeEntry,
+    TreeEntry, init_repository,
 };
 pub use validate::CommitId;
 pub use workspace::{FileMode, FileWrite, PoolStats, Workspace, WorkspacePool};

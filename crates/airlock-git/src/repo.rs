@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::command::{Git, stderr_excerpt};
+use crate::tree_fs::write_file;
 use crate::validate::{check_repository_path, check_revision};
-use crate::{CommitId, GitError};
+use crate::{CommitId, FileMode, GitError};
 
 /// A user's repository, opened read-only.
 ///
@@ -65,9 +66,13 @@ pub struct TreeEntry {
     pub oid: String,
 }
 
+/// [`TreeEntry::mode`] of a symbolic link; its blob holds the target.
 pub const MODE_SYMLINK: u32 = 0o120000;
+/// [`TreeEntry::mode`] of a submodule (gitlink).
 pub const MODE_SUBMODULE: u32 = 0o160000;
+/// [`TreeEntry::mode`] of an executable file.
 pub const MODE_EXECUTABLE: u32 = 0o100755;
+/// [`TreeEntry::mode`] of a directory.
 pub const MODE_DIRECTORY: u32 = 0o040000;
 
 impl TreeEntry {
@@ -98,7 +103,7 @@ impl Repo {
         if !path.is_dir() {
             return Err(not_a_repository("no such directory".to_owned()));
         }
-        let finished = Git::new(path)
+        let finished = Git::discover(path)
             .args([
                 "rev-parse",
                 "--path-format=absolute",
@@ -132,7 +137,7 @@ impl Repo {
         let root = if bare {
             git_dir.clone()
         } else {
-            let finished = Git::new(path)
+            let finished = Git::discover(path)
                 .args(["rev-parse", "--path-format=absolute", "--show-toplevel"])
                 .run_with_status(None)?;
             if !finished.status.success() {
@@ -234,6 +239,9 @@ impl Repo {
     ) -> Result<Vec<TreeEntry>, GitError> {
         for path in paths {
             check_repository_path(path)?;
+        }
+        if paths.is_empty() {
+            return Ok(Vec::new());
         }
         // `ls-tree` without `-r` matches each pathspec as a prefix: naming a directory `a`
         // also lists `a`'s direct children when git descends into `a` for a deeper
@@ -381,6 +389,64 @@ impl Repo {
     fn git(&self) -> Git {
         Git::for_repository(&self.git_dir)
     }
+}
+
+/// Creates a repository at `root` whose `branch` has a single commit, with `message`,
+/// holding `files` as (path, content, executable). `root` is created if needed and must
+/// not hold a repository yet. For the demo and tests, which must not run git themselves:
+/// it writes only a repository it creates.
+pub fn init_repository(
+    root: &Path,
+    branch: &str,
+    files: &[(&str, &[u8], bool)],
+    message: &str,
+) -> Result<Repo, GitError> {
+    check_revision(branch)?;
+    let mut seen = BTreeSet::new();
+    for (path, _, _) in files {
+        check_repository_path(path)?;
+        if !seen.insert(*path) {
+            return Err(GitError::InvalidChange {
+                reason: format!("{path:?} is given more than once"),
+            });
+        }
+    }
+    if root.join(".git").exists() {
+        return Err(GitError::AlreadyARepository {
+            path: root.to_path_buf(),
+        });
+    }
+    std::fs::create_dir_all(root).map_err(|e| GitError::io("create", root, e))?;
+    Git::new(root)
+        .args(["init", "--quiet"])
+        .arg(format!("--initial-branch={branch}"))
+        .run()?;
+    for (path, content, executable) in files {
+        let mode = if *executable {
+            FileMode::Executable
+        } else {
+            FileMode::Regular
+        };
+        write_file(root, path, content, mode)?;
+    }
+    Git::new(root).args(["add", "--all"]).run()?;
+    Git::new(root)
+        .args([
+            "-c",
+            "user.name=airlock",
+            "-c",
+            "user.email=airlock@localhost",
+            "-c",
+            "commit.gpgSign=false",
+            "commit",
+            "--quiet",
+            "--no-verify",
+            "--allow-empty",
+            "-m",
+        ])
+        .arg(message)
+        .run()?;
+    Repo::open(root)
 }
 
 /// `<mode> SP <type> SP <oid> TAB <path>`, as `ls-tree -z` prints one entry.

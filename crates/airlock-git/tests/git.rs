@@ -276,6 +276,52 @@ fn open_finds_the_top_of_the_work_tree_and_accepts_bare_repositories() {
 }
 
 #[test]
+fn init_repository_creates_one_commit_with_the_given_files() {
+    let temporary = TempDir::new().unwrap();
+    let root = temporary.path().join("service");
+    let repo = airlock_git::init_repository(
+        &root,
+        "trunk",
+        &[
+            ("bin/run", b"#!/bin/sh\n".as_slice(), true),
+            ("README.md", b"# service\n".as_slice(), false),
+        ],
+        "-m looks like an option but is the message",
+    )
+    .unwrap();
+    assert_eq!(repo.current_branch().unwrap().as_deref(), Some("trunk"));
+    let commit = repo.resolve_commit("trunk").unwrap();
+    assert_eq!(
+        repo.list_files(&commit).unwrap(),
+        strings(&["README.md", "bin/run"])
+    );
+    let modes: Vec<u32> = repo
+        .tree_entries(&commit, &["bin/run", "README.md"])
+        .unwrap()
+        .iter()
+        .map(|entry| entry.mode)
+        .collect();
+    assert_eq!(modes, [0o100644, 0o040000, 0o100755]);
+    assert_eq!(
+        git(&root, &["log", "--format=%s"]).trim(),
+        "-m looks like an option but is the message"
+    );
+    assert_eq!(git(&root, &["status", "--porcelain"]), "");
+
+    let again = airlock_git::init_repository(&root, "trunk", &[], "again").unwrap_err();
+    assert!(
+        matches!(again, GitError::AlreadyARepository { .. }),
+        "{again:?}"
+    );
+    let elsewhere = temporary.path().join("other");
+    let escape =
+        airlock_git::init_repository(&elsewhere, "main", &[("../x", b"".as_slice(), false)], "m")
+            .unwrap_err();
+    assert!(matches!(escape, GitError::InvalidPath { .. }), "{escape:?}");
+    assert!(!elsewhere.exists(), "nothing was created");
+}
+
+#[test]
 fn commit_ids_are_full_hexadecimal_ids() {
     let check = |text: &str, expected: Option<&str>| {
         let parsed = CommitId::from_str(text);
@@ -1001,6 +1047,27 @@ fn pool_is_shared_by_threads_and_bounded_by_its_capacity() {
     assert!(most_in_use.load(Ordering::SeqCst) <= 2);
     assert!(fixture.scratch.join("pool/ws-1").is_dir());
     assert!(!fixture.scratch.join("pool/ws-2").exists());
+}
+
+#[test]
+fn acquire_at_an_unknown_commit_changes_no_workspace() {
+    let fixture = Fixture::new();
+    let base = head(&fixture.root);
+    let pool = fixture.pool(1);
+    pool.acquire(&base).unwrap().release().unwrap();
+    let absent = CommitId::from_str("0123456789abcdef0123456789abcdef01234567").unwrap();
+    let error = pool.acquire(&absent).unwrap_err();
+    assert!(
+        matches!(error, GitError::UnknownRevision { .. }),
+        "{error:?}"
+    );
+    let workspace = pool.acquire(&base).unwrap();
+    assert_eq!(
+        pool.stats().reused,
+        1,
+        "the workspace stayed clean at its base"
+    );
+    assert!(workspace.status().unwrap().is_empty());
 }
 
 #[test]

@@ -40,7 +40,11 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -50,7 +54,11 @@ impl ApiError {
     /// Logs the cause and tells the client only that something failed on our side.
     fn internal(cause: impl std::fmt::Display) -> ApiError {
         tracing::error!(%cause, "request failed");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "airlock failed to handle the request; see the server log")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "airlock failed to handle the request; see the server log",
+        )
     }
 }
 
@@ -59,7 +67,10 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
         }
         response
     }
@@ -76,12 +87,20 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see /v1/changes and /healthz")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; see /v1/changes and /healthz",
+    )
 }
 
 /// The caller's identity, from the `Authorization: Bearer` header and nothing else.
-async fn authenticate<S: Store>(shared: &Shared<S>, headers: &HeaderMap) -> Result<TokenRecord, ApiError> {
-    let unauthorized = |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
+async fn authenticate<S: Store>(
+    shared: &Shared<S>,
+    headers: &HeaderMap,
+) -> Result<TokenRecord, ApiError> {
+    let unauthorized =
+        |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
     let value = headers
         .get(header::AUTHORIZATION)
         .ok_or_else(|| unauthorized("missing `Authorization: Bearer TOKEN` header; create a token with `airlock token create`"))?;
@@ -103,13 +122,25 @@ fn require_role(token: &TokenRecord, allowed: &[Role], action: &str) -> Result<(
     Err(ApiError::new(
         StatusCode::FORBIDDEN,
         "forbidden",
-        format!("role `{}` may not {action}; allowed roles: {}", token.role, allowed.join(", ")),
+        format!(
+            "role `{}` may not {action}; allowed roles: {}",
+            token.role,
+            allowed.join(", ")
+        ),
     ))
 }
 
 fn actor_of(token: &TokenRecord) -> Actor {
-    let kind = if token.role == Role::Agent { ActorKind::Agent } else { ActorKind::Human };
-    Actor { kind, name: token.name.clone(), token_id: Some(token.id.clone()) }
+    let kind = if token.role == Role::Agent {
+        ActorKind::Agent
+    } else {
+        ActorKind::Human
+    };
+    Actor {
+        kind,
+        name: token.name.clone(),
+        token_id: Some(token.id.clone()),
+    }
 }
 
 /// The body of `POST /v1/changes`. Exactly one of `diff`, `edits` and `ref`. There is
@@ -146,10 +177,16 @@ async fn propose<S: Store>(
     body: Body,
 ) -> Result<(StatusCode, Json<ProposeResponse>), ApiError> {
     let token = authenticate(&shared, &headers).await?;
-    require_role(&token, &[Role::Agent, Role::Operator, Role::Admin], "propose changes")?;
+    require_role(
+        &token,
+        &[Role::Agent, Role::Operator, Role::Admin],
+        "propose changes",
+    )?;
 
     // JSON escaping can double a diff's size; leave room for that and the other fields.
-    let limit = (shared.config.limits.max_change_bytes as usize).saturating_mul(2).saturating_add(MAX_DESCRIPTION_BYTES + 4096);
+    let limit = (shared.config.limits.max_change_bytes as usize)
+        .saturating_mul(2)
+        .saturating_add(MAX_DESCRIPTION_BYTES + 4096);
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -168,7 +205,10 @@ async fn propose<S: Store>(
     })?;
 
     let title = request.title.trim();
-    if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS || title.chars().any(char::is_control) {
+    if title.is_empty()
+        || title.chars().count() > MAX_TITLE_CHARS
+        || title.chars().any(char::is_control)
+    {
         return Err(ApiError::bad_request(
             "invalid_title",
             format!("the title must be 1 to {MAX_TITLE_CHARS} characters on one line"),
@@ -177,7 +217,10 @@ async fn propose<S: Store>(
     if request.description.len() > MAX_DESCRIPTION_BYTES {
         return Err(ApiError::bad_request(
             "invalid_description",
-            format!("the description is {} bytes; accepted: at most {MAX_DESCRIPTION_BYTES}", request.description.len()),
+            format!(
+                "the description is {} bytes; accepted: at most {MAX_DESCRIPTION_BYTES}",
+                request.description.len()
+            ),
         ));
     }
     let body = match (request.diff, request.edits, request.git_ref) {
@@ -196,7 +239,13 @@ async fn propose<S: Store>(
         let shared = shared.clone();
         let base = request.base.clone();
         tokio::task::spawn_blocking(move || {
-            accept(&shared.repo, &shared.config.target_branch, base.as_deref(), &body, &shared.config.limits)
+            accept(
+                &shared.repo,
+                &shared.config.target_branch,
+                base.as_deref(),
+                &body,
+                &shared.config.limits,
+            )
         })
         .await
         .map_err(ApiError::internal)?
@@ -210,7 +259,11 @@ async fn propose<S: Store>(
             };
             ApiError::new(status, e.code(), e.to_string())
         }
-        AcceptError::UnknownRevision(message) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_revision", message),
+        AcceptError::UnknownRevision(message) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_revision",
+            message,
+        ),
         other => ApiError::internal(other),
     })?;
 
@@ -330,23 +383,61 @@ impl ChangeView {
 }
 
 fn parse_change_id(text: &str) -> Result<ChangeId, ApiError> {
-    text.parse().map_err(|m: String| ApiError::bad_request("invalid_change_id", m))
+    text.parse()
+        .map_err(|m: String| ApiError::bad_request("invalid_change_id", m))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GetQuery {
+    /// Seconds to wait for a final state before answering (long poll), at most 60.
+    wait: Option<u64>,
+}
+
+const MAX_WAIT_SECONDS: u64 = 60;
 
 async fn get_change<S: Store>(
     State(shared): State<Arc<Shared<S>>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    query: Result<Query<GetQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ChangeView>, ApiError> {
     authenticate(&shared, &headers).await?;
     let id = parse_change_id(&id)?;
-    let record = shared
-        .store
-        .change(&id)
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "change_not_found", format!("no change `{id}`")))?;
-    let steps = shared.store.steps(&id, record.revision).await?;
-    Ok(Json(ChangeView::new(record, steps)))
+    let Query(query) = query.map_err(|e| {
+        ApiError::bad_request(
+            "invalid_query",
+            format!("{e}; accepted parameters: wait (seconds, 0 to {MAX_WAIT_SECONDS})"),
+        )
+    })?;
+    let wait = query.wait.unwrap_or(0);
+    if wait > MAX_WAIT_SECONDS {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("wait={wait} is too long; accepted: 0 to {MAX_WAIT_SECONDS} seconds"),
+        ));
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+    // Subscribe before reading, so progress between the read and the wait wakes us.
+    let mut progress = shared.progress.subscribe();
+    loop {
+        let record = shared.store.change(&id).await?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "change_not_found",
+                format!("no change `{id}`"),
+            )
+        })?;
+        let progressed = !record.state.is_final()
+            && matches!(
+                tokio::time::timeout_at(deadline, progress.changed()).await,
+                Ok(Ok(()))
+            );
+        if !progressed {
+            let steps = shared.store.steps(&id, record.revision).await?;
+            return Ok(Json(ChangeView::new(record, steps)));
+        }
+    }
 }
 
 async fn change_events<S: Store>(
@@ -357,7 +448,11 @@ async fn change_events<S: Store>(
     authenticate(&shared, &headers).await?;
     let id = parse_change_id(&id)?;
     if shared.store.change(&id).await?.is_none() {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "change_not_found", format!("no change `{id}`")));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "change_not_found",
+            format!("no change `{id}`"),
+        ));
     }
     Ok(Json(shared.store.events(Some(&id)).await?))
 }
@@ -376,7 +471,10 @@ async fn list_changes<S: Store>(
 ) -> Result<Json<Vec<ChangeView>>, ApiError> {
     authenticate(&shared, &headers).await?;
     let Query(query) = query.map_err(|e| {
-        ApiError::bad_request("invalid_query", format!("{e}; accepted parameters: state, limit (1 to 1000)"))
+        ApiError::bad_request(
+            "invalid_query",
+            format!("{e}; accepted parameters: state, limit (1 to 1000)"),
+        )
     })?;
     let state = query
         .state
@@ -386,8 +484,16 @@ async fn list_changes<S: Store>(
         .map_err(|m| ApiError::bad_request("invalid_state", m))?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", format!("limit {limit} is out of range; accepted: 1 to 1000")));
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit {limit} is out of range; accepted: 1 to 1000"),
+        ));
     }
     let records = shared.store.list_changes(state, limit).await?;
-    Ok(Json(records.into_iter().map(|r| ChangeView::new(r, Vec::new())).collect()))
+    Ok(Json(
+        records
+            .into_iter()
+            .map(|r| ChangeView::new(r, Vec::new()))
+            .collect(),
+    ))
 }

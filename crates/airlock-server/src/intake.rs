@@ -4,7 +4,9 @@
 
 use airlock_core::change::{ChangedFile, FileOp, SourceForm};
 use airlock_core::config::Limits;
-use airlock_core::intake::{self, ChangeSet, Edit, IntakeError, MODE_EXECUTABLE, MODE_SYMLINK, TreeEntry, TreeReader};
+use airlock_core::intake::{
+    self, ChangeSet, Edit, IntakeError, MODE_EXECUTABLE, MODE_SYMLINK, TreeEntry, TreeReader,
+};
 use airlock_git::{CommitId, FileMode, FileWrite, GitError, Repo};
 
 /// One commit's tree, read through git.
@@ -15,12 +17,23 @@ pub struct GitTree<'a> {
 
 impl TreeReader for GitTree<'_> {
     fn entries(&self, paths: &[&str]) -> Result<Vec<TreeEntry>, String> {
-        let entries = self.repo.tree_entries(self.commit, paths).map_err(|e| e.to_string())?;
-        Ok(entries.into_iter().map(|e| TreeEntry { path: e.path, mode: e.mode }).collect())
+        let entries = self
+            .repo
+            .tree_entries(self.commit, paths)
+            .map_err(|e| e.to_string())?;
+        Ok(entries
+            .into_iter()
+            .map(|e| TreeEntry {
+                path: e.path,
+                mode: e.mode,
+            })
+            .collect())
     }
 
     fn read(&self, paths: &[&str]) -> Result<Vec<Option<Vec<u8>>>, String> {
-        self.repo.read_files(self.commit, paths).map_err(|e| e.to_string())
+        self.repo
+            .read_files(self.commit, paths)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -67,42 +80,84 @@ pub fn accept(
     body: &ProposalBody,
     limits: &Limits,
 ) -> Result<Accepted, AcceptError> {
-    let target_tip = || repo.resolve_commit(target_branch).map_err(|e| revision_error("target branch", e));
+    let target_tip = || {
+        repo.resolve_commit(target_branch)
+            .map_err(|e| revision_error("target branch", e))
+    };
     match body {
         ProposalBody::Diff(diff) => {
             let base = match base {
-                Some(rev) => repo.resolve_commit(rev).map_err(|e| revision_error("base", e))?,
+                Some(rev) => repo
+                    .resolve_commit(rev)
+                    .map_err(|e| revision_error("base", e))?,
                 None => target_tip()?,
             };
-            let tree = GitTree { repo, commit: &base };
+            let tree = GitTree {
+                repo,
+                commit: &base,
+            };
             let change_set = intake::from_diff(diff.as_bytes(), &tree, None, limits)?;
-            Ok(Accepted { base, source: SourceForm::Diff, change_set })
+            Ok(Accepted {
+                base,
+                source: SourceForm::Diff,
+                change_set,
+            })
         }
         ProposalBody::Edits(edits) => {
             let base = match base {
-                Some(rev) => repo.resolve_commit(rev).map_err(|e| revision_error("base", e))?,
+                Some(rev) => repo
+                    .resolve_commit(rev)
+                    .map_err(|e| revision_error("base", e))?,
                 None => target_tip()?,
             };
-            let tree = GitTree { repo, commit: &base };
+            let tree = GitTree {
+                repo,
+                commit: &base,
+            };
             let change_set = intake::from_edits(edits, &tree, limits)?;
-            Ok(Accepted { base, source: SourceForm::Edits, change_set })
+            Ok(Accepted {
+                base,
+                source: SourceForm::Edits,
+                change_set,
+            })
         }
         ProposalBody::Ref(name) => {
-            let head = repo.resolve_commit(name).map_err(|e| revision_error("ref", e))?;
+            let head = repo
+                .resolve_commit(name)
+                .map_err(|e| revision_error("ref", e))?;
             let base = match base {
-                Some(rev) => repo.resolve_commit(rev).map_err(|e| revision_error("base", e))?,
+                Some(rev) => repo
+                    .resolve_commit(rev)
+                    .map_err(|e| revision_error("base", e))?,
                 // A branch an agent pushed: the change is what it adds since it forked.
                 None => repo
                     .merge_base(&target_tip()?, &head)
                     .map_err(AcceptError::Git)?
-                    .ok_or_else(|| AcceptError::UnknownRevision(format!("ref `{name}` shares no history with `{target_branch}`")))?,
+                    .ok_or_else(|| {
+                        AcceptError::UnknownRevision(format!(
+                            "ref `{name}` shares no history with `{target_branch}`"
+                        ))
+                    })?,
             };
             let diff = repo.diff(&base, &head).map_err(AcceptError::Git)?;
-            let base_tree = GitTree { repo, commit: &base };
-            let head_tree = GitTree { repo, commit: &head };
+            let base_tree = GitTree {
+                repo,
+                commit: &base,
+            };
+            let head_tree = GitTree {
+                repo,
+                commit: &head,
+            };
             let change_set = intake::from_diff(&diff, &base_tree, Some(&head_tree), limits)?;
-            let source = SourceForm::Ref { name: name.clone(), head: head.to_string() };
-            Ok(Accepted { base, source, change_set })
+            let source = SourceForm::Ref {
+                name: name.clone(),
+                head: head.to_string(),
+            };
+            Ok(Accepted {
+                base,
+                source,
+                change_set,
+            })
         }
     }
 }
@@ -121,8 +176,13 @@ pub fn materialize(
     let base_tree = GitTree { repo, commit: base };
     let change_set = match source {
         SourceForm::Ref { head, .. } => {
-            let head: CommitId = head.parse().map_err(|e| format!("stored head commit: {e}"))?;
-            let head_tree = GitTree { repo, commit: &head };
+            let head: CommitId = head
+                .parse()
+                .map_err(|e| format!("stored head commit: {e}"))?;
+            let head_tree = GitTree {
+                repo,
+                commit: &head,
+            };
             intake::from_diff(diff, &base_tree, Some(&head_tree), limits)
         }
         SourceForm::Diff | SourceForm::Edits => intake::from_diff(diff, &base_tree, None, limits),
@@ -142,7 +202,11 @@ fn file_writes(change_set: &ChangeSet) -> Vec<FileWrite> {
         if matches!(file.op, FileOp::Delete | FileOp::Rename)
             && let Some(old) = &file.old_path
         {
-            writes.push(FileWrite { path: old.clone(), content: None, mode: FileMode::Regular });
+            writes.push(FileWrite {
+                path: old.clone(),
+                content: None,
+                mode: FileMode::Regular,
+            });
         }
     }
     for (file, content) in change_set.files.iter().zip(&change_set.new_contents) {
@@ -152,7 +216,11 @@ fn file_writes(change_set: &ChangeSet) -> Vec<FileWrite> {
                 Some(MODE_EXECUTABLE) => FileMode::Executable,
                 _ => FileMode::Regular,
             };
-            writes.push(FileWrite { path: path.clone(), content: Some(content.clone()), mode });
+            writes.push(FileWrite {
+                path: path.clone(),
+                content: Some(content.clone()),
+                mode,
+            });
         }
     }
     writes

@@ -54,6 +54,8 @@ struct Shared<S> {
     options: ServiceOptions,
     /// Wakes idle workers when a change is queued.
     work_available: Notify,
+    /// Bumped whenever a worker records progress, for requests waiting on a decision.
+    progress: tokio::sync::watch::Sender<u64>,
     shutting_down: AtomicBool,
     /// Cancels running checks at shutdown.
     cancel: airlock_sandbox::Cancel,
@@ -69,7 +71,9 @@ pub struct Running {
 
 impl std::fmt::Debug for Running {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Running").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("Running")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -89,16 +93,27 @@ impl Running {
 ///
 /// The store must belong to this process alone (SQLite): leases left by a previous
 /// process are dropped so its in-flight changes resume at once.
-pub async fn start<S: Store>(options: ServiceOptions, store: S, listener: TcpListener) -> Result<Running, ServiceError> {
+pub async fn start<S: Store>(
+    options: ServiceOptions,
+    store: S,
+    listener: TcpListener,
+) -> Result<Running, ServiceError> {
     let repo = Repo::open(&options.repo_root)?;
     let workspaces = WorkspacePool::open(
         &repo,
         options.state_dir.join("workspaces"),
-        options.config.server.workspaces.max(options.config.server.workers),
+        options
+            .config
+            .server
+            .workspaces
+            .max(options.config.server.workers),
     )?;
     let released = store.release_all_leases().await?;
     if released > 0 {
-        tracing::info!(released, "resuming changes left in flight by a previous run");
+        tracing::info!(
+            released,
+            "resuming changes left in flight by a previous run"
+        );
     }
     let shared = Arc::new(Shared {
         store,
@@ -107,6 +122,7 @@ pub async fn start<S: Store>(options: ServiceOptions, store: S, listener: TcpLis
         workspaces,
         options,
         work_available: Notify::new(),
+        progress: tokio::sync::watch::Sender::new(0),
         shutting_down: AtomicBool::new(false),
         cancel: airlock_sandbox::Cancel::default(),
     });
@@ -117,11 +133,18 @@ pub async fn start<S: Store>(options: ServiceOptions, store: S, listener: TcpLis
     let http = {
         let stop_http = stop_http.clone();
         tokio::spawn(async move {
-            axum::serve(listener, router).with_graceful_shutdown(async move { stop_http.notified().await }).await
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { stop_http.notified().await })
+                .await
         })
     };
     let workers = (0..shared.config.server.workers)
-        .map(|n| tokio::spawn(worker::run(shared.clone(), format!("{}-worker-{n}", std::process::id()))))
+        .map(|n| {
+            tokio::spawn(worker::run(
+                shared.clone(),
+                format!("{}-worker-{n}", std::process::id()),
+            ))
+        })
         .collect();
     let stop = {
         let shared = shared.clone();
@@ -132,12 +155,20 @@ pub async fn start<S: Store>(options: ServiceOptions, store: S, listener: TcpLis
             stop_http.notify_one();
         })
     };
-    Ok(Running { addr, stop, http, workers })
+    Ok(Running {
+        addr,
+        stop,
+        http,
+        workers,
+    })
 }
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// The state directory of a repository.

@@ -69,7 +69,10 @@ pub async fn issue<S: Store>(
 }
 
 /// The active token with this secret, if any. Revoked tokens authenticate nobody.
-pub async fn authenticate<S: Store>(store: &S, secret: &str) -> Result<Option<TokenRecord>, StoreError> {
+pub async fn authenticate<S: Store>(
+    store: &S,
+    secret: &str,
+) -> Result<Option<TokenRecord>, StoreError> {
     if !secret.starts_with(TOKEN_PREFIX) || secret.len() != TOKEN_PREFIX.len() + 64 {
         return Ok(None);
     }

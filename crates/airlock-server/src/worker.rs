@@ -51,15 +51,27 @@ pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>, worker: String) {
 
 fn system_event(change: &ChangeRecord, kind: EventKind, mut data: serde_json::Value) -> NewEvent {
     data["files"] = file_hashes(&change.files);
-    NewEvent { change_id: Some(change.id.clone()), at_ms: now_ms(), actor: Actor::system("worker"), kind, data }
+    NewEvent {
+        change_id: Some(change.id.clone()),
+        at_ms: now_ms(),
+        actor: Actor::system("worker"),
+        kind,
+        data,
+    }
 }
 
 /// Runs Level 1 for one claimed change, from wherever it stopped.
-async fn check_change<S: Store>(shared: &Arc<Shared<S>>, worker: &str, change: ChangeRecord) -> Result<(), String> {
+async fn check_change<S: Store>(
+    shared: &Arc<Shared<S>>,
+    worker: &str,
+    change: ChangeRecord,
+) -> Result<(), String> {
     if change.attempts > MAX_ATTEMPTS {
         let verdict = Verdict {
             outcome: VerdictOutcome::Failed,
-            summary: format!("airlock could not complete Level 1 after {MAX_ATTEMPTS} attempts; see the server log"),
+            summary: format!(
+                "airlock could not complete Level 1 after {MAX_ATTEMPTS} attempts; see the server log"
+            ),
             failed_step: None,
             exit_code: None,
             duration_ms: None,
@@ -70,19 +82,42 @@ async fn check_change<S: Store>(shared: &Arc<Shared<S>>, worker: &str, change: C
         return Ok(());
     }
     if change.state == ChangeState::Queued {
-        let event = system_event(&change, EventKind::ChecksStarted, serde_json::json!({ "worker": worker }));
-        let moved = shared.store.transition(&change.id, worker, ChangeState::Queued, ChangeState::Checking, None, &event).await;
+        let event = system_event(
+            &change,
+            EventKind::ChecksStarted,
+            serde_json::json!({ "worker": worker }),
+        );
+        let moved = shared
+            .store
+            .transition(
+                &change.id,
+                worker,
+                ChangeState::Queued,
+                ChangeState::Checking,
+                None,
+                &event,
+            )
+            .await;
+        shared.progress.send_modify(|n| *n += 1);
         if !moved.map_err(|e| e.to_string())? {
             return Ok(()); // Someone else moved it; nothing to do.
         }
     } else {
-        let done = shared.store.steps(&change.id, change.revision).await.map_err(|e| e.to_string())?;
+        let done = shared
+            .store
+            .steps(&change.id, change.revision)
+            .await
+            .map_err(|e| e.to_string())?;
         let event = system_event(
             &change,
             EventKind::ChecksResumed,
             serde_json::json!({ "worker": worker, "attempt": change.attempts, "steps_already_done": done.len() }),
         );
-        shared.store.append_event(&event).await.map_err(|e| e.to_string())?;
+        shared
+            .store
+            .append_event(&event)
+            .await
+            .map_err(|e| e.to_string())?;
     }
 
     let mut workspace: Option<Workspace> = None;
@@ -107,7 +142,11 @@ async fn run_steps<S: Store>(
         if shared.shutting_down.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let done = shared.store.steps(&change.id, change.revision).await.map_err(|e| e.to_string())?;
+        let done = shared
+            .store
+            .steps(&change.id, change.revision)
+            .await
+            .map_err(|e| e.to_string())?;
         let index = match next_step(&shared.config.checks, &done) {
             NextStep::Finish(verdict) => return finish(shared, worker, change, verdict).await,
             NextStep::Run(index) => index,
@@ -130,7 +169,10 @@ async fn run_steps<S: Store>(
                 }
             }
         }
-        let tree = workspace.as_ref().map(|w| w.tree().to_path_buf()).unwrap_or_default();
+        let tree = workspace
+            .as_ref()
+            .map(|w| w.tree().to_path_buf())
+            .unwrap_or_default();
         let Some(step) = run_check(shared, worker, change, index, tree).await? else {
             return Ok(()); // Cancelled by shutdown: left unrecorded, so it runs again.
         };
@@ -146,9 +188,16 @@ async fn run_steps<S: Store>(
                 "isolation": step.isolation,
             }),
         );
-        let recorded = shared.store.record_step(&change.id, worker, change.revision, &step, &event).await;
+        let recorded = shared
+            .store
+            .record_step(&change.id, worker, change.revision, &step, &event)
+            .await;
+        shared.progress.send_modify(|n| *n += 1);
         if !recorded.map_err(|e| e.to_string())? {
-            return Err(format!("lost the lease on {} while running `{}`", change.id, step.name));
+            return Err(format!(
+                "lost the lease on {} while running `{}`",
+                change.id, step.name
+            ));
         }
     }
 }
@@ -167,7 +216,10 @@ async fn prepare_workspace<S: Store>(
     let shared = shared.clone();
     let change = change.clone();
     tokio::task::spawn_blocking(move || {
-        let base: CommitId = change.base_commit.parse().map_err(|e| format!("stored base commit: {e}"))?;
+        let base: CommitId = change
+            .base_commit
+            .parse()
+            .map_err(|e| format!("stored base commit: {e}"))?;
         let writes = match crate::intake::materialize(
             &shared.repo,
             &base,
@@ -179,7 +231,10 @@ async fn prepare_workspace<S: Store>(
             Ok(writes) => writes,
             Err(reason) => return Ok(Err(reason)),
         };
-        let mut workspace = shared.workspaces.acquire(&base).map_err(|e| e.to_string())?;
+        let mut workspace = shared
+            .workspaces
+            .acquire(&base)
+            .map_err(|e| e.to_string())?;
         workspace.apply(&writes).map_err(|e| e.to_string())?;
         Ok(Ok(workspace))
     })
@@ -203,7 +258,11 @@ async fn run_check<S: Store>(
             SandboxMode::Off => airlock_sandbox::SandboxMode::Off,
         },
         workspace: tree,
-        hidden_paths: hidden_paths(&shared.options.state_dir, &shared.options.repo_root, &shared.config.server.database),
+        hidden_paths: hidden_paths(
+            &shared.options.state_dir,
+            &shared.options.repo_root,
+            &shared.config.server.database,
+        ),
         env: check_environment(&shared.config.pass_env, change),
         bwrap_path: shared.options.bwrap_path.clone(),
     };
@@ -222,14 +281,20 @@ async fn run_check<S: Store>(
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis((LEASE_MS / 3) as u64)).await;
-                if !shared.store.renew_lease(&id, &worker, now_ms() + LEASE_MS).await.unwrap_or(false) {
+                if !shared
+                    .store
+                    .renew_lease(&id, &worker, now_ms() + LEASE_MS)
+                    .await
+                    .unwrap_or(false)
+                {
                     return;
                 }
             }
         })
     };
     let cancel = shared.cancel.clone();
-    let outcome = tokio::task::spawn_blocking(move || airlock_sandbox::run(&sandbox, &spec, &cancel)).await;
+    let outcome =
+        tokio::task::spawn_blocking(move || airlock_sandbox::run(&sandbox, &spec, &cancel)).await;
     renew.abort();
     let outcome = outcome.map_err(|e| e.to_string())?;
 
@@ -237,14 +302,21 @@ async fn run_check<S: Store>(
         Ok(outcome) if outcome.cancelled => return Ok(None),
         Ok(outcome) => {
             let reason = if outcome.timed_out {
-                Some(format!("timed out after {}", airlock_core::units::format_duration(check.timeout)))
+                Some(format!(
+                    "timed out after {}",
+                    airlock_core::units::format_duration(check.timeout)
+                ))
             } else {
                 None
             };
             StepRecord {
                 index,
                 name: check.name,
-                status: if outcome.success() { StepStatus::Passed } else { StepStatus::Failed },
+                status: if outcome.success() {
+                    StepStatus::Passed
+                } else {
+                    StepStatus::Failed
+                },
                 exit_code: outcome.exit_code,
                 signal: outcome.signal,
                 timed_out: outcome.timed_out,
@@ -274,7 +346,12 @@ async fn run_check<S: Store>(
     Ok(Some(step))
 }
 
-async fn finish<S: Store>(shared: &Arc<Shared<S>>, worker: &str, change: &ChangeRecord, verdict: Verdict) -> Result<(), String> {
+async fn finish<S: Store>(
+    shared: &Arc<Shared<S>>,
+    worker: &str,
+    change: &ChangeRecord,
+    verdict: Verdict,
+) -> Result<(), String> {
     let kind = match verdict.outcome {
         VerdictOutcome::Passed => EventKind::ChecksPassed,
         VerdictOutcome::Rejected => EventKind::ChecksRejected,
@@ -290,12 +367,21 @@ async fn finish<S: Store>(shared: &Arc<Shared<S>>, worker: &str, change: &Change
             "isolation": verdict.isolation,
         }),
     );
-    let from = shared.store.change(&change.id).await.map_err(|e| e.to_string())?.map(|c| c.state);
+    let from = shared
+        .store
+        .change(&change.id)
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|c| c.state);
     let Some(from) = from.filter(|s| !s.is_final()) else {
         return Ok(());
     };
     let to = verdict.state();
-    let moved = shared.store.transition(&change.id, worker, from, to, Some(&verdict), &event).await;
+    let moved = shared
+        .store
+        .transition(&change.id, worker, from, to, Some(&verdict), &event)
+        .await;
+    shared.progress.send_modify(|n| *n += 1);
     if moved.map_err(|e| e.to_string())? {
         tracing::info!(change = %change.id, state = %to, summary = %verdict.summary, "Level 1 finished");
     }
@@ -304,7 +390,11 @@ async fn finish<S: Store>(shared: &Arc<Shared<S>>, worker: &str, change: &Change
 
 /// What check commands must not see: airlock's state (database, tokens, workspaces'
 /// git dirs), the database wherever it is, and the usual credential stores in $HOME.
-fn hidden_paths(state_dir: &std::path::Path, repo_root: &std::path::Path, database: &str) -> Vec<PathBuf> {
+fn hidden_paths(
+    state_dir: &std::path::Path,
+    repo_root: &std::path::Path,
+    database: &str,
+) -> Vec<PathBuf> {
     let mut paths = vec![state_dir.to_path_buf()];
     let database = repo_root.join(database);
     if let Some(dir) = database.parent()
@@ -315,7 +405,19 @@ fn hidden_paths(state_dir: &std::path::Path, repo_root: &std::path::Path, databa
         paths.push(database.with_extension("db-shm"));
     }
     if let Some(home) = std::env::var_os("HOME").map(PathBuf::from) {
-        for secret in [".ssh", ".aws", ".gnupg", ".config/gcloud", ".azure", ".docker", ".kube", ".netrc", ".git-credentials", ".pgpass", ".airlock"] {
+        for secret in [
+            ".ssh",
+            ".aws",
+            ".gnupg",
+            ".config/gcloud",
+            ".azure",
+            ".docker",
+            ".kube",
+            ".netrc",
+            ".git-credentials",
+            ".pgpass",
+            ".airlock",
+        ] {
             paths.push(home.join(secret));
         }
     }
@@ -326,8 +428,14 @@ fn hidden_paths(state_dir: &std::path::Path, repo_root: &std::path::Path, databa
 /// Nothing else of the server's environment (tokens, cloud credentials) gets through.
 fn check_environment(pass_env: &[String], change: &ChangeRecord) -> Vec<(String, String)> {
     let mut env = vec![
-        ("PATH".to_owned(), std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_owned())),
-        ("HOME".to_owned(), std::env::var("HOME").unwrap_or_else(|_| "/nonexistent".to_owned())),
+        (
+            "PATH".to_owned(),
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_owned()),
+        ),
+        (
+            "HOME".to_owned(),
+            std::env::var("HOME").unwrap_or_else(|_| "/nonexistent".to_owned()),
+        ),
         ("LANG".to_owned(), "C.UTF-8".to_owned()),
         ("TMPDIR".to_owned(), "/tmp".to_owned()),
         ("CI".to_owned(), "true".to_owned()),

@@ -14,21 +14,38 @@ use serde_json::{Value, json};
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let output = Command::new("git")
-        .args(["-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "init.defaultBranch=main"])
+        .args([
+            "-c",
+            "user.name=test",
+            "-c",
+            "user.email=test@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
         .args(args)
         .current_dir(dir)
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .output()
         .expect("git runs");
-    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).unwrap()
 }
 
 /// Fails loudly under CI when bubblewrap is missing; elsewhere the caller skips.
 fn bwrap_available() -> bool {
-    let found = Command::new("bwrap").arg("--version").output().is_ok_and(|o| o.status.success());
+    let found = Command::new("bwrap")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !found {
-        assert!(std::env::var_os("CI").is_none(), "bubblewrap is required under CI: install the Debian package `bubblewrap`");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "bubblewrap is required under CI: install the Debian package `bubblewrap`"
+        );
         eprintln!("skipping: bwrap not found (install the Debian package `bubblewrap`)");
     }
     found
@@ -45,7 +62,10 @@ struct TestServer {
 
 const BASE_FILES: &[(&str, &str)] = &[
     ("README.md", "# sample\n\nline three\n"),
-    ("src/app.py", "def total(a, b):\n    return a + b\n\nprint(total(1, 2))\n"),
+    (
+        "src/app.py",
+        "def total(a, b):\n    return a + b\n\nprint(total(1, 2))\n",
+    ),
     ("src/util.py", "X = 1\nX = 1\n"),
     ("docs/guide.md", "guide\n"),
 ];
@@ -78,7 +98,10 @@ impl TestServer {
             running: None,
             url: String::new(),
             token: String::new(),
-            http: ureq::Agent::config_builder().http_status_as_error(false).build().into(),
+            http: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into(),
         };
         server.boot(config_text, bwrap_path).await;
         server.token = server.issue("agent-7", Role::Agent).await;
@@ -96,7 +119,9 @@ impl TestServer {
 
     async fn store(&self) -> SqliteStore {
         std::fs::create_dir_all(self.root.join(".airlock")).unwrap();
-        SqliteStore::open(&self.root.join(".airlock/airlock.db")).await.unwrap()
+        SqliteStore::open(&self.root.join(".airlock/airlock.db"))
+            .await
+            .unwrap()
     }
 
     async fn boot(&mut self, config_text: &str, bwrap_path: Option<PathBuf>) {
@@ -104,15 +129,26 @@ impl TestServer {
     }
 
     async fn boot_on(&mut self, port: u16, config_text: &str, bwrap_path: Option<PathBuf>) {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-        let running = airlock_server::start(self.options(config_text, bwrap_path), self.store().await, listener).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let running = airlock_server::start(
+            self.options(config_text, bwrap_path),
+            self.store().await,
+            listener,
+        )
+        .await
+        .unwrap();
         self.url = format!("http://{}", running.addr);
         self.running = Some(running);
     }
 
     async fn issue(&self, name: &str, role: Role) -> String {
         let store = self.store().await;
-        airlock_server::tokens::issue(&store, name, role, None, Actor::system("test"), 0).await.unwrap().secret
+        airlock_server::tokens::issue(&store, name, role, None, Actor::system("test"), 0)
+            .await
+            .unwrap()
+            .secret
     }
 
     async fn stop(&mut self) {
@@ -122,7 +158,13 @@ impl TestServer {
     }
 
     /// Sends a request from a blocking thread (the client is synchronous).
-    async fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let http = self.http.clone();
         let url = format!("{}{path}", self.url);
         let method = method.to_owned();
@@ -145,15 +187,24 @@ impl TestServer {
                 }
             };
             let status = response.status().as_u16();
-            let bytes = response.body_mut().with_config().limit(64 << 20).read_to_vec().unwrap();
-            (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+            let bytes = response
+                .body_mut()
+                .with_config()
+                .limit(64 << 20)
+                .read_to_vec()
+                .unwrap();
+            (
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            )
         })
         .await
         .unwrap()
     }
 
     async fn propose(&self, body: Value) -> (u16, Value) {
-        self.request("POST", "/v1/changes", Some(&self.token.clone()), Some(body)).await
+        self.request("POST", "/v1/changes", Some(&self.token.clone()), Some(body))
+            .await
     }
 
     /// Proposes and waits for the Level 1 verdict.
@@ -166,14 +217,24 @@ impl TestServer {
     async fn wait(&self, id: &str) -> ChangeView {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let (status, view) = self.request("GET", &format!("/v1/changes/{id}"), Some(&self.token.clone()), None).await;
+            let (status, view) = self
+                .request(
+                    "GET",
+                    &format!("/v1/changes/{id}?wait=5"),
+                    Some(&self.token.clone()),
+                    None,
+                )
+                .await;
             assert_eq!(status, 200, "{view}");
             let view: ChangeView = serde_json::from_value(view).unwrap();
             if view.state.is_final() {
                 return view;
             }
-            assert!(Instant::now() < deadline, "change {id} stuck in {}", view.state);
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(
+                Instant::now() < deadline,
+                "change {id} stuck in {}",
+                view.state
+            );
         }
     }
 
@@ -182,14 +243,36 @@ impl TestServer {
     async fn refused(&self, body: Value, status: u16, code: &str, message_part: &str) {
         let head_before = git(&self.root, &["rev-parse", "HEAD"]);
         let (actual_status, answer) = self.propose(body).await;
-        assert_eq!((actual_status, answer["error"]["code"].as_str()), (status, Some(code)), "{answer}");
+        assert_eq!(
+            (actual_status, answer["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{answer}"
+        );
         let message = answer["error"]["message"].as_str().unwrap();
-        assert!(message.contains(message_part), "message {message:?} lacks {message_part:?}");
-        let (_, list) = self.request("GET", "/v1/changes", Some(&self.token.clone()), None).await;
-        assert_eq!(list.as_array().unwrap().len(), 0, "a refused change was stored: {list}");
+        assert!(
+            message.contains(message_part),
+            "message {message:?} lacks {message_part:?}"
+        );
+        let (_, list) = self
+            .request("GET", "/v1/changes", Some(&self.token.clone()), None)
+            .await;
+        assert_eq!(
+            list.as_array().unwrap().len(),
+            0,
+            "a refused change was stored: {list}"
+        );
         let store = self.store().await;
-        let change_events: Vec<_> = store.events(None).await.unwrap().into_iter().filter(|e| e.change_id.is_some()).collect();
-        assert!(change_events.is_empty(), "a refused change left events: {change_events:?}");
+        let change_events: Vec<_> = store
+            .events(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.change_id.is_some())
+            .collect();
+        assert!(
+            change_events.is_empty(),
+            "a refused change left events: {change_events:?}"
+        );
         assert_eq!(git(&self.root, &["status", "--porcelain"]), "");
         assert_eq!(git(&self.root, &["rev-parse", "HEAD"]), head_before);
     }
@@ -204,20 +287,37 @@ fn diff_body(diff: &str) -> Value {
 #[tokio::test]
 async fn health_and_authentication() {
     let mut server = TestServer::start(NO_CHECKS).await;
-    assert_eq!(server.request("GET", "/healthz", None, None).await, (200, json!({"status": "ok"})));
+    assert_eq!(
+        server.request("GET", "/healthz", None, None).await,
+        (200, json!({"status": "ok"}))
+    );
 
     let (status, body) = server.request("GET", "/v1/changes", None, None).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthorized")),
+        "{body}"
+    );
     let forged = format!("alk_{}", "0".repeat(64));
-    let (status, _) = server.request("GET", "/v1/changes", Some(&forged), None).await;
+    let (status, _) = server
+        .request("GET", "/v1/changes", Some(&forged), None)
+        .await;
     assert_eq!(status, 401);
-    let (status, _) = server.request("POST", "/v1/changes", Some("garbage"), Some(diff_body("x"))).await;
+    let (status, _) = server
+        .request("POST", "/v1/changes", Some("garbage"), Some(diff_body("x")))
+        .await;
     assert_eq!(status, 401);
 
     // A reviewer may read but not propose.
     let reviewer = server.issue("rita", Role::Reviewer).await;
-    let (status, body) = server.request("POST", "/v1/changes", Some(&reviewer), Some(diff_body("x"))).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")), "{body}");
+    let (status, body) = server
+        .request("POST", "/v1/changes", Some(&reviewer), Some(diff_body("x")))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
 
     // A revoked token authenticates nobody.
     let store = server.store().await;
@@ -231,26 +331,54 @@ async fn health_and_authentication() {
         data: json!({}),
     };
     assert!(store.revoke_token(&agent.id, &event).await.unwrap());
-    let (status, _) = server.request("GET", "/v1/changes", Some(&server.token.clone()), None).await;
+    let (status, _) = server
+        .request("GET", "/v1/changes", Some(&server.token.clone()), None)
+        .await;
     assert_eq!(status, 401);
 
-    let (status, body) = server.request("GET", "/v1/nothing", Some(&reviewer), None).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
-    let (status, body) = server.request("GET", "/v1/changes/chg_nope", Some(&reviewer), None).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_change_id")));
-    let (status, body) = server.request("GET", "/v1/changes?state=bogus", Some(&reviewer), None).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_state")));
-    assert!(body["error"]["message"].as_str().unwrap().contains("checks_passed"));
+    let (status, body) = server
+        .request("GET", "/v1/nothing", Some(&reviewer), None)
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let (status, body) = server
+        .request("GET", "/v1/changes/chg_nope", Some(&reviewer), None)
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_change_id"))
+    );
+    let (status, body) = server
+        .request("GET", "/v1/changes?state=bogus", Some(&reviewer), None)
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_state"))
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("checks_passed")
+    );
     server.stop().await;
 }
 
 #[tokio::test]
 async fn the_agent_comes_from_the_token_never_the_body() {
     let mut server = TestServer::start(NO_CHECKS).await;
-    let diff = "--- a/README.md\n+++ b/README.md\n@@ -1,3 +1,3 @@\n # sample\n \n-line three\n+line 3\n";
-    let (status, body) =
-        server.propose(json!({ "title": "t", "diff": diff, "agent": "somebody-else" })).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_request")), "{body}");
+    let diff =
+        "--- a/README.md\n+++ b/README.md\n@@ -1,3 +1,3 @@\n # sample\n \n-line three\n+line 3\n";
+    let (status, body) = server
+        .propose(json!({ "title": "t", "diff": diff, "agent": "somebody-else" }))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
     assert!(body["error"]["message"].as_str().unwrap().contains("agent"));
 
     let view = server.decide(diff_body(diff)).await;
@@ -272,17 +400,50 @@ diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n@@ -1,3 +1
     assert_eq!(view.state.as_str(), "checks_passed", "{:?}", view.verdict);
     assert_eq!(view.files.len(), 3);
 
-    let (status, events) = server.request("GET", &format!("/v1/changes/{}/events", view.id), Some(&server.token.clone()), None).await;
+    let (status, events) = server
+        .request(
+            "GET",
+            &format!("/v1/changes/{}/events", view.id),
+            Some(&server.token.clone()),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
-    let kinds: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["change.proposed", "checks.started", "checks.step_finished", "checks.passed"]);
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "change.proposed",
+            "checks.started",
+            "checks.step_finished",
+            "checks.passed"
+        ]
+    );
     for event in events.as_array().unwrap() {
         let files = event["data"]["files"].as_array().unwrap();
         assert_eq!(files.len(), 3, "{event}");
         let readme = files.iter().find(|f| f["path"] == "README.md").unwrap();
-        assert_eq!(readme["old_sha256"], airlock_core::intake::sha256_hex(b"# sample\n\nline three\n"));
-        assert_eq!(readme["new_sha256"], airlock_core::intake::sha256_hex(b"# sample\n\nline 3\n"));
-        assert_eq!(event["actor"]["name"], if event["kind"] == "change.proposed" { "agent-7" } else { "worker" });
+        assert_eq!(
+            readme["old_sha256"],
+            airlock_core::intake::sha256_hex(b"# sample\n\nline three\n")
+        );
+        assert_eq!(
+            readme["new_sha256"],
+            airlock_core::intake::sha256_hex(b"# sample\n\nline 3\n")
+        );
+        assert_eq!(
+            event["actor"]["name"],
+            if event["kind"] == "change.proposed" {
+                "agent-7"
+            } else {
+                "worker"
+            }
+        );
     }
 
     // Edits form: replace, create and delete.
@@ -301,15 +462,24 @@ diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n@@ -1,3 +1
     git(&server.root, &["checkout", "-q", "-b", "agent/work"]);
     std::fs::create_dir_all(server.root.join("tools")).unwrap();
     std::fs::write(server.root.join("tools/run.sh"), "echo hi\n").unwrap();
-    std::fs::set_permissions(server.root.join("tools/run.sh"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        server.root.join("tools/run.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     std::fs::create_dir_all(server.root.join("guide")).unwrap();
     git(&server.root, &["mv", "docs/guide.md", "guide/GUIDE.md"]);
     git(&server.root, &["add", "-A"]);
     git(&server.root, &["commit", "-q", "-m", "agent work"]);
     git(&server.root, &["checkout", "-q", "main"]);
-    let view = server.decide(json!({ "title": "from a branch", "ref": "agent/work" })).await;
+    let view = server
+        .decide(json!({ "title": "from a branch", "ref": "agent/work" }))
+        .await;
     assert_eq!(view.state.as_str(), "checks_passed", "{:?}", view.verdict);
-    assert!(matches!(view.source, airlock_core::change::SourceForm::Ref { .. }));
+    assert!(matches!(
+        view.source,
+        airlock_core::change::SourceForm::Ref { .. }
+    ));
     server.stop().await;
 }
 
@@ -318,55 +488,229 @@ async fn bad_inputs_are_refused_with_a_reason_and_write_nothing() {
     let config = "[checks]\nsandbox = 'off'\n[limits]\nmax_change_bytes = 2048\nmax_files = 3\n";
     let mut server = TestServer::start(config).await;
     let modify = |path: &str| format!("--- a/{path}\n+++ b/{path}\n@@ -1 +1 @@\n-x\n+y\n");
-    let create = |path: &str| format!("diff --git a/{path} b/{path}\nnew file mode 100644\n--- /dev/null\n+++ b/{path}\n@@ -0,0 +1 @@\n+owned\n");
+    let create = |path: &str| {
+        format!(
+            "diff --git a/{path} b/{path}\nnew file mode 100644\n--- /dev/null\n+++ b/{path}\n@@ -0,0 +1 @@\n+owned\n"
+        )
+    };
 
     // Paths that escape the repository.
-    server.refused(diff_body(&create("../outside.txt")), 422, "invalid_path", "escape").await;
-    server.refused(diff_body(&create("src/../../outside.txt")), 422, "invalid_path", "escape").await;
-    server.refused(diff_body(&create("/etc/cron.d/evil")), 422, "invalid_path", "absolute").await;
+    server
+        .refused(
+            diff_body(&create("../outside.txt")),
+            422,
+            "invalid_path",
+            "escape",
+        )
+        .await;
+    server
+        .refused(
+            diff_body(&create("src/../../outside.txt")),
+            422,
+            "invalid_path",
+            "escape",
+        )
+        .await;
+    server
+        .refused(
+            diff_body(&create("/etc/cron.d/evil")),
+            422,
+            "invalid_path",
+            "absolute",
+        )
+        .await;
     server.refused(json!({ "title": "t", "edits": [{ "op": "create", "path": "/etc/cron.d/evil", "content": "x" }] }), 422, "invalid_path", "absolute").await;
     // Through a symlink in the base tree (etc-link -> /etc).
-    server.refused(diff_body(&create("etc-link/cron.d/evil")), 422, "path_through_symlink", "symlink").await;
+    server
+        .refused(
+            diff_body(&create("etc-link/cron.d/evil")),
+            422,
+            "path_through_symlink",
+            "symlink",
+        )
+        .await;
     // Anything under .git/, in any case.
-    server.refused(diff_body(&create(".git/hooks/pre-commit")), 422, "path_in_git_dir", ".git").await;
-    server.refused(diff_body(&create("src/.GIT/config")), 422, "path_in_git_dir", ".git").await;
+    server
+        .refused(
+            diff_body(&create(".git/hooks/pre-commit")),
+            422,
+            "path_in_git_dir",
+            ".git",
+        )
+        .await;
+    server
+        .refused(
+            diff_body(&create("src/.GIT/config")),
+            422,
+            "path_in_git_dir",
+            ".git",
+        )
+        .await;
     // Submodule changes.
     let submodule = "diff --git a/vendor/lib b/vendor/lib\nnew file mode 160000\nindex 0000000..1234567\n--- /dev/null\n+++ b/vendor/lib\n@@ -0,0 +1 @@\n+Subproject commit 1234567890123456789012345678901234567890\n";
-    server.refused(diff_body(submodule), 422, "submodule_change", "submodule").await;
+    server
+        .refused(diff_body(submodule), 422, "submodule_change", "submodule")
+        .await;
     // New symlinks pointing outside the repository.
     let symlink = |target: &str| {
-        format!("diff --git a/link b/link\nnew file mode 120000\n--- /dev/null\n+++ b/link\n@@ -0,0 +1 @@\n+{target}\n\\ No newline at end of file\n")
+        format!(
+            "diff --git a/link b/link\nnew file mode 120000\n--- /dev/null\n+++ b/link\n@@ -0,0 +1 @@\n+{target}\n\\ No newline at end of file\n"
+        )
     };
-    server.refused(diff_body(&symlink("/etc/shadow")), 422, "symlink_escapes_repository", "absolute").await;
-    server.refused(diff_body(&symlink("../../etc/shadow")), 422, "symlink_escapes_repository", "outside").await;
-    server.refused(diff_body(&symlink(".git/config")), 422, "symlink_escapes_repository", ".git").await;
+    server
+        .refused(
+            diff_body(&symlink("/etc/shadow")),
+            422,
+            "symlink_escapes_repository",
+            "absolute",
+        )
+        .await;
+    server
+        .refused(
+            diff_body(&symlink("../../etc/shadow")),
+            422,
+            "symlink_escapes_repository",
+            "outside",
+        )
+        .await;
+    server
+        .refused(
+            diff_body(&symlink(".git/config")),
+            422,
+            "symlink_escapes_repository",
+            ".git",
+        )
+        .await;
     // Binary patches (not allowed by default).
     let binary = "diff --git a/logo.png b/logo.png\nnew file mode 100644\nindex 0000000..e69de29\nBinary files /dev/null and b/logo.png differ\n";
-    server.refused(diff_body(binary), 422, "binary_not_allowed", "allow_binary").await;
+    server
+        .refused(diff_body(binary), 422, "binary_not_allowed", "allow_binary")
+        .await;
     // Malformed diffs.
-    server.refused(diff_body("this is not a diff\n"), 422, "malformed_diff", "diff").await;
-    server.refused(diff_body("--- a/README.md\n+++ b/README.md\n@@ -1,3 +1,3 @@\n # sample\n"), 422, "malformed_diff", "").await;
+    server
+        .refused(
+            diff_body("this is not a diff\n"),
+            422,
+            "malformed_diff",
+            "diff",
+        )
+        .await;
+    server
+        .refused(
+            diff_body("--- a/README.md\n+++ b/README.md\n@@ -1,3 +1,3 @@\n # sample\n"),
+            422,
+            "malformed_diff",
+            "",
+        )
+        .await;
     // Edits whose old_text is absent or not unique.
     let edit = |old: &str| json!({ "title": "t", "edits": [{ "op": "replace", "path": "src/util.py", "old_text": old, "new_text": "Y = 2\n" }] });
-    server.refused(edit("Z = 3\n"), 422, "edit_does_not_match", "not found").await;
-    server.refused(edit("X = 1\n"), 422, "edit_does_not_match", "more than once").await;
+    server
+        .refused(edit("Z = 3\n"), 422, "edit_does_not_match", "not found")
+        .await;
+    server
+        .refused(
+            edit("X = 1\n"),
+            422,
+            "edit_does_not_match",
+            "more than once",
+        )
+        .await;
     // Patches that do not apply to the base commit.
-    server.refused(diff_body(&modify("README.md")), 409, "patch_does_not_apply", "README.md").await;
-    server.refused(diff_body(&modify("missing.txt")), 409, "patch_does_not_apply", "does not exist").await;
-    server.refused(diff_body(&create("README.md")), 409, "patch_does_not_apply", "already exists").await;
+    server
+        .refused(
+            diff_body(&modify("README.md")),
+            409,
+            "patch_does_not_apply",
+            "README.md",
+        )
+        .await;
+    server
+        .refused(
+            diff_body(&modify("missing.txt")),
+            409,
+            "patch_does_not_apply",
+            "does not exist",
+        )
+        .await;
+    server
+        .refused(
+            diff_body(&create("README.md")),
+            409,
+            "patch_does_not_apply",
+            "already exists",
+        )
+        .await;
     // NUL bytes or invalid UTF-8 in paths (git quotes them as octal escapes).
-    server.refused(diff_body(&create("\"a\\000b\"").replace("a/\"a", "\"a/a").replace("b/\"a", "\"b/a")), 422, "malformed_diff", "NUL").await;
-    server.refused(diff_body(&create("\"\\377x\"").replace("a/\"\\377", "\"a/\\377").replace("b/\"\\377", "\"b/\\377")), 422, "malformed_diff", "UTF-8").await;
+    server
+        .refused(
+            diff_body(
+                &create("\"a\\000b\"")
+                    .replace("a/\"a", "\"a/a")
+                    .replace("b/\"a", "\"b/a"),
+            ),
+            422,
+            "malformed_diff",
+            "NUL",
+        )
+        .await;
+    server
+        .refused(
+            diff_body(
+                &create("\"\\377x\"")
+                    .replace("a/\"\\377", "\"a/\\377")
+                    .replace("b/\"\\377", "\"b/\\377"),
+            ),
+            422,
+            "malformed_diff",
+            "UTF-8",
+        )
+        .await;
     // Sizes over the limits.
-    let big = format!("--- /dev/null\n+++ b/big.txt\n@@ -0,0 +1 @@\n+{}\n", "x".repeat(4096));
-    server.refused(diff_body(&big), 413, "change_too_large", "max_change_bytes").await;
+    let big = format!(
+        "--- /dev/null\n+++ b/big.txt\n@@ -0,0 +1 @@\n+{}\n",
+        "x".repeat(4096)
+    );
+    server
+        .refused(diff_body(&big), 413, "change_too_large", "max_change_bytes")
+        .await;
     let many: String = (0..4).map(|i| create(&format!("f{i}.txt"))).collect();
-    server.refused(diff_body(&many), 422, "too_many_files", "max_files").await;
+    server
+        .refused(diff_body(&many), 422, "too_many_files", "max_files")
+        .await;
     // Requests that are not proposals at all.
-    server.refused(json!({ "title": "t" }), 400, "invalid_request", "exactly one").await;
-    server.refused(json!({ "title": "", "diff": create("a.txt") }), 400, "invalid_title", "title").await;
-    server.refused(json!({ "title": "t", "diff": create("a.txt"), "base": "--output=/tmp/x" }), 422, "unknown_revision", "base").await;
-    server.refused(json!({ "title": "t", "ref": "no-such-branch" }), 422, "unknown_revision", "no-such-branch").await;
+    server
+        .refused(
+            json!({ "title": "t" }),
+            400,
+            "invalid_request",
+            "exactly one",
+        )
+        .await;
+    server
+        .refused(
+            json!({ "title": "", "diff": create("a.txt") }),
+            400,
+            "invalid_title",
+            "title",
+        )
+        .await;
+    server
+        .refused(
+            json!({ "title": "t", "diff": create("a.txt"), "base": "--output=/tmp/x" }),
+            422,
+            "unknown_revision",
+            "base",
+        )
+        .await;
+    server
+        .refused(
+            json!({ "title": "t", "ref": "no-such-branch" }),
+            422,
+            "unknown_revision",
+            "no-such-branch",
+        )
+        .await;
     server.stop().await;
 }
 
@@ -379,10 +723,19 @@ async fn checks_are_sandboxed_and_the_verdict_says_why_an_escape_failed() {
     // the sandbox off succeed (second half), which is what proves this test can fail.
     let probes = |port: u16, root: &Path, home: &str| {
         vec![
-            ("connect", format!("bash -c 'echo hello > /dev/tcp/127.0.0.1/{port}'")),
+            (
+                "connect",
+                format!("bash -c 'echo hello > /dev/tcp/127.0.0.1/{port}'"),
+            ),
             ("home", format!("touch '{home}/airlock-escape-{port}'")),
-            ("outside", format!("touch '{}/escape-{port}'", root.display())),
-            ("database", format!("cat '{}/.airlock/airlock.db' > /dev/null", root.display())),
+            (
+                "outside",
+                format!("touch '{}/escape-{port}'", root.display()),
+            ),
+            (
+                "database",
+                format!("cat '{}/.airlock/airlock.db' > /dev/null", root.display()),
+            ),
         ]
     };
     let home = std::env::var("HOME").unwrap();
@@ -391,19 +744,42 @@ async fn checks_are_sandboxed_and_the_verdict_says_why_an_escape_failed() {
         let port: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
         let root = server.root.clone();
         for (name, run) in probes(port, &root, &home) {
-            let config = format!("[checks]\nsandbox = '{sandbox}'\ncommands = [{{ name = '{name}', run = \"{run}\" }}]\n");
+            let config = format!(
+                "[checks]\nsandbox = '{sandbox}'\ncommands = [{{ name = '{name}', run = \"{run}\" }}]\n"
+            );
             server.stop().await;
             server.boot_on(port, &config, None).await;
             let view = server.decide(diff_body("--- a/README.md\n+++ b/README.md\n@@ -1,3 +1,3 @@\n # sample\n \n-line three\n+line 3\n")).await;
             let verdict = view.verdict.clone().unwrap();
             if expect_pass {
-                assert_eq!(view.state.as_str(), "checks_passed", "{name} with sandbox off: {verdict:?}");
+                assert_eq!(
+                    view.state.as_str(),
+                    "checks_passed",
+                    "{name} with sandbox off: {verdict:?}"
+                );
             } else {
-                assert_eq!(view.state.as_str(), "rejected", "{name} escaped the sandbox: {verdict:?}");
+                assert_eq!(
+                    view.state.as_str(),
+                    "rejected",
+                    "{name} escaped the sandbox: {verdict:?}"
+                );
                 assert_eq!(verdict.failed_step.as_deref(), Some(name));
-                assert!(verdict.isolation.as_deref().unwrap().starts_with("bubblewrap"), "{verdict:?}");
+                assert!(
+                    verdict
+                        .isolation
+                        .as_deref()
+                        .unwrap()
+                        .starts_with("bubblewrap"),
+                    "{verdict:?}"
+                );
                 let excerpt = verdict.output_excerpt.unwrap();
-                let why = ["Connection refused", "Network is unreachable", "Read-only file system", "No such file", "Permission denied"];
+                let why = [
+                    "Connection refused",
+                    "Network is unreachable",
+                    "Read-only file system",
+                    "No such file",
+                    "Permission denied",
+                ];
                 assert!(why.iter().any(|w| excerpt.contains(w)), "{name}: {excerpt}");
             }
         }
@@ -415,7 +791,8 @@ async fn checks_are_sandboxed_and_the_verdict_says_why_an_escape_failed() {
 #[tokio::test]
 async fn required_sandbox_without_bubblewrap_fails_the_check_naming_the_package() {
     let config = "[checks]\ncommands = [{ name = 'test', run = 'true' }]\n";
-    let mut server = TestServer::start_with(config, Some(PathBuf::from("/nonexistent/bwrap"))).await;
+    let mut server =
+        TestServer::start_with(config, Some(PathBuf::from("/nonexistent/bwrap"))).await;
     let view = server.decide(diff_body("--- a/README.md\n+++ b/README.md\n@@ -1,3 +1,3 @@\n # sample\n \n-line three\n+line 3\n")).await;
     assert_eq!(view.state.as_str(), "rejected");
     let summary = view.verdict.unwrap().summary;
@@ -432,20 +809,42 @@ async fn timeouts_output_limits_and_a_scrubbed_environment() {
     let mut server = TestServer::start(config).await;
     let started = Instant::now();
     let view = server.decide(diff_body("--- a/README.md\n+++ b/README.md\n@@ -1,3 +1,3 @@\n # sample\n \n-line three\n+line 3\n")).await;
-    assert!(started.elapsed() < Duration::from_secs(20), "the timeout did not stop the check");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the timeout did not stop the check"
+    );
     assert_eq!(view.state.as_str(), "rejected");
     let verdict = view.verdict.unwrap();
     assert_eq!(verdict.failed_step.as_deref(), Some("slow"));
-    assert!(verdict.summary.contains("timed out after 1s"), "{}", verdict.summary);
+    assert!(
+        verdict.summary.contains("timed out after 1s"),
+        "{}",
+        verdict.summary
+    );
 
     let env_step = &view.steps[0];
-    let allowed = ["PATH", "HOME", "LANG", "TMPDIR", "CI", "AIRLOCK_CHANGE_ID", "PWD", "SHLVL", "_", "OLDPWD"];
+    let allowed = [
+        "PATH",
+        "HOME",
+        "LANG",
+        "TMPDIR",
+        "CI",
+        "AIRLOCK_CHANGE_ID",
+        "PWD",
+        "SHLVL",
+        "_",
+        "OLDPWD",
+    ];
     for line in env_step.output.lines() {
         let name = line.split('=').next().unwrap();
         assert!(allowed.contains(&name), "check environment leaks {name}");
     }
     let chatty = &view.steps[1];
-    assert!(chatty.output.len() <= 1024 && chatty.output.ends_with("last-line\n"), "{}", chatty.output.len());
+    assert!(
+        chatty.output.len() <= 1024 && chatty.output.ends_with("last-line\n"),
+        "{}",
+        chatty.output.len()
+    );
     assert!(chatty.output_total_bytes > 500_000);
     server.stop().await;
 }
@@ -463,9 +862,18 @@ async fn workspaces_are_reused_without_leftovers_and_the_checkout_is_untouched()
     let first = server.decide(json!({ "title": "first", "edits": [{ "op": "create", "path": "first.txt", "content": "1\n" }] })).await;
     assert_eq!(first.state.as_str(), "checks_passed", "{:?}", first.verdict);
     let second = server.decide(json!({ "title": "second", "edits": [{ "op": "create", "path": "marker", "content": "2\n" }] })).await;
-    assert_eq!(second.state.as_str(), "checks_passed", "leftovers from the first change: {:?} {:?}", second.verdict, second.steps);
+    assert_eq!(
+        second.state.as_str(),
+        "checks_passed",
+        "leftovers from the first change: {:?} {:?}",
+        second.verdict,
+        second.steps
+    );
 
-    assert_eq!(git(&server.root, &["status", "--porcelain", "--ignored"]), checkout_before);
+    assert_eq!(
+        git(&server.root, &["status", "--porcelain", "--ignored"]),
+        checkout_before
+    );
     assert!(!server.root.join("first.txt").exists() && !server.root.join("junk.txt").exists());
     server.stop().await;
 }
@@ -493,13 +901,33 @@ async fn a_restart_resumes_without_running_a_finished_step_again() {
     server.boot(&config, None).await;
     let view = server.wait(&id).await;
     assert_eq!(view.state.as_str(), "checks_passed", "{:?}", view.verdict);
-    assert_eq!(std::fs::read_to_string(log.path().join("first")).unwrap(), "run\n", "a finished step ran again");
-    assert_eq!(std::fs::read_to_string(log.path().join("second")).unwrap(), "start\nstart\nend\n");
+    assert_eq!(
+        std::fs::read_to_string(log.path().join("first")).unwrap(),
+        "run\n",
+        "a finished step ran again"
+    );
+    assert_eq!(
+        std::fs::read_to_string(log.path().join("second")).unwrap(),
+        "start\nstart\nend\n"
+    );
     let store = server.store().await;
-    let kinds: Vec<String> = store.events(Some(&view.id.clone())).await.unwrap().into_iter().map(|e| e.kind).collect();
+    let kinds: Vec<String> = store
+        .events(Some(&view.id.clone()))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
     assert_eq!(
         kinds,
-        ["change.proposed", "checks.started", "checks.step_finished", "checks.resumed", "checks.step_finished", "checks.passed"]
+        [
+            "change.proposed",
+            "checks.started",
+            "checks.step_finished",
+            "checks.resumed",
+            "checks.step_finished",
+            "checks.passed"
+        ]
     );
     server.stop().await;
 }

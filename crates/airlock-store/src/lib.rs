@@ -102,26 +102,61 @@ pub struct Lease {
 
 /// The storage operations airlock needs. Implementations must make each method atomic.
 pub trait Store: Send + Sync + 'static {
-    fn insert_token(&self, token: &TokenRecord, event: &NewEvent) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn insert_token(
+        &self,
+        token: &TokenRecord,
+        event: &NewEvent,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The token with this secret hash, revoked or not (the caller decides).
-    fn token_by_secret_hash(&self, secret_sha256: &str) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send;
+    fn token_by_secret_hash(
+        &self,
+        secret_sha256: &str,
+    ) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send;
     fn list_tokens(&self) -> impl Future<Output = Result<Vec<TokenRecord>, StoreError>> + Send;
     /// Marks a token revoked; false when there is no such active token.
-    fn revoke_token(&self, id: &TokenId, event: &NewEvent) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn revoke_token(
+        &self,
+        id: &TokenId,
+        event: &NewEvent,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Stores a new change in `queued` with its `change.proposed` event.
-    fn insert_change(&self, change: &NewChange, event: &NewEvent) -> impl Future<Output = Result<(), StoreError>> + Send;
-    fn change(&self, id: &ChangeId) -> impl Future<Output = Result<Option<ChangeRecord>, StoreError>> + Send;
-    fn change_diff(&self, id: &ChangeId) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+    fn insert_change(
+        &self,
+        change: &NewChange,
+        event: &NewEvent,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn change(
+        &self,
+        id: &ChangeId,
+    ) -> impl Future<Output = Result<Option<ChangeRecord>, StoreError>> + Send;
+    fn change_diff(
+        &self,
+        id: &ChangeId,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
     /// Newest first; `state` filters.
-    fn list_changes(&self, state: Option<ChangeState>, limit: u32) -> impl Future<Output = Result<Vec<ChangeRecord>, StoreError>> + Send;
+    fn list_changes(
+        &self,
+        state: Option<ChangeState>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<ChangeRecord>, StoreError>> + Send;
 
     /// Claims the oldest change that still needs Level 1 work (`queued`, or `checking`
     /// with no live lease), leases it to `worker` until `now_ms + lease_ms` and counts the
     /// attempt. None when there is nothing to do.
-    fn claim_next(&self, worker: &str, now_ms: i64, lease_ms: i64) -> impl Future<Output = Result<Option<ChangeRecord>, StoreError>> + Send;
+    fn claim_next(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> impl Future<Output = Result<Option<ChangeRecord>, StoreError>> + Send;
     /// Extends a lease; false if the worker no longer holds it.
-    fn renew_lease(&self, id: &ChangeId, worker: &str, expires_at_ms: i64) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn renew_lease(
+        &self,
+        id: &ChangeId,
+        worker: &str,
+        expires_at_ms: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Drops every lease. Only for a store that one process owns (SQLite), at start-up:
     /// a lease left behind by a killed process must not delay its work.
     fn release_all_leases(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
@@ -148,9 +183,17 @@ pub trait Store: Send + Sync + 'static {
         step: &StepRecord,
         event: &NewEvent,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    fn steps(&self, id: &ChangeId, revision: i64) -> impl Future<Output = Result<Vec<StepRecord>, StoreError>> + Send;
+    fn steps(
+        &self,
+        id: &ChangeId,
+        revision: i64,
+    ) -> impl Future<Output = Result<Vec<StepRecord>, StoreError>> + Send;
     /// Appends an event that goes with no state change (a resumed run, a note).
-    fn append_event(&self, event: &NewEvent) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn append_event(&self, event: &NewEvent)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Events in order; of one change, or all when `change` is None.
-    fn events(&self, change: Option<&ChangeId>) -> impl Future<Output = Result<Vec<EventRecord>, StoreError>> + Send;
+    fn events(
+        &self,
+        change: Option<&ChangeId>,
+    ) -> impl Future<Output = Result<Vec<EventRecord>, StoreError>> + Send;
 }

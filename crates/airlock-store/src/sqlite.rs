@@ -17,14 +17,20 @@ use airlock_core::change::{ChangeState, StepRecord, Verdict};
 use airlock_core::event::NewEvent;
 use airlock_core::ids::{ChangeId, Role, TokenId};
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqlitePool};
 
 use crate::{ChangeRecord, EventRecord, NewChange, Store, StoreError, TokenRecord};
 
 /// Migrations are compiled into the binary: a deployed airlock never depends on files
 /// next to it.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../migrations/sqlite/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../migrations/sqlite/0001_initial.sql"),
+)];
 
 #[derive(Debug)]
 struct EmbeddedMigrations;
@@ -32,12 +38,23 @@ struct EmbeddedMigrations;
 impl<'s> MigrationSource<'s> for EmbeddedMigrations {
     fn resolve(
         self,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, Box<dyn std::error::Error + Send + Sync>>> + Send + 's>>
-    {
+    ) -> Pin<
+        Box<
+            dyn Future<Output = Result<Vec<Migration>, Box<dyn std::error::Error + Send + Sync>>>
+                + Send
+                + 's,
+        >,
+    > {
         let migrations = MIGRATIONS
             .iter()
             .map(|(version, name, sql)| {
-                Migration::new(*version, Cow::Borrowed(*name), MigrationType::Simple, Cow::Borrowed(*sql), false)
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*name),
+                    MigrationType::Simple,
+                    Cow::Borrowed(*sql),
+                    false,
+                )
             })
             .collect();
         Box::pin(async move { Ok(migrations) })
@@ -68,7 +85,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
         Migrator::new(EmbeddedMigrations).await?.run(&pool).await?;
         Ok(SqliteStore { pool })
     }
@@ -83,7 +103,10 @@ fn corrupt(what: &'static str) -> impl Fn(String) -> StoreError {
 }
 
 fn json<T: serde::de::DeserializeOwned>(text: &str, what: &'static str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt { what, detail: e.to_string() })
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        what,
+        detail: e.to_string(),
+    })
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {
@@ -92,7 +115,10 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
 
 fn token_from_row(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
     Ok(TokenRecord {
-        id: row.try_get::<String, _>("id")?.parse().map_err(corrupt("token id"))?,
+        id: row
+            .try_get::<String, _>("id")?
+            .parse()
+            .map_err(corrupt("token id"))?,
         name: row.try_get("name")?,
         role: Role::from_str(&row.try_get::<String, _>("role")?).map_err(corrupt("token role"))?,
         owner: row.try_get("owner")?,
@@ -105,10 +131,16 @@ fn token_from_row(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
 fn change_from_row(row: &SqliteRow) -> Result<ChangeRecord, StoreError> {
     let verdict: Option<String> = row.try_get("verdict")?;
     Ok(ChangeRecord {
-        id: row.try_get::<String, _>("id")?.parse().map_err(corrupt("change id"))?,
+        id: row
+            .try_get::<String, _>("id")?
+            .parse()
+            .map_err(corrupt("change id"))?,
         seq: row.try_get("seq")?,
         revision: row.try_get("revision")?,
-        state: row.try_get::<String, _>("state")?.parse().map_err(corrupt("change state"))?,
+        state: row
+            .try_get::<String, _>("state")?
+            .parse()
+            .map_err(corrupt("change state"))?,
         title: row.try_get("title")?,
         description: row.try_get("description")?,
         agent: json(&row.try_get::<String, _>("agent")?, "change agent")?,
@@ -125,7 +157,10 @@ fn change_from_row(row: &SqliteRow) -> Result<ChangeRecord, StoreError> {
     })
 }
 
-async fn insert_event(conn: &mut sqlx::SqliteConnection, event: &NewEvent) -> Result<(), StoreError> {
+async fn insert_event(
+    conn: &mut sqlx::SqliteConnection,
+    event: &NewEvent,
+) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO events (change_id, at_ms, actor, kind, data) VALUES (?, ?, ?, ?, ?)")
         .bind(event.change_id.as_ref().map(|id| id.as_str()))
         .bind(event.at_ms)
@@ -157,7 +192,10 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn token_by_secret_hash(&self, secret_sha256: &str) -> Result<Option<TokenRecord>, StoreError> {
+    async fn token_by_secret_hash(
+        &self,
+        secret_sha256: &str,
+    ) -> Result<Option<TokenRecord>, StoreError> {
         let row = sqlx::query("SELECT * FROM tokens WHERE secret_sha256 = ?")
             .bind(secret_sha256)
             .fetch_optional(&self.pool)
@@ -166,18 +204,22 @@ impl Store for SqliteStore {
     }
 
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM tokens ORDER BY created_at_ms, id").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM tokens ORDER BY created_at_ms, id")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(token_from_row).collect()
     }
 
     async fn revoke_token(&self, id: &TokenId, event: &NewEvent) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("UPDATE tokens SET revoked_at_ms = ? WHERE id = ? AND revoked_at_ms IS NULL")
-            .bind(event.at_ms)
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
+        let done = sqlx::query(
+            "UPDATE tokens SET revoked_at_ms = ? WHERE id = ? AND revoked_at_ms IS NULL",
+        )
+        .bind(event.at_ms)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
             == 1;
         if done {
             insert_event(&mut tx, event).await?;
@@ -215,37 +257,54 @@ impl Store for SqliteStore {
     }
 
     async fn change(&self, id: &ChangeId) -> Result<Option<ChangeRecord>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {CHANGE_COLUMNS} FROM changes WHERE id = ?"))
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {CHANGE_COLUMNS} FROM changes WHERE id = ?"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(change_from_row).transpose()
     }
 
     async fn change_diff(&self, id: &ChangeId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT diff FROM changes WHERE id = ?").bind(id.as_str()).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_scalar("SELECT diff FROM changes WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
-    async fn list_changes(&self, state: Option<ChangeState>, limit: u32) -> Result<Vec<ChangeRecord>, StoreError> {
-        let rows = match state {
-            Some(state) => {
-                sqlx::query(&format!("SELECT {CHANGE_COLUMNS} FROM changes WHERE state = ? ORDER BY seq DESC LIMIT ?"))
-                    .bind(state.as_str())
+    async fn list_changes(
+        &self,
+        state: Option<ChangeState>,
+        limit: u32,
+    ) -> Result<Vec<ChangeRecord>, StoreError> {
+        let rows =
+            match state {
+                Some(state) => sqlx::query(&format!(
+                    "SELECT {CHANGE_COLUMNS} FROM changes WHERE state = ? ORDER BY seq DESC LIMIT ?"
+                ))
+                .bind(state.as_str())
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?,
+                None => {
+                    sqlx::query(&format!(
+                        "SELECT {CHANGE_COLUMNS} FROM changes ORDER BY seq DESC LIMIT ?"
+                    ))
                     .bind(limit)
                     .fetch_all(&self.pool)
                     .await?
-            }
-            None => {
-                sqlx::query(&format!("SELECT {CHANGE_COLUMNS} FROM changes ORDER BY seq DESC LIMIT ?"))
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
+                }
+            };
         rows.iter().map(change_from_row).collect()
     }
 
-    async fn claim_next(&self, worker: &str, now_ms: i64, lease_ms: i64) -> Result<Option<ChangeRecord>, StoreError> {
+    async fn claim_next(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<ChangeRecord>, StoreError> {
         let row = sqlx::query(&format!(
             "UPDATE changes SET lease_owner = ?1, lease_expires_ms = ?2, attempts = attempts + 1, updated_at_ms = ?3 \
              WHERE seq = (SELECT seq FROM changes WHERE state IN ('queued', 'checking') \
@@ -260,13 +319,19 @@ impl Store for SqliteStore {
         row.as_ref().map(change_from_row).transpose()
     }
 
-    async fn renew_lease(&self, id: &ChangeId, worker: &str, expires_at_ms: i64) -> Result<bool, StoreError> {
-        let result = sqlx::query("UPDATE changes SET lease_expires_ms = ? WHERE id = ? AND lease_owner = ?")
-            .bind(expires_at_ms)
-            .bind(id.as_str())
-            .bind(worker)
-            .execute(&self.pool)
-            .await?;
+    async fn renew_lease(
+        &self,
+        id: &ChangeId,
+        worker: &str,
+        expires_at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let result =
+            sqlx::query("UPDATE changes SET lease_expires_ms = ? WHERE id = ? AND lease_owner = ?")
+                .bind(expires_at_ms)
+                .bind(id.as_str())
+                .bind(worker)
+                .execute(&self.pool)
+                .await?;
         Ok(result.rows_affected() == 1)
     }
 
@@ -287,7 +352,9 @@ impl Store for SqliteStore {
         event: &NewEvent,
     ) -> Result<bool, StoreError> {
         if !from.can_become(to) {
-            return Err(StoreError::Conflict(format!("a change cannot go from {from} to {to}")));
+            return Err(StoreError::Conflict(format!(
+                "a change cannot go from {from} to {to}"
+            )));
         }
         let mut tx = self.pool.begin().await?;
         // Leaving Level 1 for good also drops the lease.
@@ -349,12 +416,13 @@ impl Store for SqliteStore {
     }
 
     async fn steps(&self, id: &ChangeId, revision: i64) -> Result<Vec<StepRecord>, StoreError> {
-        let rows: Vec<String> =
-            sqlx::query_scalar("SELECT record FROM steps WHERE change_id = ? AND revision = ? ORDER BY idx")
-                .bind(id.as_str())
-                .bind(revision)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT record FROM steps WHERE change_id = ? AND revision = ? ORDER BY idx",
+        )
+        .bind(id.as_str())
+        .bind(revision)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(|r| json(r, "step record")).collect()
     }
 
@@ -366,16 +434,26 @@ impl Store for SqliteStore {
     async fn events(&self, change: Option<&ChangeId>) -> Result<Vec<EventRecord>, StoreError> {
         let rows = match change {
             Some(id) => {
-                sqlx::query("SELECT * FROM events WHERE change_id = ? ORDER BY seq").bind(id.as_str()).fetch_all(&self.pool).await?
+                sqlx::query("SELECT * FROM events WHERE change_id = ? ORDER BY seq")
+                    .bind(id.as_str())
+                    .fetch_all(&self.pool)
+                    .await?
             }
-            None => sqlx::query("SELECT * FROM events ORDER BY seq").fetch_all(&self.pool).await?,
+            None => {
+                sqlx::query("SELECT * FROM events ORDER BY seq")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
         };
         rows.iter()
             .map(|row| {
                 let change_id: Option<String> = row.try_get("change_id")?;
                 Ok(EventRecord {
                     seq: row.try_get("seq")?,
-                    change_id: change_id.map(|id| id.parse()).transpose().map_err(corrupt("event change id"))?,
+                    change_id: change_id
+                        .map(|id| id.parse())
+                        .transpose()
+                        .map_err(corrupt("event change id"))?,
                     at_ms: row.try_get("at_ms")?,
                     actor: json(&row.try_get::<String, _>("actor")?, "event actor")?,
                     kind: row.try_get("kind")?,

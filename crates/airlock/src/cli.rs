@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "airlock", version, about = "The production gate for AI coding agents")]
+#[command(
+    name = "airlock",
+    version,
+    about = "The production gate for AI coding agents"
+)]
 pub struct Args {
     /// Run as if started in this directory (the repository).
     #[arg(short = 'C', long = "repo", global = true, value_name = "DIR")]

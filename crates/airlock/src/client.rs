@@ -30,7 +30,11 @@ impl Client {
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
             .build();
-        Ok(Client { base: server.trim_end_matches('/').to_owned(), token: token.to_owned(), agent: config.into() })
+        Ok(Client {
+            base: server.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            agent: config.into(),
+        })
     }
 
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
@@ -43,7 +47,11 @@ impl Client {
         decode(response)
     }
 
-    pub fn post<T: DeserializeOwned>(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<T> {
+    pub fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<T> {
         let response = self
             .agent
             .post(format!("{}{path}", self.base))
@@ -54,7 +62,9 @@ impl Client {
     }
 }
 
-fn decode<T: DeserializeOwned>(mut response: ureq::http::Response<ureq::Body>) -> anyhow::Result<T> {
+fn decode<T: DeserializeOwned>(
+    mut response: ureq::http::Response<ureq::Body>,
+) -> anyhow::Result<T> {
     let status = response.status().as_u16();
     let body = response
         .body_mut()
@@ -63,7 +73,8 @@ fn decode<T: DeserializeOwned>(mut response: ureq::http::Response<ureq::Body>) -
         .read_to_vec()
         .context("could not read the server's response")?;
     if (200..300).contains(&status) {
-        return serde_json::from_slice(&body).context("the server's response is not the expected JSON");
+        return serde_json::from_slice(&body)
+            .context("the server's response is not the expected JSON");
     }
     #[derive(serde::Deserialize)]
     struct Envelope {
@@ -75,7 +86,18 @@ fn decode<T: DeserializeOwned>(mut response: ureq::http::Response<ureq::Body>) -
         message: String,
     }
     match serde_json::from_slice::<Envelope>(&body) {
-        Ok(envelope) => Err(ApiError { status, code: envelope.error.code, message: envelope.error.message }.into()),
-        Err(_) => bail!("the server answered HTTP {status}: {}", String::from_utf8_lossy(&body).chars().take(500).collect::<String>()),
+        Ok(envelope) => Err(ApiError {
+            status,
+            code: envelope.error.code,
+            message: envelope.error.message,
+        }
+        .into()),
+        Err(_) => bail!(
+            "the server answered HTTP {status}: {}",
+            String::from_utf8_lossy(&body)
+                .chars()
+                .take(500)
+                .collect::<String>()
+        ),
     }
 }

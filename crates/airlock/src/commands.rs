@@ -24,12 +24,20 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         None => std::env::current_dir().context("cannot read the current directory")?,
     };
     match args.command {
-        Command::Init { target_branch, force } => init(&cwd, target_branch, force),
+        Command::Init {
+            target_branch,
+            force,
+        } => init(&cwd, target_branch, force),
         Command::Serve { listen } => serve(&cwd, listen),
         Command::Token(command) => token(&cwd, command),
         Command::Propose(propose_args) => propose(propose_args),
         Command::Status { id, client, json } => status(&id, &client, json),
-        Command::List { state, limit, client, json } => list(state.as_deref(), limit, &client, json),
+        Command::List {
+            state,
+            limit,
+            client,
+            json,
+        } => list(state.as_deref(), limit, &client, json),
         Command::Demo { json, keep } => crate::demo::run(json, keep),
     }
 }
@@ -38,14 +46,21 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 pub fn load(dir: &Path) -> anyhow::Result<(Repo, Config)> {
     let repo = Repo::open(dir)?;
     let path = repo.root().join(config::FILE_NAME);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}; run `airlock init` in the repository first", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read {}; run `airlock init` in the repository first",
+            path.display()
+        )
+    })?;
     let config = Config::parse(&text, &path.display().to_string())?;
     Ok((repo, config))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn init(dir: &Path, target_branch: Option<String>, force: bool) -> anyhow::Result<Outcome> {
@@ -53,7 +68,10 @@ fn init(dir: &Path, target_branch: Option<String>, force: bool) -> anyhow::Resul
     let root = repo.root().to_path_buf();
     let path = root.join(config::FILE_NAME);
     if path.exists() && !force {
-        bail!("{} already exists; pass --force to overwrite it", path.display());
+        bail!(
+            "{} already exists; pass --force to overwrite it",
+            path.display()
+        );
     }
     let branch = match target_branch {
         Some(branch) => branch,
@@ -64,9 +82,13 @@ fn init(dir: &Path, target_branch: Option<String>, force: bool) -> anyhow::Resul
     // Validate before writing: a bad --target-branch must not leave a broken file behind.
     Config::parse(&text, config::FILE_NAME)?;
     let state = airlock_server::state_dir(&root);
-    std::fs::create_dir_all(&state).with_context(|| format!("cannot create {}", state.display()))?;
+    std::fs::create_dir_all(&state)
+        .with_context(|| format!("cannot create {}", state.display()))?;
     // A self-ignoring state directory: nothing in the user's own .gitignore changes.
-    std::fs::write(state.join(".gitignore"), "# airlock's state: never committed.\n*\n")?;
+    std::fs::write(
+        state.join(".gitignore"),
+        "# airlock's state: never committed.\n*\n",
+    )?;
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     println!("wrote {}", path.display());
     println!("state directory {} (git-ignored)", state.display());
@@ -81,7 +103,10 @@ fn init(dir: &Path, target_branch: Option<String>, force: bool) -> anyhow::Resul
 fn detect_checks(root: &Path) -> Vec<(&'static str, &'static str)> {
     let has = |name: &str| root.join(name).exists();
     if has("Cargo.toml") {
-        vec![("test", "cargo test --offline"), ("format", "cargo fmt --check")]
+        vec![
+            ("test", "cargo test --offline"),
+            ("format", "cargo fmt --check"),
+        ]
     } else if has("package.json") {
         vec![("test", "npm test")]
     } else if has("pyproject.toml") || has("setup.py") || has("pytest.ini") {
@@ -107,14 +132,26 @@ fn serve(dir: &Path, listen: Option<String>) -> anyhow::Result<Outcome> {
     // SQLite belongs to one server: a second one on the same state would steal its leases.
     let lock = std::fs::File::create(state_dir.join("serve.lock"))?;
     if lock.try_lock().is_err() {
-        bail!("another `airlock serve` is already running for {}", root.display());
+        bail!(
+            "another `airlock serve` is already running for {}",
+            root.display()
+        );
     }
     let listen = listen.unwrap_or_else(|| config.server.listen.clone());
     let database = database_path(&repo, &config);
     runtime()?.block_on(async move {
-        let store = SqliteStore::open(&database).await.with_context(|| format!("cannot open {}", database.display()))?;
-        let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-        let options = airlock_server::ServiceOptions { repo_root: root, state_dir, config, bwrap_path: None };
+        let store = SqliteStore::open(&database)
+            .await
+            .with_context(|| format!("cannot open {}", database.display()))?;
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let options = airlock_server::ServiceOptions {
+            repo_root: root,
+            state_dir,
+            config,
+            bwrap_path: None,
+        };
         let running = airlock_server::start(options, store, listener).await?;
         eprintln!("airlock listening on http://{}", running.addr);
         shutdown_signal().await;
@@ -126,7 +163,8 @@ fn serve(dir: &Path, listen: Option<String>) -> anyhow::Result<Outcome> {
 }
 
 async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let terminated = async {
         match terminate.as_mut() {
             Some(signal) => {
@@ -143,8 +181,14 @@ async fn shutdown_signal() {
 
 /// Local administration acts as the operating system user running the command.
 fn local_actor() -> Actor {
-    let name = std::env::var("USER").ok().filter(|n| airlock_core::ids::validate_name(n).is_ok());
-    Actor { kind: ActorKind::Human, name: format!("local:{}", name.as_deref().unwrap_or("unknown")), token_id: None }
+    let name = std::env::var("USER")
+        .ok()
+        .filter(|n| airlock_core::ids::validate_name(n).is_ok());
+    Actor {
+        kind: ActorKind::Human,
+        name: format!("local:{}", name.as_deref().unwrap_or("unknown")),
+        token_id: None,
+    }
 }
 
 fn token(dir: &Path, command: TokenCommand) -> anyhow::Result<Outcome> {
@@ -219,7 +263,9 @@ fn propose(args: ProposeArgs) -> anyhow::Result<Outcome> {
     if let Some(patch) = &args.patch {
         let bytes = if patch == "-" {
             let mut bytes = Vec::new();
-            std::io::stdin().read_to_end(&mut bytes).context("cannot read the patch from standard input")?;
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .context("cannot read the patch from standard input")?;
             bytes
         } else {
             std::fs::read(patch).with_context(|| format!("cannot read {patch}"))?
@@ -228,20 +274,27 @@ fn propose(args: ProposeArgs) -> anyhow::Result<Outcome> {
             .context("the patch is not UTF-8 text; binary content must be in `git diff --binary` form or proposed with --ref")?;
         body["diff"] = text.into();
     } else if let Some(path) = &args.edits {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let edits: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("{} is not JSON (a list of edits)", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let edits: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON (a list of edits)", path.display()))?;
         body["edits"] = edits;
     } else if let Some(git_ref) = &args.git_ref {
         body["ref"] = git_ref.clone().into();
     }
     let created: serde_json::Value = client.post("/v1/changes", &body)?;
-    let id = created["id"].as_str().context("the server's answer has no change id")?.to_owned();
+    let id = created["id"]
+        .as_str()
+        .context("the server's answer has no change id")?
+        .to_owned();
     if !args.wait {
         if args.json {
             println!("{created}");
         } else {
-            println!("{id} queued ({} files, +{} -{})", created["files"], created["lines_added"], created["lines_removed"]);
+            println!(
+                "{id} queued ({} files, +{} -{})",
+                created["files"], created["lines_added"], created["lines_removed"]
+            );
         }
         return Ok(Outcome::Success);
     }
@@ -259,9 +312,14 @@ pub fn wait_for_decision(client: &Client, id: &str, progress: bool) -> anyhow::R
         None
     };
     loop {
-        let view: ChangeView = client.get(&format!("/v1/changes/{id}"))?;
+        // Long poll: the server answers as soon as the change moves, or after 2 s.
+        let view: ChangeView = client.get(&format!("/v1/changes/{id}?wait=2"))?;
         if let Some(bar) = &bar {
-            let step = view.steps.last().map(|s| format!(", last step: {} ({:?})", s.name, s.status)).unwrap_or_default();
+            let step = view
+                .steps
+                .last()
+                .map(|s| format!(", last step: {} ({:?})", s.name, s.status))
+                .unwrap_or_default();
             bar.set_message(format!("{id}: {}{step}", view.state));
         }
         if view.state.is_final() {
@@ -270,7 +328,6 @@ pub fn wait_for_decision(client: &Client, id: &str, progress: bool) -> anyhow::R
             }
             return Ok(view);
         }
-        std::thread::sleep(Duration::from_millis(150));
     }
 }
 
@@ -291,9 +348,18 @@ pub fn print_change(view: &ChangeView) {
     println!("  title:  {}", view.title);
     println!("  agent:  {} ({:?})", view.agent.name, view.agent.kind);
     println!("  base:   {} ({})", view.base_commit, view.target_branch);
-    println!("  files:  {} (+{} -{})", view.files.len(), view.lines_added, view.lines_removed);
+    println!(
+        "  files:  {} (+{} -{})",
+        view.files.len(),
+        view.lines_added,
+        view.lines_removed
+    );
     for file in &view.files {
-        println!("    {:<7} {}", format!("{:?}", file.op).to_lowercase(), file.path());
+        println!(
+            "    {:<7} {}",
+            format!("{:?}", file.op).to_lowercase(),
+            file.path()
+        );
     }
     for step in &view.steps {
         println!(
@@ -301,7 +367,9 @@ pub fn print_change(view: &ChangeView) {
             step.index,
             step.name,
             step.status,
-            step.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+            step.exit_code
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into()),
             step.duration_ms
         );
     }
@@ -312,7 +380,14 @@ pub fn print_change(view: &ChangeView) {
         }
         if let Some(excerpt) = verdict.output_excerpt.as_deref().filter(|e| !e.is_empty()) {
             println!("  output (tail):");
-            for line in excerpt.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev() {
+            for line in excerpt
+                .lines()
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
                 println!("    | {line}");
             }
         }
@@ -326,7 +401,12 @@ fn status(id: &str, client_args: &ClientArgs, json: bool) -> anyhow::Result<Outc
     report(&view, json)
 }
 
-fn list(state: Option<&str>, limit: u32, client_args: &ClientArgs, json: bool) -> anyhow::Result<Outcome> {
+fn list(
+    state: Option<&str>,
+    limit: u32,
+    client_args: &ClientArgs,
+    json: bool,
+) -> anyhow::Result<Outcome> {
     let mut path = format!("/v1/changes?limit={limit}");
     if let Some(state) = state {
         let state: ChangeState = state.parse().map_err(anyhow::Error::msg)?;
@@ -339,7 +419,13 @@ fn list(state: Option<&str>, limit: u32, client_args: &ClientArgs, json: bool) -
     } else {
         println!("{:<31} {:<14} {:<16} TITLE", "ID", "STATE", "AGENT");
         for view in views {
-            println!("{:<31} {:<14} {:<16} {}", view.id.as_str(), view.state.as_str(), view.agent.name, view.title);
+            println!(
+                "{:<31} {:<14} {:<16} {}",
+                view.id.as_str(),
+                view.state.as_str(),
+                view.agent.name,
+                view.title
+            );
         }
     }
     Ok(Outcome::Success)

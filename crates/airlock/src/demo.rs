@@ -57,12 +57,19 @@ const README: &str = "# pricing\n\nA small pricing service: `sh bin/price QUANTI
 
 pub fn run(json: bool, keep: bool) -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    let dir = tempfile::Builder::new().prefix("airlock-demo-").tempdir().context("cannot create a temporary directory")?;
+    let dir = tempfile::Builder::new()
+        .prefix("airlock-demo-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
     let root = dir.path().join("pricing");
     let repo = airlock_git::init_repository(
         &root,
         "main",
-        &[("bin/price", PRICE.as_bytes(), true), ("tests/run.sh", TESTS.as_bytes(), true), ("README.md", README.as_bytes(), false)],
+        &[
+            ("bin/price", PRICE.as_bytes(), true),
+            ("tests/run.sh", TESTS.as_bytes(), true),
+            ("README.md", README.as_bytes(), false),
+        ],
         "pricing service with its tests",
     )?;
 
@@ -76,12 +83,26 @@ pub fn run(json: bool, keep: bool) -> anyhow::Result<Outcome> {
     std::fs::create_dir_all(&state_dir)?;
     std::fs::write(state_dir.join(".gitignore"), "*\n")?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let database = repo.root().join(&config.server.database);
     let (running, secret) = runtime.block_on(async {
         let store = SqliteStore::open(&database).await?;
-        let operator = Actor { kind: ActorKind::Human, name: "demo".into(), token_id: None };
-        let issued = airlock_server::tokens::issue(&store, "demo-agent", Role::Agent, Some("demo"), operator, airlock_server::now_ms()).await?;
+        let operator = Actor {
+            kind: ActorKind::Human,
+            name: "demo".into(),
+            token_id: None,
+        };
+        let issued = airlock_server::tokens::issue(
+            &store,
+            "demo-agent",
+            Role::Agent,
+            Some("demo"),
+            operator,
+            airlock_server::now_ms(),
+        )
+        .await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let options = airlock_server::ServiceOptions {
             repo_root: repo.root().to_path_buf(),
@@ -113,8 +134,14 @@ pub fn run(json: bool, keep: bool) -> anyhow::Result<Outcome> {
             }))?
         );
     } else {
-        println!("airlock demo: a sample pricing service at {}", repo.root().display());
-        println!("server: {server} (in-process, SQLite at {})", database.display());
+        println!(
+            "airlock demo: a sample pricing service at {}",
+            repo.root().display()
+        );
+        println!(
+            "server: {server} (in-process, SQLite at {})",
+            database.display()
+        );
         println!();
         println!("1. An agent adds a bulk discount, with a test (proposed as edits):");
         print_change(&good);
@@ -132,7 +159,11 @@ pub fn run(json: bool, keep: bool) -> anyhow::Result<Outcome> {
         let kept = dir.keep();
         eprintln!("kept the sample repository in {}", kept.display());
     }
-    Ok(if ok { Outcome::Success } else { Outcome::Rejected })
+    Ok(if ok {
+        Outcome::Success
+    } else {
+        Outcome::Rejected
+    })
 }
 
 fn propose_both(client: &Client, progress: bool) -> anyhow::Result<(ChangeView, ChangeView)> {
@@ -170,7 +201,9 @@ fn propose_both(client: &Client, progress: bool) -> anyhow::Result<(ChangeView, 
     let mut views = Vec::new();
     for body in [good, bad] {
         let created: serde_json::Value = client.post("/v1/changes", &body)?;
-        let id = created["id"].as_str().context("no change id in the server's answer")?;
+        let id = created["id"]
+            .as_str()
+            .context("no change id in the server's answer")?;
         views.push(wait_for_decision(client, id, progress)?);
     }
     let bad = views.pop().expect("two changes");

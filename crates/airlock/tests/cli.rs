@@ -19,7 +19,14 @@ fn airlock(dir: &Path, args: &[&str]) -> Output {
 
 fn git(dir: &Path, args: &[&str]) {
     let status = Command::new("git")
-        .args(["-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "init.defaultBranch=main"])
+        .args([
+            "-c",
+            "user.name=test",
+            "-c",
+            "user.email=test@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
         .args(args)
         .current_dir(dir)
         .status()
@@ -28,7 +35,11 @@ fn git(dir: &Path, args: &[&str]) {
 }
 
 fn text(output: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 /// A repository with one commit, outside /tmp (checks get a private /tmp).
@@ -44,7 +55,11 @@ fn repository() -> (tempfile::TempDir, PathBuf) {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Server(Child);
@@ -66,7 +81,10 @@ fn serve(root: &Path, port: u16) -> Server {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "airlock serve did not start listening");
+        assert!(
+            Instant::now() < deadline,
+            "airlock serve did not start listening"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     Server(child)
@@ -82,37 +100,72 @@ fn init_writes_a_commented_config_and_refuses_bad_values() {
     let output = airlock(&root, &["init"]);
     assert!(output.status.success(), "{}", text(&output));
     let config = std::fs::read_to_string(root.join("airlock.toml")).unwrap();
-    for key in ["target_branch = \"main\"", "sandbox = \"required\"", "timeout = \"10m\"", "max_change_bytes = \"10MiB\"", "max_files = 2000"] {
+    for key in [
+        "target_branch = \"main\"",
+        "sandbox = \"required\"",
+        "timeout = \"10m\"",
+        "max_change_bytes = \"10MiB\"",
+        "max_files = 2000",
+    ] {
         assert!(config.contains(key), "airlock.toml lacks {key}");
     }
     // The state directory exists and git ignores it.
     assert!(root.join(".airlock").is_dir());
     std::fs::write(root.join(".airlock/probe"), "x").unwrap();
-    let status = Command::new("git").args(["status", "--porcelain"]).current_dir(&root).output().unwrap();
+    let status = Command::new("git")
+        .args(["status", "--porcelain"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&status.stdout), "?? airlock.toml\n");
 
     let again = airlock(&root, &["init"]);
     assert_eq!(again.status.code(), Some(2));
     assert!(text(&again).contains("--force"));
 
-    std::fs::write(root.join("airlock.toml"), "[checks]\nsandbox = \"strict\"\n").unwrap();
+    std::fs::write(
+        root.join("airlock.toml"),
+        "[checks]\nsandbox = \"strict\"\n",
+    )
+    .unwrap();
     let output = airlock(&root, &["token", "list"]);
     assert_eq!(output.status.code(), Some(2));
     let message = text(&output);
-    assert!(message.contains("airlock.toml") && message.contains("strict") && message.contains("best-effort"), "{message}");
+    assert!(
+        message.contains("airlock.toml")
+            && message.contains("strict")
+            && message.contains("best-effort"),
+        "{message}"
+    );
 
     let outside = tempfile::tempdir().unwrap();
     let output = airlock(outside.path(), &["init"]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(text(&output).contains("not a git repository"), "{}", text(&output));
+    assert!(
+        text(&output).contains("not a git repository"),
+        "{}",
+        text(&output)
+    );
 }
 
 #[test]
 fn usage_errors_exit_2() {
     let (_dir, root) = repository();
     assert_eq!(airlock(&root, &["frobnicate"]).status.code(), Some(2));
-    assert_eq!(airlock(&root, &["propose", "--title", "t"]).status.code(), Some(2), "one form is required");
-    assert_eq!(airlock(&root, &["propose", "--title", "t", "--patch", "a", "--ref", "b"]).status.code(), Some(2));
+    assert_eq!(
+        airlock(&root, &["propose", "--title", "t"]).status.code(),
+        Some(2),
+        "one form is required"
+    );
+    assert_eq!(
+        airlock(
+            &root,
+            &["propose", "--title", "t", "--patch", "a", "--ref", "b"]
+        )
+        .status
+        .code(),
+        Some(2)
+    );
     let output = airlock(&root, &["status", "chg_x", "--token", "t"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output).contains("not a change id"));
@@ -123,7 +176,12 @@ fn usage_errors_exit_2() {
 fn tokens_are_shown_once_and_stored_hashed() {
     let (_dir, root) = repository();
     assert!(airlock(&root, &["init"]).status.success());
-    let output = airlock(&root, &["token", "create", "--role", "agent", "--name", "claude", "--owner", "alice", "--json"]);
+    let output = airlock(
+        &root,
+        &[
+            "token", "create", "--role", "agent", "--name", "claude", "--owner", "alice", "--json",
+        ],
+    );
     assert!(output.status.success(), "{}", text(&output));
     let created = json(&output);
     let secret = created["token"].as_str().unwrap().to_owned();
@@ -131,7 +189,10 @@ fn tokens_are_shown_once_and_stored_hashed() {
     let database = std::fs::read(root.join(".airlock/airlock.db")).unwrap();
     let wal = std::fs::read(root.join(".airlock/airlock.db-wal")).unwrap_or_default();
     for bytes in [&database, &wal] {
-        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "the secret was stored");
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the secret was stored"
+        );
     }
     let listed = json(&airlock(&root, &["token", "list", "--json"]));
     assert_eq!(listed[0]["name"], "claude");
@@ -140,12 +201,18 @@ fn tokens_are_shown_once_and_stored_hashed() {
     let bad_role = airlock(&root, &["token", "create", "--role", "root", "--name", "x"]);
     assert_eq!(bad_role.status.code(), Some(2));
     assert!(text(&bad_role).contains("accepted: agent, reviewer, operator, admin"));
-    let bad_name = airlock(&root, &["token", "create", "--role", "agent", "--name", "a b"]);
+    let bad_name = airlock(
+        &root,
+        &["token", "create", "--role", "agent", "--name", "a b"],
+    );
     assert_eq!(bad_name.status.code(), Some(2));
 
     let id = created["id"].as_str().unwrap();
     assert!(airlock(&root, &["token", "revoke", id]).status.success());
-    assert_eq!(airlock(&root, &["token", "revoke", id]).status.code(), Some(2));
+    assert_eq!(
+        airlock(&root, &["token", "revoke", id]).status.code(),
+        Some(2)
+    );
 }
 
 #[test]
@@ -157,8 +224,17 @@ fn propose_wait_status_and_list_with_exit_codes() {
         "commands = []",
         "commands = [{ name = \"test\", run = \"grep -q hello README.md\" }]",
     );
-    std::fs::write(root.join("airlock.toml"), config.replace("sandbox = \"required\"", "sandbox = \"best-effort\"")).unwrap();
-    let token = json(&airlock(&root, &["token", "create", "--role", "agent", "--name", "bot", "--json"]))["token"]
+    std::fs::write(
+        root.join("airlock.toml"),
+        config.replace("sandbox = \"required\"", "sandbox = \"best-effort\""),
+    )
+    .unwrap();
+    let token = json(&airlock(
+        &root,
+        &[
+            "token", "create", "--role", "agent", "--name", "bot", "--json",
+        ],
+    ))["token"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -175,23 +251,59 @@ fn propose_wait_status_and_list_with_exit_codes() {
             .unwrap()
     };
 
-    std::fs::write(root.join("good.diff"), "--- a/README.md\n+++ b/README.md\n@@ -1 +1 @@\n-hello\n+hello world\n").unwrap();
-    std::fs::write(root.join("bad.diff"), "--- a/README.md\n+++ b/README.md\n@@ -1 +1 @@\n-hello\n+goodbye\n").unwrap();
-    let good = client(&["propose", "--patch", "good.diff", "--title", "greet the world", "--wait", "--json"]);
+    std::fs::write(
+        root.join("good.diff"),
+        "--- a/README.md\n+++ b/README.md\n@@ -1 +1 @@\n-hello\n+hello world\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("bad.diff"),
+        "--- a/README.md\n+++ b/README.md\n@@ -1 +1 @@\n-hello\n+goodbye\n",
+    )
+    .unwrap();
+    let good = client(&[
+        "propose",
+        "--patch",
+        "good.diff",
+        "--title",
+        "greet the world",
+        "--wait",
+        "--json",
+    ]);
     assert_eq!(good.status.code(), Some(0), "{}", text(&good));
     assert_eq!(json(&good)["state"], "checks_passed");
-    let bad = client(&["propose", "--patch", "bad.diff", "--title", "say goodbye", "--wait"]);
+    let bad = client(&[
+        "propose",
+        "--patch",
+        "bad.diff",
+        "--title",
+        "say goodbye",
+        "--wait",
+    ]);
     assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
-    assert!(text(&bad).contains("check `test` exited with status 1"), "{}", text(&bad));
+    assert!(
+        text(&bad).contains("check `test` exited with status 1"),
+        "{}",
+        text(&bad)
+    );
 
     let edits = r#"[{"op":"replace","path":"README.md","old_text":"nope","new_text":"x"}]"#;
     std::fs::write(root.join("edits.json"), edits).unwrap();
     let refused = client(&["propose", "--edits", "edits.json", "--title", "t"]);
     assert_eq!(refused.status.code(), Some(2));
-    assert!(text(&refused).contains("old_text was not found"), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("old_text was not found"),
+        "{}",
+        text(&refused)
+    );
 
     let queued = client(&["propose", "--ref", "HEAD", "--title", "t", "--base", "HEAD"]);
-    assert_eq!(queued.status.code(), Some(2), "an empty change is refused: {}", text(&queued));
+    assert_eq!(
+        queued.status.code(),
+        Some(2),
+        "an empty change is refused: {}",
+        text(&queued)
+    );
 
     let id = json(&good)["id"].as_str().unwrap().to_owned();
     let status = client(&["status", &id]);
@@ -224,16 +336,36 @@ fn a_killed_server_resumes_and_completes_each_change_exactly_once() {
         )
         .replace("sandbox = \"required\"", "sandbox = \"off\"");
     std::fs::write(root.join("airlock.toml"), config).unwrap();
-    let token = json(&airlock(&root, &["token", "create", "--role", "agent", "--name", "bot", "--json"]))["token"]
+    let token = json(&airlock(
+        &root,
+        &[
+            "token", "create", "--role", "agent", "--name", "bot", "--json",
+        ],
+    ))["token"]
         .as_str()
         .unwrap()
         .to_owned();
     let port = free_port();
     let server = serve(&root, port);
     let url = format!("http://127.0.0.1:{port}");
-    std::fs::write(root.join("change.diff"), "--- a/README.md\n+++ b/README.md\n@@ -1 +1 @@\n-hello\n+hello again\n").unwrap();
+    std::fs::write(
+        root.join("change.diff"),
+        "--- a/README.md\n+++ b/README.md\n@@ -1 +1 @@\n-hello\n+hello again\n",
+    )
+    .unwrap();
     let proposed = Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(["propose", "--patch", "change.diff", "--title", "t", "--json", "--server", &url, "--token", &token])
+        .args([
+            "propose",
+            "--patch",
+            "change.diff",
+            "--title",
+            "t",
+            "--json",
+            "--server",
+            &url,
+            "--token",
+            &token,
+        ])
         .current_dir(&root)
         .output()
         .unwrap();
@@ -258,20 +390,34 @@ fn a_killed_server_resumes_and_completes_each_change_exactly_once() {
         if ["checks_passed", "rejected", "failed"].contains(&view["state"].as_str().unwrap()) {
             break view;
         }
-        assert!(Instant::now() < deadline, "the change is stuck in {}", view["state"]);
+        assert!(
+            Instant::now() < deadline,
+            "the change is stuck in {}",
+            view["state"]
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(view["state"], "checks_passed", "{view}");
-    assert_eq!(std::fs::read_to_string(log.path().join("first")).unwrap(), "run\n", "a finished step ran again");
+    assert_eq!(
+        std::fs::read_to_string(log.path().join("first")).unwrap(),
+        "run\n",
+        "a finished step ran again"
+    );
     // The killed run of `second` died with the server (it never wrote "end"); the
     // resumed run completed it once.
-    assert_eq!(std::fs::read_to_string(log.path().join("second")).unwrap(), "start\nstart\nend\n");
+    assert_eq!(
+        std::fs::read_to_string(log.path().join("second")).unwrap(),
+        "start\nstart\nend\n"
+    );
     assert_eq!(view["steps"].as_array().unwrap().len(), 2);
 }
 
 #[test]
 fn demo_runs_the_flow_end_to_end() {
-    let output = Command::new(env!("CARGO_BIN_EXE_airlock")).args(["demo", "--json"]).output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["demo", "--json"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let summary = json(&output);
     assert_eq!(summary["as_expected"], true);
@@ -279,5 +425,8 @@ fn demo_runs_the_flow_end_to_end() {
     assert_eq!(changes[0]["state"], "checks_passed");
     assert_eq!(changes[1]["state"], "rejected");
     let excerpt = changes[1]["verdict"]["output_excerpt"].as_str().unwrap();
-    assert!(excerpt.contains("FAIL price 10 100: expected 900, got 1000"), "{excerpt}");
+    assert!(
+        excerpt.contains("FAIL price 10 100: expected 900, got 1000"),
+        "{excerpt}"
+    );
 }

@@ -1,0 +1,255 @@
+//! End-to-end gate overhead: propose → Level 1 verdict with the check command `true`,
+//! against the same steps done by hand with git in an already checked-out tree
+//! (resolve the base, `git apply --check`, `git apply`, run `true`, `git apply -R`).
+//!
+//! Run: `cargo bench -p airlock-server --bench overhead` (FILES=N to change the
+//! repository size, ITERATIONS=N for the sample count). Prints medians, p90s and ratios;
+//! the target is airlock ≤ 2× the bare git steps.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use airlock_core::config::Config;
+use airlock_core::event::Actor;
+use airlock_core::ids::Role;
+use airlock_server::ServiceOptions;
+use airlock_store::SqliteStore;
+
+fn git(dir: &Path, args: &[&str]) {
+    let output = Command::new("git")
+        .args([
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    samples[((samples.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// A repository of `files` small files in nested directories, one commit.
+fn generate(root: &Path, files: usize) {
+    std::fs::create_dir_all(root).unwrap();
+    git(root, &["init", "-q"]);
+    for i in 0..files {
+        let path = root.join(format!("src/d{:03}/f{i}.txt", i % 200));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, format!("file {i}\nline two\nline three\n")).unwrap();
+    }
+    std::fs::write(root.join(".gitignore"), ".airlock/\n").unwrap();
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "-qm", "base"]);
+}
+
+fn patch(i: usize) -> String {
+    let n = i % 100;
+    format!(
+        "--- a/src/d{:03}/f{n}.txt\n+++ b/src/d{:03}/f{n}.txt\n@@ -1,3 +1,3 @@\n file {n}\n-line two\n+line two, edit {i}\n line three\n",
+        n % 200,
+        n % 200
+    )
+}
+
+fn main() {
+    let files = env_number("FILES", 20_000);
+    let iterations = env_number("ITERATIONS", 30);
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let root = dir.path().join("repo");
+    eprintln!("generating a {files}-file repository...");
+    generate(&root, files);
+
+    // The bare git steps, in a second checkout of the same repository.
+    let bare_root = dir.path().join("bare");
+    git(
+        dir.path(),
+        &[
+            "clone",
+            "-q",
+            root.to_str().unwrap(),
+            bare_root.to_str().unwrap(),
+        ],
+    );
+    let mut bare = Vec::new();
+    for i in 0..iterations + 3 {
+        let patch_path = dir.path().join("change.diff");
+        std::fs::write(&patch_path, patch(i)).unwrap();
+        let p = patch_path.to_str().unwrap();
+        let started = Instant::now();
+        git(&bare_root, &["rev-parse", "--verify", "main^{commit}"]);
+        git(&bare_root, &["apply", "--check", p]);
+        git(&bare_root, &["apply", p]);
+        assert!(
+            Command::new("sh")
+                .args(["-c", "true"])
+                .current_dir(&bare_root)
+                .status()
+                .unwrap()
+                .success()
+        );
+        git(&bare_root, &["apply", "-R", p]);
+        if i >= 3 {
+            bare.push(started.elapsed());
+        }
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let bwrap = Command::new("bwrap")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let mut rows = vec![("bare git steps + `true`".to_owned(), bare)];
+    for sandbox in ["off", "required"] {
+        if sandbox == "required" && !bwrap {
+            eprintln!(
+                "bwrap missing: skipping the sandboxed run (install the Debian package `bubblewrap`)"
+            );
+            continue;
+        }
+        let config_text = format!(
+            "[checks]\nsandbox = '{sandbox}'\ncommands = [{{ name = 'test', run = 'true' }}]\n"
+        );
+        let config = Config::parse(&config_text, "airlock.toml").unwrap();
+        let state_dir = root.join(".airlock");
+        let _ = std::fs::remove_dir_all(&state_dir);
+        std::fs::create_dir_all(&state_dir).unwrap();
+        let (running, token) = runtime.block_on(async {
+            let store = SqliteStore::open(&state_dir.join("airlock.db"))
+                .await
+                .unwrap();
+            let token = airlock_server::tokens::issue(
+                &store,
+                "bench",
+                Role::Agent,
+                None,
+                Actor::system("bench"),
+                0,
+            )
+            .await
+            .unwrap()
+            .secret;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let options = ServiceOptions {
+                repo_root: root.clone(),
+                state_dir: state_dir.clone(),
+                config,
+                bwrap_path: None,
+            };
+            (
+                airlock_server::start(options, store, listener)
+                    .await
+                    .unwrap(),
+                token,
+            )
+        });
+        let url = format!("http://{}", running.addr);
+        let http: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut samples = Vec::new();
+        for i in 0..iterations + 3 {
+            let started = Instant::now();
+            let created: serde_json::Value = http
+                .post(format!("{url}/v1/changes"))
+                .header("Authorization", format!("Bearer {token}"))
+                .send_json(serde_json::json!({ "title": "bench", "diff": patch(i) }))
+                .unwrap()
+                .body_mut()
+                .read_json()
+                .unwrap();
+            let id = created["id"].as_str().expect("accepted").to_owned();
+            if std::env::var_os("DEBUG_TIMES").is_some() {
+                eprintln!("post {:?}", started.elapsed());
+            }
+            loop {
+                let view: serde_json::Value = http
+                    .get(format!("{url}/v1/changes/{id}?wait=10"))
+                    .header("Authorization", format!("Bearer {token}"))
+                    .call()
+                    .unwrap()
+                    .body_mut()
+                    .read_json()
+                    .unwrap();
+                match view["state"].as_str().unwrap() {
+                    "checks_passed" => {
+                        if std::env::var_os("DEBUG_TIMES").is_some() {
+                            eprintln!(
+                                "done {:?} {}",
+                                started.elapsed(),
+                                view["steps"][0]["duration_ms"]
+                            );
+                        }
+                        break;
+                    }
+                    "queued" | "checking" => {}
+                    other => panic!("unexpected state {other}: {view}"),
+                }
+            }
+            if i >= 3 {
+                samples.push(started.elapsed());
+            }
+        }
+        runtime.block_on(running.shutdown());
+        rows.push((
+            format!("airlock propose → verdict, sandbox = {sandbox}"),
+            samples,
+        ));
+    }
+
+    println!(
+        "\nEnd-to-end gate overhead, 1-file change, {files}-file repository, {iterations} runs each"
+    );
+    println!(
+        "{:<46} {:>10} {:>10} {:>10}",
+        "method", "median", "p90", "× bare"
+    );
+    let bare_median = percentile(&mut rows[0].1.clone(), 0.5);
+    let mut ratios = Vec::new();
+    for (name, samples) in &mut rows {
+        let median = percentile(samples, 0.5);
+        let p90 = percentile(samples, 0.9);
+        let ratio = median.as_secs_f64() / bare_median.as_secs_f64();
+        println!(
+            "{name:<46} {:>10} {:>10} {:>9.2}×",
+            ms(median),
+            ms(p90),
+            ratio
+        );
+        ratios.push((name.clone(), ratio));
+    }
+    for (name, ratio) in ratios.iter().skip(1) {
+        println!(
+            "target ≤ 2× bare: {name}: {}",
+            if *ratio <= 2.0 { "met" } else { "NOT met" }
+        );
+    }
+}

@@ -446,6 +446,17 @@ diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n@@ -1,3 +1
         );
     }
 
+    // A mode change and a deletion, in git's own form.
+    let diff = "diff --git a/README.md b/README.md\nold mode 100644\nnew mode 100755\n\
+diff --git a/src/util.py b/src/util.py\ndeleted file mode 100644\n--- a/src/util.py\n+++ /dev/null\n@@ -1,2 +0,0 @@\n-X = 1\n-X = 1\n";
+    let config_mode = "[checks]\nsandbox = 'off'\ncommands = [{ name = 'verify', run = 'test -x README.md && test ! -e src/util.py' }]\n";
+    server.stop().await;
+    server.boot(config_mode, None).await;
+    let view = server.decide(diff_body(diff)).await;
+    assert_eq!(view.state.as_str(), "checks_passed", "{:?}", view.verdict);
+    server.stop().await;
+    server.boot(config, None).await;
+
     // Edits form: replace, create and delete.
     let edits = json!({ "title": "edits", "edits": [
         { "op": "replace", "path": "src/app.py", "old_text": "return a + b", "new_text": "return a + b  # total" },
@@ -666,6 +677,7 @@ async fn bad_inputs_are_refused_with_a_reason_and_write_nothing() {
             "UTF-8",
         )
         .await;
+    server.refused(json!({ "title": "t", "edits": [{ "op": "create", "path": "a\u{0}b", "content": "x" }] }), 422, "invalid_path", "control character").await;
     // Sizes over the limits.
     let big = format!(
         "--- /dev/null\n+++ b/big.txt\n@@ -0,0 +1 @@\n+{}\n",

@@ -379,7 +379,7 @@ fn a_killed_server_resumes_and_completes_each_change_exactly_once() {
     }
     drop(server); // SIGKILL while `second` runs.
 
-    let _server = serve(&root, port);
+    let mut server = serve(&root, port);
     let deadline = Instant::now() + Duration::from_secs(60);
     let view = loop {
         let output = Command::new(env!("CARGO_BIN_EXE_airlock"))
@@ -410,6 +410,20 @@ fn a_killed_server_resumes_and_completes_each_change_exactly_once() {
         "start\nstart\nend\n"
     );
     assert_eq!(view["steps"].as_array().unwrap().len(), 2);
+
+    // SIGTERM: a graceful stop, exit status 0, and the state lock is released.
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(server.0.id() as libc::pid_t, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "airlock serve ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    let _again = serve(&root, port);
 }
 
 #[test]

@@ -257,13 +257,13 @@ async fn run_check<S: Store>(
             SandboxMode::BestEffort => airlock_sandbox::SandboxMode::BestEffort,
             SandboxMode::Off => airlock_sandbox::SandboxMode::Off,
         },
-        workspace: tree,
+        workspace: tree.clone(),
         hidden_paths: hidden_paths(
             &shared.options.state_dir,
             &shared.options.repo_root,
             &shared.config.server.database,
         ),
-        env: check_environment(&shared.config.pass_env, change),
+        env: check_environment(&shared.config.pass_env, change, &tree),
         bwrap_path: shared.options.bwrap_path.clone(),
     };
     let spec = CommandSpec {
@@ -426,8 +426,16 @@ fn hidden_paths(
 
 /// The complete environment of a check: a fixed, minimal set plus what `pass_env` names.
 /// Nothing else of the server's environment (tokens, cloud credentials) gets through.
-fn check_environment(pass_env: &[String], change: &ChangeRecord) -> Vec<(String, String)> {
+fn check_environment(
+    pass_env: &[String],
+    change: &ChangeRecord,
+    tree: &std::path::Path,
+) -> Vec<(String, String)> {
+    // The workspace lives inside the user's checkout (.airlock/workspaces/...): without a
+    // ceiling, `git` run by a check would walk up and find the user's repository.
+    let ceiling = tree.parent().unwrap_or(tree).display().to_string();
     let mut env = vec![
+        ("GIT_CEILING_DIRECTORIES".to_owned(), ceiling),
         (
             "PATH".to_owned(),
             std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_owned()),

@@ -814,8 +814,11 @@ async fn required_sandbox_without_bubblewrap_fails_the_check_naming_the_package(
 
 #[tokio::test]
 async fn timeouts_output_limits_and_a_scrubbed_environment() {
-    let config = "[checks]\nsandbox = 'best-effort'\noutput_limit = 1024\ncommands = [\n\
+    // Unsandboxed on purpose: under bubblewrap the workspace is a bind mount, where git's
+    // repository discovery stops anyway; the environment must protect the checkout alone.
+    let config = "[checks]\nsandbox = 'off'\noutput_limit = 1024\ncommands = [\n\
         { name = 'env', run = 'env' },\n\
+        { name = 'git', run = 'if git rev-parse --git-dir; then exit 1; fi' },\n\
         { name = 'chatty', run = 'seq 1 100000; echo last-line' },\n\
         { name = 'slow', run = 'echo started; sleep 30', timeout = '1s' },\n]\n";
     let mut server = TestServer::start(config).await;
@@ -842,6 +845,7 @@ async fn timeouts_output_limits_and_a_scrubbed_environment() {
         "TMPDIR",
         "CI",
         "AIRLOCK_CHANGE_ID",
+        "GIT_CEILING_DIRECTORIES",
         "PWD",
         "SHLVL",
         "_",
@@ -851,7 +855,15 @@ async fn timeouts_output_limits_and_a_scrubbed_environment() {
         let name = line.split('=').next().unwrap();
         assert!(allowed.contains(&name), "check environment leaks {name}");
     }
-    let chatty = &view.steps[1];
+    // git run by a check finds no repository: not the user's, above the workspace.
+    let git_step = &view.steps[1];
+    assert_eq!(
+        git_step.status,
+        airlock_core::change::StepStatus::Passed,
+        "{}",
+        git_step.output
+    );
+    let chatty = &view.steps[2];
     assert!(
         chatty.output.len() <= 1024 && chatty.output.ends_with("last-line\n"),
         "{}",

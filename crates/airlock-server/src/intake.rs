@@ -171,34 +171,25 @@ pub fn materialize(
     source: &SourceForm,
     diff: &[u8],
     recorded: &[ChangedFile],
-    limits: &Limits,
 ) -> Result<Vec<FileWrite>, String> {
     let base_tree = GitTree { repo, commit: base };
-    let change_set = match source {
+    let contents = match source {
         SourceForm::Ref { head, .. } => {
-            let head: CommitId = head
-                .parse()
-                .map_err(|e| format!("stored head commit: {e}"))?;
-            let head_tree = GitTree {
-                repo,
-                commit: &head,
-            };
-            intake::from_diff(diff, &base_tree, Some(&head_tree), limits)
+            let head: CommitId = head.parse().map_err(|e| format!("stored head commit: {e}"))?;
+            let head_tree = GitTree { repo, commit: &head };
+            intake::rederive(diff, recorded, &base_tree, Some(&head_tree))
         }
-        SourceForm::Diff | SourceForm::Edits => intake::from_diff(diff, &base_tree, None, limits),
+        SourceForm::Diff | SourceForm::Edits => intake::rederive(diff, recorded, &base_tree, None),
     }
     .map_err(|e| format!("the stored change no longer applies: {e}"))?;
-    if change_set.files != recorded {
-        return Err("the stored change no longer produces the files recorded at intake".into());
-    }
-    Ok(file_writes(&change_set))
+    Ok(file_writes(recorded, &contents))
 }
 
 /// Removals first, then writes: a rename from `a` to `a/b`, or a file replaced by a
 /// directory, needs the old path gone before the new one is written.
-fn file_writes(change_set: &ChangeSet) -> Vec<FileWrite> {
+fn file_writes(files: &[ChangedFile], contents: &[Option<Vec<u8>>]) -> Vec<FileWrite> {
     let mut writes = Vec::new();
-    for file in &change_set.files {
+    for file in files {
         if matches!(file.op, FileOp::Delete | FileOp::Rename)
             && let Some(old) = &file.old_path
         {
@@ -209,7 +200,7 @@ fn file_writes(change_set: &ChangeSet) -> Vec<FileWrite> {
             });
         }
     }
-    for (file, content) in change_set.files.iter().zip(&change_set.new_contents) {
+    for (file, content) in files.iter().zip(contents) {
         if let (Some(path), Some(content)) = (&file.new_path, content) {
             let mode = match file.new_mode {
                 Some(MODE_SYMLINK) => FileMode::Symlink,

@@ -123,11 +123,15 @@ async fn check_change<S: Store>(
     let mut workspace: Option<Workspace> = None;
     let result = run_steps(shared, worker, &change, &mut workspace).await;
     if let Some(workspace) = workspace {
-        // Resetting the workspace is off the verdict's path: the verdict is already stored.
-        let released = tokio::task::spawn_blocking(move || workspace.release()).await;
-        if let Ok(Err(error)) = released {
-            tracing::warn!(%error, "workspace reset failed; it will be rebuilt");
-        }
+        // Resetting the workspace (O(repository): it must find whatever the checks wrote)
+        // runs detached, so the worker takes the next change at once. The pool bounds how
+        // many workspaces exist; a reset cut short by an exit leaves the workspace marked
+        // dirty, and the next acquire resets it.
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = workspace.release() {
+                tracing::warn!(%error, "workspace reset failed; it will be rebuilt");
+            }
+        });
     }
     result
 }
@@ -226,7 +230,6 @@ async fn prepare_workspace<S: Store>(
             &change.source,
             &diff,
             &change.files,
-            &shared.config.limits,
         ) {
             Ok(writes) => writes,
             Err(reason) => return Ok(Err(reason)),

@@ -718,25 +718,59 @@ pub fn rederive(
     };
     let contents = match head {
         Some(head) => {
-            let new_paths: Vec<&str> = recorded.iter().filter_map(|f| f.new_path.as_deref()).collect();
-            let mut read = head.read(&new_paths).map_err(IntakeError::Base)?.into_iter();
-            recorded.iter().map(|f| if f.new_path.is_some() { read.next().flatten() } else { None }).collect()
+            let new_paths: Vec<&str> = recorded
+                .iter()
+                .filter_map(|f| f.new_path.as_deref())
+                .collect();
+            let mut read = head
+                .read(&new_paths)
+                .map_err(IntakeError::Base)?
+                .into_iter();
+            recorded
+                .iter()
+                .map(|f| {
+                    if f.new_path.is_some() {
+                        read.next().flatten()
+                    } else {
+                        None
+                    }
+                })
+                .collect()
         }
         None => {
-            let patch = airlock_diff::parse(diff).map_err(|e| IntakeError::MalformedDiff { message: e.to_string() })?;
+            let patch = airlock_diff::parse(diff).map_err(|e| IntakeError::MalformedDiff {
+                message: e.to_string(),
+            })?;
             if patch.files.len() != recorded.len() {
-                return Err(IntakeError::MalformedDiff { message: "the stored diff does not match the recorded files".into() });
+                return Err(IntakeError::MalformedDiff {
+                    message: "the stored diff does not match the recorded files".into(),
+                });
             }
-            let old_paths: Vec<&str> = patch.files.iter().filter_map(|f| f.old_path.as_deref()).collect();
-            let mut old_contents = base.read(&old_paths).map_err(IntakeError::Base)?.into_iter();
+            let old_paths: Vec<&str> = patch
+                .files
+                .iter()
+                .filter_map(|f| f.old_path.as_deref())
+                .collect();
+            let mut old_contents = base
+                .read(&old_paths)
+                .map_err(IntakeError::Base)?
+                .into_iter();
             let mut contents = Vec::with_capacity(recorded.len());
             for (file, record) in patch.files.iter().zip(recorded) {
-                let old = if file.old_path.is_some() { old_contents.next().flatten() } else { None };
+                let old = if file.old_path.is_some() {
+                    old_contents.next().flatten()
+                } else {
+                    None
+                };
                 if old.as_deref().map(sha256_hex) != record.old_sha256 {
                     return Err(mismatch(record.path(), "base"));
                 }
-                let new = airlock_diff::apply(old.as_deref(), file)
-                    .map_err(|e| IntakeError::DoesNotApply { path: record.path().to_owned(), message: e.to_string() })?;
+                let new = airlock_diff::apply(old.as_deref(), file).map_err(|e| {
+                    IntakeError::DoesNotApply {
+                        path: record.path().to_owned(),
+                        message: e.to_string(),
+                    }
+                })?;
                 contents.push(new);
             }
             contents

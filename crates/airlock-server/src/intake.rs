@@ -175,8 +175,13 @@ pub fn materialize(
     let base_tree = GitTree { repo, commit: base };
     let contents = match source {
         SourceForm::Ref { head, .. } => {
-            let head: CommitId = head.parse().map_err(|e| format!("stored head commit: {e}"))?;
-            let head_tree = GitTree { repo, commit: &head };
+            let head: CommitId = head
+                .parse()
+                .map_err(|e| format!("stored head commit: {e}"))?;
+            let head_tree = GitTree {
+                repo,
+                commit: &head,
+            };
             intake::rederive(diff, recorded, &base_tree, Some(&head_tree))
         }
         SourceForm::Diff | SourceForm::Edits => intake::rederive(diff, recorded, &base_tree, None),

@@ -195,8 +195,7 @@ fn main() {
                 .unwrap();
             let id = created["id"].as_str().expect("accepted").to_owned();
             let accepted = started.elapsed();
-            let mut step_ms = 0;
-            loop {
+            let step_ms = loop {
                 let view: serde_json::Value = http
                     .get(format!("{url}/v1/changes/{id}?wait=10"))
                     .header("Authorization", format!("Bearer {token}"))
@@ -206,14 +205,11 @@ fn main() {
                     .read_json()
                     .unwrap();
                 match view["state"].as_str().unwrap() {
-                    "checks_passed" => {
-                        step_ms = view["steps"][0]["duration_ms"].as_u64().unwrap_or(0);
-                        break;
-                    }
+                    "checks_passed" => break view["steps"][0]["duration_ms"].as_u64().unwrap_or(0),
                     "queued" | "checking" => {}
                     other => panic!("unexpected state {other}: {view}"),
                 }
-            }
+            };
             if i >= 3 {
                 samples.push(started.elapsed());
                 intake.push(accepted);

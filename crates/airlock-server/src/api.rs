@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use airlock_core::change::{ChangeState, ChangedFile, SourceForm, StepRecord, Verdict};
+use airlock_core::change::{ChangeState, ChangedFile, StepRecord};
 use airlock_core::event::{Actor, ActorKind, EventKind, NewEvent};
 use airlock_core::ids::{ChangeId, Role};
 use airlock_core::intake::Edit;
@@ -334,51 +334,19 @@ pub(crate) fn file_hashes(files: &[ChangedFile]) -> serde_json::Value {
     )
 }
 
-/// A change as the API shows it.
+/// A change as the API shows it: the stored record and, for a single change, its steps.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ChangeView {
-    pub id: ChangeId,
-    pub state: ChangeState,
-    pub title: String,
-    pub description: String,
-    pub agent: Actor,
-    pub base_commit: String,
-    pub target_branch: String,
-    pub source: SourceForm,
-    pub files: Vec<ChangedFile>,
-    pub lines_added: i64,
-    pub lines_removed: i64,
-    pub revision: i64,
-    pub attempts: i64,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub verdict: Option<Verdict>,
+    #[serde(flatten)]
+    pub change: ChangeRecord,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepRecord>,
 }
 
-impl ChangeView {
-    fn new(record: ChangeRecord, steps: Vec<StepRecord>) -> ChangeView {
-        ChangeView {
-            id: record.id,
-            state: record.state,
-            title: record.title,
-            description: record.description,
-            agent: record.agent,
-            base_commit: record.base_commit,
-            target_branch: record.target_branch,
-            source: record.source,
-            files: record.files,
-            lines_added: record.lines_added,
-            lines_removed: record.lines_removed,
-            revision: record.revision,
-            attempts: record.attempts,
-            created_at_ms: record.created_at_ms,
-            updated_at_ms: record.updated_at_ms,
-            verdict: record.verdict,
-            steps,
-        }
+impl std::ops::Deref for ChangeView {
+    type Target = ChangeRecord;
+    fn deref(&self) -> &ChangeRecord {
+        &self.change
     }
 }
 
@@ -435,7 +403,10 @@ async fn get_change<S: Store>(
             );
         if !progressed {
             let steps = shared.store.steps(&id, record.revision).await?;
-            return Ok(Json(ChangeView::new(record, steps)));
+            return Ok(Json(ChangeView {
+                change: record,
+                steps,
+            }));
         }
     }
 }
@@ -493,7 +464,10 @@ async fn list_changes<S: Store>(
     Ok(Json(
         records
             .into_iter()
-            .map(|r| ChangeView::new(r, Vec::new()))
+            .map(|change| ChangeView {
+                change,
+                steps: Vec::new(),
+            })
             .collect(),
     ))
 }

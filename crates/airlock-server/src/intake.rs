@@ -84,19 +84,25 @@ pub fn accept(
         repo.resolve_commit(target_branch)
             .map_err(|e| revision_error("target branch", e))
     };
+    // The base the agent named, else a default that depends on the form.
+    let base_or = |default: &dyn Fn() -> Result<CommitId, AcceptError>| match base {
+        Some(rev) => repo
+            .resolve_commit(rev)
+            .map_err(|e| revision_error("base", e)),
+        None => default(),
+    };
     match body {
         ProposalBody::Diff(diff) => {
-            let base = match base {
-                Some(rev) => repo
-                    .resolve_commit(rev)
-                    .map_err(|e| revision_error("base", e))?,
-                None => target_tip()?,
-            };
-            let tree = GitTree {
-                repo,
-                commit: &base,
-            };
-            let change_set = intake::from_diff(diff.as_bytes(), &tree, None, limits)?;
+            let base = base_or(&target_tip)?;
+            let change_set = intake::from_diff(
+                diff.as_bytes(),
+                &GitTree {
+                    repo,
+                    commit: &base,
+                },
+                None,
+                limits,
+            )?;
             Ok(Accepted {
                 base,
                 source: SourceForm::Diff,
@@ -104,17 +110,15 @@ pub fn accept(
             })
         }
         ProposalBody::Edits(edits) => {
-            let base = match base {
-                Some(rev) => repo
-                    .resolve_commit(rev)
-                    .map_err(|e| revision_error("base", e))?,
-                None => target_tip()?,
-            };
-            let tree = GitTree {
-                repo,
-                commit: &base,
-            };
-            let change_set = intake::from_edits(edits, &tree, limits)?;
+            let base = base_or(&target_tip)?;
+            let change_set = intake::from_edits(
+                edits,
+                &GitTree {
+                    repo,
+                    commit: &base,
+                },
+                limits,
+            )?;
             Ok(Accepted {
                 base,
                 source: SourceForm::Edits,
@@ -125,20 +129,16 @@ pub fn accept(
             let head = repo
                 .resolve_commit(name)
                 .map_err(|e| revision_error("ref", e))?;
-            let base = match base {
-                Some(rev) => repo
-                    .resolve_commit(rev)
-                    .map_err(|e| revision_error("base", e))?,
-                // A branch an agent pushed: the change is what it adds since it forked.
-                None => repo
-                    .merge_base(&target_tip()?, &head)
+            // A branch an agent pushed: the change is what it adds since it forked.
+            let base = base_or(&|| {
+                repo.merge_base(&target_tip()?, &head)
                     .map_err(AcceptError::Git)?
                     .ok_or_else(|| {
                         AcceptError::UnknownRevision(format!(
                             "ref `{name}` shares no history with `{target_branch}`"
                         ))
-                    })?,
-            };
+                    })
+            })?;
             let diff = repo.diff(&base, &head).map_err(AcceptError::Git)?;
             let base_tree = GitTree {
                 repo,

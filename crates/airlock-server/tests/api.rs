@@ -125,13 +125,18 @@ impl TestServer {
     }
 
     async fn boot(&mut self, config_text: &str, bwrap_path: Option<PathBuf>) {
-        self.boot_on(0, config_text, bwrap_path).await;
+        self.boot_configured(|_| config_text.to_owned(), bwrap_path)
+            .await;
     }
 
-    async fn boot_on(&mut self, port: u16, config_text: &str, bwrap_path: Option<PathBuf>) {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap();
+    /// Boots with a configuration that may name the server's own port.
+    async fn boot_configured(
+        &mut self,
+        config_for_port: impl Fn(u16) -> String,
+        bwrap_path: Option<PathBuf>,
+    ) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config_text = &config_for_port(listener.local_addr().unwrap().port());
         let running = airlock_server::start(
             self.options(config_text, bwrap_path),
             self.store().await,
@@ -753,16 +758,21 @@ async fn checks_are_sandboxed_and_the_verdict_says_why_an_escape_failed() {
     let home = std::env::var("HOME").unwrap();
     for (sandbox, expect_pass) in [("required", false), ("off", true)] {
         let mut server = TestServer::start(&format!("[checks]\nsandbox = '{sandbox}'\n")).await;
-        let port: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
         let root = server.root.clone();
-        for (name, run) in probes(port, &root, &home) {
-            let config = format!(
-                "[checks]\nsandbox = '{sandbox}'\ncommands = [{{ name = '{name}', run = \"{run}\" }}]\n"
-            );
+        for index in 0..4 {
             server.stop().await;
-            server.boot_on(port, &config, None).await;
+            let config = |port: u16| {
+                let (name, run) = probes(port, &root, &home).swap_remove(index);
+                format!(
+                    "[checks]\nsandbox = '{sandbox}'\ncommands = [{{ name = '{name}', run = \"{run}\" }}]\n"
+                )
+            };
+            server.boot_configured(config, None).await;
+            let port: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
+            let name = probes(port, &root, &home).swap_remove(index).0;
             let view = server.decide(diff_body("--- a/README.md\n+++ b/README.md\n@@ -1,3 +1,3 @@\n # sample\n \n-line three\n+line 3\n")).await;
             let verdict = view.verdict.clone().unwrap();
+            let _ = std::fs::remove_file(format!("{home}/airlock-escape-{port}"));
             if expect_pass {
                 assert_eq!(
                     view.state.as_str(),
@@ -795,7 +805,6 @@ async fn checks_are_sandboxed_and_the_verdict_says_why_an_escape_failed() {
                 assert!(why.iter().any(|w| excerpt.contains(w)), "{name}: {excerpt}");
             }
         }
-        let _ = std::fs::remove_file(format!("{home}/airlock-escape-{port}"));
         server.stop().await;
     }
 }
@@ -807,7 +816,7 @@ async fn required_sandbox_without_bubblewrap_fails_the_check_naming_the_package(
         TestServer::start_with(config, Some(PathBuf::from("/nonexistent/bwrap"))).await;
     let view = server.decide(diff_body("--- a/README.md\n+++ b/README.md\n@@ -1,3 +1,3 @@\n # sample\n \n-line three\n+line 3\n")).await;
     assert_eq!(view.state.as_str(), "rejected");
-    let summary = view.verdict.unwrap().summary;
+    let summary = view.verdict.clone().unwrap().summary;
     assert!(summary.contains("bubblewrap"), "{summary}");
     server.stop().await;
 }
@@ -829,7 +838,7 @@ async fn timeouts_output_limits_and_a_scrubbed_environment() {
         "the timeout did not stop the check"
     );
     assert_eq!(view.state.as_str(), "rejected");
-    let verdict = view.verdict.unwrap();
+    let verdict = view.verdict.clone().unwrap();
     assert_eq!(verdict.failed_step.as_deref(), Some("slow"));
     assert!(
         verdict.summary.contains("timed out after 1s"),

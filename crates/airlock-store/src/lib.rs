@@ -13,7 +13,7 @@ use std::future::Future;
 use airlock_core::change::{ChangeState, ChangedFile, SourceForm, StepRecord, Verdict};
 use airlock_core::event::{Actor, NewEvent};
 use airlock_core::ids::{ChangeId, Role, TokenId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use sqlite::SqliteStore;
 
@@ -61,7 +61,7 @@ pub struct NewChange {
 }
 
 /// A change as stored, without its diff (see [`Store::change_diff`]).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChangeRecord {
     pub id: ChangeId,
     pub seq: i64,

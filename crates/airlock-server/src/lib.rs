@@ -133,6 +133,11 @@ pub async fn start<S: Store>(
     let http = {
         let stop_http = stop_http.clone();
         tokio::spawn(async move {
+            // Small JSON answers written in two segments would otherwise wait on Nagle's
+            // algorithm and the peer's delayed ACK.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             axum::serve(listener, router)
                 .with_graceful_shutdown(async move { stop_http.notified().await })
                 .await

@@ -3,7 +3,6 @@
 //! configuration can make airlock run a program it did not choose.
 
 use std::ffi::{OsStr, OsString};
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 
@@ -131,42 +130,33 @@ impl Git {
 
     /// Runs git and returns its standard output; any non-zero exit is an error.
     pub(crate) fn run(self) -> Result<Vec<u8>, GitError> {
-        let finished = self.run_with_status(None)?;
+        let finished = self.run_with_status()?;
         finished.require_success()
     }
 
-    /// Runs git with `input` on standard input and returns its standard output.
-    pub(crate) fn run_with_input(self, input: &[u8]) -> Result<Vec<u8>, GitError> {
-        let finished = self.run_with_status(Some(input))?;
-        finished.require_success()
+    /// Starts git with piped standard input and output, for a conversation; standard
+    /// error is discarded so that it can never fill up and stall git.
+    pub(crate) fn spawn_interactive(mut self) -> Result<(std::process::Child, String), GitError> {
+        let args = describe_args(&self.shown_args);
+        self.command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let child = self.command.spawn().map_err(|source| GitError::Spawn {
+            args: args.clone(),
+            source,
+        })?;
+        Ok((child, args))
     }
 
     /// Runs git and returns how it ended; the caller decides which exit codes mean what.
-    pub(crate) fn run_with_status(mut self, input: Option<&[u8]>) -> Result<Finished, GitError> {
+    pub(crate) fn run_with_status(mut self) -> Result<Finished, GitError> {
         let args = describe_args(&self.shown_args);
-        let spawn_error = |source| GitError::Spawn {
+        self.command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let output = self.command.output().map_err(|source| GitError::Spawn {
             args: args.clone(),
             source,
-        };
-        self.command.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let output = match input {
-            None => self.command.output().map_err(spawn_error)?,
-            Some(input) => {
-                self.command.stdin(Stdio::piped());
-                let mut child = self.command.spawn().map_err(spawn_error)?;
-                let mut stdin = child.stdin.take().expect("stdin was piped");
-                // Writing from another thread while this one drains stdout and stderr: git
-                // answers as it reads, so writing everything first could fill both pipes.
-                std::thread::scope(|scope| {
-                    scope.spawn(move || {
-                        // A write error means git exited early; its status and stderr say why.
-                        let _ = stdin.write_all(input);
-                    });
-                    child.wait_with_output()
-                })
-                .map_err(spawn_error)?
-            }
-        };
+        })?;
         Ok(Finished {
             args,
             status: output.status,

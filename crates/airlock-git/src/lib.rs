@@ -8,6 +8,7 @@
 //! from agent input are validated before git starts and passed where git cannot read them
 //! as options. The API is synchronous; async callers use `spawn_blocking`.
 
+mod batch;
 mod command;
 mod error;
 mod repo;

@@ -6,7 +6,9 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
+use crate::batch::{Answer, ObjectReader};
 use crate::command::{Git, stderr_excerpt};
 use crate::tree_fs::write_file;
 use crate::validate::{check_repository_path, check_revision};
@@ -23,6 +25,8 @@ pub struct Repo {
     common_dir: PathBuf,
     object_format: ObjectFormat,
     bare: bool,
+    /// Answers object lookups without starting git each time; shared by clones.
+    objects: Arc<ObjectReader>,
 }
 
 /// The hash function of a repository's object ids.
@@ -85,10 +89,6 @@ impl TreeEntry {
     }
 }
 
-/// Arguments beyond this many bytes are split over several git calls, far below the
-/// kernel's limit on one command line.
-const MAX_PATHSPEC_BYTES_PER_CALL: usize = 512 * 1024;
-
 impl Repo {
     /// Opens the repository containing `path` (a work tree, any directory inside it, or a
     /// bare repository).
@@ -112,7 +112,7 @@ impl Repo {
                 "--git-common-dir",
                 "--show-object-format",
             ])
-            .run_with_status(None)?;
+            .run_with_status()?;
         if !finished.status.success() {
             return Err(not_a_repository(stderr_excerpt(&finished.stderr)));
         }
@@ -139,7 +139,7 @@ impl Repo {
         } else {
             let finished = Git::discover(path)
                 .args(["rev-parse", "--path-format=absolute", "--show-toplevel"])
-                .run_with_status(None)?;
+                .run_with_status()?;
             if !finished.status.success() {
                 return Err(not_a_repository(format!(
                     "{} (open the work tree, not its git directory)",
@@ -152,6 +152,7 @@ impl Repo {
             }
         };
         Ok(Repo {
+            objects: Arc::new(ObjectReader::new(git_dir.clone())),
             root,
             git_dir,
             common_dir,
@@ -192,17 +193,20 @@ impl Repo {
     /// or blob, is [`GitError::UnknownRevision`].
     pub fn resolve_commit(&self, rev: &str) -> Result<CommitId, GitError> {
         check_revision(rev)?;
-        let finished = self
-            .git()
-            .args(["rev-parse", "--verify", "--quiet", "--end-of-options"])
-            .arg(format!("{rev}^{{commit}}"))
-            .run_with_status(None)?;
-        match finished.status.code() {
-            Some(0) => single_commit_id(&finished.args, &finished.stdout),
-            Some(1) => Err(GitError::UnknownRevision {
+        match self.objects.info(&format!("{rev}^{{commit}}"))? {
+            Answer::Found { oid, .. } => CommitId::from_str(&oid).map_err(|_| {
+                unexpected(
+                    "cat-file --batch-command",
+                    format!("{oid:?} is not a commit id"),
+                )
+            }),
+            Answer::Missing => Err(GitError::UnknownRevision {
                 rev: rev.to_owned(),
             }),
-            _ => Err(finished.into_error()),
+            Answer::Ambiguous => Err(GitError::InvalidRevision {
+                rev: rev.to_owned(),
+                reason: "is ambiguous: it names several objects; use a longer commit id",
+            }),
         }
     }
 
@@ -211,7 +215,7 @@ impl Repo {
         let finished = self
             .git()
             .args(["symbolic-ref", "--quiet", "HEAD"])
-            .run_with_status(None)?;
+            .run_with_status()?;
         match finished.status.code() {
             Some(0) => {
                 let text = String::from_utf8_lossy(&finished.stdout);
@@ -231,7 +235,7 @@ impl Repo {
     /// `a/b` yields only the entry for `a` (mode 0o120000), so callers can see that a write
     /// to `a/b` would go through a link or into a submodule.
     ///
-    /// One git call (more only for tens of thousands of paths).
+    /// Reads one tree object per directory involved, from the long-lived object reader.
     pub fn tree_entries(
         &self,
         commit: &CommitId,
@@ -240,13 +244,6 @@ impl Repo {
         for path in paths {
             check_repository_path(path)?;
         }
-        if paths.is_empty() {
-            return Ok(Vec::new());
-        }
-        // `ls-tree` without `-r` matches each pathspec as a prefix: naming a directory `a`
-        // also lists `a`'s direct children when git descends into `a` for a deeper
-        // pathspec. Every ancestor must be named (a symbolic link `a` is not listed for the
-        // pathspec `a/b`), so the output is filtered to exactly the names asked for.
         let mut wanted: BTreeSet<&str> = BTreeSet::new();
         for path in paths {
             for (index, _) in path.match_indices('/') {
@@ -254,25 +251,44 @@ impl Repo {
             }
             wanted.insert(path);
         }
-        let mut found: BTreeMap<String, TreeEntry> = BTreeMap::new();
-        let wanted_list: Vec<&str> = wanted.iter().copied().collect();
-        for chunk in chunk_by_bytes(&wanted_list, MAX_PATHSPEC_BYTES_PER_CALL) {
-            let git = self
-                .git()
-                .args(["ls-tree", "-z", "-t", "--full-tree"])
-                .arg(commit.as_str())
-                .arg("--")
-                .args(chunk);
-            let args = git.describe();
-            let stdout = git.run()?;
-            for record in stdout.split(|&byte| byte == 0).filter(|r| !r.is_empty()) {
-                let entry = parse_tree_record(&args, record)?;
-                if wanted.contains(entry.path.as_str()) {
-                    found.insert(entry.path.clone(), entry);
-                }
+        // Each directory's listing, read once. `commit:dir` names nothing when a component
+        // of `dir` is not a directory (git does not follow links inside trees), which is
+        // what keeps anything below a link or a submodule unlisted.
+        let mut listings: BTreeMap<&str, Option<Vec<RawEntry>>> = BTreeMap::new();
+        let mut entries = Vec::new();
+        for path in wanted {
+            let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+            if !listings.contains_key(parent) {
+                let object = if parent.is_empty() {
+                    format!("{commit}^{{tree}}")
+                } else {
+                    format!("{commit}:{parent}")
+                };
+                let listing = match self.objects.contents(&object)? {
+                    Answer::Found { kind, content, .. } if kind == "tree" => {
+                        Some(parse_tree_object(&content, self.object_format)?)
+                    }
+                    _ => None,
+                };
+                listings.insert(parent, listing);
+            }
+            let Some(Some(listing)) = listings.get(parent) else {
+                continue;
+            };
+            if let Some(entry) = listing.iter().find(|entry| entry.name == name.as_bytes()) {
+                entries.push(TreeEntry {
+                    path: path.to_owned(),
+                    mode: entry.mode,
+                    kind: match entry.mode {
+                        MODE_DIRECTORY => EntryKind::Tree,
+                        MODE_SUBMODULE => EntryKind::Commit,
+                        _ => EntryKind::Blob,
+                    },
+                    oid: entry.oid.clone(),
+                });
             }
         }
-        Ok(found.into_values().collect())
+        Ok(entries)
     }
 
     /// The contents of the blob at each `commit:path`, in the order asked; `None` where
@@ -280,7 +296,7 @@ impl Repo {
     /// (git does not follow links inside trees). A symbolic link itself is a blob whose
     /// content is its target.
     ///
-    /// One `git cat-file --batch` process serves all paths.
+    /// Served by the long-lived object reader: no git process starts.
     pub fn read_files(
         &self,
         commit: &CommitId,
@@ -289,46 +305,15 @@ impl Repo {
         for path in paths {
             check_repository_path(path)?;
         }
-        if paths.is_empty() {
-            return Ok(Vec::new());
-        }
-        let requests: Vec<String> = paths
+        paths
             .iter()
-            .map(|path| format!("{}:{path}", commit.as_str()))
-            .collect();
-        let mut input = Vec::new();
-        for request in &requests {
-            input.extend_from_slice(request.as_bytes());
-            input.push(0);
-        }
-        let git = self.git().args(["cat-file", "--batch", "-z"]);
-        let args = git.describe();
-        let stdout = git.run_with_input(&input)?;
-        let mut rest = &stdout[..];
-        let mut contents = Vec::with_capacity(paths.len());
-        for request in &requests {
-            let newline = rest
-                .iter()
-                .position(|&byte| byte == b'\n')
-                .ok_or_else(|| unexpected(&args, "the output ended early"))?;
-            let header = &rest[..newline];
-            rest = &rest[newline + 1..];
-            // A missing object is reported with the request itself, which may contain
-            // spaces, so it is recognised by comparing with what was asked.
-            if header.strip_suffix(b" missing") == Some(request.as_bytes()) {
-                contents.push(None);
-                continue;
-            }
-            let (kind, size) = parse_batch_header(header)
-                .ok_or_else(|| unexpected(&args, format!("bad header for {request:?}")))?;
-            if rest.len() < size + 1 || rest[size] != b'\n' {
-                return Err(unexpected(&args, "object content ended early"));
-            }
-            let content = &rest[..size];
-            rest = &rest[size + 1..];
-            contents.push((kind == b"blob").then(|| content.to_vec()));
-        }
-        Ok(contents)
+            .map(
+                |path| match self.objects.contents(&format!("{commit}:{path}"))? {
+                    Answer::Found { kind, content, .. } if kind == "blob" => Ok(Some(content)),
+                    _ => Ok(None),
+                },
+            )
+            .collect()
     }
 
     /// The change from `base` to `head` as a binary-safe unified diff with full object ids
@@ -363,7 +348,7 @@ impl Repo {
             .arg("merge-base")
             .arg(a.as_str())
             .arg(b.as_str())
-            .run_with_status(None)?;
+            .run_with_status()?;
         match finished.status.code() {
             Some(0) => single_commit_id(&finished.args, &finished.stdout).map(Some),
             Some(1) if finished.stdout.is_empty() => Ok(None),
@@ -449,52 +434,6 @@ pub fn init_repository(
     Repo::open(root)
 }
 
-/// `<mode> SP <type> SP <oid> TAB <path>`, as `ls-tree -z` prints one entry.
-fn parse_tree_record(args: &str, record: &[u8]) -> Result<TreeEntry, GitError> {
-    let bad = || {
-        unexpected(
-            args,
-            format!("bad entry {:?}", String::from_utf8_lossy(record)),
-        )
-    };
-    let tab = record
-        .iter()
-        .position(|&byte| byte == b'\t')
-        .ok_or_else(bad)?;
-    let (meta, path) = (&record[..tab], &record[tab + 1..]);
-    let meta = std::str::from_utf8(meta).map_err(|_| bad())?;
-    let mut fields = meta.split(' ');
-    let (Some(mode), Some(kind), Some(oid), None) =
-        (fields.next(), fields.next(), fields.next(), fields.next())
-    else {
-        return Err(bad());
-    };
-    let mode = u32::from_str_radix(mode, 8).map_err(|_| bad())?;
-    let kind = match kind {
-        "blob" => EntryKind::Blob,
-        "tree" => EntryKind::Tree,
-        "commit" => EntryKind::Commit,
-        _ => return Err(bad()),
-    };
-    Ok(TreeEntry {
-        path: String::from_utf8_lossy(path).into_owned(),
-        mode,
-        kind,
-        oid: oid.to_owned(),
-    })
-}
-
-/// `<oid> SP <type> SP <size>`, as `cat-file --batch` prints before an object.
-fn parse_batch_header(header: &[u8]) -> Option<(&[u8], usize)> {
-    let mut fields = header.split(|&byte| byte == b' ');
-    let (_oid, kind, size) = (fields.next()?, fields.next()?, fields.next()?);
-    if fields.next().is_some() {
-        return None;
-    }
-    let size = std::str::from_utf8(size).ok()?.parse().ok()?;
-    Some((kind, size))
-}
-
 fn single_commit_id(args: &str, stdout: &[u8]) -> Result<CommitId, GitError> {
     match output_lines(stdout)[..] {
         [line] => std::str::from_utf8(line)
@@ -518,23 +457,46 @@ fn path_from_bytes(bytes: &[u8]) -> PathBuf {
     PathBuf::from(OsStr::from_bytes(bytes))
 }
 
-fn chunk_by_bytes<'a>(items: &[&'a str], limit: usize) -> Vec<Vec<&'a str>> {
-    let mut chunks = vec![Vec::new()];
-    let mut bytes = 0;
-    for item in items {
-        if bytes + item.len() > limit && !chunks.last().is_some_and(Vec::is_empty) {
-            chunks.push(Vec::new());
-            bytes = 0;
-        }
-        bytes += item.len() + 1;
-        chunks.last_mut().expect("never empty").push(*item);
-    }
-    chunks
-}
-
 pub(crate) fn unexpected(args: &str, detail: impl Into<String>) -> GitError {
     GitError::UnexpectedOutput {
         args: args.to_owned(),
         detail: detail.into(),
     }
+}
+
+/// One entry of a tree object.
+#[derive(Debug)]
+struct RawEntry {
+    name: Vec<u8>,
+    mode: u32,
+    oid: String,
+}
+
+/// Parses a tree object: entries of `<octal mode> SP <name> NUL <raw object id>`.
+fn parse_tree_object(content: &[u8], format: ObjectFormat) -> Result<Vec<RawEntry>, GitError> {
+    let oid_len = match format {
+        ObjectFormat::Sha1 => 20,
+        ObjectFormat::Sha256 => 32,
+    };
+    let bad = || unexpected("cat-file --batch-command", "a malformed tree object");
+    let mut entries = Vec::new();
+    let mut rest = content;
+    while !rest.is_empty() {
+        let space = rest.iter().position(|&b| b == b' ').ok_or_else(bad)?;
+        let mode = std::str::from_utf8(&rest[..space])
+            .ok()
+            .and_then(|m| u32::from_str_radix(m, 8).ok())
+            .ok_or_else(bad)?;
+        rest = &rest[space + 1..];
+        let nul = rest.iter().position(|&b| b == 0).ok_or_else(bad)?;
+        let name = rest[..nul].to_vec();
+        rest = &rest[nul + 1..];
+        if rest.len() < oid_len {
+            return Err(bad());
+        }
+        let oid = rest[..oid_len].iter().map(|b| format!("{b:02x}")).collect();
+        rest = &rest[oid_len..];
+        entries.push(RawEntry { name, mode, oid });
+    }
+    Ok(entries)
 }

@@ -430,6 +430,60 @@ fn resolve_commit_reports_revisions_that_name_no_commit() {
     check("HEAD~5");
 }
 
+/// The pids of this repository's long-lived object readers (found by their `--git-dir`).
+fn object_readers(git_dir: &Path) -> Vec<i32> {
+    let wanted = format!("--git-dir={}", git_dir.display());
+    let mut pids = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.contains(&wanted) && args.iter().any(|a| a == "--batch-command") {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[test]
+fn the_object_reader_sees_new_commits_and_survives_a_killed_git() {
+    let fixture = Fixture::new();
+    let repo = fixture.repo();
+    let first = repo.resolve_commit("main").unwrap();
+    // A commit made after the reader started is seen: refs are read at every lookup.
+    write(&fixture.root, "later.txt", "later\n");
+    let second = commit_all(&fixture.root, "second");
+    assert_ne!(first, second);
+    assert_eq!(repo.resolve_commit("main").unwrap(), second);
+    assert_eq!(
+        repo.read_files(&second, &["later.txt"]).unwrap(),
+        vec![Some(b"later\n".to_vec())]
+    );
+
+    // Kill the reader: the next lookup starts a new one and answers correctly.
+    let readers = object_readers(repo.git_dir());
+    assert_eq!(readers.len(), 1, "one reader per repository: {readers:?}");
+    // SAFETY: kill(2) on a pid this test found to be its own repository's reader.
+    assert_eq!(unsafe { libc::kill(readers[0], libc::SIGKILL) }, 0);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(repo.resolve_commit("main").unwrap(), second);
+    let restarted = object_readers(repo.git_dir());
+    assert_eq!(restarted.len(), 1);
+    assert_ne!(restarted, readers);
+    let git_dir = repo.git_dir().to_path_buf();
+    drop(repo);
+    // Dropping the last handle ends the reader.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(object_readers(&git_dir).is_empty());
+}
+
 #[test]
 fn current_branch_is_none_when_head_is_detached() {
     let fixture = Fixture::new();

@@ -198,6 +198,20 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// A verdict that no single step produced (the change stopped applying, airlock gave
+    /// up after repeated internal errors).
+    pub fn without_step(outcome: VerdictOutcome, summary: String) -> Verdict {
+        Verdict {
+            outcome,
+            summary,
+            failed_step: None,
+            exit_code: None,
+            duration_ms: None,
+            output_excerpt: None,
+            isolation: None,
+        }
+    }
+
     /// The state a change with this verdict ends in.
     pub fn state(&self) -> ChangeState {
         match self.outcome {

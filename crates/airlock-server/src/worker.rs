@@ -67,17 +67,12 @@ async fn check_change<S: Store>(
     change: ChangeRecord,
 ) -> Result<(), String> {
     if change.attempts > MAX_ATTEMPTS {
-        let verdict = Verdict {
-            outcome: VerdictOutcome::Failed,
-            summary: format!(
+        let verdict = Verdict::without_step(
+            VerdictOutcome::Failed,
+            format!(
                 "airlock could not complete Level 1 after {MAX_ATTEMPTS} attempts; see the server log"
             ),
-            failed_step: None,
-            exit_code: None,
-            duration_ms: None,
-            output_excerpt: None,
-            isolation: None,
-        };
+        );
         finish(shared, worker, &change, verdict).await?;
         return Ok(());
     }
@@ -160,15 +155,7 @@ async fn run_steps<S: Store>(
                 Ok(prepared) => *workspace = Some(prepared),
                 Err(reason) => {
                     // The change no longer materializes: that is a verdict, not a retry.
-                    let verdict = Verdict {
-                        outcome: VerdictOutcome::Rejected,
-                        summary: reason,
-                        failed_step: None,
-                        exit_code: None,
-                        duration_ms: None,
-                        output_excerpt: None,
-                        isolation: None,
-                    };
+                    let verdict = Verdict::without_step(VerdictOutcome::Rejected, reason);
                     return finish(shared, worker, change, verdict).await;
                 }
             }

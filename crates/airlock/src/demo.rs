@@ -149,6 +149,18 @@ pub fn run(json: bool, keep: bool) -> anyhow::Result<Outcome> {
         println!("2. An agent 'simplifies' the discount rule and breaks it (proposed as a diff):");
         print_change(&bad);
         println!();
+        let unsandboxed = [&good, &bad].iter().any(|view| {
+            view.verdict
+                .as_ref()
+                .and_then(|v| v.isolation.as_deref())
+                .is_some_and(|i| i.starts_with("none"))
+        });
+        if unsandboxed {
+            println!(
+                "note: bubblewrap is not installed, so these checks ran without a sandbox; \
+                 `apt-get install bubblewrap` isolates them (airlock.toml defaults to sandbox = \"required\")."
+            );
+        }
         println!(
             "{} in {:.1} s: the good change passed Level 1, the broken one was rejected with the failing test's output.",
             if ok { "As expected" } else { "NOT as expected" },

@@ -94,6 +94,26 @@ fn json(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(output)))
 }
 
+/// `airlock init`, then these check commands and sandbox mode; returns a new agent token.
+fn set_up(root: &Path, commands: &str, sandbox: &str) -> String {
+    assert!(airlock(root, &["init"]).status.success());
+    let config = std::fs::read_to_string(root.join("airlock.toml"))
+        .unwrap()
+        .replace("commands = []", commands)
+        .replace(
+            "sandbox = \"required\"",
+            &format!("sandbox = \"{sandbox}\""),
+        );
+    std::fs::write(root.join("airlock.toml"), config).unwrap();
+    let created = airlock(
+        root,
+        &[
+            "token", "create", "--role", "agent", "--name", "bot", "--json",
+        ],
+    );
+    json(&created)["token"].as_str().unwrap().to_owned()
+}
+
 #[test]
 fn init_writes_a_commented_config_and_refuses_bad_values() {
     let (_dir, root) = repository();
@@ -218,26 +238,11 @@ fn tokens_are_shown_once_and_stored_hashed() {
 #[test]
 fn propose_wait_status_and_list_with_exit_codes() {
     let (_dir, root) = repository();
-    assert!(airlock(&root, &["init"]).status.success());
-    let config = std::fs::read_to_string(root.join("airlock.toml")).unwrap();
-    let config = config.replace(
-        "commands = []",
-        "commands = [{ name = \"test\", run = \"grep -q hello README.md\" }]",
-    );
-    std::fs::write(
-        root.join("airlock.toml"),
-        config.replace("sandbox = \"required\"", "sandbox = \"best-effort\""),
-    )
-    .unwrap();
-    let token = json(&airlock(
+    let token = set_up(
         &root,
-        &[
-            "token", "create", "--role", "agent", "--name", "bot", "--json",
-        ],
-    ))["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        "commands = [{ name = \"test\", run = \"grep -q hello README.md\" }]",
+        "best-effort",
+    );
     let port = free_port();
     let _server = serve(&root, port);
     let server = format!("http://127.0.0.1:{port}");
@@ -326,25 +331,10 @@ fn a_killed_server_resumes_and_completes_each_change_exactly_once() {
     let (_dir, root) = repository();
     let log = tempfile::tempdir_in("/var/tmp").unwrap();
     let log_path = log.path().display();
-    assert!(airlock(&root, &["init"]).status.success());
-    let config = std::fs::read_to_string(root.join("airlock.toml")).unwrap()
-        .replace(
-            "commands = []",
-            &format!(
-                "commands = [\n  {{ name = \"first\", run = \"echo run >> {log_path}/first\" }},\n  {{ name = \"second\", run = \"echo start >> {log_path}/second; sleep 3; echo end >> {log_path}/second\" }},\n]"
-            ),
-        )
-        .replace("sandbox = \"required\"", "sandbox = \"off\"");
-    std::fs::write(root.join("airlock.toml"), config).unwrap();
-    let token = json(&airlock(
-        &root,
-        &[
-            "token", "create", "--role", "agent", "--name", "bot", "--json",
-        ],
-    ))["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let commands = format!(
+        "commands = [\n  {{ name = \"first\", run = \"echo run >> {log_path}/first\" }},\n  {{ name = \"second\", run = \"echo start >> {log_path}/second; sleep 3; echo end >> {log_path}/second\" }},\n]"
+    );
+    let token = set_up(&root, &commands, "off");
     let port = free_port();
     let server = serve(&root, port);
     let url = format!("http://127.0.0.1:{port}");

@@ -25,6 +25,8 @@ const MAX_ATTEMPTS: i64 = 3;
 const LEASE_MS: i64 = 60_000;
 /// How long an idle worker sleeps before looking for work it was not told about.
 const IDLE_POLL: Duration = Duration::from_secs(2);
+/// Niceness of workspace resets (0 is normal, 19 the lowest priority).
+const RESET_NICENESS: libc::c_int = 10;
 
 pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>, worker: String) {
     while !shared.shutting_down.load(Ordering::SeqCst) {
@@ -119,14 +121,26 @@ async fn check_change<S: Store>(
     let result = run_steps(shared, worker, &change, &mut workspace).await;
     if let Some(workspace) = workspace {
         // Resetting the workspace (O(repository): it must find whatever the checks wrote)
-        // runs detached, so the worker takes the next change at once. The pool bounds how
-        // many workspaces exist; a reset cut short by an exit leaves the workspace marked
+        // runs detached, so the worker takes the next change at once, and at a lower CPU
+        // priority, so it does not slow the verdicts and intakes running beside it. A thread
+        // of its own: niceness is per thread on Linux, inherited by the git processes it
+        // starts, and must not stick to a pooled thread. The pool bounds how many
+        // workspaces exist; a reset cut short by an exit leaves the workspace marked
         // dirty, and the next acquire resets it.
-        tokio::task::spawn_blocking(move || {
-            if let Err(error) = workspace.release() {
-                tracing::warn!(%error, "workspace reset failed; it will be rebuilt");
-            }
-        });
+        let spawned = std::thread::Builder::new()
+            .name("workspace-reset".into())
+            .spawn(move || {
+                // SAFETY: setpriority(2) on the calling thread; raising niceness needs no privilege.
+                unsafe {
+                    libc::setpriority(libc::PRIO_PROCESS, 0, RESET_NICENESS);
+                }
+                if let Err(error) = workspace.release() {
+                    tracing::warn!(%error, "workspace reset failed; it will be rebuilt");
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "could not start a workspace reset; the workspace will be reset when next used");
+        }
     }
     result
 }

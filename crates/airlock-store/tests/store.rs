@@ -171,42 +171,16 @@ async fn transitions_are_compare_and_set_and_final_states_release() {
             .is_err()
     );
 
-    assert!(
+    let record = async |worker: &str, index: usize| {
+        let finished = event(Some(&id), EventKind::CheckStepFinished);
         store
-            .record_step(
-                &id,
-                "w",
-                1,
-                &step(0),
-                &event(Some(&id), EventKind::CheckStepFinished)
-            )
+            .record_step(&id, worker, 1, &step(index), &finished)
             .await
             .unwrap()
-    );
-    assert!(
-        !store
-            .record_step(
-                &id,
-                "w",
-                1,
-                &step(0),
-                &event(Some(&id), EventKind::CheckStepFinished)
-            )
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .record_step(
-                &id,
-                "other",
-                1,
-                &step(1),
-                &event(Some(&id), EventKind::CheckStepFinished)
-            )
-            .await
-            .unwrap()
-    );
+    };
+    assert!(record("w", 0).await);
+    assert!(!record("w", 0).await, "a step is recorded once");
+    assert!(!record("other", 1).await, "only the lease holder records");
     assert_eq!(store.steps(&id, 1).await.unwrap(), vec![step(0)]);
 
     let verdict = Verdict {

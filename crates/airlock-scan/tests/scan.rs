@@ -1,0 +1,385 @@
+//! The scanner at its boundary: every rule's own examples, the labelled corpus with its
+//! recall and false-positive targets, and hostile input.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use airlock_scan::{
+    Category, Finding, RulePack, ScanError, ScanOptions, Scanner, Severity, example_diff,
+};
+
+fn scanner() -> Scanner {
+    Scanner::new(&RulePack::builtin()).expect("built-in rules compile")
+}
+
+fn scan(scanner: &Scanner, diff: &str) -> Vec<Finding> {
+    scanner
+        .scan(diff.as_bytes(), &ScanOptions::default())
+        .unwrap_or_else(|error| panic!("scan failed: {error}\n{diff}"))
+        .findings
+}
+
+#[test]
+fn every_rule_matches_its_positive_examples_and_not_its_negative_ones() {
+    let pack = RulePack::builtin();
+    let scanner = Scanner::new(&pack).unwrap();
+    let mut failures = Vec::new();
+    for rule in pack.rules() {
+        for (examples, expected) in [
+            (&rule.examples.positive, true),
+            (&rule.examples.negative, false),
+        ] {
+            for example in examples {
+                let diff = example_diff(rule, example);
+                let fired = scan(&scanner, &diff)
+                    .iter()
+                    .any(|finding| finding.rule == rule.id);
+                if fired != expected {
+                    failures.push(format!(
+                        "{}: {} example {:?}",
+                        rule.id,
+                        if expected { "positive" } else { "negative" },
+                        example
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn every_category_has_rules() {
+    let pack = RulePack::builtin();
+    for category in Category::ALL {
+        let count = pack
+            .rules()
+            .iter()
+            .filter(|rule| rule.category == category)
+            .count();
+        println!("{category}: {count} rules");
+        assert!(count > 0, "no rule for {category}");
+    }
+}
+
+/// The category a corpus file is labelled with: its name up to the first `--`.
+fn label(path: &Path) -> Category {
+    let name = path.file_stem().unwrap().to_str().unwrap();
+    let category = name.split("--").next().unwrap();
+    Category::parse(category).unwrap_or_else(|| panic!("{name}: unknown category `{category}`"))
+}
+
+#[test]
+fn corpus_recall_and_false_positive_rate() {
+    let scanner = scanner();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let mut recall: BTreeMap<Category, (u32, u32)> = BTreeMap::new();
+    let mut misses = Vec::new();
+    for entry in std::fs::read_dir(root.join("bad")).unwrap() {
+        let path = entry.unwrap().path();
+        let expected = label(&path);
+        let findings = scan(&scanner, &std::fs::read_to_string(&path).unwrap());
+        let found = findings
+            .iter()
+            .any(|f| f.category == expected && f.allowed.is_none());
+        let slot = recall.entry(expected).or_default();
+        slot.1 += 1;
+        if found {
+            slot.0 += 1;
+        } else {
+            misses.push(format!(
+                "{}: {:?}",
+                path.display(),
+                findings.iter().map(|f| &f.rule).collect::<Vec<_>>()
+            ));
+        }
+    }
+    let (mut benign, mut false_positives) = (0u32, Vec::new());
+    for entry in std::fs::read_dir(root.join("benign")).unwrap() {
+        let path = entry.unwrap().path();
+        benign += 1;
+        let findings = scan(&scanner, &std::fs::read_to_string(&path).unwrap());
+        let blocking: Vec<&Finding> = findings
+            .iter()
+            .filter(|f| f.blocks(Severity::High))
+            .collect();
+        if !blocking.is_empty() {
+            false_positives.push(format!(
+                "{}: {:?}",
+                path.display(),
+                blocking
+                    .iter()
+                    .map(|f| format!("{}@{}:{}", f.rule, f.path, f.line))
+                    .collect::<Vec<_>>()
+            ));
+        }
+    }
+    println!("category                 recall");
+    for (category, (found, total)) in &recall {
+        println!(
+            "{:<24} {found}/{total} = {:.1} %",
+            category.as_str(),
+            100.0 * f64::from(*found) / f64::from(*total)
+        );
+    }
+    let fp_rate = 100.0 * false_positives.len() as f64 / f64::from(benign);
+    println!(
+        "blocking false positives on benign changes: {}/{benign} = {fp_rate:.1} %",
+        false_positives.len()
+    );
+    for line in misses.iter().chain(&false_positives) {
+        println!("  {line}");
+    }
+    for category in Category::ALL {
+        let (found, total) = recall.get(&category).copied().unwrap_or_default();
+        assert!(total >= 3, "{category}: only {total} bad corpus files");
+        let target = if category == Category::Secret {
+            0.98
+        } else {
+            0.95
+        };
+        assert!(
+            f64::from(found) >= target * f64::from(total),
+            "{category}: recall {found}/{total}"
+        );
+    }
+    assert!(benign >= 20, "only {benign} benign corpus files");
+    assert!(fp_rate <= 2.0, "false-positive rate {fp_rate:.1} %");
+}
+
+fn check(diff: &str, expected: &[(&str, u32)]) {
+    let findings = scan(&scanner(), diff);
+    let got: Vec<(&str, u32)> = findings.iter().map(|f| (f.rule.as_str(), f.line)).collect();
+    assert_eq!(got, expected, "{findings:#?}");
+}
+
+#[test]
+fn findings_carry_new_side_lines_and_masked_secrets() {
+    let diff = "diff --git a/app/settings.py b/app/settings.py\n--- a/app/settings.py\n+++ b/app/settings.py\n@@ -10,2 +10,3 @@\n import os\n-X = 1\n+X = 2\n+GITHUB = \"ghp_R8sLq2Xz9Mv4Tk7Wn1Yb3Cd6Fg0Hj5Ks8Pa2\"\n";
+    check(diff, &[("secret.github-token", 12)]);
+    let finding = &scan(&scanner(), diff)[0];
+    let preview = finding.preview.as_deref().unwrap();
+    assert_eq!(preview, "ghp_…8Pa2");
+    let json = format!("{finding:?}");
+    assert!(
+        !json.contains("R8sLq2Xz9Mv4Tk7Wn1Yb3Cd6Fg0Hj5Ks8"),
+        "{json}"
+    );
+    assert_eq!(finding.category, Category::Secret);
+    assert_eq!(finding.severity, Severity::Critical);
+}
+
+#[test]
+fn inline_allow_keeps_the_finding_with_its_reason() {
+    let same_line = "diff --git a/t.py b/t.py\n--- a/t.py\n+++ b/t.py\n@@ -1 +1,2 @@\n x\n+k = \"ghp_R8sLq2Xz9Mv4Tk7Wn1Yb3Cd6Fg0Hj5Ks8Pa2\"  # airlock:allow secret.github-token revoked test token\n";
+    let findings = scan(&scanner(), same_line);
+    let token = findings
+        .iter()
+        .find(|f| f.rule == "secret.github-token")
+        .unwrap();
+    assert_eq!(token.allowed.as_deref(), Some("revoked test token"));
+    assert!(!token.blocks(Severity::High));
+    // The allow comment itself is reported, and cannot allow itself.
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.rule == "gate-tamper.inline-allow-added" && f.allowed.is_none())
+    );
+
+    let line_before = "diff --git a/t.py b/t.py\n--- a/t.py\n+++ b/t.py\n@@ -1 +1,3 @@\n x\n+# airlock:allow secret fixture for the parser tests\n+k = \"ghp_R8sLq2Xz9Mv4Tk7Wn1Yb3Cd6Fg0Hj5Ks8Pa2\"\n";
+    let findings = scan(&scanner(), line_before);
+    let token = findings
+        .iter()
+        .find(|f| f.rule == "secret.github-token")
+        .unwrap();
+    assert_eq!(
+        token.allowed.as_deref(),
+        Some("fixture for the parser tests")
+    );
+}
+
+#[test]
+fn allowlists_by_rule_path_and_fingerprint() {
+    let diff = "diff --git a/fixtures/keys.py b/fixtures/keys.py\n--- a/fixtures/keys.py\n+++ b/fixtures/keys.py\n@@ -1 +1,2 @@\n x\n+k = \"ghp_R8sLq2Xz9Mv4Tk7Wn1Yb3Cd6Fg0Hj5Ks8Pa2\"\n";
+    let scanner = scanner();
+    let base = scanner
+        .scan(diff.as_bytes(), &ScanOptions::default())
+        .unwrap();
+    let fingerprint = base.findings[0].fingerprint.clone();
+    for options in [
+        ScanOptions {
+            allow_rules: vec!["secret.github-token".into()],
+            ..ScanOptions::default()
+        },
+        ScanOptions {
+            allow_rules: vec!["secret".into()],
+            ..ScanOptions::default()
+        },
+        ScanOptions {
+            allow_paths: vec!["fixtures/**".into()],
+            ..ScanOptions::default()
+        },
+        ScanOptions {
+            allow_fingerprints: vec![fingerprint.clone()],
+            ..ScanOptions::default()
+        },
+    ] {
+        let report = scanner.scan(diff.as_bytes(), &options).unwrap();
+        assert!(
+            report.findings.iter().all(|f| f.allowed.is_some()),
+            "{options:?}"
+        );
+        assert_eq!(report.blocking(Severity::Low).count(), 0);
+    }
+}
+
+#[test]
+fn user_rules_and_severity_overrides() {
+    let pack = RulePack::builtin()
+        .with_extra(
+            r#"
+[[rule]]
+id = "secret.internal-token"
+category = "secret"
+severity = "high"
+message = "An internal token."
+remediation = "Use the vault."
+keywords = ["itk_"]
+pattern = '\b(?P<secret>itk_[a-z0-9]{12})\b'
+examples.positive = ["t = itk_a1b2c3d4e5f6"]
+
+[severity]
+"dependency-change.manifest" = "medium"
+"#,
+        )
+        .unwrap();
+    assert_eq!(
+        pack.rule("dependency-change.manifest").unwrap().severity,
+        Severity::Medium
+    );
+    let scanner = Scanner::new(&pack).unwrap();
+    let diff = "diff --git a/a.txt b/a.txt\n--- a/a.txt\n+++ b/a.txt\n@@ -1 +1,2 @@\n x\n+t = itk_a1b2c3d4e5f6\n";
+    assert!(
+        scan(&scanner, diff)
+            .iter()
+            .any(|f| f.rule == "secret.internal-token")
+    );
+
+    for (text, expected) in [
+        ("[[rule]]\nid = \"x\"", "missing field"),
+        ("[severity]\n\"nope.rule\" = \"low\"", "no rule `nope.rule`"),
+        (
+            "[[rule]]\nid = \"secret.bad\"\ncategory = \"secret\"\nseverity = \"low\"\nmessage = \"m\"\nremediation = \"r\"\npattern = \"(\"\nexamples.positive = [\"x\"]",
+            "does not compile",
+        ),
+        (
+            "[[rule]]\nid = \"sql-injection.x\"\ncategory = \"secret\"\nseverity = \"low\"\nmessage = \"m\"\nremediation = \"r\"\npattern = \"x\"\nexamples.positive = [\"x\"]",
+            "must be `secret.NAME`",
+        ),
+    ] {
+        let error = RulePack::builtin()
+            .with_extra(text)
+            .and_then(|pack| Scanner::new(&pack).map(|_| ()))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(expected), "{text}: {error}");
+    }
+}
+
+#[test]
+fn hostile_input_is_refused_or_scanned_in_bounded_time() {
+    let scanner = scanner();
+    let options = ScanOptions::default();
+    // Empty input: an empty change.
+    assert!(scanner.scan(b"", &options).unwrap().findings.is_empty());
+    assert!(
+        scanner
+            .scan(b"\n \n", &options)
+            .unwrap()
+            .findings
+            .is_empty()
+    );
+    // Binary content and a 10 MB single line are not diffs.
+    let binary: Vec<u8> = (0..100_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    assert!(matches!(
+        scanner.scan(&binary, &options),
+        Err(ScanError::Parse(_))
+    ));
+    let long_line = vec![b'a'; 10 * 1024 * 1024];
+    let started = Instant::now();
+    assert!(matches!(
+        scanner.scan(&long_line, &options),
+        Err(ScanError::Parse(_))
+    ));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // A 10 MB added line inside a diff, with a secret near its end and invalid UTF-8.
+    let mut diff =
+        b"diff --git a/min.js b/min.js\n--- a/min.js\n+++ b/min.js\n@@ -1 +1,2 @@\n x\n+".to_vec();
+    diff.extend(std::iter::repeat_n(b"var a=1;\xff\xfe".as_slice(), 1_000_000).flatten());
+    diff.extend_from_slice(b"k=\"ghp_R8sLq2Xz9Mv4Tk7Wn1Yb3Cd6Fg0Hj5Ks8Pa2\"\n");
+    let started = Instant::now();
+    let report = scanner.scan(&diff, &options).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(report.stats.long_lines, 1);
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.rule == "secret.github-token"),
+        "{report:?}"
+    );
+    // A binary file patch is reported at file level only.
+    let binary_patch = "diff --git a/logo.png b/logo.png\nindex 1111111..2222222 100644\nBinary files a/logo.png and b/logo.png differ\n";
+    assert!(
+        scanner
+            .scan(binary_patch.as_bytes(), &options)
+            .unwrap()
+            .findings
+            .is_empty()
+    );
+    // Too large.
+    let small = ScanOptions {
+        max_input_bytes: 10,
+        ..ScanOptions::default()
+    };
+    assert!(matches!(
+        scanner.scan(&diff, &small),
+        Err(ScanError::TooLarge { .. })
+    ));
+    // A malformed diff names the problem.
+    let error = scanner
+        .scan(
+            b"diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1,5 +1,5 @@\n+x\n",
+            &options,
+        )
+        .unwrap_err();
+    assert!(error.to_string().contains("line"), "{error}");
+}
+
+#[test]
+fn findings_are_truncated_at_the_limit() {
+    let mut diff =
+        String::from("diff --git a/k.py b/k.py\n--- a/k.py\n+++ b/k.py\n@@ -0,0 +1,50 @@\n");
+    for _ in 0..50 {
+        diff.push_str("+requests.get(u, verify=False)\n");
+    }
+    let options = ScanOptions {
+        max_findings: 5,
+        ..ScanOptions::default()
+    };
+    let report = scanner().scan(diff.as_bytes(), &options).unwrap();
+    assert_eq!(report.findings.len(), 5);
+    assert!(report.stats.findings_truncated);
+}

@@ -29,7 +29,7 @@ pub enum RuleError {
 /// The scanner could not run on this input. Findings are never errors.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ScanError {
-    #[error("the input is not a unified diff: {0}")]
+    #[error("the input is not a unified diff")]
     Parse(#[source] airlock_diff::ParseError),
     #[error("the diff is {size} bytes; at most {limit} bytes are scanned")]
     TooLarge { size: usize, limit: usize },

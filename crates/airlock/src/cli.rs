@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args as ClapArgs, Parser, Subcommand};
+use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,6 +61,18 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
         #[arg(long)]
+        json: bool,
+    },
+    /// Scan a unified diff for dangerous changes, standalone. Exit 0: nothing blocking;
+    /// 1: blocking findings (high or critical); 2: usage or input error.
+    Scan {
+        /// The diff file, or - for standard input.
+        #[arg(value_name = "PATCH|-")]
+        patch: String,
+        #[arg(long, value_enum, default_value_t = ScanFormat::Text)]
+        format: ScanFormat,
+        /// Same as --format json.
+        #[arg(long, conflicts_with = "format")]
         json: bool,
     },
     /// Run the whole flow on a generated sample repository, with no setup.
@@ -138,4 +150,11 @@ pub struct ProposeArgs {
     pub json: bool,
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScanFormat {
+    Text,
+    Json,
+    Sarif,
 }

@@ -38,11 +38,36 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             client,
             json,
         } => list(state.as_deref(), limit, &client, json),
+        Command::Scan {
+            patch,
+            format,
+            json,
+        } => {
+            let format = if json {
+                crate::cli::ScanFormat::Json
+            } else {
+                format
+            };
+            crate::scan::run(&patch, format)
+        }
         Command::Demo { json, keep } => crate::demo::run(json, keep),
     }
 }
 
 /// The repository containing `dir` and its validated configuration.
+/// Reads a patch from a file, or from standard input for `-`.
+pub fn read_patch(patch: &str) -> anyhow::Result<Vec<u8>> {
+    if patch == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("cannot read the patch from standard input")?;
+        Ok(bytes)
+    } else {
+        std::fs::read(patch).with_context(|| format!("cannot read {patch}"))
+    }
+}
+
 pub fn load(dir: &Path) -> anyhow::Result<(Repo, Config)> {
     let repo = Repo::open(dir)?;
     let path = repo.root().join(config::FILE_NAME);
@@ -261,15 +286,7 @@ fn propose(args: ProposeArgs) -> anyhow::Result<Outcome> {
         body["base"] = base.clone().into();
     }
     if let Some(patch) = &args.patch {
-        let bytes = if patch == "-" {
-            let mut bytes = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut bytes)
-                .context("cannot read the patch from standard input")?;
-            bytes
-        } else {
-            std::fs::read(patch).with_context(|| format!("cannot read {patch}"))?
-        };
+        let bytes = read_patch(patch)?;
         let text = String::from_utf8(bytes)
             .context("the patch is not UTF-8 text; binary content must be in `git diff --binary` form or proposed with --ref")?;
         body["diff"] = text.into();

@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod commands;
 mod demo;
+mod scan;
 
 use std::process::ExitCode;
 

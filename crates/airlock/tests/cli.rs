@@ -437,3 +437,83 @@ fn demo_runs_the_flow_end_to_end() {
         "{excerpt}"
     );
 }
+
+/// `airlock scan` as the public contract states it: exit codes, JSON shape, SARIF 2.1.0.
+#[test]
+fn scan_follows_the_public_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let leak = "diff --git a/app/settings.py b/app/settings.py\n--- a/app/settings.py\n+++ b/app/settings.py\n@@ -1,2 +1,3 @@\n REGION = \"eu-west-1\"\n+AWS_ACCESS_KEY_ID = \"AKIAZ3MSJV4W6QXPLT7R\"\n BUCKET = \"assets\"\n";
+    let benign = "diff --git a/app/settings.py b/app/settings.py\n--- a/app/settings.py\n+++ b/app/settings.py\n@@ -1,2 +1,3 @@\n REGION = \"eu-west-1\"\n+AWS_ACCESS_KEY_ID = os.environ[\"AWS_ACCESS_KEY_ID\"]\n BUCKET = \"assets\"\n";
+    std::fs::write(dir.path().join("leak.diff"), leak).unwrap();
+    std::fs::write(dir.path().join("benign.diff"), benign).unwrap();
+    std::fs::write(dir.path().join("garbage.diff"), "this is not a diff\n").unwrap();
+
+    let output = airlock(dir.path(), &["scan", "--format", "json", "leak.diff"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let findings = json(&output)["findings"].as_array().unwrap().clone();
+    let finding = findings
+        .iter()
+        .find(|f| f["rule"] == "secret.aws-access-key-id")
+        .expect("the key is found");
+    for key in ["rule", "category", "severity", "path", "line", "message"] {
+        assert!(!finding[key].is_null(), "{key} missing from {finding}");
+    }
+    assert_eq!(
+        (
+            finding["category"].as_str(),
+            finding["path"].as_str(),
+            finding["line"].as_u64()
+        ),
+        (Some("secret"), Some("app/settings.py"), Some(2))
+    );
+    assert!(
+        !output
+            .stdout
+            .windows(20)
+            .any(|w| w == b"AKIAZ3MSJV4W6QXPLT7R"),
+        "the secret itself is never printed"
+    );
+
+    let output = airlock(dir.path(), &["scan", "benign.diff", "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(json(&output)["findings"].as_array().unwrap().len(), 0);
+
+    let output = airlock(dir.path(), &["scan", "garbage.diff"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output).contains("not a unified diff"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(
+        airlock(dir.path(), &["scan", "missing.diff"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        airlock(dir.path(), &["scan", "--format", "xml", "leak.diff"])
+            .status
+            .code(),
+        Some(2)
+    );
+
+    let output = airlock(dir.path(), &["scan", "--format", "sarif", "leak.diff"]);
+    assert_eq!(output.status.code(), Some(1));
+    let sarif = json(&output);
+    assert_eq!(sarif["version"], "2.1.0");
+    let run = &sarif["runs"][0];
+    let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
+    let result = run["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ruleId"] == "secret.aws-access-key-id")
+        .unwrap();
+    let index = result["ruleIndex"].as_u64().unwrap() as usize;
+    assert_eq!(rules[index]["id"], "secret.aws-access-key-id");
+    assert_eq!(result["level"], "error");
+    assert_eq!(
+        result["locations"][0]["physicalLocation"]["region"]["startLine"],
+        2
+    );
+    assert!(result["partialFingerprints"]["airlock/v1"].is_string());
+}

@@ -1,0 +1,136 @@
+//! `airlock scan`: the dangerous-change scanner on a diff, standalone, in the output
+//! formats of the public contract (text, JSON, SARIF 2.1.0).
+
+use std::io::IsTerminal;
+
+use airlock_scan::{Finding, RulePack, ScanOptions, Scanner, Severity};
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use crate::Outcome;
+use crate::cli::ScanFormat;
+
+/// Findings at or above this severity block, as in Level 1.
+const BLOCKING: Severity = Severity::High;
+
+pub fn run(patch: &str, format: ScanFormat) -> anyhow::Result<Outcome> {
+    let diff = crate::commands::read_patch(patch)?;
+    let rules = RulePack::builtin();
+    let scanner = Scanner::new(&rules).context("the built-in rule pack does not compile")?;
+    let report = scanner
+        .scan(&diff, &ScanOptions::default())
+        .context("cannot scan the patch")?;
+    match format {
+        ScanFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "findings": report.findings }))?
+        ),
+        ScanFormat::Sarif => println!(
+            "{}",
+            serde_json::to_string_pretty(&sarif(&scanner, &report.findings))?
+        ),
+        ScanFormat::Text => print_text(&report.findings),
+    }
+    Ok(if report.blocking(BLOCKING).next().is_some() {
+        Outcome::Rejected
+    } else {
+        Outcome::Success
+    })
+}
+
+fn print_text(findings: &[Finding]) {
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let paint = |code: &str, text: &str| {
+        if colour {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    };
+    for finding in findings {
+        let severity = match finding.severity {
+            Severity::Critical | Severity::High => paint("1;31", finding.severity.as_str()),
+            Severity::Medium => paint("33", finding.severity.as_str()),
+            Severity::Low => paint("36", finding.severity.as_str()),
+        };
+        let allowed = finding
+            .allowed
+            .as_deref()
+            .map(|why| format!(" (allowed: {why})"))
+            .unwrap_or_default();
+        println!(
+            "{}:{}: {severity} {} [{}]{allowed}",
+            finding.path, finding.line, finding.rule, finding.category
+        );
+        println!("    {}", finding.message);
+        if let Some(preview) = &finding.preview {
+            println!("    | {preview}");
+        }
+        println!("    fix: {}", finding.remediation);
+    }
+    let blocking = findings.iter().filter(|f| f.blocks(BLOCKING)).count();
+    println!(
+        "{} findings, {blocking} blocking (severity high or above)",
+        findings.len()
+    );
+}
+
+/// A SARIF 2.1.0 log: one run, every rule of the pack with its metadata, one result per
+/// finding with its location and fingerprint.
+fn sarif(scanner: &Scanner, findings: &[Finding]) -> Value {
+    let level = |severity: Severity| match severity {
+        Severity::Critical | Severity::High => "error",
+        Severity::Medium => "warning",
+        Severity::Low => "note",
+    };
+    let rules: Vec<Value> = scanner
+        .rules()
+        .iter()
+        .map(|rule| {
+            json!({
+                "id": rule.id,
+                "shortDescription": { "text": rule.message },
+                "help": { "text": rule.remediation },
+                "defaultConfiguration": { "level": level(rule.severity) },
+                "properties": { "tags": [rule.category.as_str()], "severity": rule.severity.as_str() },
+            })
+        })
+        .collect();
+    let results: Vec<Value> = findings
+        .iter()
+        .map(|finding| {
+            let mut result = json!({
+                "ruleId": finding.rule,
+                "level": level(finding.severity),
+                "message": { "text": finding.message },
+                "locations": [{
+                    "physicalLocation": {
+                        "artifactLocation": { "uri": finding.path },
+                        "region": { "startLine": finding.line.max(1) },
+                    }
+                }],
+                "partialFingerprints": { "airlock/v1": finding.fingerprint },
+                "properties": { "category": finding.category.as_str(), "severity": finding.severity.as_str() },
+            });
+            if let Some(index) = scanner.rules().iter().position(|rule| rule.id == finding.rule) {
+                result["ruleIndex"] = index.into();
+            }
+            if let Some(reason) = &finding.allowed {
+                result["suppressions"] = json!([{ "kind": "inSource", "justification": reason }]);
+            }
+            result
+        })
+        .collect();
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": { "driver": {
+                "name": "airlock",
+                "version": env!("CARGO_PKG_VERSION"),
+                "rules": rules,
+            }},
+            "results": results,
+        }],
+    })
+}

@@ -169,6 +169,9 @@ pub struct StepRecord {
     /// missing sandbox, workspace error).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What the scan step found (empty for check commands).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<airlock_scan::Finding>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -54,6 +54,15 @@ pub struct Config {
     pub pass_env: Vec<String>,
     pub limits: Limits,
     pub server: ServerConfig,
+    pub scan: ScanConfig,
+}
+
+/// The dangerous-change scan that opens Level 1.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanConfig {
+    pub enabled: bool,
+    /// Findings at or above this severity reject the change.
+    pub blocking: airlock_scan::Severity,
 }
 
 /// Bounds on what one change may contain.
@@ -98,6 +107,15 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     server: RawServer,
+    #[serde(default)]
+    scan: RawScan,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawScan {
+    enabled: Option<bool>,
+    blocking: Option<airlock_scan::Severity>,
 }
 
 #[derive(Deserialize, Default)]
@@ -265,6 +283,10 @@ impl Config {
             pass_env: raw.checks.pass_env,
             limits,
             server,
+            scan: ScanConfig {
+                enabled: raw.scan.enabled.unwrap_or(true),
+                blocking: raw.scan.blocking.unwrap_or(airlock_scan::Severity::High),
+            },
         })
     }
 }
@@ -404,6 +426,13 @@ max_files = 2000
 # Whether binary file changes are accepted.
 allow_binary = false
 
+[scan]
+# The dangerous-change scan (secrets, injections, destructive operations, CI and gate
+# tampering, weakened tests, ...) runs first in Level 1, before any check command.
+enabled = true
+# Findings at or above this severity reject the change: "low", "medium", "high", "critical".
+blocking = "high"
+
 [server]
 # Address of the HTTP API. Keep it on loopback unless a proxy with TLS fronts it.
 listen = "127.0.0.1:7070"
@@ -536,6 +565,10 @@ mod tests {
             &["repository.target_branch", "branch name"],
         );
         check_error("[surprise]\n", &["surprise"]);
+        check_error(
+            "[scan]\nblocking = 'severe'\n",
+            &["severe", "low", "medium", "high", "critical"],
+        );
         check_error("not toml at all", &["line 1"]);
     }
 }

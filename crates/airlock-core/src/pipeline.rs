@@ -1,22 +1,51 @@
-//! The Level 1 state machine as a pure function: given the configured checks and the
-//! steps already recorded, what happens next. Workers call it after every durable step,
-//! which is what makes a restart resume exactly where the last run stopped.
+//! The Level 1 state machine as a pure function: given the planned steps and the steps
+//! already recorded, what happens next. Workers call it after every durable step, which
+//! is what makes a restart resume exactly where the last run stopped.
 
 use crate::change::{StepRecord, StepStatus, Verdict, VerdictOutcome};
-use crate::config::CheckCommand;
+use crate::config::{CheckCommand, Config};
+
+/// One step of Level 1.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlannedStep {
+    /// The dangerous-change scan of the diff. Runs first: it is cheap, and a change that
+    /// leaks a secret should not reach a test command that could print it.
+    Scan,
+    /// A configured check command.
+    Check(CheckCommand),
+}
+
+impl PlannedStep {
+    pub const SCAN_NAME: &'static str = "scan";
+
+    pub fn name(&self) -> &str {
+        match self {
+            PlannedStep::Scan => Self::SCAN_NAME,
+            PlannedStep::Check(check) => &check.name,
+        }
+    }
+}
+
+/// The steps Level 1 runs for this configuration, in order.
+pub fn plan(config: &Config) -> Vec<PlannedStep> {
+    let scan = config.scan.enabled.then_some(PlannedStep::Scan);
+    scan.into_iter()
+        .chain(config.checks.iter().cloned().map(PlannedStep::Check))
+        .collect()
+}
 
 /// What a worker does next for a change in `checking`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NextStep {
-    /// Run the check at this index of the configured list.
+    /// Run the step at this index of the plan.
     Run(usize),
     /// Level 1 is over.
     Finish(Verdict),
 }
 
 /// Decides the next step. `done` holds the recorded steps in order; a failed step ends
-/// Level 1 at once (later checks would only add noise to the feedback).
-pub fn next_step(checks: &[CheckCommand], done: &[StepRecord]) -> NextStep {
+/// Level 1 at once (later steps would only add noise to the feedback).
+pub fn next_step(plan: &[PlannedStep], done: &[StepRecord]) -> NextStep {
     if let Some(failed) = done.iter().find(|step| step.status == StepStatus::Failed) {
         let why =
             failed
@@ -29,7 +58,7 @@ pub fn next_step(checks: &[CheckCommand], done: &[StepRecord]) -> NextStep {
                 });
         return NextStep::Finish(Verdict {
             outcome: VerdictOutcome::Rejected,
-            summary: format!("check `{}` {why}", failed.name),
+            summary: format!("`{}` {why}", failed.name),
             failed_step: Some(failed.name.clone()),
             exit_code: failed.exit_code,
             duration_ms: Some(failed.duration_ms),
@@ -37,14 +66,19 @@ pub fn next_step(checks: &[CheckCommand], done: &[StepRecord]) -> NextStep {
             isolation: Some(failed.isolation.clone()),
         });
     }
-    if done.len() < checks.len() {
+    if done.len() < plan.len() {
         return NextStep::Run(done.len());
     }
-    let isolation = done.last().map(|step| step.isolation.clone());
-    let summary = match checks.len() {
-        0 => "the change applies cleanly; no check commands are configured".to_owned(),
-        1 => "1 check passed".to_owned(),
-        n => format!("all {n} checks passed"),
+    let isolation = done
+        .iter()
+        .rev()
+        .map(|step| step.isolation.clone())
+        .find(|i| !i.is_empty());
+    let summary = if plan.is_empty() {
+        "the change applies cleanly; no scan or check commands are configured".to_owned()
+    } else {
+        let names: Vec<&str> = plan.iter().map(PlannedStep::name).collect();
+        format!("passed: {}", names.join(", "))
     };
     NextStep::Finish(Verdict {
         outcome: VerdictOutcome::Passed,
@@ -63,12 +97,12 @@ mod tests {
 
     use super::*;
 
-    fn command(name: &str) -> CheckCommand {
-        CheckCommand {
+    fn command(name: &str) -> PlannedStep {
+        PlannedStep::Check(CheckCommand {
             name: name.into(),
             run: "true".into(),
             timeout: Duration::from_secs(1),
-        }
+        })
     }
 
     fn step(index: usize, name: &str, status: StepStatus, exit_code: Option<i32>) -> StepRecord {
@@ -84,42 +118,61 @@ mod tests {
             output_total_bytes: 3,
             isolation: "bubblewrap".into(),
             reason: None,
+            findings: Vec::new(),
         }
     }
 
     #[test]
+    fn the_plan_scans_first_unless_disabled() {
+        let mut config = Config::parse(
+            "[checks]\ncommands = [{ name = 'test', run = 'true' }]\n",
+            "airlock.toml",
+        )
+        .unwrap();
+        let names = |config: &Config| {
+            plan(config)
+                .iter()
+                .map(|s| s.name().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&config), ["scan", "test"]);
+        config.scan.enabled = false;
+        assert_eq!(names(&config), ["test"]);
+    }
+
+    #[test]
     fn runs_steps_in_order_then_passes() {
-        let checks = [command("test"), command("lint")];
-        assert_eq!(next_step(&checks, &[]), NextStep::Run(0));
-        let done = [step(0, "test", StepStatus::Passed, Some(0))];
-        assert_eq!(next_step(&checks, &done), NextStep::Run(1));
+        let plan = [PlannedStep::Scan, command("test")];
+        assert_eq!(next_step(&plan, &[]), NextStep::Run(0));
+        let done = [step(0, "scan", StepStatus::Passed, None)];
+        assert_eq!(next_step(&plan, &done), NextStep::Run(1));
         let done = [
-            step(0, "test", StepStatus::Passed, Some(0)),
-            step(1, "lint", StepStatus::Passed, Some(0)),
+            step(0, "scan", StepStatus::Passed, None),
+            step(1, "test", StepStatus::Passed, Some(0)),
         ];
-        let NextStep::Finish(verdict) = next_step(&checks, &done) else {
+        let NextStep::Finish(verdict) = next_step(&plan, &done) else {
             panic!("expected a verdict")
         };
         assert_eq!(verdict.outcome, VerdictOutcome::Passed);
-        assert_eq!(verdict.summary, "all 2 checks passed");
+        assert_eq!(verdict.summary, "passed: scan, test");
         assert_eq!(verdict.duration_ms, Some(10));
     }
 
     #[test]
     fn first_failure_rejects_with_its_output() {
-        let checks = [command("test"), command("lint")];
+        let plan = [command("test"), command("lint")];
         let done = [step(0, "test", StepStatus::Failed, Some(101))];
-        let NextStep::Finish(verdict) = next_step(&checks, &done) else {
+        let NextStep::Finish(verdict) = next_step(&plan, &done) else {
             panic!("expected a verdict")
         };
         assert_eq!(verdict.outcome, VerdictOutcome::Rejected);
-        assert_eq!(verdict.summary, "check `test` exited with status 101");
+        assert_eq!(verdict.summary, "`test` exited with status 101");
         assert_eq!(verdict.failed_step.as_deref(), Some("test"));
         assert_eq!(verdict.output_excerpt.as_deref(), Some("out"));
     }
 
     #[test]
-    fn no_checks_means_the_change_only_has_to_apply() {
+    fn an_empty_plan_means_the_change_only_has_to_apply() {
         let NextStep::Finish(verdict) = next_step(&[], &[]) else {
             panic!("expected a verdict")
         };

@@ -29,8 +29,10 @@ pub enum RuleError {
 /// The scanner could not run on this input. Findings are never errors.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ScanError {
-    #[error("the input is not a unified diff")]
-    Parse(#[source] airlock_diff::ParseError),
+    // The parser's message is part of this one rather than a `source`, so that callers
+    // printing either the message or the whole chain show it exactly once.
+    #[error("the input is not a unified diff: {0}")]
+    Parse(airlock_diff::ParseError),
     #[error("the diff is {size} bytes; at most {limit} bytes are scanned")]
     TooLarge { size: usize, limit: usize },
     #[error("allowlist path glob `{glob}` does not compile: {reason}")]

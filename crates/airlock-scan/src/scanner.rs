@@ -9,7 +9,7 @@ use airlock_diff::{FilePatch, LineKind};
 use regex_automata::meta::Regex;
 use regex_automata::util::syntax;
 use regex_automata::{Input, MatchKind, PatternSet};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::allow::inline_allow;
 use crate::error::{RuleError, ScanError};
@@ -28,7 +28,7 @@ const MATCHES_PER_WINDOW: usize = 8;
 const PENDING_PER_FILE: usize = 256;
 
 /// One thing the scanner found. Data, never an error; it never holds a raw secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     pub rule: String,
     pub category: Category,

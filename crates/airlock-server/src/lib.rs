@@ -43,6 +43,8 @@ pub enum ServiceError {
     Store(#[from] airlock_store::StoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("the scanner's rules do not compile: {0}")]
+    Rules(#[from] airlock_scan::RuleError),
 }
 
 /// Shared by request handlers and workers.
@@ -50,6 +52,10 @@ struct Shared<S> {
     store: S,
     repo: Repo,
     config: Config,
+    /// Level 1's steps for this configuration, in order.
+    plan: Vec<airlock_core::pipeline::PlannedStep>,
+    /// Compiled once at start-up.
+    scanner: airlock_scan::Scanner,
     workspaces: WorkspacePool,
     options: ServiceOptions,
     /// Wakes idle workers when a change is queued.
@@ -119,6 +125,8 @@ pub async fn start<S: Store>(
         store,
         repo,
         config: options.config.clone(),
+        plan: airlock_core::pipeline::plan(&options.config),
+        scanner: airlock_scan::Scanner::new(&airlock_scan::RulePack::builtin())?,
         workspaces,
         options,
         work_available: Notify::new(),

@@ -9,9 +9,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use airlock_core::change::{ChangeState, StepRecord, StepStatus, Verdict, VerdictOutcome};
+use airlock_core::config::CheckCommand;
 use airlock_core::config::SandboxMode;
 use airlock_core::event::{Actor, EventKind, NewEvent};
-use airlock_core::pipeline::{NextStep, next_step};
+use airlock_core::pipeline::{NextStep, PlannedStep, next_step};
 use airlock_git::{CommitId, Workspace};
 use airlock_sandbox::{CommandSpec, SandboxConfig};
 use airlock_store::{ChangeRecord, Store};
@@ -160,26 +161,32 @@ async fn run_steps<S: Store>(
             .steps(&change.id, change.revision)
             .await
             .map_err(|e| e.to_string())?;
-        let index = match next_step(&shared.config.checks, &done) {
+        let index = match next_step(&shared.plan, &done) {
             NextStep::Finish(verdict) => return finish(shared, worker, change, verdict).await,
             NextStep::Run(index) => index,
         };
-        if workspace.is_none() {
-            match prepare_workspace(shared, change).await? {
-                Ok(prepared) => *workspace = Some(prepared),
-                Err(reason) => {
-                    // The change no longer materializes: that is a verdict, not a retry.
-                    let verdict = Verdict::without_step(VerdictOutcome::Rejected, reason);
-                    return finish(shared, worker, change, verdict).await;
+        let step = match &shared.plan[index] {
+            PlannedStep::Scan => run_scan(shared, change, index).await?,
+            PlannedStep::Check(check) => {
+                if workspace.is_none() {
+                    match prepare_workspace(shared, change).await? {
+                        Ok(prepared) => *workspace = Some(prepared),
+                        Err(reason) => {
+                            // The change no longer materializes: a verdict, not a retry.
+                            let verdict = Verdict::without_step(VerdictOutcome::Rejected, reason);
+                            return finish(shared, worker, change, verdict).await;
+                        }
+                    }
+                }
+                let tree = workspace
+                    .as_ref()
+                    .map(|w| w.tree().to_path_buf())
+                    .unwrap_or_default();
+                match run_check(shared, worker, change, index, check, tree).await? {
+                    Some(step) => step,
+                    None => return Ok(()), // Cancelled by shutdown: unrecorded, so it runs again.
                 }
             }
-        }
-        let tree = workspace
-            .as_ref()
-            .map(|w| w.tree().to_path_buf())
-            .unwrap_or_default();
-        let Some(step) = run_check(shared, worker, change, index, tree).await? else {
-            return Ok(()); // Cancelled by shutdown: left unrecorded, so it runs again.
         };
         let event = system_event(
             change,
@@ -246,15 +253,90 @@ async fn prepare_workspace<S: Store>(
     .map_err(|e| e.to_string())?
 }
 
+/// Scans the change's diff. Findings at or above the configured severity fail the step;
+/// all findings are kept with it, and the output lists them for the agent.
+async fn run_scan<S: Store>(
+    shared: &Arc<Shared<S>>,
+    change: &ChangeRecord,
+    index: usize,
+) -> Result<StepRecord, String> {
+    let diff = shared
+        .store
+        .change_diff(&change.id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("change {} has no stored diff", change.id))?;
+    let scanning = shared.clone();
+    let started = std::time::Instant::now();
+    let report = tokio::task::spawn_blocking(move || {
+        scanning
+            .scanner
+            .scan(&diff, &airlock_scan::ScanOptions::default())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("the scan could not read the stored diff: {e}"))?;
+    let blocking = shared.config.scan.blocking;
+    let blockers: Vec<&airlock_scan::Finding> = report.blocking(blocking).collect();
+    // Name the most severe finding: the agent reads the summary first.
+    let worst = blockers.iter().rev().max_by_key(|finding| finding.severity);
+    let reason = worst.map(|first| {
+        format!(
+            "found {} blocking finding(s) (severity {blocking} or above), the most severe: {} at {}:{}",
+            blockers.len(),
+            first.rule,
+            first.path,
+            first.line
+        )
+    });
+    let mut output = String::new();
+    for finding in &report.findings {
+        let verdict = match (&finding.allowed, finding.blocks(blocking)) {
+            (Some(why), _) => format!("allowed: {why}"),
+            (None, true) => "blocking".to_owned(),
+            (None, false) => "not blocking".to_owned(),
+        };
+        output.push_str(&format!(
+            "{}:{}: {} {} [{}] ({verdict})\n    why: {}\n    fix: {}\n",
+            finding.path,
+            finding.line,
+            finding.severity,
+            finding.rule,
+            finding.category,
+            finding.message,
+            finding.remediation
+        ));
+    }
+    Ok(StepRecord {
+        index,
+        name: PlannedStep::SCAN_NAME.to_owned(),
+        status: if reason.is_some() {
+            StepStatus::Failed
+        } else {
+            StepStatus::Passed
+        },
+        exit_code: None,
+        signal: None,
+        timed_out: false,
+        duration_ms: started.elapsed().as_millis() as u64,
+        output_total_bytes: output.len() as u64,
+        output,
+        isolation: "in-process: the diff is read, nothing runs".to_owned(),
+        reason,
+        findings: report.findings,
+    })
+}
+
 /// Runs one configured check. None when shutdown cancelled it.
 async fn run_check<S: Store>(
     shared: &Arc<Shared<S>>,
     worker: &str,
     change: &ChangeRecord,
     index: usize,
+    check: &CheckCommand,
     tree: PathBuf,
 ) -> Result<Option<StepRecord>, String> {
-    let check = shared.config.checks[index].clone();
+    let check = check.clone();
     let sandbox = SandboxConfig {
         mode: match shared.config.sandbox {
             SandboxMode::Required => airlock_sandbox::SandboxMode::Required,
@@ -329,6 +411,7 @@ async fn run_check<S: Store>(
                 output_total_bytes: outcome.output_total_bytes,
                 isolation: outcome.isolation.to_string(),
                 reason,
+                findings: Vec::new(),
             }
         }
         // The sandbox could not start the command (bwrap missing under "required", ...):
@@ -345,6 +428,7 @@ async fn run_check<S: Store>(
             output_total_bytes: 0,
             isolation: "none: the command did not start".into(),
             reason: Some(error.to_string()),
+            findings: Vec::new(),
         },
     };
     Ok(Some(step))

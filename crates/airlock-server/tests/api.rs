@@ -425,7 +425,8 @@ diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n@@ -1,3 +1
         [
             "change.proposed",
             "checks.started",
-            "checks.step_finished",
+            "checks.step_finished", // scan
+            "checks.step_finished", // verify
             "checks.passed"
         ]
     );
@@ -846,7 +847,8 @@ async fn timeouts_output_limits_and_a_scrubbed_environment() {
         verdict.summary
     );
 
-    let env_step = &view.steps[0];
+    assert_eq!(view.steps[0].name, "scan");
+    let env_step = &view.steps[1];
     let allowed = [
         "PATH",
         "HOME",
@@ -865,14 +867,14 @@ async fn timeouts_output_limits_and_a_scrubbed_environment() {
         assert!(allowed.contains(&name), "check environment leaks {name}");
     }
     // git run by a check finds no repository: not the user's, above the workspace.
-    let git_step = &view.steps[1];
+    let git_step = &view.steps[2];
     assert_eq!(
         git_step.status,
         airlock_core::change::StepStatus::Passed,
         "{}",
         git_step.output
     );
-    let chatty = &view.steps[2];
+    let chatty = &view.steps[3];
     assert!(
         chatty.output.len() <= 1024 && chatty.output.ends_with("last-line\n"),
         "{}",
@@ -956,11 +958,73 @@ async fn a_restart_resumes_without_running_a_finished_step_again() {
         [
             "change.proposed",
             "checks.started",
-            "checks.step_finished",
+            "checks.step_finished", // scan
+            "checks.step_finished", // first
             "checks.resumed",
-            "checks.step_finished",
+            "checks.step_finished", // second, run again
             "checks.passed"
         ]
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_scan_rejects_a_leaked_secret_before_any_check_runs() {
+    let log = tempfile::tempdir_in("/var/tmp").unwrap();
+    let config = format!(
+        "[checks]\nsandbox = 'off'\ncommands = [{{ name = 'test', run = 'touch {}/ran' }}]\n",
+        log.path().display()
+    );
+    let leak = "--- a/src/app.py\n+++ b/src/app.py\n@@ -1,4 +1,5 @@\n def total(a, b):\n     return a + b\n \n+GITHUB_TOKEN = \"ghp_R8x2kQ7mN4vB9cL1pZ6wY3tH5jD0sF2aE8uK\"\n print(total(1, 2))\n";
+    let mut server = TestServer::start(&config).await;
+    let view = server.decide(diff_body(leak)).await;
+    assert_eq!(view.state.as_str(), "rejected");
+    let verdict = view.verdict.clone().unwrap();
+    assert_eq!(verdict.failed_step.as_deref(), Some("scan"));
+    assert!(
+        verdict
+            .summary
+            .contains("secret.github-token at src/app.py:4"),
+        "{}",
+        verdict.summary
+    );
+    let scan = &view.steps[0];
+    let finding = scan
+        .findings
+        .iter()
+        .find(|f| f.rule == "secret.github-token")
+        .expect("a finding");
+    assert_eq!((finding.path.as_str(), finding.line), ("src/app.py", 4));
+    assert!(
+        scan.output.contains("src/app.py:4") && scan.output.contains("fix:"),
+        "{}",
+        scan.output
+    );
+    assert!(
+        !log.path().join("ran").exists(),
+        "a check ran after a blocking finding"
+    );
+    // The secret itself is nowhere in what the API returns.
+    let (_, raw) = server
+        .request(
+            "GET",
+            &format!("/v1/changes/{}", view.id),
+            Some(&server.token.clone()),
+            None,
+        )
+        .await;
+    assert!(
+        !raw.to_string()
+            .contains("ghp_R8x2kQ7mN4vB9cL1pZ6wY3tH5jD0sF2aE8uK")
+    );
+    server.stop().await;
+
+    // With the scan disabled the same change reaches its checks and passes.
+    server
+        .boot(&format!("{config}[scan]\nenabled = false\n"), None)
+        .await;
+    let view = server.decide(diff_body(leak)).await;
+    assert_eq!(view.state.as_str(), "checks_passed", "{:?}", view.verdict);
+    assert!(log.path().join("ran").exists());
     server.stop().await;
 }

@@ -52,6 +52,7 @@ fn step(index: usize) -> StepRecord {
         output_total_bytes: 0,
         isolation: "none".into(),
         reason: None,
+        findings: Vec::new(),
     }
 }
 

@@ -287,7 +287,7 @@ fn propose_wait_status_and_list_with_exit_codes() {
     ]);
     assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
     assert!(
-        text(&bad).contains("check `test` exited with status 1"),
+        text(&bad).contains("`test` exited with status 1"),
         "{}",
         text(&bad)
     );
@@ -399,7 +399,11 @@ fn a_killed_server_resumes_and_completes_each_change_exactly_once() {
         std::fs::read_to_string(log.path().join("second")).unwrap(),
         "start\nstart\nend\n"
     );
-    assert_eq!(view["steps"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        view["steps"].as_array().unwrap().len(),
+        3,
+        "scan, first, second"
+    );
 
     // SIGTERM: a graceful stop, exit status 0, and the state lock is released.
     // SAFETY: kill(2) on our own child's pid.

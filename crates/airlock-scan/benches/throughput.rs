@@ -1,0 +1,295 @@
+//! Scanner speed: throughput of the full rule pack on one core over generated realistic
+//! diffs (default 100 MB), p99 latency for a 100 KB patch with rules loaded, and peers on
+//! the same input: detect-secrets (PyPI, installed into a virtualenv by this benchmark)
+//! and ripgrep searching the rule pack's keywords alone (Debian package `ripgrep`).
+//!
+//! Run: `cargo bench -p airlock-scan --bench throughput` (SIZE_MB=N for the corpus size,
+//! PEER_MB=N for how much of it detect-secrets scans; it is slow). Targets: ≥ 1 GiB/s,
+//! ≥ 100× detect-secrets, < 5 ms p99 per 100 KB patch.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use airlock_scan::{RulePack, ScanOptions, Scanner};
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A deterministic generator (xorshift), so every run scans the same bytes.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+const LINES: &[&str] = &[
+    "    let total = items.iter().map(|item| item.price * item.quantity).sum::<u64>();",
+    "    if user.is_admin() && request.method() == Method::POST {",
+    "        return Err(Error::InvalidInput(format!(\"unknown field {name}\")));",
+    "def load_orders(session, customer_id):",
+    "    rows = session.execute(select(Order).where(Order.customer_id == customer_id))",
+    "    logger.info(\"processed %d orders for %s\", len(rows), customer_id)",
+    "const response = await fetch(`${API_BASE}/v1/orders`, { headers });",
+    "export function formatPrice(cents: number): string { return (cents / 100).toFixed(2); }",
+    "func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {",
+    "\tif err := json.NewEncoder(w).Encode(status); err != nil {",
+    "public List<Order> findByCustomer(long id) { return repository.findByCustomerId(id); }",
+    "  timeout: 30s",
+    "  image: registry.internal/payments:1.42.0",
+    "# Retry with exponential backoff; the upstream rate-limits bursts.",
+    "    password = os.environ[\"DB_PASSWORD\"]",
+    "    api_key = settings.get(\"api_key\")",
+    "    assert_eq!(parse(\"10m\"), Some(Duration::from_secs(600)));",
+    "        self.assertEqual(response.status_code, 200)",
+    "",
+];
+
+/// One realistic patch of about `size` bytes: several files, hunks of context and changes.
+fn patch(rng: &mut Rng, size: usize, serial: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size + 4096);
+    let mut file = 0;
+    while out.len() < size {
+        let ext = rng.pick(&["rs", "py", "ts", "go", "java", "yaml"]);
+        let path = format!("src/module{}/file{serial}_{file}.{ext}", rng.next() % 50);
+        out.extend_from_slice(
+            format!("diff --git a/{path} b/{path}\n--- a/{path}\n+++ b/{path}\n").as_bytes(),
+        );
+        for hunk in 0..8 {
+            let (context, removed, added) =
+                (3, (rng.next() % 4) as usize, 4 + (rng.next() % 12) as usize);
+            let start = 10 + hunk * 40;
+            let old_len = context * 2 + removed;
+            let new_len = context * 2 + added;
+            out.extend_from_slice(
+                format!("@@ -{start},{old_len} +{start},{new_len} @@\n").as_bytes(),
+            );
+            for _ in 0..context {
+                out.extend_from_slice(format!(" {}\n", rng.pick(LINES)).as_bytes());
+            }
+            for _ in 0..removed {
+                out.extend_from_slice(format!("-{}\n", rng.pick(LINES)).as_bytes());
+            }
+            for _ in 0..added {
+                out.extend_from_slice(format!("+{}\n", rng.pick(LINES)).as_bytes());
+            }
+            for _ in 0..context {
+                out.extend_from_slice(format!(" {}\n", rng.pick(LINES)).as_bytes());
+            }
+        }
+        file += 1;
+    }
+    out
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    samples[((samples.len() - 1) as f64 * p).round() as usize]
+}
+
+fn mib_per_s(bytes: usize, elapsed: Duration) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / elapsed.as_secs_f64()
+}
+
+/// detect-secrets in a virtualenv next to the build output, installed once.
+fn detect_secrets() -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-venv");
+    let tool = venv.join("bin/detect-secrets");
+    if tool.exists() {
+        return Some(tool);
+    }
+    let created = Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg(&venv)
+        .status()
+        .is_ok_and(|s| s.success());
+    let installed = created
+        && Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "detect-secrets"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if installed { Some(tool) } else { None }
+}
+
+fn ripgrep() -> Option<PathBuf> {
+    let found = || {
+        Command::new("rg")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !found() {
+        let _ = Command::new("apt-get")
+            .args(["install", "-y", "-qq", "ripgrep"])
+            .status();
+    }
+    found().then(|| PathBuf::from("rg"))
+}
+
+fn main() {
+    let size_mb = env_number("SIZE_MB", 100);
+    let peer_mb = env_number("PEER_MB", 4);
+    let rules = RulePack::builtin();
+    let started = Instant::now();
+    let scanner = Scanner::new(&rules).expect("the built-in rules compile");
+    let compile = started.elapsed();
+    let options = ScanOptions::default();
+
+    let mut rng = Rng(0x5eed_cafe_f00d_1234);
+    let patches: Vec<Vec<u8>> = (0..size_mb * 10)
+        .map(|i| patch(&mut rng, 100 << 10, i))
+        .collect();
+    let total: usize = patches.iter().map(Vec::len).sum();
+
+    // Throughput and per-patch latency, one core (this thread).
+    let mut latencies = Vec::with_capacity(patches.len());
+    let mut findings = 0;
+    let started = Instant::now();
+    for patch in &patches {
+        let one = Instant::now();
+        findings += scanner
+            .scan(patch, &options)
+            .expect("generated patches parse")
+            .findings
+            .len();
+        latencies.push(one.elapsed());
+    }
+    let ours = started.elapsed();
+    let ours_rate = mib_per_s(total, ours);
+    let p99 = percentile(&mut latencies, 0.99);
+
+    // Peers on files holding the same bytes.
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    std::fs::create_dir_all(dir.path().join("all")).unwrap();
+    std::fs::create_dir_all(dir.path().join("peer")).unwrap();
+    let mut peer_bytes = 0;
+    for (i, patch) in patches.iter().enumerate() {
+        std::fs::write(dir.path().join(format!("all/p{i}.diff")), patch).unwrap();
+        if peer_bytes + patch.len() <= peer_mb << 20 {
+            std::fs::write(dir.path().join(format!("peer/p{i}.diff")), patch).unwrap();
+            peer_bytes += patch.len();
+        }
+    }
+    println!(
+        "\nScanner throughput: {} rules, {:.1} MiB of generated diffs in {} patches of ~100 KB",
+        rules.rules().len(),
+        total as f64 / (1 << 20) as f64,
+        patches.len()
+    );
+    println!(
+        "rule pack compiled in {:.1} ms; {findings} findings",
+        compile.as_secs_f64() * 1e3
+    );
+    println!("{:<44} {:>12} {:>12}", "scanner", "MiB/s", "airlock ×");
+    println!(
+        "{:<44} {:>12.1} {:>12}",
+        "airlock (full rule pack, one core)", ours_rate, "1.0×"
+    );
+
+    let mut detect_ratio = None;
+    match detect_secrets() {
+        Some(tool) => {
+            let started = Instant::now();
+            let output = Command::new(&tool)
+                .arg("scan")
+                .arg("--all-files")
+                .current_dir(dir.path().join("peer"))
+                .output()
+                .unwrap();
+            let elapsed = started.elapsed();
+            assert!(
+                output.status.success(),
+                "detect-secrets failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let rate = mib_per_s(peer_bytes, elapsed);
+            detect_ratio = Some(ours_rate / rate);
+            println!(
+                "{:<44} {:>12.2} {:>11.0}×",
+                format!(
+                    "detect-secrets (on {:.1} MiB)",
+                    peer_bytes as f64 / (1 << 20) as f64
+                ),
+                rate,
+                ours_rate / rate
+            );
+        }
+        None => {
+            println!("detect-secrets: could not be installed into a virtualenv (PyPI unreachable?)")
+        }
+    }
+    let mut rg_ratio = None;
+    match ripgrep() {
+        Some(rg) => {
+            let keywords: Vec<String> = rules
+                .rules()
+                .iter()
+                .flat_map(|r| r.keywords.clone())
+                .collect();
+            let patterns = dir.path().join("keywords.txt");
+            std::fs::write(&patterns, keywords.join("\n")).unwrap();
+            let started = Instant::now();
+            let output = Command::new(rg)
+                .args(["--threads", "1", "-i", "-F", "-c", "-f"])
+                .arg(&patterns)
+                .arg(dir.path().join("all"))
+                .output()
+                .unwrap();
+            let elapsed = started.elapsed();
+            assert!(
+                output.status.code().is_some_and(|c| c <= 1),
+                "ripgrep failed"
+            );
+            let rate = mib_per_s(total, elapsed);
+            rg_ratio = Some(ours_rate / rate);
+            println!(
+                "{:<44} {:>12.1} {:>11.2}×",
+                "ripgrep, rule keywords only (-i -F, 1 thread)",
+                rate,
+                ours_rate / rate
+            );
+        }
+        None => {
+            println!("ripgrep: not installed and could not be installed (Debian package `ripgrep`)")
+        }
+    }
+    println!(
+        "\np99 latency per ~100 KB patch: {:.2} ms (median {:.2} ms)",
+        p99.as_secs_f64() * 1e3,
+        percentile(&mut latencies, 0.5).as_secs_f64() * 1e3
+    );
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    println!(
+        "target ≥ 1 GiB/s: {} ({:.0} MiB/s)",
+        verdict(ours_rate >= 1024.0),
+        ours_rate
+    );
+    if let Some(ratio) = detect_ratio {
+        println!(
+            "target ≥ 100× detect-secrets: {} ({ratio:.0}×)",
+            verdict(ratio >= 100.0)
+        );
+    }
+    if let Some(ratio) = rg_ratio {
+        println!(
+            "target faster than ripgrep on the keywords alone: {} ({ratio:.2}×)",
+            verdict(ratio > 1.0)
+        );
+    }
+    println!(
+        "target < 5 ms p99 per patch: {}",
+        verdict(p99 < Duration::from_millis(5))
+    );
+}

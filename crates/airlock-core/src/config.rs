@@ -63,6 +63,16 @@ pub struct ScanConfig {
     pub enabled: bool,
     /// Findings at or above this severity reject the change.
     pub blocking: airlock_scan::Severity,
+    /// Extra rule files (TOML, the built-in format), relative to the repository root.
+    pub rule_files: Vec<String>,
+    /// Severity overrides by rule id.
+    pub severity: std::collections::BTreeMap<String, airlock_scan::Severity>,
+    pub allow_paths: Vec<String>,
+    /// Rule ids or category names whose findings never block.
+    pub allow_rules: Vec<String>,
+    pub allow_fingerprints: Vec<String>,
+    /// None keeps the scanner's defaults (migrations/, db/migrate/, alembic/versions, ...).
+    pub migration_dirs: Option<Vec<String>>,
 }
 
 /// Bounds on what one change may contain.
@@ -116,6 +126,17 @@ struct RawConfig {
 struct RawScan {
     enabled: Option<bool>,
     blocking: Option<airlock_scan::Severity>,
+    #[serde(default)]
+    rules: Vec<String>,
+    #[serde(default)]
+    severity: std::collections::BTreeMap<String, airlock_scan::Severity>,
+    #[serde(default)]
+    allow_paths: Vec<String>,
+    #[serde(default)]
+    allow_rules: Vec<String>,
+    #[serde(default)]
+    allow_fingerprints: Vec<String>,
+    migration_dirs: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -286,6 +307,12 @@ impl Config {
             scan: ScanConfig {
                 enabled: raw.scan.enabled.unwrap_or(true),
                 blocking: raw.scan.blocking.unwrap_or(airlock_scan::Severity::High),
+                rule_files: raw.scan.rules,
+                severity: raw.scan.severity,
+                allow_paths: raw.scan.allow_paths,
+                allow_rules: raw.scan.allow_rules,
+                allow_fingerprints: raw.scan.allow_fingerprints,
+                migration_dirs: raw.scan.migration_dirs,
             },
         })
     }
@@ -432,6 +459,14 @@ allow_binary = false
 enabled = true
 # Findings at or above this severity reject the change: "low", "medium", "high", "critical".
 blocking = "high"
+# Extra rule files (same TOML format as the built-in rules), relative to this file.
+rules = []
+# Findings never blocking: by path glob, by rule id or category, by finding fingerprint.
+allow_paths = []
+allow_rules = []
+allow_fingerprints = []
+# Severity overrides by rule id, e.g. "dependency.manifest-changed" = "medium".
+[scan.severity]
 
 [server]
 # Address of the HTTP API. Keep it on loopback unless a proxy with TLS fronts it.

@@ -43,8 +43,8 @@ pub enum ServiceError {
     Store(#[from] airlock_store::StoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    #[error("the scanner's rules do not compile: {0}")]
-    Rules(#[from] airlock_scan::RuleError),
+    #[error("scan rules: {0}")]
+    Rules(String),
 }
 
 /// Shared by request handlers and workers.
@@ -54,8 +54,9 @@ struct Shared<S> {
     config: Config,
     /// Level 1's steps for this configuration, in order.
     plan: Vec<airlock_core::pipeline::PlannedStep>,
-    /// Compiled once at start-up.
+    /// Compiled once at start-up, with the repository's rules and allowlists.
     scanner: airlock_scan::Scanner,
+    scan_options: airlock_scan::ScanOptions,
     workspaces: WorkspacePool,
     options: ServiceOptions,
     /// Wakes idle workers when a change is queued.
@@ -114,6 +115,7 @@ pub async fn start<S: Store>(
             .workspaces
             .max(options.config.server.workers),
     )?;
+    let (scanner, scan_options) = scanning(&options.repo_root, &options.config.scan)?;
     let released = store.release_all_leases().await?;
     if released > 0 {
         tracing::info!(
@@ -126,7 +128,8 @@ pub async fn start<S: Store>(
         repo,
         config: options.config.clone(),
         plan: airlock_core::pipeline::plan(&options.config),
-        scanner: airlock_scan::Scanner::new(&airlock_scan::RulePack::builtin())?,
+        scanner,
+        scan_options,
         workspaces,
         options,
         work_available: Notify::new(),
@@ -174,6 +177,44 @@ pub async fn start<S: Store>(
         http,
         workers,
     })
+}
+
+/// The scanner and its options for a repository: the built-in rules, the rule files and
+/// severity overrides of `[scan]`, and its allowlists. Rule files are read here, once.
+pub fn scanning(
+    repo_root: &Path,
+    config: &airlock_core::config::ScanConfig,
+) -> Result<(airlock_scan::Scanner, airlock_scan::ScanOptions), ServiceError> {
+    let mut rules = airlock_scan::RulePack::builtin();
+    for file in &config.rule_files {
+        let path = repo_root.join(file);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            ServiceError::Rules(format!(
+                "cannot read {} (`scan.rules`): {e}",
+                path.display()
+            ))
+        })?;
+        rules = rules
+            .with_extra(&text)
+            .map_err(|e| ServiceError::Rules(format!("{}: {e}", path.display())))?;
+    }
+    for (rule, severity) in &config.severity {
+        rules
+            .override_severity(rule, *severity)
+            .map_err(|e| ServiceError::Rules(format!("`scan.severity`: {e}")))?;
+    }
+    let scanner =
+        airlock_scan::Scanner::new(&rules).map_err(|e| ServiceError::Rules(e.to_string()))?;
+    let mut options = airlock_scan::ScanOptions {
+        allow_paths: config.allow_paths.clone(),
+        allow_rules: config.allow_rules.clone(),
+        allow_fingerprints: config.allow_fingerprints.clone(),
+        ..airlock_scan::ScanOptions::default()
+    };
+    if let Some(dirs) = &config.migration_dirs {
+        options.migration_dirs = dirs.clone();
+    }
+    Ok((scanner, options))
 }
 
 /// Milliseconds since the Unix epoch.

@@ -268,14 +268,11 @@ async fn run_scan<S: Store>(
         .ok_or_else(|| format!("change {} has no stored diff", change.id))?;
     let scanning = shared.clone();
     let started = std::time::Instant::now();
-    let report = tokio::task::spawn_blocking(move || {
-        scanning
-            .scanner
-            .scan(&diff, &airlock_scan::ScanOptions::default())
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("the scan could not read the stored diff: {e}"))?;
+    let report =
+        tokio::task::spawn_blocking(move || scanning.scanner.scan(&diff, &scanning.scan_options))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("the scan could not read the stored diff: {e}"))?;
     let blocking = shared.config.scan.blocking;
     let blockers: Vec<&airlock_scan::Finding> = report.blocking(blocking).collect();
     // Name the most severe finding: the agent reads the summary first.

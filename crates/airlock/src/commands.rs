@@ -48,7 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             } else {
                 format
             };
-            crate::scan::run(&patch, format)
+            crate::scan::run(&cwd, &patch, format)
         }
         Command::Demo { json, keep } => crate::demo::run(json, keep),
     }

@@ -2,6 +2,7 @@
 //! formats of the public contract (text, JSON, SARIF 2.1.0).
 
 use std::io::IsTerminal;
+use std::path::Path;
 
 use airlock_scan::{Finding, RulePack, ScanOptions, Scanner, Severity};
 use anyhow::Context;
@@ -10,15 +11,30 @@ use serde_json::{Value, json};
 use crate::Outcome;
 use crate::cli::ScanFormat;
 
-/// Findings at or above this severity block, as in Level 1.
+/// Without an airlock.toml, findings at or above this severity block, as Level 1's default.
 const BLOCKING: Severity = Severity::High;
 
-pub fn run(patch: &str, format: ScanFormat) -> anyhow::Result<Outcome> {
+/// Scans with the rules and allowlists of the repository's airlock.toml when `dir` is in
+/// a repository that has one, else with the built-in rules.
+pub fn run(dir: &Path, patch: &str, format: ScanFormat) -> anyhow::Result<Outcome> {
     let diff = crate::commands::read_patch(patch)?;
-    let rules = RulePack::builtin();
-    let scanner = Scanner::new(&rules).context("the built-in rule pack does not compile")?;
+    let configured = airlock_git::Repo::open(dir)
+        .ok()
+        .filter(|repo| repo.root().join(airlock_core::config::FILE_NAME).exists());
+    let (scanner, options, blocking) = match configured {
+        Some(repo) => {
+            let (repo, config) = crate::commands::load(repo.root())?;
+            let (scanner, options) = airlock_server::scanning(repo.root(), &config.scan)?;
+            (scanner, options, config.scan.blocking)
+        }
+        None => {
+            let scanner = Scanner::new(&RulePack::builtin())
+                .context("the built-in rule pack does not compile")?;
+            (scanner, ScanOptions::default(), BLOCKING)
+        }
+    };
     let report = scanner
-        .scan(&diff, &ScanOptions::default())
+        .scan(&diff, &options)
         .context("cannot scan the patch")?;
     match format {
         ScanFormat::Json => println!(
@@ -29,16 +45,16 @@ pub fn run(patch: &str, format: ScanFormat) -> anyhow::Result<Outcome> {
             "{}",
             serde_json::to_string_pretty(&sarif(&scanner, &report.findings))?
         ),
-        ScanFormat::Text => print_text(&report.findings),
+        ScanFormat::Text => print_text(&report.findings, blocking),
     }
-    Ok(if report.blocking(BLOCKING).next().is_some() {
+    Ok(if report.blocking(blocking).next().is_some() {
         Outcome::Rejected
     } else {
         Outcome::Success
     })
 }
 
-fn print_text(findings: &[Finding]) {
+fn print_text(findings: &[Finding], blocking: Severity) {
     let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let paint = |code: &str, text: &str| {
         if colour {
@@ -68,9 +84,9 @@ fn print_text(findings: &[Finding]) {
         }
         println!("    fix: {}", finding.remediation);
     }
-    let blocking = findings.iter().filter(|f| f.blocks(BLOCKING)).count();
+    let count = findings.iter().filter(|f| f.blocks(blocking)).count();
     println!(
-        "{} findings, {blocking} blocking (severity high or above)",
+        "{} findings, {count} blocking (severity {blocking} or above)",
         findings.len()
     );
 }

@@ -521,3 +521,61 @@ fn scan_follows_the_public_contract() {
     );
     assert!(result["partialFingerprints"]["airlock/v1"].is_string());
 }
+
+/// Rules, severities and allowlists from airlock.toml apply to `airlock scan` in the
+/// repository (and to Level 1, which builds its scanner the same way).
+#[test]
+fn scan_follows_the_repository_configuration() {
+    let (_dir, root) = repository();
+    assert!(airlock(&root, &["init"]).status.success());
+    let leak = "--- a/app.py\n+++ b/app.py\n@@ -1 +1,2 @@\n x = 1\n+AWS_ACCESS_KEY_ID = \"AKIAZ3MSJV4W6QXPLT7R\"\n";
+    std::fs::write(root.join("leak.diff"), leak).unwrap();
+    assert_eq!(
+        airlock(&root, &["scan", "leak.diff"]).status.code(),
+        Some(1)
+    );
+
+    let config = std::fs::read_to_string(root.join("airlock.toml")).unwrap();
+    let set = |from: &str, to: &str| {
+        std::fs::write(root.join("airlock.toml"), config.replace(from, to)).unwrap()
+    };
+    set("allow_paths = []", "allow_paths = [\"app.py\"]");
+    let output = airlock(&root, &["scan", "--json", "leak.diff"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(
+        json(&output)["findings"][0]["allowed"].is_string(),
+        "allowed findings are kept, with why"
+    );
+
+    set(
+        "[scan.severity]\n",
+        "[scan.severity]\n\"secret.aws-access-key-id\" = \"low\"\n",
+    );
+    assert_eq!(
+        airlock(&root, &["scan", "leak.diff"]).status.code(),
+        Some(0)
+    );
+
+    set(
+        "[scan.severity]\n",
+        "[scan.severity]\n\"no.such-rule\" = \"low\"\n",
+    );
+    let output = airlock(&root, &["scan", "leak.diff"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output).contains("no.such-rule"), "{}", text(&output));
+
+    let rules = "[[rule]]\nid = \"insecure-config.internal-host\"\ncategory = \"insecure-config\"\nseverity = \"high\"\nmessage = \"An internal host name is committed.\"\nremediation = \"Use service discovery.\"\nkeywords = [\"corp.internal\"]\npattern = '''[a-z0-9.-]+\\.corp\\.internal'''\nexamples.positive = ['url = \"db1.corp.internal\"']\nexamples.negative = ['url = \"example.com\"']\n";
+    std::fs::write(root.join("extra-rules.toml"), rules).unwrap();
+    set("rules = []", "rules = [\"extra-rules.toml\"]");
+    std::fs::write(
+        root.join("host.diff"),
+        "--- a/app.py\n+++ b/app.py\n@@ -1 +1,2 @@\n x = 1\n+DB = \"db1.corp.internal\"\n",
+    )
+    .unwrap();
+    let output = airlock(&root, &["scan", "--json", "host.diff"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(
+        json(&output)["findings"][0]["rule"],
+        "insecure-config.internal-host"
+    );
+}

@@ -214,17 +214,24 @@ async fn run_steps<S: Store>(
     }
 }
 
+async fn stored_diff<S: Store>(
+    shared: &Shared<S>,
+    change: &ChangeRecord,
+) -> Result<Vec<u8>, String> {
+    shared
+        .store
+        .change_diff(&change.id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("change {} has no stored diff", change.id))
+}
+
 /// The outer error is airlock's (retry); the inner one is the change's (reject).
 async fn prepare_workspace<S: Store>(
     shared: &Arc<Shared<S>>,
     change: &ChangeRecord,
 ) -> Result<Result<Workspace, String>, String> {
-    let diff = shared
-        .store
-        .change_diff(&change.id)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("change {} has no stored diff", change.id))?;
+    let diff = stored_diff(shared, change).await?;
     let shared = shared.clone();
     let change = change.clone();
     tokio::task::spawn_blocking(move || {
@@ -260,12 +267,7 @@ async fn run_scan<S: Store>(
     change: &ChangeRecord,
     index: usize,
 ) -> Result<StepRecord, String> {
-    let diff = shared
-        .store
-        .change_diff(&change.id)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("change {} has no stored diff", change.id))?;
+    let diff = stored_diff(shared, change).await?;
     let scanning = shared.clone();
     let started = std::time::Instant::now();
     let report =

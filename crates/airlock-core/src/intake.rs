@@ -69,9 +69,9 @@ impl Edit {
 pub struct ChangeSet {
     /// The diff as received (diff form) or as rendered from edits.
     pub diff: Vec<u8>,
+    /// What it touches, with hashes of each file before and after. The contents are
+    /// not kept: `rederive` produces them again from the base commit when needed.
     pub files: Vec<ChangedFile>,
-    /// The file contents after the change, in the order of `files` (`None` for deletions).
-    pub new_contents: Vec<Option<Vec<u8>>>,
 }
 
 impl ChangeSet {
@@ -449,7 +449,6 @@ pub fn from_diff(
     };
 
     let mut files = Vec::with_capacity(patch.files.len());
-    let mut new_contents = Vec::with_capacity(patch.files.len());
     for file in &patch.files {
         let path = file.path().to_owned();
         let old = match file.old_path.as_deref() {
@@ -534,12 +533,10 @@ pub fn from_diff(
             lines_added: file.lines_added(),
             lines_removed: file.lines_removed(),
         });
-        new_contents.push(new);
     }
     Ok(ChangeSet {
         diff: diff.to_vec(),
         files,
-        new_contents,
     })
 }
 

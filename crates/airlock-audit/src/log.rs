@@ -39,6 +39,9 @@ pub struct LogOptions {
     pub signer: Option<SigningKey>,
     /// A segment is closed at the first block boundary after it reaches this size.
     pub segment_bytes: u64,
+    /// Read without the writer lock, beside a running writer: nothing is created,
+    /// repaired or appended, and an unfinished last frame is simply not read.
+    pub read_only: bool,
 }
 
 impl LogOptions {
@@ -47,6 +50,15 @@ impl LogOptions {
             verifier,
             signer,
             segment_bytes: 64 << 20,
+            read_only: false,
+        }
+    }
+
+    /// For reading beside a running writer (proofs, exports, `show`).
+    pub fn read_only(verifier: VerifierKey) -> LogOptions {
+        LogOptions {
+            read_only: true,
+            ..LogOptions::new(verifier, None)
         }
     }
 }
@@ -80,7 +92,8 @@ pub struct AuditLog {
     dir: PathBuf,
     options: LogOptions,
     segments: Vec<SegmentFile>,
-    active: File,
+    /// The last segment, open for appending (None when read-only).
+    active: Option<File>,
     active_len: u64,
     len: u64,
     /// (segment number, byte offset) of the first entry of each block.
@@ -91,7 +104,7 @@ pub struct AuditLog {
     /// Leaf hashes of the last, unfinished block.
     tail: Vec<Hash>,
     latest: Option<SignedCheckpoint>,
-    checkpoints: File,
+    checkpoints: Option<File>,
     checkpoint_count: u64,
     block_cache: Mutex<Option<(u64, Arc<Vec<Hash>>)>>,
     /// Set when a write failed half-way: the file may hold a partial batch that recovery
@@ -99,7 +112,7 @@ pub struct AuditLog {
     poisoned: bool,
     /// Batches written since open: with group commit, fewer than the appends asked for.
     batches: u64,
-    _lock: File,
+    _lock: Option<File>,
 }
 
 fn io_error(context: impl Into<String>) -> impl FnOnce(io::Error) -> AuditError {
@@ -139,27 +152,56 @@ impl AuditLog {
     /// is an error that names the index, for `verify` and a human to look at.
     pub fn open(dir: &Path, options: LogOptions) -> Result<(AuditLog, Recovery), AuditError> {
         let segments_dir = dir.join("segments");
-        std::fs::create_dir_all(&segments_dir).map_err(io_error(format!(
-            "cannot create {}",
-            segments_dir.display()
-        )))?;
-        let lock = File::create(dir.join("writer.lock")).map_err(io_error(format!(
-            "cannot open {}",
-            dir.join("writer.lock").display()
-        )))?;
-        if lock.try_lock().is_err() {
-            return Err(AuditError::Locked(dir.display().to_string()));
-        }
-
-        let (latest, checkpoint_count, checkpoints) = open_checkpoints(dir, &options.verifier)?;
-        let mut listed = segment::list(&segments_dir)
-            .map_err(io_error(format!("cannot list {}", segments_dir.display())))?;
-        if listed.is_empty() {
-            let path = segments_dir.join(segment::file_name(0));
-            create_segment(&path, 0)?;
-            sync_dir(&segments_dir)?;
-            listed.push((0, path));
-        }
+        let read_only = options.read_only;
+        let (lock, latest, checkpoint_count, checkpoints, listed) = if read_only {
+            let listed = segment::list(&segments_dir)
+                .map_err(io_error(format!("cannot list {}", segments_dir.display())))?;
+            if listed.is_empty() {
+                return Err(AuditError::Refused(format!(
+                    "there is no audit log in {} yet; `airlock serve` creates it",
+                    dir.display()
+                )));
+            }
+            let history = dir.join("checkpoints.log");
+            let mut latest = None;
+            let mut count = 0;
+            if history.exists() {
+                for (number, checkpoint) in read_checkpoints(&history, &options.verifier)?
+                    .entries
+                    .into_iter()
+                    .enumerate()
+                {
+                    latest = Some(checkpoint.map_err(|what| AuditError::Damaged {
+                        index: number as u64,
+                        what: format!("checkpoint #{number}: {what}"),
+                    })?);
+                    count += 1;
+                }
+            }
+            (None, latest, count, None, listed)
+        } else {
+            std::fs::create_dir_all(&segments_dir).map_err(io_error(format!(
+                "cannot create {}",
+                segments_dir.display()
+            )))?;
+            let lock = File::create(dir.join("writer.lock")).map_err(io_error(format!(
+                "cannot open {}",
+                dir.join("writer.lock").display()
+            )))?;
+            if lock.try_lock().is_err() {
+                return Err(AuditError::Locked(dir.display().to_string()));
+            }
+            let (latest, count, checkpoints) = open_checkpoints(dir, &options.verifier)?;
+            let mut listed = segment::list(&segments_dir)
+                .map_err(io_error(format!("cannot list {}", segments_dir.display())))?;
+            if listed.is_empty() {
+                let path = segments_dir.join(segment::file_name(0));
+                create_segment(&path, 0)?;
+                sync_dir(&segments_dir)?;
+                listed.push((0, path));
+            }
+            (Some(lock), latest, count, Some(checkpoints), listed)
+        };
 
         let mut index = Index::default();
         let mut torn: Option<(u64, u64, FrameFault)> = None;
@@ -213,7 +255,7 @@ impl AuditLog {
         let mut active_len = std::fs::metadata(active_path)
             .map_err(io_error(format!("cannot stat {}", active_path.display())))?
             .len();
-        if let Some((at, offset, fault)) = torn {
+        if let Some((at, offset, fault)) = torn.filter(|_| !read_only) {
             if checkpoint_size.is_some_and(|size| at < size) {
                 return Err(AuditError::Damaged {
                     index: at,
@@ -235,10 +277,16 @@ impl AuditLog {
             recovery.truncated_bytes = active_len - offset;
             active_len = offset;
         }
-        let active = OpenOptions::new()
-            .append(true)
-            .open(active_path)
-            .map_err(io_error(format!("cannot open {}", active_path.display())))?;
+        let active = if read_only {
+            None
+        } else {
+            Some(
+                OpenOptions::new()
+                    .append(true)
+                    .open(active_path)
+                    .map_err(io_error(format!("cannot open {}", active_path.display())))?,
+            )
+        };
 
         let log = AuditLog {
             dir: dir.to_path_buf(),
@@ -317,6 +365,11 @@ impl AuditLog {
         if self.poisoned {
             return Err(AuditError::Poisoned);
         }
+        if self.active.is_none() {
+            return Err(AuditError::Refused(
+                "the audit log was opened read-only".into(),
+            ));
+        }
         for (i, entry) in entries.iter().enumerate() {
             check_entry(entry.as_ref())
                 .map_err(|what| AuditError::Refused(format!("entry {i} of the batch: {what}")))?;
@@ -372,9 +425,10 @@ impl AuditLog {
             return Ok(());
         }
         let path = &self.segments.last().expect("a segment").path;
-        self.active
+        let active = self.active.as_mut().expect("checked by append");
+        active
             .write_all(bytes)
-            .and_then(|()| self.active.sync_data())
+            .and_then(|()| active.sync_data())
             .map_err(io_error(format!("cannot append to {}", path.display())))?;
         self.active_len += bytes.len() as u64;
         Ok(())
@@ -385,10 +439,12 @@ impl AuditLog {
         let path = segments_dir.join(segment::file_name(first_index));
         create_segment(&path, first_index)?;
         sync_dir(&segments_dir)?;
-        self.active = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(io_error(format!("cannot open {}", path.display())))?;
+        self.active = Some(
+            OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(io_error(format!("cannot open {}", path.display())))?,
+        );
         self.active_len = segment::HEADER_LEN;
         self.segments.push(SegmentFile { first_index, path });
         Ok(())
@@ -531,9 +587,13 @@ impl AuditLog {
         let mut frame = Vec::new();
         segment::push_frame(&mut frame, self.checkpoint_count, note.as_bytes());
         let history = self.dir.join("checkpoints.log");
-        self.checkpoints
+        let checkpoints = self
+            .checkpoints
+            .as_mut()
+            .ok_or_else(|| AuditError::Refused("the audit log was opened read-only".into()))?;
+        checkpoints
             .write_all(&frame)
-            .and_then(|()| self.checkpoints.sync_data())
+            .and_then(|()| checkpoints.sync_data())
             .map_err(io_error(format!("cannot append to {}", history.display())))?;
         self.checkpoint_count += 1;
         write_atomically(&self.dir.join("checkpoint"), note.as_bytes())?;

@@ -55,6 +55,14 @@ pub struct Config {
     pub limits: Limits,
     pub server: ServerConfig,
     pub scan: ScanConfig,
+    pub audit: AuditConfig,
+}
+
+/// The tamper-evident audit log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// How often a signed checkpoint is published while the log grows.
+    pub checkpoint_interval: Duration,
 }
 
 /// The dangerous-change scan that opens Level 1.
@@ -119,6 +127,14 @@ struct RawConfig {
     server: RawServer,
     #[serde(default)]
     scan: RawScan,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    checkpoint_interval: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -295,6 +311,12 @@ impl Config {
             return Err(error("key `server.database`: empty path; accepted: a file path such as \".airlock/airlock.db\"".into()));
         }
 
+        let checkpoint_interval = match &raw.audit.checkpoint_interval {
+            None => Duration::from_secs(10),
+            Some(text) => positive_duration(text)
+                .map_err(|e| error(format!("key `audit.checkpoint_interval`: {e}")))?,
+        };
+
         Ok(Config {
             target_branch,
             checks,
@@ -313,6 +335,9 @@ impl Config {
                 allow_rules: raw.scan.allow_rules,
                 allow_fingerprints: raw.scan.allow_fingerprints,
                 migration_dirs: raw.scan.migration_dirs,
+            },
+            audit: AuditConfig {
+                checkpoint_interval,
             },
         })
     }
@@ -468,6 +493,11 @@ allow_fingerprints = []
 # Severity overrides by rule id, e.g. "dependency.manifest-changed" = "medium".
 [scan.severity]
 
+[audit]
+# Every event goes to a Merkle-tree log under .airlock/audit; a signed checkpoint of it
+# is published this often while it grows (and on demand: `airlock audit checkpoint`).
+checkpoint_interval = "10s"
+
 [server]
 # Address of the HTTP API. Keep it on loopback unless a proxy with TLS fronts it.
 listen = "127.0.0.1:7070"
@@ -560,6 +590,14 @@ mod tests {
         check_error(
             "[repository]\ntarget_brnch = 'main'\n",
             &["target_brnch", "target_branch"],
+        );
+        check_error(
+            "[audit]\ncheckpoint_interval = '0s'\n",
+            &["audit.checkpoint_interval", "positive duration"],
+        );
+        check_error(
+            "[audit]\ncheckpoint_every = '5s'\n",
+            &["checkpoint_every", "checkpoint_interval"],
         );
         check_error(
             "[checks]\nsandbox = 'strict'\n",

@@ -57,6 +57,10 @@ pub enum EventKind {
     TokenCreated,
     #[serde(rename = "token.revoked")]
     TokenRevoked,
+    /// The server started with this configuration (its hash): configuration changes show
+    /// up in the audit log as a new hash.
+    #[serde(rename = "config.loaded")]
+    ConfigLoaded,
 }
 
 impl EventKind {
@@ -71,6 +75,7 @@ impl EventKind {
             EventKind::ChecksFailed => "checks.failed",
             EventKind::TokenCreated => "token.created",
             EventKind::TokenRevoked => "token.revoked",
+            EventKind::ConfigLoaded => "config.loaded",
         }
     }
 }

@@ -26,6 +26,10 @@ pub(crate) fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
         .route("/v1/changes", get(list_changes::<S>).post(propose::<S>))
         .route("/v1/changes/{id}", get(get_change::<S>))
         .route("/v1/changes/{id}/events", get(change_events::<S>))
+        .route(
+            "/v1/audit/checkpoint",
+            get(audit_checkpoint::<S>).post(publish_checkpoint::<S>),
+        )
         .fallback(not_found)
         .with_state(shared)
 }
@@ -80,6 +84,54 @@ impl From<airlock_store::StoreError> for ApiError {
     fn from(error: airlock_store::StoreError) -> ApiError {
         ApiError::internal(error)
     }
+}
+
+/// The latest signed checkpoint of the audit log, as a C2SP signed note.
+async fn audit_checkpoint<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authenticate(&shared, &headers).await?;
+    let latest = shared
+        .audit
+        .log
+        .with(|log| log.latest_checkpoint().map(|c| c.note.clone()));
+    match latest {
+        Some(note) => Ok(signed_note(note)),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_checkpoint",
+            "the audit log has no signed checkpoint yet; POST here to publish one",
+        )),
+    }
+}
+
+/// Publishes a checkpoint now (if the log grew) and returns it as JSON.
+async fn publish_checkpoint<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let token = authenticate(&shared, &headers).await?;
+    require_role(
+        &token,
+        &[Role::Operator, Role::Admin],
+        "publish audit checkpoints",
+    )?;
+    let audit = shared.audit.clone();
+    let signed = tokio::task::spawn_blocking(move || audit.checkpoint())
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    Ok(Json(serde_json::json!({
+        "origin": signed.checkpoint.origin,
+        "size": signed.checkpoint.size,
+        "root": signed.checkpoint.root.to_base64(),
+        "note": signed.note,
+    })))
+}
+
+fn signed_note(note: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response()
 }
 
 async fn healthz() -> Json<serde_json::Value> {

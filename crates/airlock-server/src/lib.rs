@@ -4,6 +4,7 @@
 //! and the demo use port 0 without races.
 
 mod api;
+pub mod audit;
 mod intake;
 pub mod tokens;
 mod worker;
@@ -45,6 +46,8 @@ pub enum ServiceError {
     Io(#[from] std::io::Error),
     #[error("scan rules: {0}")]
     Rules(String),
+    #[error("audit log: {0}")]
+    Audit(#[from] airlock_audit::AuditError),
 }
 
 /// Shared by request handlers and workers.
@@ -66,6 +69,7 @@ struct Shared<S> {
     shutting_down: AtomicBool,
     /// Cancels running checks at shutdown.
     cancel: airlock_sandbox::Cancel,
+    audit: Arc<audit::AuditTrail>,
 }
 
 /// A running service. Drop does not stop it: call [`Running::shutdown`].
@@ -74,6 +78,8 @@ pub struct Running {
     stop: Arc<dyn Fn() + Send + Sync>,
     http: JoinHandle<std::io::Result<()>>,
     workers: Vec<JoinHandle<()>>,
+    auditor: JoinHandle<()>,
+    stop_auditor: Arc<Notify>,
 }
 
 impl std::fmt::Debug for Running {
@@ -93,6 +99,9 @@ impl Running {
         for worker in self.workers {
             let _ = worker.await;
         }
+        // Last, so that the workers' final events go into the log, then a final checkpoint.
+        self.stop_auditor.notify_one();
+        let _ = self.auditor.await;
     }
 }
 
@@ -116,6 +125,45 @@ pub async fn start<S: Store>(
             .max(options.config.server.workers),
     )?;
     let (scanner, scan_options) = scanning(&options.repo_root, &options.config.scan)?;
+    let audit = {
+        let state_dir = options.state_dir.clone();
+        let repo_root = options.repo_root.clone();
+        tokio::task::spawn_blocking(move || audit::open_log(&state_dir, &repo_root))
+            .await
+            .map_err(|e| ServiceError::Rules(format!("audit log task: {e}")))??
+    };
+    let (audit_log, recovery, key_created) = audit;
+    if key_created {
+        tracing::info!(key = %audit_log.verifier().to_text(), "created the audit log key");
+    }
+    if recovery.truncated_bytes > 0 {
+        tracing::warn!(
+            bytes = recovery.truncated_bytes,
+            entries = recovery.entries,
+            "cut an unfinished write from the end of the audit log"
+        );
+    }
+    let config_text =
+        std::fs::read(options.repo_root.join(airlock_core::config::FILE_NAME)).unwrap_or_default();
+    let config_sha256 = airlock_core::intake::sha256_hex(&config_text);
+    let trail = Arc::new(audit::AuditTrail::new(
+        audit_log,
+        &options.state_dir,
+        &options.repo_root,
+        config_sha256.clone(),
+    ));
+    store
+        .append_event(&airlock_core::event::NewEvent {
+            change_id: None,
+            at_ms: now_ms(),
+            actor: airlock_core::event::Actor::system("server"),
+            kind: airlock_core::event::EventKind::ConfigLoaded,
+            data: serde_json::json!({
+                "config_sha256": config_sha256,
+                "airlock_version": env!("CARGO_PKG_VERSION"),
+            }),
+        })
+        .await?;
     let released = store.release_all_leases().await?;
     if released > 0 {
         tracing::info!(
@@ -136,6 +184,7 @@ pub async fn start<S: Store>(
         progress: tokio::sync::watch::Sender::new(0),
         shutting_down: AtomicBool::new(false),
         cancel: airlock_sandbox::Cancel::default(),
+        audit: trail,
     });
     let addr = listener.local_addr()?;
 
@@ -162,6 +211,12 @@ pub async fn start<S: Store>(
             ))
         })
         .collect();
+    let stop_auditor = Arc::new(Notify::new());
+    let auditor = tokio::spawn(audit::follow(
+        shared.clone(),
+        stop_auditor.clone(),
+        shared.config.audit.checkpoint_interval,
+    ));
     let stop = {
         let shared = shared.clone();
         Arc::new(move || {
@@ -176,6 +231,8 @@ pub async fn start<S: Store>(
         stop,
         http,
         workers,
+        auditor,
+        stop_auditor,
     })
 }
 

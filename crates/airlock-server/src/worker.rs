@@ -194,6 +194,7 @@ async fn run_steps<S: Store>(
             serde_json::json!({
                 "step": step.name,
                 "index": step.index,
+                "revision": change.revision,
                 "status": step.status,
                 "exit_code": step.exit_code,
                 "duration_ms": step.duration_ms,

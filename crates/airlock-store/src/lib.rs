@@ -191,6 +191,15 @@ pub trait Store: Send + Sync + 'static {
     /// Appends an event that goes with no state change (a resumed run, a note).
     fn append_event(&self, event: &NewEvent)
     -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Up to `limit` events with a sequence number above `seq`, in order: how the audit
+    /// log follows the store. In SQLite, sequence numbers are assigned in commit order, so
+    /// an event never appears behind one already read. (A PostgreSQL store must keep that
+    /// promise too: a sequence alone does not, as transactions commit out of order.)
+    fn events_after(
+        &self,
+        seq: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<EventRecord>, StoreError>> + Send;
     /// Events in order; of one change, or all when `change` is None.
     fn events(
         &self,

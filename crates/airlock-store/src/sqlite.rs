@@ -445,21 +445,30 @@ impl Store for SqliteStore {
                     .await?
             }
         };
-        rows.iter()
-            .map(|row| {
-                let change_id: Option<String> = row.try_get("change_id")?;
-                Ok(EventRecord {
-                    seq: row.try_get("seq")?,
-                    change_id: change_id
-                        .map(|id| id.parse())
-                        .transpose()
-                        .map_err(corrupt("event change id"))?,
-                    at_ms: row.try_get("at_ms")?,
-                    actor: json(&row.try_get::<String, _>("actor")?, "event actor")?,
-                    kind: row.try_get("kind")?,
-                    data: json(&row.try_get::<String, _>("data")?, "event data")?,
-                })
-            })
-            .collect()
+        rows.iter().map(event_record).collect()
     }
+
+    async fn events_after(&self, seq: i64, limit: u32) -> Result<Vec<EventRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(seq)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(event_record).collect()
+    }
+}
+
+fn event_record(row: &sqlx::sqlite::SqliteRow) -> Result<EventRecord, StoreError> {
+    let change_id: Option<String> = row.try_get("change_id")?;
+    Ok(EventRecord {
+        seq: row.try_get("seq")?,
+        change_id: change_id
+            .map(|id| id.parse())
+            .transpose()
+            .map_err(corrupt("event change id"))?,
+        at_ms: row.try_get("at_ms")?,
+        actor: json(&row.try_get::<String, _>("actor")?, "event actor")?,
+        kind: row.try_get("kind")?,
+        data: json(&row.try_get::<String, _>("data")?, "event data")?,
+    })
 }

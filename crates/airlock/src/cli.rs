@@ -75,6 +75,9 @@ pub enum Command {
         #[arg(long, conflicts_with = "format")]
         json: bool,
     },
+    /// The tamper-evident audit log: verify, show, prove, export evidence.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Run the whole flow on a generated sample repository, with no setup.
     Demo {
         /// Print the summary as JSON.
@@ -108,6 +111,81 @@ pub enum TokenCommand {
     /// Revoke a token by id (tok_...).
     Revoke {
         id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the whole tree and every signature; name the first bad index.
+    /// Exit 0: intact; 1: tampered or damaged.
+    Verify {
+        /// The verifier key to trust (default: .airlock/audit/verifier.key; keep a copy elsewhere).
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// A signed checkpoint kept outside the log: the log must still contain its tree.
+        #[arg(long = "from-checkpoint", value_name = "FILE")]
+        from_checkpoint: Vec<PathBuf>,
+        /// Also check that every entry is canonical JSON of the current entry version.
+        #[arg(long)]
+        deep: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print entries.
+    Show {
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Only entries about this change.
+        #[arg(long)]
+        change: Option<String>,
+        /// One JSON object per line, with index and leaf hash.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the inclusion proof of one entry.
+    Prove {
+        #[arg(long)]
+        index: u64,
+        /// Tree size to prove against (default: the latest checkpoint's).
+        #[arg(long)]
+        size: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the proof that the tree of OLD entries is a prefix of the tree of NEW.
+    Consistency {
+        old: u64,
+        new: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an offline evidence bundle for one change (entries, proofs, checkpoint, key).
+    Export {
+        #[arg(long)]
+        change: String,
+        /// Output file (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Check an evidence bundle with no server and no database. Exit 0: valid; 1: invalid.
+    VerifyBundle {
+        file: PathBuf,
+        /// Pin the verifier key instead of trusting the one in the bundle.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the log's public verifier key.
+    Key,
+    /// Publish a signed checkpoint now (through the server when it is running).
+    Checkpoint {
+        #[command(flatten)]
+        client: ClientArgs,
         #[arg(long)]
         json: bool,
     },

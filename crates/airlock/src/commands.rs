@@ -50,6 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             };
             crate::scan::run(&cwd, &patch, format)
         }
+        Command::Audit(command) => crate::audit::run(&cwd, command),
         Command::Demo { json, keep } => crate::demo::run(json, keep),
     }
 }
@@ -115,8 +116,17 @@ fn init(dir: &Path, target_branch: Option<String>, force: bool) -> anyhow::Resul
         "# airlock's state: never committed.\n*\n",
     )?;
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    let audit_dir = airlock_server::audit::audit_dir(&state);
+    let (key, created) =
+        airlock_audit::keys::load_or_create(&audit_dir, &airlock_server::audit::log_name(&root))?;
     println!("wrote {}", path.display());
     println!("state directory {} (git-ignored)", state.display());
+    println!(
+        "audit log key {} {}; its public half, to keep where auditors can find it:",
+        key.name(),
+        if created { "created" } else { "kept" }
+    );
+    println!("  {}", key.verifier().to_text());
     if checks.is_empty() {
         println!("no test command detected: add yours under [checks] commands");
     }

@@ -1,6 +1,7 @@
 //! The `airlock` binary: parses arguments, runs one command, and decides the exit code
 //! in one place: 0 success or accepted, 1 rejected, 2 usage, input or operational error.
 
+mod audit;
 mod cli;
 mod client;
 mod commands;

@@ -650,3 +650,181 @@ fn sarif_output_validates_against_the_official_schema() {
         "an invalid level passed validation"
     );
 }
+
+#[test]
+fn the_audit_log_records_every_event_and_verifies_offline() {
+    let (_dir, root) = repository();
+    let token = set_up(
+        &root,
+        "commands = [{ name = \"test\", run = \"cat README.md; grep -q hello README.md\" }]",
+        "best-effort",
+    );
+    // `airlock init` created the log's key; its public half is printable and exportable.
+    let key_text = std::fs::read_to_string(root.join(".airlock/audit/verifier.key")).unwrap();
+    assert_eq!(
+        String::from_utf8(airlock(&root, &["audit", "key"]).stdout).unwrap(),
+        key_text
+    );
+    assert!(key_text.starts_with("airlock.local/repo+"), "{key_text}");
+    let operator = json(&airlock(
+        &root,
+        &[
+            "token", "create", "--role", "operator", "--name", "ops", "--json",
+        ],
+    ))["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let port = free_port();
+    let server = format!("http://127.0.0.1:{port}");
+    let with_token = |token: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(args)
+            .current_dir(&root)
+            .env("AIRLOCK_SERVER", &server)
+            .env("AIRLOCK_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    std::fs::write(
+        root.join("bad.diff"),
+        "--- a/README.md\n+++ b/README.md\n@@ -1 +1 @@\n-hello\n+goodbye\n",
+    )
+    .unwrap();
+    let id = {
+        let _server = serve(&root, port);
+        let bad = with_token(
+            &token,
+            &[
+                "propose",
+                "--patch",
+                "bad.diff",
+                "--title",
+                "say goodbye",
+                "--wait",
+                "--json",
+            ],
+        );
+        assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+        let id = json(&bad)["id"].as_str().unwrap().to_owned();
+        // The log follows the store; wait for the verdict to reach it.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let shown = airlock(&root, &["audit", "show", "--change", &id]);
+            if text(&shown).contains("checks.rejected") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the verdict never reached the log: {}",
+                text(&shown)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // An agent may not publish checkpoints; an operator may.
+        assert_eq!(
+            with_token(&token, &["audit", "checkpoint"]).status.code(),
+            Some(2)
+        );
+        let published = with_token(&operator, &["audit", "checkpoint", "--json"]);
+        assert!(published.status.success(), "{}", text(&published));
+        assert!(json(&published)["size"].as_u64().unwrap() >= 6);
+        id
+        // The server is killed here (SIGKILL), not stopped.
+    };
+    // A restart resumes the log after the last entry: nothing lost, nothing twice.
+    drop(serve(&root, port));
+    let entries: Vec<Value> =
+        String::from_utf8(airlock(&root, &["audit", "show", "--json", "--limit", "1000"]).stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    let seqs: Vec<u64> = entries
+        .iter()
+        .map(|e| e["entry"]["event_seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "every event exactly once, in order"
+    );
+    let kinds: Vec<&str> = entries
+        .iter()
+        .map(|e| e["entry"]["kind"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "token.created",
+        "config.loaded",
+        "change.proposed",
+        "checks.started",
+        "checks.step_finished",
+        "checks.rejected",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    let proposed = entries
+        .iter()
+        .find(|e| e["entry"]["kind"] == "change.proposed")
+        .unwrap();
+    assert_eq!(proposed["entry"]["actor"]["name"], "bot");
+    assert_eq!(proposed["entry"]["files"][0]["path"], "README.md");
+    assert!(proposed["entry"]["files"][0]["before_sha256"].is_string());
+
+    let verified = airlock(&root, &["audit", "verify", "--deep"]);
+    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+    let proof = json(&airlock(
+        &root,
+        &["audit", "prove", "--index", "2", "--json"],
+    ));
+    assert!(!proof["proof"].as_array().unwrap().is_empty());
+
+    let bundle = root.join(".airlock/bundle.json");
+    let exported = airlock(
+        &root,
+        &[
+            "audit",
+            "export",
+            "--change",
+            &id,
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    assert!(exported.status.success(), "{}", text(&exported));
+    let key = root.join(".airlock/audit/verifier.key");
+    let checked = airlock(
+        &root,
+        &[
+            "audit",
+            "verify-bundle",
+            bundle.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(checked.status.code(), Some(0), "{}", text(&checked));
+    let report = json(&checked);
+    assert!(report["entries"].as_u64().unwrap() >= 4);
+    assert!(
+        report["payloads_present"].as_u64().unwrap() >= 1,
+        "the failing test's output travels with the bundle"
+    );
+
+    // One flipped byte in the middle of the segment: named by index, exit 1.
+    let segments = root.join(".airlock/audit/segments");
+    let segment = std::fs::read_dir(&segments)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&segment, bytes).unwrap();
+    let tampered = airlock(&root, &["audit", "verify"]);
+    assert_eq!(tampered.status.code(), Some(1), "{}", text(&tampered));
+    assert!(text(&tampered).contains("index "), "{}", text(&tampered));
+}

@@ -1,0 +1,341 @@
+//! The service's audit trail: every event the store records becomes an entry of the
+//! tamper-evident log, in the order the store committed them, and checkpoints are signed
+//! at a steady cadence.
+//!
+//! The store is the outbox: an event is written with its state change in one database
+//! transaction, and this follower copies events into the log afterwards. Each entry
+//! carries its event's sequence number, so after a crash the follower resumes after the
+//! last entry on disk: no event is lost (it is still in the store) and none is logged
+//! twice. There is no two-phase commit between the database and the log to get wrong.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use airlock_audit::entry::{
+    AuditEntry, Decision, EntryActor, FileDigest, PayloadRef, evidence_digest,
+};
+use airlock_audit::payload::PayloadStore;
+use airlock_audit::{AuditError, AuditLog, LogOptions, Recovery, SharedLog};
+use airlock_core::change::StepRecord;
+use airlock_core::event::ActorKind;
+use airlock_store::{EventRecord, Store};
+
+use crate::Shared;
+
+/// Events copied per batch: one log append (one fsync) each.
+const BATCH: u32 = 500;
+/// How often the follower looks for events written by other processes (the CLI's token
+/// commands) when nothing in this process woke it.
+const POLL: Duration = Duration::from_millis(500);
+
+/// The audit log directory inside a state directory.
+pub fn audit_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("audit")
+}
+
+/// The log's name (the checkpoint origin and key name): stable for a repository, and
+/// free of the characters signed notes forbid.
+pub fn log_name(repo_root: &Path) -> String {
+    let base: String = repo_root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!(
+        "airlock.local/{}",
+        if base.is_empty() { "repository" } else { &base }
+    )
+}
+
+/// Opens the log for writing, creating its key pair on first use.
+pub fn open_log(
+    state_dir: &Path,
+    repo_root: &Path,
+) -> Result<(AuditLog, Recovery, bool), AuditError> {
+    let dir = audit_dir(state_dir);
+    let (signer, created) = airlock_audit::keys::load_or_create(&dir, &log_name(repo_root))?;
+    let options = LogOptions::new(signer.verifier(), Some(signer));
+    let (log, recovery) = AuditLog::open(&dir, options)?;
+    Ok((log, recovery, created))
+}
+
+/// The log as the service holds it.
+#[derive(Debug)]
+pub(crate) struct AuditTrail {
+    pub log: Arc<SharedLog>,
+    payloads: PayloadStore,
+    repository: String,
+    /// SHA-256 of the airlock.toml that decides Level 1 (recorded with its decisions).
+    config_sha256: String,
+}
+
+impl AuditTrail {
+    pub fn new(
+        log: AuditLog,
+        state_dir: &Path,
+        repo_root: &Path,
+        config_sha256: String,
+    ) -> AuditTrail {
+        AuditTrail {
+            log: Arc::new(SharedLog::new(log)),
+            payloads: PayloadStore::new(&audit_dir(state_dir).join("payloads")),
+            repository: repo_root.display().to_string(),
+            config_sha256,
+        }
+    }
+
+    /// The store sequence number of the last event already in the log.
+    fn last_event_seq(&self) -> Result<i64, String> {
+        self.log.with(|log| {
+            if log.is_empty() {
+                return Ok(0);
+            }
+            let bytes = log.entry(log.len() - 1).map_err(|e| e.to_string())?;
+            let entry = AuditEntry::decode(&bytes)
+                .map_err(|e| format!("the last audit entry is unreadable: {e}"))?;
+            Ok(entry.event_seq as i64)
+        })
+    }
+
+    /// Signs a checkpoint if the log grew since the last one.
+    pub fn checkpoint(&self) -> Result<airlock_audit::SignedCheckpoint, AuditError> {
+        self.log.with(|log| log.publish_checkpoint())
+    }
+}
+
+/// Follows the store until `stop` fires, then copies what is left and signs a final
+/// checkpoint. Errors are logged and retried: the store keeps every event meanwhile.
+pub(crate) async fn follow<S: Store>(
+    shared: Arc<Shared<S>>,
+    stop: Arc<tokio::sync::Notify>,
+    checkpoint_every: Duration,
+) {
+    let trail = shared.audit.clone();
+    let store = &shared.store;
+    let mut wake = shared.progress.subscribe();
+    let mut next = tokio::time::Instant::now() + checkpoint_every;
+    let mut stopping = false;
+    loop {
+        match copy_new_events(store, &trail).await {
+            Ok(copied) if copied >= BATCH as usize => continue,
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, "could not extend the audit log; retrying"),
+        }
+        if stopping || tokio::time::Instant::now() >= next {
+            let trail = trail.clone();
+            match tokio::task::spawn_blocking(move || trail.checkpoint()).await {
+                Ok(Ok(signed)) => {
+                    tracing::debug!(size = signed.checkpoint.size, "audit checkpoint")
+                }
+                Ok(Err(error)) => tracing::error!(%error, "could not sign an audit checkpoint"),
+                Err(error) => tracing::error!(%error, "audit checkpoint task failed"),
+            }
+            next = tokio::time::Instant::now() + checkpoint_every;
+        }
+        if stopping {
+            return;
+        }
+        tokio::select! {
+            _ = stop.notified() => stopping = true,
+            _ = wake.changed() => {}
+            _ = tokio::time::sleep(POLL) => {}
+            _ = tokio::time::sleep_until(next) => {}
+        }
+    }
+}
+
+/// Copies the next batch of events into the log; returns how many.
+async fn copy_new_events<S: Store>(store: &S, trail: &Arc<AuditTrail>) -> Result<usize, String> {
+    let after = {
+        let trail = trail.clone();
+        tokio::task::spawn_blocking(move || trail.last_event_seq())
+            .await
+            .map_err(|e| e.to_string())??
+    };
+    let events = store
+        .events_after(after, BATCH)
+        .await
+        .map_err(|e| e.to_string())?;
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let mut entries = Vec::with_capacity(events.len());
+    for event in &events {
+        let step = step_of(store, event).await?;
+        let trail2 = trail.clone();
+        let event2 = event.clone();
+        let entry = tokio::task::spawn_blocking(move || trail2.entry_for(&event2, step.as_ref()))
+            .await
+            .map_err(|e| e.to_string())??;
+        entries.push(entry);
+    }
+    let count = entries.len();
+    let trail = trail.clone();
+    tokio::task::spawn_blocking(move || trail.log.append(entries))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(count)
+}
+
+/// The step record a `checks.step_finished` event is about: its output and findings are
+/// evidence the event itself only summarises.
+async fn step_of<S: Store>(store: &S, event: &EventRecord) -> Result<Option<StepRecord>, String> {
+    if event.kind != airlock_core::event::EventKind::CheckStepFinished.as_str() {
+        return Ok(None);
+    }
+    let (Some(change), Some(index)) = (&event.change_id, event.data["index"].as_u64()) else {
+        return Ok(None);
+    };
+    let revision = event.data["revision"].as_i64().unwrap_or(1);
+    let steps = store
+        .steps(change, revision)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(steps.into_iter().find(|s| s.index as u64 == index))
+}
+
+impl AuditTrail {
+    /// The audit entry for one stored event. Test output goes to the payload store, and
+    /// the entry keeps only its salted hash.
+    fn entry_for(&self, event: &EventRecord, step: Option<&StepRecord>) -> Result<Vec<u8>, String> {
+        let data = &event.data;
+        let text = |key: &str| data[key].as_str().map(str::to_owned);
+        let files = data["files"]
+            .as_array()
+            .map(|files| {
+                files
+                    .iter()
+                    .map(|f| FileDigest {
+                        path: f["path"].as_str().unwrap_or_default().to_owned(),
+                        old_path: f["old_path"].as_str().map(str::to_owned),
+                        op: f["op"].as_str().unwrap_or_default().to_owned(),
+                        before_sha256: f["old_sha256"].as_str().map(str::to_owned),
+                        after_sha256: f["new_sha256"].as_str().map(str::to_owned),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut details = data.clone();
+        if let Some(object) = details.as_object_mut() {
+            for key in ["files", "base_commit", "diff_sha256", "summary"] {
+                object.remove(key);
+            }
+        }
+        let mut payloads: Vec<PayloadRef> = Vec::new();
+        let mut decision = None;
+        let digest = |value: &serde_json::Value| evidence_digest(value).map_err(|e| e.to_string());
+        if let Some(step) = step {
+            if !step.output.is_empty() {
+                payloads.push(
+                    self.payloads
+                        .put("output", step.output.as_bytes())
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+            let evidence = serde_json::to_value(step).map_err(|e| e.to_string())?;
+            decision = Some(Decision {
+                outcome: serde_json::to_value(step.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                summary: step.reason.clone(),
+                evidence_sha256: digest(&evidence)?,
+            });
+            if !step.findings.is_empty() {
+                details["findings"] = findings_summary(&step.findings);
+            }
+        }
+        if let Some(outcome) = event.kind.strip_prefix("checks.")
+            && matches!(outcome, "passed" | "rejected" | "failed")
+        {
+            decision = Some(Decision {
+                outcome: outcome.to_owned(),
+                summary: text("summary"),
+                evidence_sha256: digest(data)?,
+            });
+        }
+        let entry = AuditEntry {
+            v: airlock_audit::entry::VERSION,
+            kind: event.kind.clone(),
+            time: rfc3339(event.at_ms),
+            actor: EntryActor {
+                kind: match event.actor.kind {
+                    ActorKind::Agent => "agent",
+                    ActorKind::Human => "human",
+                    ActorKind::System => "system",
+                }
+                .to_owned(),
+                name: event.actor.name.clone(),
+                token_id: event.actor.token_id.as_ref().map(|t| t.to_string()),
+            },
+            event_seq: event.seq as u64,
+            change_id: event.change_id.as_ref().map(|c| c.to_string()),
+            repository: Some(self.repository.clone()),
+            base_commit: text("base_commit"),
+            result_commit: None,
+            diff_sha256: text("diff_sha256"),
+            files,
+            approval: None,
+            policy_sha256: decision.as_ref().map(|_| self.config_sha256.clone()),
+            decision,
+            payloads,
+            details: if details.as_object().is_some_and(|o| o.is_empty()) {
+                serde_json::Value::Null
+            } else {
+                details
+            },
+        };
+        entry.encode().map_err(|e| e.to_string())
+    }
+}
+
+/// Counts by category and severity, and the rules that fired: enough to audit a decision
+/// without copying findings (whose previews are already masked) into the tree.
+fn findings_summary(findings: &[airlock_scan::Finding]) -> serde_json::Value {
+    use std::collections::BTreeMap;
+    fn name<T: serde::Serialize>(value: T) -> String {
+        serde_json::to_value(value)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+    let mut by_category: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_severity: BTreeMap<String, u64> = BTreeMap::new();
+    let mut rules: Vec<&str> = Vec::new();
+    for finding in findings {
+        *by_category.entry(name(finding.category)).or_default() += 1;
+        *by_severity.entry(name(finding.severity)).or_default() += 1;
+        if !rules.contains(&finding.rule.as_str()) {
+            rules.push(&finding.rule);
+        }
+    }
+    serde_json::json!({
+        "total": findings.len(),
+        "allowed": findings.iter().filter(|f| f.allowed.is_some()).count(),
+        "by_category": by_category,
+        "by_severity": by_severity,
+        "rules": rules,
+        "fingerprints": findings.iter().map(|f| f.fingerprint.as_str()).collect::<Vec<_>>(),
+    })
+}
+
+/// RFC 3339 UTC with milliseconds.
+pub(crate) fn rfc3339(at_ms: i64) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| at_ms.to_string())
+}

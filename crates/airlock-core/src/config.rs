@@ -63,6 +63,8 @@ pub struct Config {
 pub struct AuditConfig {
     /// How often a signed checkpoint is published while the log grows.
     pub checkpoint_interval: Duration,
+    /// Where entries are forwarded (JSONL mirror, syslog, webhook), validated.
+    pub sinks: Vec<airlock_sinks::SinkSpec>,
 }
 
 /// The dangerous-change scan that opens Level 1.
@@ -135,6 +137,8 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawAudit {
     checkpoint_interval: Option<String>,
+    #[serde(default)]
+    sinks: Vec<airlock_sinks::SinkConfig>,
 }
 
 #[derive(Deserialize, Default)]
@@ -317,6 +321,9 @@ impl Config {
                 .map_err(|e| error(format!("key `audit.checkpoint_interval`: {e}")))?,
         };
 
+        let sinks =
+            airlock_sinks::validate_sinks(&raw.audit.sinks).map_err(|e| error(e.to_string()))?;
+
         Ok(Config {
             target_branch,
             checks,
@@ -338,6 +345,7 @@ impl Config {
             },
             audit: AuditConfig {
                 checkpoint_interval,
+                sinks,
             },
         })
     }
@@ -497,6 +505,12 @@ allow_fingerprints = []
 # Every event goes to a Merkle-tree log under .airlock/audit; a signed checkpoint of it
 # is published this often while it grows (and on demand: `airlock audit checkpoint`).
 checkpoint_interval = "10s"
+# Forward every entry to central logging; each sink keeps its own durable cursor, and a
+# slow or dead one never blocks the log. Kinds: "jsonl", "syslog" (udp|tcp), "webhook".
+# [[audit.sinks]]
+# name = "mirror"
+# kind = "jsonl"
+# path = "/var/log/airlock/audit.jsonl"
 
 [server]
 # Address of the HTTP API. Keep it on loopback unless a proxy with TLS fronts it.
@@ -594,6 +608,10 @@ mod tests {
         check_error(
             "[audit]\ncheckpoint_interval = '0s'\n",
             &["audit.checkpoint_interval", "positive duration"],
+        );
+        check_error(
+            "[[audit.sinks]]\nname = 'siem'\nkind = 'syslog'\naddress = '127.0.0.1:514'\nprotocol = 'sctp'\n",
+            &["audit.sinks[0].protocol", "udp", "tcp"],
         );
         check_error(
             "[audit]\ncheckpoint_every = '5s'\n",

@@ -72,6 +72,8 @@ pub fn open_log(
 #[derive(Debug)]
 pub(crate) struct AuditTrail {
     pub log: Arc<SharedLog>,
+    /// Wakes the sinks after each durable append.
+    pub appended: airlock_sinks::AppendSignal,
     payloads: PayloadStore,
     repository: String,
     /// SHA-256 of the airlock.toml that decides Level 1 (recorded with its decisions).
@@ -87,6 +89,7 @@ impl AuditTrail {
     ) -> AuditTrail {
         AuditTrail {
             log: Arc::new(SharedLog::new(log)),
+            appended: airlock_sinks::AppendSignal::new(),
             payloads: PayloadStore::new(&audit_dir(state_dir).join("payloads")),
             repository: repo_root.display().to_string(),
             config_sha256,
@@ -180,10 +183,14 @@ async fn copy_new_events<S: Store>(store: &S, trail: &Arc<AuditTrail>) -> Result
     }
     let count = entries.len();
     let trail = trail.clone();
-    tokio::task::spawn_blocking(move || trail.log.append(entries))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || {
+        let appended = trail.log.append(entries);
+        trail.appended.notify();
+        appended
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
     Ok(count)
 }
 
@@ -338,4 +345,55 @@ pub(crate) fn rfc3339(at_ms: i64) -> String {
         .ok()
         .and_then(|t| t.format(&format).ok())
         .unwrap_or_else(|| at_ms.to_string())
+}
+
+/// The log as the sinks read it: durable entries only (the log's length moves after the
+/// sync), each with its leaf hash.
+#[derive(Debug)]
+pub(crate) struct LogSource(pub Arc<SharedLog>);
+
+impl airlock_sinks::EntrySource for LogSource {
+    fn read(&self, from_index: u64, max: usize) -> std::io::Result<Vec<airlock_sinks::SinkRecord>> {
+        let entries = self
+            .0
+            .with(|log| log.read(from_index, max))
+            .map_err(std::io::Error::other)?;
+        Ok(entries
+            .into_iter()
+            .map(|(index, entry)| airlock_sinks::SinkRecord {
+                index,
+                leaf_hash: airlock_audit::leaf_hash(&entry).0,
+                entry: entry.into(),
+            })
+            .collect())
+    }
+
+    fn len(&self) -> u64 {
+        self.0.with(|log| log.len())
+    }
+}
+
+/// Starts one runner per configured sink. Relative JSONL paths are relative to the
+/// repository root, like every other path in airlock.toml.
+pub(crate) fn start_sinks(
+    trail: &AuditTrail,
+    specs: &[airlock_sinks::SinkSpec],
+    state_dir: &Path,
+    repo_root: &Path,
+) -> Result<Vec<airlock_sinks::SinkRunner>, String> {
+    let source: Arc<dyn airlock_sinks::EntrySource> = Arc::new(LogSource(trail.log.clone()));
+    let cursors = audit_dir(state_dir).join("sinks");
+    specs
+        .iter()
+        .map(|spec| {
+            let mut spec = spec.clone();
+            if let airlock_sinks::SinkTarget::Jsonl { path } = &mut spec.target
+                && path.is_relative()
+            {
+                *path = repo_root.join(&*path);
+            }
+            spec.start(source.clone(), trail.appended.clone(), &cursors)
+                .map_err(|e| e.to_string())
+        })
+        .collect()
 }

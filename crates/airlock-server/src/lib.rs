@@ -48,6 +48,8 @@ pub enum ServiceError {
     Rules(String),
     #[error("audit log: {0}")]
     Audit(#[from] airlock_audit::AuditError),
+    #[error("audit sink: {0}")]
+    Sink(String),
 }
 
 /// Shared by request handlers and workers.
@@ -80,6 +82,7 @@ pub struct Running {
     workers: Vec<JoinHandle<()>>,
     auditor: JoinHandle<()>,
     stop_auditor: Arc<Notify>,
+    sinks: Vec<airlock_sinks::SinkRunner>,
 }
 
 impl std::fmt::Debug for Running {
@@ -102,6 +105,16 @@ impl Running {
         // Last, so that the workers' final events go into the log, then a final checkpoint.
         self.stop_auditor.notify_one();
         let _ = self.auditor.await;
+        let sinks = self.sinks;
+        let _ = tokio::task::spawn_blocking(move || {
+            for sink in sinks {
+                let status = sink.stop();
+                if status.lag > 0 {
+                    tracing::warn!(sink = %status.name, lag = status.lag, "audit sink stopped behind the log; it resumes from its cursor");
+                }
+            }
+        })
+        .await;
     }
 }
 
@@ -152,6 +165,13 @@ pub async fn start<S: Store>(
         &options.repo_root,
         config_sha256.clone(),
     ));
+    let sinks = audit::start_sinks(
+        &trail,
+        &options.config.audit.sinks,
+        &options.state_dir,
+        &options.repo_root,
+    )
+    .map_err(ServiceError::Sink)?;
     store
         .append_event(&airlock_core::event::NewEvent {
             change_id: None,
@@ -233,6 +253,7 @@ pub async fn start<S: Store>(
         workers,
         auditor,
         stop_auditor,
+        sinks,
     })
 }
 

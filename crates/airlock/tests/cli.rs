@@ -659,6 +659,9 @@ fn the_audit_log_records_every_event_and_verifies_offline() {
         "commands = [{ name = \"test\", run = \"cat README.md; grep -q hello README.md\" }]",
         "best-effort",
     );
+    let mut config = std::fs::read_to_string(root.join("airlock.toml")).unwrap();
+    config.push_str("\n[[audit.sinks]]\nname = \"mirror\"\nkind = \"jsonl\"\npath = \".airlock/mirror.jsonl\"\n");
+    std::fs::write(root.join("airlock.toml"), config).unwrap();
     // `airlock init` created the log's key; its public half is printable and exportable.
     let key_text = std::fs::read_to_string(root.join(".airlock/audit/verifier.key")).unwrap();
     assert_eq!(

@@ -127,8 +127,9 @@ pub(crate) async fn follow<S: Store>(
     let mut wake = shared.progress.subscribe();
     let mut next = tokio::time::Instant::now() + checkpoint_every;
     let mut stopping = false;
+    let mut after = None;
     loop {
-        match copy_new_events(store, &trail).await {
+        match copy_new_events(store, &trail, &mut after).await {
             Ok(copied) if copied >= BATCH as usize => continue,
             Ok(_) => {}
             Err(error) => tracing::error!(%error, "could not extend the audit log; retrying"),
@@ -156,41 +157,51 @@ pub(crate) async fn follow<S: Store>(
     }
 }
 
-/// Copies the next batch of events into the log; returns how many.
-async fn copy_new_events<S: Store>(store: &S, trail: &Arc<AuditTrail>) -> Result<usize, String> {
-    let after = {
-        let trail = trail.clone();
-        tokio::task::spawn_blocking(move || trail.last_event_seq())
-            .await
-            .map_err(|e| e.to_string())??
+/// Copies the next batch of events after `after` (the last event already in the log,
+/// read from the log itself when None) into the log; returns how many, and moves `after`.
+async fn copy_new_events<S: Store>(
+    store: &S,
+    trail: &Arc<AuditTrail>,
+    after: &mut Option<i64>,
+) -> Result<usize, String> {
+    let from = match *after {
+        Some(seq) => seq,
+        None => {
+            let trail = trail.clone();
+            tokio::task::spawn_blocking(move || trail.last_event_seq())
+                .await
+                .map_err(|e| e.to_string())??
+        }
     };
     let events = store
-        .events_after(after, BATCH)
+        .events_after(from, BATCH)
         .await
         .map_err(|e| e.to_string())?;
-    if events.is_empty() {
+    let Some(last) = events.last().map(|e| e.seq) else {
+        *after = Some(from);
         return Ok(0);
-    }
-    let mut entries = Vec::with_capacity(events.len());
+    };
+    let mut steps = Vec::with_capacity(events.len());
     for event in &events {
-        let step = step_of(store, event).await?;
-        let trail2 = trail.clone();
-        let event2 = event.clone();
-        let entry = tokio::task::spawn_blocking(move || trail2.entry_for(&event2, step.as_ref()))
-            .await
-            .map_err(|e| e.to_string())??;
-        entries.push(entry);
+        steps.push(step_of(store, event).await?);
     }
-    let count = entries.len();
+    let count = events.len();
     let trail = trail.clone();
-    tokio::task::spawn_blocking(move || {
+    let appended = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let entries = events
+            .iter()
+            .zip(&steps)
+            .map(|(event, step)| trail.entry_for(event, step.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
         let appended = trail.log.append(entries);
         trail.appended.notify();
-        appended
+        appended.map(drop).map_err(|e| e.to_string())
     })
     .await
-    .map_err(|e| e.to_string())?
     .map_err(|e| e.to_string())?;
+    // After a failure, the log itself says where it stands.
+    *after = appended.is_ok().then_some(last);
+    appended?;
     Ok(count)
 }
 

@@ -15,6 +15,9 @@ mod render;
 
 pub use apply::apply;
 pub use error::{ApplyError, HunkPlace, ParseError, ParseProblem};
-pub use parse::parse;
-pub use patch::{FileChangeKind, FilePatch, Hunk, HunkLine, LineKind, Patch};
+pub use parse::{parse, parse_ref};
+pub use patch::{
+    FileChangeKind, FilePatch, FilePatchRef, Hunk, HunkLine, HunkLineRef, HunkRef, LineKind, Patch,
+    PatchRef,
+};
 pub use render::render;

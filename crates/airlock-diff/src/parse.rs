@@ -6,7 +6,7 @@
 //! format-patch signature), so a miscounted hunk is an error rather than silently shorter.
 
 use crate::error::{ParseError, ParseProblem, excerpt};
-use crate::patch::{FileChangeKind, FilePatch, Hunk, HunkLine, LineKind, Patch};
+use crate::patch::{FileChangeKind, FilePatchRef, HunkLineRef, HunkRef, LineKind, Patch, PatchRef};
 use crate::path;
 
 /// Parses a unified diff as produced by `git diff`, `git diff --binary`,
@@ -18,21 +18,86 @@ use crate::path;
 /// Paths must be UTF-8 without NUL once unquoted; they are returned exactly, unchecked
 /// for safety.
 pub fn parse(input: &[u8]) -> Result<Patch, ParseError> {
-    let mut lines: Vec<&[u8]> = input.split(|&byte| byte == b'\n').collect();
-    // `split` yields an empty piece after the final newline; it is not a line.
-    if lines.last().is_some_and(|last| last.is_empty()) {
-        lines.pop();
-    }
+    parse_ref(input).map(PatchRef::into_patch)
+}
+
+/// `parse`, without copying: line text stays in `input`. Accepts and rejects exactly what
+/// `parse` does, with the same errors.
+pub fn parse_ref(input: &[u8]) -> Result<PatchRef<'_>, ParseError> {
     Parser {
-        lines,
+        lines: Lines::new(input),
         next: 0,
         last_hunk_line: None,
     }
     .patch()
 }
 
+/// The lines of the input, split as they are read: the parser looks at most two lines
+/// ahead, so the whole input is never split up front.
+struct Lines<'a> {
+    input: &'a [u8],
+    /// The newlines of the input, found as the lines are split. One search over the whole
+    /// input costs less than a search per line, which pays a setup cost each time.
+    newlines: memchr::Memchr<'a>,
+    /// Where the first line not yet split off starts.
+    rest: usize,
+    /// Lines split off and not yet consumed, as (offset, line), oldest first.
+    ahead: [(usize, &'a [u8]); 2],
+    ahead_len: usize,
+}
+
+impl<'a> Lines<'a> {
+    fn new(input: &'a [u8]) -> Lines<'a> {
+        Lines {
+            input,
+            newlines: memchr::memchr_iter(b'\n', input),
+            rest: 0,
+            ahead: [(0, &[]); 2],
+            ahead_len: 0,
+        }
+    }
+
+    /// The next line and its offset, without its newline. A final newline ends the last
+    /// line rather than starting an empty one.
+    fn split_next(&mut self) -> Option<(usize, &'a [u8])> {
+        let start = self.rest;
+        if start >= self.input.len() {
+            return None;
+        }
+        // Newlines are found in order and `rest` is always just past the last one, so the
+        // next one found ends this line.
+        let end = self.newlines.next().unwrap_or(self.input.len());
+        self.rest = end + 1;
+        Some((start, self.input.get(start..end).unwrap_or_default()))
+    }
+
+    /// Bytes not yet split into lines, a bound on how many lines can follow.
+    fn remaining(&self) -> usize {
+        self.input.len().saturating_sub(self.rest)
+    }
+
+    /// The line `index` lines ahead (0 or 1), with its offset.
+    fn get(&mut self, index: usize) -> Option<(usize, &'a [u8])> {
+        while self.ahead_len <= index {
+            let line = self.split_next()?;
+            self.ahead[self.ahead_len] = line;
+            self.ahead_len += 1;
+        }
+        Some(self.ahead[index])
+    }
+
+    fn advance(&mut self) {
+        if self.ahead_len == 0 {
+            self.split_next();
+        } else {
+            self.ahead[0] = self.ahead[1];
+            self.ahead_len -= 1;
+        }
+    }
+}
+
 struct Parser<'a> {
-    lines: Vec<&'a [u8]>,
+    lines: Lines<'a>,
     /// Index of the next unread line.
     next: usize,
     /// The 1-based line of the last hunk header of the current file patch, to explain
@@ -75,12 +140,17 @@ struct GitHeader {
 }
 
 impl<'a> Parser<'a> {
-    fn peek(&self) -> Option<&'a [u8]> {
-        self.lines.get(self.next).copied()
+    fn peek(&mut self) -> Option<&'a [u8]> {
+        self.lines.get(0).map(|(_, line)| line)
     }
 
-    fn peek_second(&self) -> Option<&'a [u8]> {
-        self.lines.get(self.next + 1).copied()
+    /// The next unread line with its offset in the input.
+    fn peek_at(&mut self) -> Option<(usize, &'a [u8])> {
+        self.lines.get(0)
+    }
+
+    fn peek_second(&mut self) -> Option<&'a [u8]> {
+        self.lines.get(1).map(|(_, line)| line)
     }
 
     /// The 1-based number of the next unread line.
@@ -89,6 +159,7 @@ impl<'a> Parser<'a> {
     }
 
     fn advance(&mut self) {
+        self.lines.advance();
         self.next += 1;
     }
 
@@ -96,14 +167,14 @@ impl<'a> Parser<'a> {
         error_at(self.line_number(), problem)
     }
 
-    fn at_plain_header(&self) -> bool {
+    fn at_plain_header(&mut self) -> bool {
         self.peek().is_some_and(|line| line.starts_with(b"--- "))
             && self
                 .peek_second()
                 .is_some_and(|line| line.starts_with(b"+++ "))
     }
 
-    fn patch(&mut self) -> Result<Patch, ParseError> {
+    fn patch(&mut self) -> Result<PatchRef<'a>, ParseError> {
         let mut files = Vec::new();
         // Mail headers and the commit message precede the first file patch in
         // `git format-patch` output, and the next mail follows a signature.
@@ -149,10 +220,10 @@ impl<'a> Parser<'a> {
         if files.is_empty() {
             return Err(ParseError::NoFileChanges);
         }
-        Ok(Patch { files })
+        Ok(PatchRef { files })
     }
 
-    fn git_file_patch(&mut self, names: &[u8]) -> Result<FilePatch, ParseError> {
+    fn git_file_patch(&mut self, names: &[u8]) -> Result<FilePatchRef<'a>, ParseError> {
         self.last_hunk_line = None;
         let header_line = self.line_number();
         let mut header = GitHeader {
@@ -262,7 +333,7 @@ impl<'a> Parser<'a> {
         Ok((minus, plus))
     }
 
-    fn plain_file_patch(&mut self) -> Result<FilePatch, ParseError> {
+    fn plain_file_patch(&mut self) -> Result<FilePatchRef<'a>, ParseError> {
         self.last_hunk_line = None;
         let (minus, plus) = self.names_lines()?;
         let hunks_line = self.line_number();
@@ -278,7 +349,7 @@ impl<'a> Parser<'a> {
         plain_file(old_path, new_path, hunks, plus.line)
     }
 
-    fn plain_binary_file_patch(&mut self, names: &[u8]) -> Result<FilePatch, ParseError> {
+    fn plain_binary_file_patch(&mut self, names: &[u8]) -> Result<FilePatchRef<'a>, ParseError> {
         self.last_hunk_line = None;
         let line = self.line_number();
         let at = |problem| error_at(line, problem);
@@ -302,8 +373,8 @@ impl<'a> Parser<'a> {
     }
 
     /// Reads consecutive hunks and checks that they are in order and do not overlap.
-    fn hunks(&mut self) -> Result<Vec<Hunk>, ParseError> {
-        let mut hunks: Vec<Hunk> = Vec::new();
+    fn hunks(&mut self) -> Result<Vec<HunkRef<'a>>, ParseError> {
+        let mut hunks: Vec<HunkRef<'a>> = Vec::new();
         let mut previous: Option<(u64, u64, usize)> = None;
         while let Some(line) = self.peek() {
             if !line.starts_with(b"@@") {
@@ -333,7 +404,7 @@ impl<'a> Parser<'a> {
         Ok(hunks)
     }
 
-    fn hunk(&mut self, header: &[u8]) -> Result<Hunk, ParseError> {
+    fn hunk(&mut self, header: &[u8]) -> Result<HunkRef<'a>, ParseError> {
         let header_line = self.line_number();
         self.last_hunk_line = Some(header_line);
         let bad_header = || {
@@ -352,18 +423,24 @@ impl<'a> Parser<'a> {
         self.advance();
         let (mut old_left, mut new_left) = (old_len, new_len);
         let (mut old_ended, mut new_ended) = (false, false);
-        let mut lines: Vec<HunkLine> = Vec::new();
+        // Sized once from the header; a hostile header cannot claim more lines than bytes
+        // remain.
+        let declared = usize::try_from(u64::from(old_len) + u64::from(new_len)).unwrap_or(0);
+        let mut lines: Vec<HunkLineRef<'a>> =
+            Vec::with_capacity(declared.min(self.lines.remaining() + 2));
         while old_left > 0 || new_left > 0 {
             let number = self.line_number();
-            let truncated = ParseProblem::TruncatedHunk {
+            let truncated = || ParseProblem::TruncatedHunk {
                 header_line,
                 old_missing: old_left,
                 new_missing: new_left,
             };
-            let Some(line) = self.peek() else {
-                return Err(error_at(number, truncated));
+            let Some((offset, line)) = self.peek_at() else {
+                return Err(error_at(number, truncated()));
             };
-            let text = line.get(1..).unwrap_or_default();
+            // An empty line has no prefix; its text is the empty slice where it starts.
+            let prefix = usize::from(!line.is_empty());
+            let text = line.get(prefix..).unwrap_or_default();
             let kind = match line.first() {
                 // Some tools strip the space of an empty context line; git accepts that too.
                 None | Some(b' ') => LineKind::Context,
@@ -376,7 +453,7 @@ impl<'a> Parser<'a> {
                     continue;
                 }
                 Some(_) if line.starts_with(b"@@") || line.starts_with(b"diff ") => {
-                    return Err(error_at(number, truncated));
+                    return Err(error_at(number, truncated()));
                 }
                 Some(_) => {
                     return Err(error_at(
@@ -387,9 +464,10 @@ impl<'a> Parser<'a> {
                     ));
                 }
             };
-            let hunk_line = HunkLine {
+            let hunk_line = HunkLineRef {
                 kind,
-                text: text.to_vec(),
+                text,
+                offset: offset + prefix,
                 no_newline_at_end: false,
             };
             if hunk_line.in_old() {
@@ -433,7 +511,7 @@ impl<'a> Parser<'a> {
         if lines.iter().all(|line| line.kind == LineKind::Context) {
             return Err(error_at(header_line, ParseProblem::EmptyHunk));
         }
-        Ok(Hunk {
+        Ok(HunkRef {
             old_start,
             old_len,
             new_start,
@@ -503,7 +581,7 @@ fn set_sourced(
 
 /// Applies a `\ No newline at end of file` line to the hunk line before it.
 fn mark_no_newline(
-    lines: &mut [HunkLine],
+    lines: &mut [HunkLineRef<'_>],
     old_ended: &mut bool,
     new_ended: &mut bool,
 ) -> Result<(), ParseProblem> {
@@ -530,10 +608,10 @@ fn span(start: u32, len: u32) -> (u64, u64) {
 
 fn finish_git_file_patch(
     header: GitHeader,
-    hunks: Vec<Hunk>,
+    hunks: Vec<HunkRef<'_>>,
     mode_lines: bool,
     header_line: usize,
-) -> Result<FilePatch, ParseError> {
+) -> Result<FilePatchRef<'_>, ParseError> {
     let conflict = |detail| error_at(header_line, ParseProblem::ConflictingHeaders { detail });
     let minus_path = header.minus.as_ref().map(|minus| &minus.value.path);
     let plus_path = header.plus.as_ref().map(|plus| &plus.value.path);
@@ -637,7 +715,7 @@ fn finish_git_file_patch(
             },
         ));
     }
-    let file = FilePatch {
+    let file = FilePatchRef {
         old_mode: header.old_mode.or(header.index_mode.filter(|_| !creating)),
         new_mode: header.new_mode.or(header.index_mode.filter(|_| !deleting)),
         old_path,
@@ -690,9 +768,9 @@ fn agreeing_name<const N: usize>(
 fn plain_file(
     old_path: Option<String>,
     new_path: Option<String>,
-    hunks: Vec<Hunk>,
+    hunks: Vec<HunkRef<'_>>,
     line: usize,
-) -> Result<FilePatch, ParseError> {
+) -> Result<FilePatchRef<'_>, ParseError> {
     let kind = match (&old_path, &new_path) {
         (None, None) => {
             return Err(error_at(
@@ -715,7 +793,7 @@ fn plain_file(
         }
         (Some(_), Some(_)) => FileChangeKind::Modified,
     };
-    Ok(FilePatch {
+    Ok(FilePatchRef {
         old_path,
         new_path,
         old_mode: None,
@@ -909,6 +987,39 @@ mod tests {
         check("2024-05-01 10:00:00.000000000 +0000", false);
         check("", false);
         check("1970-01-01", false);
+    }
+
+    /// The lines as the parser reads them are what splitting at every newline gives, less
+    /// the empty piece after a final newline.
+    #[test]
+    fn lines_split_like_split() {
+        let inputs: [&[u8]; 9] = [
+            b"",
+            b"\n",
+            b"a",
+            b"a\n",
+            b"a\n\n",
+            b"\n\na",
+            b"a\nb",
+            b"a\r\nb\n",
+            b"\n\n\n",
+        ];
+        for input in inputs {
+            let mut expected: Vec<&[u8]> = input.split(|&byte| byte == b'\n').collect();
+            if expected.last().is_some_and(|last| last.is_empty()) {
+                expected.pop();
+            }
+            let mut lines = Lines::new(input);
+            let mut got = Vec::new();
+            while let Some((offset, line)) = lines.get(0) {
+                assert_eq!(&input[offset..offset + line.len()], line);
+                got.push(line);
+                lines.advance();
+            }
+            assert_eq!(got, expected, "{input:?}");
+            let mut lines = Lines::new(input);
+            assert_eq!(lines.get(1).map(|(_, line)| line), expected.get(1).copied());
+        }
     }
 
     #[test]

@@ -113,3 +113,129 @@ impl HunkLine {
         matches!(self.kind, LineKind::Context | LineKind::Added)
     }
 }
+
+/// `Patch`, with line text borrowed from the parsed input instead of copied: what
+/// `parse_ref` returns, for callers that read a large diff once (the scanner).
+///
+/// The same invariants hold as for `Patch`, and `into_patch` gives exactly what `parse`
+/// returns for the same input.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PatchRef<'a> {
+    pub files: Vec<FilePatchRef<'a>>,
+}
+
+/// `FilePatch` with borrowed hunk lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilePatchRef<'a> {
+    pub old_path: Option<String>,
+    pub new_path: Option<String>,
+    pub old_mode: Option<u32>,
+    pub new_mode: Option<u32>,
+    pub kind: FileChangeKind,
+    pub binary: bool,
+    pub hunks: Vec<HunkRef<'a>>,
+}
+
+/// `Hunk` with borrowed lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HunkRef<'a> {
+    pub old_start: u32,
+    pub old_len: u32,
+    pub new_start: u32,
+    pub new_len: u32,
+    pub lines: Vec<HunkLineRef<'a>>,
+}
+
+/// `HunkLine` with its text borrowed from the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HunkLineRef<'a> {
+    pub kind: LineKind,
+    /// As `HunkLine::text`: no prefix character, no newline; a slice of the input.
+    pub text: &'a [u8],
+    /// Where `text` starts in the input, in bytes. Lines of one hunk are consecutive in
+    /// the input unless a `\ No newline at end of file` line sits between them.
+    pub offset: usize,
+    pub no_newline_at_end: bool,
+}
+
+impl PatchRef<'_> {
+    /// The owned form, equal to what `parse` returns for the same input.
+    pub fn into_patch(self) -> Patch {
+        Patch {
+            files: self
+                .files
+                .into_iter()
+                .map(FilePatchRef::into_file_patch)
+                .collect(),
+        }
+    }
+}
+
+impl FilePatchRef<'_> {
+    /// The path the change is best known by: the new path, or the old one for a deletion.
+    pub fn path(&self) -> &str {
+        self.new_path
+            .as_deref()
+            .or(self.old_path.as_deref())
+            .unwrap_or_default()
+    }
+
+    pub fn lines_added(&self) -> usize {
+        self.count_lines(LineKind::Added)
+    }
+
+    pub fn lines_removed(&self) -> usize {
+        self.count_lines(LineKind::Removed)
+    }
+
+    fn count_lines(&self, kind: LineKind) -> usize {
+        self.hunks
+            .iter()
+            .flat_map(|hunk| &hunk.lines)
+            .filter(|line| line.kind == kind)
+            .count()
+    }
+
+    /// The owned form of this file patch.
+    pub fn into_file_patch(self) -> FilePatch {
+        FilePatch {
+            old_path: self.old_path,
+            new_path: self.new_path,
+            old_mode: self.old_mode,
+            new_mode: self.new_mode,
+            kind: self.kind,
+            binary: self.binary,
+            hunks: self
+                .hunks
+                .into_iter()
+                .map(|hunk| Hunk {
+                    old_start: hunk.old_start,
+                    old_len: hunk.old_len,
+                    new_start: hunk.new_start,
+                    new_len: hunk.new_len,
+                    lines: hunk
+                        .lines
+                        .into_iter()
+                        .map(|line| HunkLine {
+                            kind: line.kind,
+                            text: line.text.to_vec(),
+                            no_newline_at_end: line.no_newline_at_end,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl HunkLineRef<'_> {
+    /// Whether the line is part of the old file's content.
+    pub(crate) fn in_old(&self) -> bool {
+        matches!(self.kind, LineKind::Context | LineKind::Removed)
+    }
+
+    /// Whether the line is part of the new file's content.
+    pub(crate) fn in_new(&self) -> bool {
+        matches!(self.kind, LineKind::Context | LineKind::Added)
+    }
+}

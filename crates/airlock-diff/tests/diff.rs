@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use airlock_diff::{ApplyError, FileChangeKind, FilePatch, Patch, apply, parse, render};
+use airlock_diff::{ApplyError, FileChangeKind, FilePatch, Patch, apply, parse, parse_ref, render};
 use proptest::prelude::*;
 
 /// Joins lines into a diff, each ended by a newline.
@@ -469,6 +469,32 @@ proptest! {
                 let _ = apply(base.as_deref().map(str::as_bytes), file);
             }
         }
+    }
+
+    /// The borrowing parse names every line where it is in the input, and owns up to
+    /// exactly what `parse` returns.
+    #[test]
+    fn parse_ref_points_into_the_input(
+        lines in prop::collection::vec(prop::sample::select(vec![
+            "diff --git a/x b/x", "--- a/x", "+++ b/x", "--- /dev/null", "+++ /dev/null",
+            "@@ -1 +1 @@", "@@ -0,0 +1,2 @@", "@@ -1,2 +0,0 @@", "@@ -1,3 +1,3 @@",
+            "+a", "-a", " a", "", "+", "-", " ", "+\r", "\\ No newline at end of file",
+            "new file mode 100644", "deleted file mode 100644",
+        ]), 0..40),
+        final_newline in any::<bool>(),
+    ) {
+        let mut input = diff(&lines);
+        if !final_newline {
+            input.pop();
+        }
+        let borrowed = parse_ref(&input);
+        let owned = parse(&input);
+        if let Ok(patch) = &borrowed {
+            for line in patch.files.iter().flat_map(|file| &file.hunks).flat_map(|hunk| &hunk.lines) {
+                prop_assert_eq!(&input[line.offset..line.offset + line.text.len()], line.text);
+            }
+        }
+        prop_assert_eq!(borrowed.map(|patch| patch.into_patch()), owned);
     }
 
     #[test]

@@ -1,19 +1,25 @@
-//! The engine: rules compiled once into a keyword prefilter and one multi-pattern regex,
-//! then a single pass over the parsed diff that confirms candidates rule by rule.
+//! The engine: rules compiled once into a line prefilter (`prefilter`), then a single
+//! pass over the diff, read in place, that confirms each line's candidate rules.
+//!
+//! Lines longer than `WINDOW`, and the reference scan the tests compare against, use the
+//! plain engine instead: a keyword Aho-Corasick automaton and one multi-pattern regex
+//! over every changed line.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
-use airlock_diff::{FilePatch, LineKind};
+use airlock_diff::{FileChangeKind, FilePatchRef, HunkLineRef, LineKind};
 use regex_automata::meta::Regex;
 use regex_automata::util::syntax;
-use regex_automata::{Input, MatchKind, PatternSet};
+use regex_automata::{Anchored, Input, MatchKind, PatternSet};
 use serde::{Deserialize, Serialize};
 
 use crate::allow::inline_allow;
 use crate::error::{RuleError, ScanError};
 use crate::glob::glob_to_regex;
+use crate::prefilter::{Prefilter, RunHits, Searcher, Trigger};
 use crate::rule::{Category, ChangeKind, Rule, RuleKind, RulePack, Severity};
 use crate::value::{entropy, fingerprint, line_excerpt, masked_preview, passes_filters};
 
@@ -158,6 +164,8 @@ impl Default for ScanOptions {
 }
 
 /// A rule pack compiled for scanning. Build once, scan many diffs; `Scanner` is `Sync`.
+/// It keeps the literal searches it builds for each kind of file it meets, at most 64 of
+/// them (a few MiB), for the scans that follow.
 #[derive(Debug)]
 pub struct Scanner {
     rules: Vec<Rule>,
@@ -172,6 +180,10 @@ pub struct Scanner {
     all_patterns: Regex,
     /// Rule index of each pattern of `all_patterns`.
     pattern_rules: Vec<usize>,
+    /// Which rules can fire on which lines, before any regex runs.
+    prefilter: Prefilter,
+    /// The distinct glob lists of the rules' `paths` and `exclude_paths`.
+    path_globs: Vec<PathGlobs>,
 }
 
 #[derive(Debug)]
@@ -183,8 +195,9 @@ struct CompiledRule {
     key_group: Option<usize>,
     confirm: Vec<Regex>,
     reject: Vec<Regex>,
-    include: Option<Regex>,
-    exclude: Option<Regex>,
+    /// Index in `Scanner::path_globs` of the rule's `paths` and `exclude_paths`.
+    include: Option<usize>,
+    exclude: Option<usize>,
 }
 
 fn build_regex(patterns: &[&str]) -> Result<Regex, String> {
@@ -207,24 +220,31 @@ fn build_set(patterns: &[&str]) -> Result<Regex, String> {
         .map_err(|error| error.to_string())
 }
 
-fn compile_globs(
-    rule: &Rule,
-    key: &'static str,
-    globs: &[String],
-) -> Result<Option<Regex>, RuleError> {
-    if globs.is_empty() {
-        return Ok(None);
-    }
-    let regexes: Vec<String> = globs.iter().map(|glob| glob_to_regex(glob)).collect();
-    let refs: Vec<&str> = regexes.iter().map(String::as_str).collect();
-    build_regex(&refs)
-        .map(Some)
-        .map_err(|reason| RuleError::BadPattern {
+/// One rule's `paths` or `exclude_paths`: globs as anchored regexes.
+#[derive(Debug)]
+struct PathGlobs {
+    regex: Regex,
+}
+
+impl PathGlobs {
+    /// The globs of one key of a rule; fails naming the rule and key.
+    fn new(rule: &Rule, key: &'static str, globs: &[String]) -> Result<PathGlobs, RuleError> {
+        let regexes: Vec<String> = globs.iter().map(|glob| glob_to_regex(glob)).collect();
+        let refs: Vec<&str> = regexes.iter().map(String::as_str).collect();
+        let regex = build_regex(&refs).map_err(|reason| RuleError::BadPattern {
             id: rule.id.clone(),
             key,
             pattern: globs.join(", "),
             reason,
-        })
+        })?;
+        Ok(PathGlobs { regex })
+    }
+
+    fn is_match(&self, path: &str) -> bool {
+        // Every glob is anchored at both ends: an anchored search from the start decides.
+        self.regex
+            .is_match(Input::new(path).anchored(Anchored::Yes).earliest(true))
+    }
 }
 
 fn compile_rule(rule: &Rule) -> Result<CompiledRule, RuleError> {
@@ -260,14 +280,14 @@ fn compile_rule(rule: &Rule) -> Result<CompiledRule, RuleError> {
             .collect()
     };
     Ok(CompiledRule {
+        include: None,
+        exclude: None,
         value_group,
         name_group: group("name"),
         key_group: group("key"),
         pattern,
         confirm: compile_all("confirm", &rule.confirm)?,
         reject: compile_all("reject", &rule.reject)?,
-        include: compile_globs(rule, "paths", &rule.paths)?,
-        exclude: compile_globs(rule, "exclude_paths", &rule.exclude_paths)?,
     })
 }
 
@@ -311,6 +331,8 @@ struct NumericValue {
 /// What one file accumulates while its lines are scanned.
 #[derive(Debug, Default)]
 struct FileState {
+    /// Hashes of the file's added lines, filled before `finish_file` when it has removals
+    /// to compare with them.
     added_hashes: HashSet<u64>,
     pending_removals: Vec<PendingRemoval>,
     net: HashMap<usize, NetCount>,
@@ -323,9 +345,40 @@ struct FileState {
 struct LineScratch {
     /// `marks[rule] == generation` marks the rule as a candidate for the current window.
     marks: Vec<u32>,
+    /// `set_marks[set] == generation`: a literal of the prefilter set is on the line.
+    set_marks: Vec<u32>,
     generation: u32,
     candidates: Vec<usize>,
     matched: PatternSet,
+    /// Text offsets of the lines of the current run, and the literals found on them.
+    run_lines: Vec<(usize, usize)>,
+    run_hits: RunHits,
+    /// The current file's plan.
+    file: FilePlan,
+}
+
+impl LineScratch {
+    /// A fresh generation: no rule or set marked.
+    fn next_generation(&mut self) -> u32 {
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.marks.fill(0);
+            self.set_marks.fill(0);
+            self.generation = 1;
+        }
+        self.generation
+    }
+}
+
+/// The facts about one file that the change-set rules need.
+#[derive(Debug)]
+struct FileSummary<'a> {
+    path: &'a str,
+    old_path: Option<&'a str>,
+    new_path: Option<&'a str>,
+    kind: FileChangeKind,
+    added: usize,
+    removed: usize,
 }
 
 /// Everything one scan accumulates.
@@ -337,6 +390,14 @@ struct ScanState {
 }
 
 impl ScanState {
+    fn new(options: &ScanOptions) -> ScanState {
+        ScanState {
+            findings: Vec::new(),
+            stats: ScanStats::default(),
+            max_findings: options.max_findings,
+        }
+    }
+
     fn push(&mut self, finding: Finding) {
         if self.findings.len() < self.max_findings {
             self.findings.push(finding);
@@ -361,10 +422,37 @@ impl Scanner {
     /// compile, or the numeric rule without a `value` group.
     pub fn new(pack: &RulePack) -> Result<Scanner, RuleError> {
         let rules = pack.rules().to_vec();
-        let compiled = rules
+        let mut compiled = rules
             .iter()
             .map(compile_rule)
             .collect::<Result<Vec<_>, _>>()?;
+        // Many rules share a glob list (CI files, test files, one language); each list
+        // is matched once per file.
+        let mut path_globs: Vec<PathGlobs> = Vec::new();
+        let mut glob_lists: HashMap<&[String], usize> = HashMap::new();
+        for (rule, compiled_rule) in rules.iter().zip(&mut compiled) {
+            for (key, globs) in [
+                ("paths", &rule.paths),
+                ("exclude_paths", &rule.exclude_paths),
+            ] {
+                if globs.is_empty() {
+                    continue;
+                }
+                let index = match glob_lists.get(globs.as_slice()) {
+                    Some(&index) => index,
+                    None => {
+                        path_globs.push(PathGlobs::new(rule, key, globs)?);
+                        glob_lists.insert(globs, path_globs.len() - 1);
+                        path_globs.len() - 1
+                    }
+                };
+                if key == "paths" {
+                    compiled_rule.include = Some(index);
+                } else {
+                    compiled_rule.exclude = Some(index);
+                }
+            }
+        }
         let mut keyword_index: HashMap<&str, usize> = HashMap::new();
         let mut keyword_list: Vec<&str> = Vec::new();
         let mut keyword_rules: Vec<Vec<usize>> = Vec::new();
@@ -403,6 +491,7 @@ impl Scanner {
             pattern: "(the combined pattern set)".to_owned(),
             reason,
         })?;
+        let prefilter = Prefilter::new(&rules);
         Ok(Scanner {
             rules,
             compiled,
@@ -411,6 +500,8 @@ impl Scanner {
             keywordless_rules,
             all_patterns,
             pattern_rules,
+            prefilter,
+            path_globs,
         })
     }
 
@@ -426,34 +517,44 @@ impl Scanner {
     /// linear in the input and memory is bounded by the parsed diff plus
     /// `options.max_findings` findings.
     pub fn scan(&self, diff: &[u8], options: &ScanOptions) -> Result<ScanReport, ScanError> {
-        if diff.len() > options.max_input_bytes {
-            return Err(ScanError::TooLarge {
-                size: diff.len(),
-                limit: options.max_input_bytes,
-            });
+        if let Some(early) = early_report(diff, options) {
+            return early;
         }
-        if diff.trim_ascii().is_empty() {
-            return Ok(ScanReport::default());
-        }
-        let patch = airlock_diff::parse(diff).map_err(ScanError::Parse)?;
-        let mut state = ScanState {
-            findings: Vec::new(),
-            stats: ScanStats::default(),
-            max_findings: options.max_findings,
-        };
-        let mut scratch = LineScratch {
+        let patch = airlock_diff::parse_ref(diff).map_err(ScanError::Parse)?;
+        let mut state = ScanState::new(options);
+        let mut scratch = self.scratch();
+        let summaries: Vec<FileSummary<'_>> = patch
+            .files
+            .iter()
+            .map(|file| self.scan_file(diff, file, &mut scratch, &mut state))
+            .collect();
+        self.finish_scan(&summaries, options, state)
+    }
+
+    fn scratch(&self) -> LineScratch {
+        LineScratch {
             marks: vec![0; self.rules.len()],
+            set_marks: vec![0; self.prefilter.set_count()],
             generation: 0,
             candidates: Vec::new(),
             matched: PatternSet::new(self.all_patterns.pattern_len()),
-        };
-        for file in &patch.files {
-            self.scan_file(file, &mut scratch, &mut state);
+            run_lines: Vec::new(),
+            run_hits: Vec::new(),
+            file: FilePlan::default(),
         }
-        self.mass_deletion(&patch.files, options, &mut state);
+    }
 
-        let migration_in_change = patch.files.iter().any(|file| {
-            [file.old_path.as_deref(), file.new_path.as_deref()]
+    /// The change-set rules, then the migration exemption, allowlists, order and
+    /// duplicates: everything after the files have been read.
+    fn finish_scan(
+        &self,
+        files: &[FileSummary<'_>],
+        options: &ScanOptions,
+        mut state: ScanState,
+    ) -> Result<ScanReport, ScanError> {
+        self.mass_deletion(files, options, &mut state);
+        let migration_in_change = files.iter().any(|file| {
+            [file.old_path, file.new_path]
                 .into_iter()
                 .flatten()
                 .any(|path| is_migration_path(path, &options.migration_dirs))
@@ -504,31 +605,41 @@ impl Scanner {
         }
     }
 
-    fn path_applies(&self, rule: usize, path: &str) -> bool {
-        let compiled = &self.compiled[rule];
-        compiled
-            .include
-            .as_ref()
-            .is_none_or(|include| include.is_match(path))
-            && !compiled
-                .exclude
-                .as_ref()
-                .is_some_and(|exclude| exclude.is_match(path))
+    /// Which rules apply to a file: its path passes the rule's globs or, for a rename or
+    /// copy, its old path does. Fills `plan.applies`.
+    fn fill_applies(&self, path: &str, old_path: Option<&str>, plan: &mut FilePlan) {
+        plan.applies.clear();
+        plan.applies.resize(self.rules.len(), false);
+        self.add_path_rules(path, plan);
+        if let Some(old) = old_path.filter(|old| *old != path) {
+            self.add_path_rules(old, plan);
+        }
     }
 
-    fn scan_file(&self, file: &FilePatch, scratch: &mut LineScratch, state: &mut ScanState) {
-        let path = file.path();
-        state.stats.files += 1;
-        let applies: Vec<bool> = (0..self.rules.len())
-            .map(|rule| {
-                self.path_applies(rule, path)
-                    || file
-                        .old_path
-                        .as_deref()
-                        .is_some_and(|old| old != path && self.path_applies(rule, old))
-            })
-            .collect();
-        let change = ChangeKind::from(file.kind);
+    /// Marks in `plan.applies` the rules whose `paths` and `exclude_paths` let them apply
+    /// to `path`.
+    fn add_path_rules(&self, path: &str, plan: &mut FilePlan) {
+        // Each glob list is matched at most once: `None` until it is.
+        plan.glob_matches.clear();
+        plan.glob_matches.resize(self.path_globs.len(), None);
+        let mut matches = |index: usize| {
+            *plan.glob_matches[index].get_or_insert_with(|| self.path_globs[index].is_match(path))
+        };
+        for (slot, compiled) in plan.applies.iter_mut().zip(&self.compiled) {
+            *slot |= compiled.include.is_none_or(&mut matches)
+                && !compiled.exclude.is_some_and(&mut matches);
+        }
+    }
+
+    /// Findings of the `file` rules for one file patch.
+    fn file_rules(
+        &self,
+        path: &str,
+        kind: FileChangeKind,
+        applies: &[bool],
+        state: &mut ScanState,
+    ) {
+        let change = ChangeKind::from(kind);
         for (index, rule) in self.rules.iter().enumerate() {
             if rule.kind == RuleKind::File
                 && applies[index]
@@ -539,59 +650,197 @@ impl Scanner {
                 state.push(finding);
             }
         }
+    }
+
+    /// Whether a match of `rule` on a line of this side counts for anything.
+    fn counts_on_side(&self, rule: usize, side: Side) -> bool {
+        let rule_data = &self.rules[rule];
+        match side {
+            Side::Added => {
+                rule_data.lines.added()
+                    || rule_data.net
+                    || rule_data.kind == RuleKind::NumericDecrease
+            }
+            Side::Removed => {
+                rule_data.lines.removed() || rule_data.kind == RuleKind::NumericDecrease
+            }
+        }
+    }
+
+    fn scan_file<'a>(
+        &self,
+        input: &[u8],
+        file: &'a FilePatchRef<'_>,
+        scratch: &mut LineScratch,
+        state: &mut ScanState,
+    ) -> FileSummary<'a> {
+        let path = file.path();
+        state.stats.files += 1;
+        let mut summary = FileSummary {
+            path,
+            old_path: file.old_path.as_deref(),
+            new_path: file.new_path.as_deref(),
+            kind: file.kind,
+            added: 0,
+            removed: 0,
+        };
+        let mut plan = std::mem::take(&mut scratch.file);
+        self.fill_applies(path, file.old_path.as_deref(), &mut plan);
+        self.file_rules(path, file.kind, &plan.applies, state);
         if file.binary {
             state.stats.binary_files += 1;
-            return;
+            scratch.file = plan;
+            return summary;
         }
+        plan.fill(self);
         let mut file_state = FileState::default();
+        let mut hits = std::mem::take(&mut scratch.run_hits);
         for hunk in &file.hunks {
             let mut new_line = hunk.new_start;
             let mut previous: Option<&[u8]> = None;
-            for line in &hunk.lines {
-                match line.kind {
-                    LineKind::Context => {
-                        previous = Some(&line.text);
+            let mut index = 0;
+            while index < hunk.lines.len() {
+                let first = &hunk.lines[index];
+                if first.kind == LineKind::Context {
+                    previous = Some(first.text);
+                    new_line = new_line.saturating_add(1);
+                    index += 1;
+                    continue;
+                }
+                // A run of changed lines, adjacent in the input, is searched in one go.
+                let run = &hunk.lines[index..run_end(&hunk.lines, index)];
+                index += run.len();
+                hits.clear();
+                if let Some(searcher) = &plan.searcher {
+                    scratch.run_lines.clear();
+                    scratch.run_lines.extend(
+                        run.iter()
+                            .map(|line| (line.offset, line.offset + line.text.len())),
+                    );
+                    searcher.scan_run(&self.prefilter, input, &scratch.run_lines, &mut hits);
+                }
+                let mut next_hit = 0;
+                for (position, line) in run.iter().enumerate() {
+                    let line_hits = hits[next_hit..]
+                        .iter()
+                        .take_while(|(hit_line, _)| *hit_line as usize == position)
+                        .count();
+                    let line_hits = &hits[next_hit..next_hit + line_hits];
+                    next_hit += line_hits.len();
+                    let (side, line_previous) = match line.kind {
+                        LineKind::Added => {
+                            summary.added += 1;
+                            state.stats.added_lines += 1;
+                            (Side::Added, previous)
+                        }
+                        _ => {
+                            summary.removed += 1;
+                            state.stats.removed_lines += 1;
+                            (Side::Removed, None)
+                        }
+                    };
+                    let at = LineAt {
+                        path,
+                        text: line.text,
+                        previous: line_previous,
+                        side,
+                        number: new_line,
+                    };
+                    self.scan_candidates(at, line_hits, &plan, scratch, &mut file_state, state);
+                    if side == Side::Added {
+                        previous = Some(line.text);
                         new_line = new_line.saturating_add(1);
-                    }
-                    LineKind::Added => {
-                        state.stats.added_lines += 1;
-                        file_state.added_hashes.insert(text_hash(&line.text));
-                        self.scan_line(
-                            LineAt {
-                                path,
-                                text: &line.text,
-                                previous,
-                                side: Side::Added,
-                                number: new_line,
-                            },
-                            &applies,
-                            scratch,
-                            &mut file_state,
-                            state,
-                        );
-                        previous = Some(&line.text);
-                        new_line = new_line.saturating_add(1);
-                    }
-                    LineKind::Removed => {
-                        state.stats.removed_lines += 1;
-                        self.scan_line(
-                            LineAt {
-                                path,
-                                text: &line.text,
-                                previous: None,
-                                side: Side::Removed,
-                                number: new_line,
-                            },
-                            &applies,
-                            scratch,
-                            &mut file_state,
-                            state,
-                        );
                     }
                 }
             }
         }
+        scratch.run_hits = hits;
+        scratch.file = plan;
+        if !file_state.pending_removals.is_empty() {
+            // Only removals are ever compared with the added lines; most files have none
+            // pending, so the added lines are hashed only when needed.
+            let added = file
+                .hunks
+                .iter()
+                .flat_map(|hunk| &hunk.lines)
+                .filter(|line| line.kind == LineKind::Added);
+            file_state
+                .added_hashes
+                .extend(added.map(|line| text_hash(line.text)));
+        }
         self.finish_file(path, file_state, state);
+        summary
+    }
+
+    /// Scans one changed line: the rules the prefilter names for it (`hits`), and the
+    /// rules it cannot rule out, are confirmed exactly. A line longer than `WINDOW` goes
+    /// to the plain engine, window by window.
+    fn scan_candidates(
+        &self,
+        line: LineAt<'_>,
+        hits: &[(u32, u32)],
+        plan: &FilePlan,
+        scratch: &mut LineScratch,
+        file_state: &mut FileState,
+        state: &mut ScanState,
+    ) {
+        let text = line.text;
+        if text.len() > WINDOW {
+            self.scan_line(line, &plan.applies, scratch, file_state, state);
+            return;
+        }
+        if state.full() {
+            state.stats.findings_truncated = true;
+            return;
+        }
+        state.stats.bytes_scanned += text.len() as u64;
+        let (side_rules, always) = match line.side {
+            Side::Added => (&plan.added, &plan.always_added),
+            Side::Removed => (&plan.removed, &plan.always_removed),
+        };
+        let generation = scratch.next_generation();
+        scratch.candidates.clear();
+        for &(_, literal) in hits {
+            for &set in self.prefilter.literal_sets(literal) {
+                if scratch.set_marks[set as usize] == generation {
+                    continue;
+                }
+                scratch.set_marks[set as usize] = generation;
+                for &rule in self.prefilter.set_rules(set) {
+                    if side_rules[rule] && scratch.marks[rule] != generation {
+                        scratch.marks[rule] = generation;
+                        scratch.candidates.push(rule);
+                    }
+                }
+            }
+        }
+        scratch.candidates.extend_from_slice(always);
+        if scratch.candidates.is_empty() {
+            return;
+        }
+        // The plain engine confirms rules in rule order; so does this, so that findings
+        // beyond `max_findings` are dropped alike.
+        scratch.candidates.sort_unstable();
+        for &rule in &scratch.candidates {
+            let rule_plan = &self.prefilter.plans[rule];
+            if let Some(keywords) = &rule_plan.keywords {
+                let implied = hits
+                    .iter()
+                    .any(|(_, literal)| rule_plan.keyword_literals.binary_search(literal).is_ok());
+                if !implied && !keywords.is_match(text) {
+                    continue;
+                }
+            }
+            if !rule_plan.also.iter().all(|check| check.is_match(text)) {
+                continue;
+            }
+            let Some(pattern) = &self.compiled[rule].pattern else {
+                continue;
+            };
+            if pattern.is_match(text) {
+                self.confirm(rule, &line, text, file_state, state);
+            }
+        }
     }
 
     fn scan_line(
@@ -638,12 +887,7 @@ impl Scanner {
         file_state: &mut FileState,
         state: &mut ScanState,
     ) {
-        scratch.generation = scratch.generation.wrapping_add(1);
-        if scratch.generation == 0 {
-            scratch.marks.fill(0);
-            scratch.generation = 1;
-        }
-        let generation = scratch.generation;
+        let generation = scratch.next_generation();
         scratch.candidates.clear();
         let mark = |rule: usize, scratch: &mut LineScratch| {
             if applies[rule] && scratch.marks[rule] != generation {
@@ -684,17 +928,7 @@ impl Scanner {
     ) {
         let rule_data = &self.rules[rule];
         let compiled = &self.compiled[rule];
-        let counts_on_side = match line.side {
-            Side::Added => {
-                rule_data.lines.added()
-                    || rule_data.net
-                    || rule_data.kind == RuleKind::NumericDecrease
-            }
-            Side::Removed => {
-                rule_data.lines.removed() || rule_data.kind == RuleKind::NumericDecrease
-            }
-        };
-        if !counts_on_side
+        if !self.counts_on_side(rule, line.side)
             || compiled.reject.iter().any(|regex| regex.is_match(window))
             || !compiled.confirm.iter().all(|regex| regex.is_match(window))
         {
@@ -873,24 +1107,28 @@ impl Scanner {
         }
     }
 
-    fn mass_deletion(&self, files: &[FilePatch], options: &ScanOptions, state: &mut ScanState) {
+    fn mass_deletion(
+        &self,
+        files: &[FileSummary<'_>],
+        options: &ScanOptions,
+        state: &mut ScanState,
+    ) {
         let thresholds = &options.mass_deletion;
-        let counted: Vec<&FilePatch> = files
+        let counted: Vec<&FileSummary<'_>> = files
             .iter()
-            .filter(|file| !is_generated_path(file.path()))
+            .filter(|file| !is_generated_path(file.path))
             .collect();
         let deleted: Vec<&str> = counted
             .iter()
-            .filter(|file| file.kind == airlock_diff::FileChangeKind::Deleted)
-            .map(|file| file.path())
+            .filter(|file| file.kind == FileChangeKind::Deleted)
+            .map(|file| file.path)
             .collect();
         let (mut removed, mut added, mut files_with_removals) = (0usize, 0usize, Vec::new());
         for file in &counted {
-            let file_removed = file.lines_removed();
-            removed += file_removed;
-            added += file.lines_added();
-            if file_removed > 0 {
-                files_with_removals.push(file.path());
+            removed += file.removed;
+            added += file.added;
+            if file.removed > 0 {
+                files_with_removals.push(file.path);
             }
         }
         for (index, rule) in self.rules.iter().enumerate() {
@@ -923,6 +1161,96 @@ impl Scanner {
     }
 }
 
+/// The report for an input that is too large (an error) or blank (no findings), before
+/// any parsing.
+fn early_report(diff: &[u8], options: &ScanOptions) -> Option<Result<ScanReport, ScanError>> {
+    if diff.len() > options.max_input_bytes {
+        return Some(Err(ScanError::TooLarge {
+            size: diff.len(),
+            limit: options.max_input_bytes,
+        }));
+    }
+    diff.trim_ascii()
+        .is_empty()
+        .then(|| Ok(ScanReport::default()))
+}
+
+/// Which rules can fire on each side of one file's lines, as the prefilter needs it.
+/// Kept in `LineScratch` and refilled for each file, so a file costs no allocation.
+#[derive(Debug, Default)]
+struct FilePlan {
+    /// The rule applies to the file's path (or old path).
+    applies: Vec<bool>,
+    /// The rule applies to the file and a match on an added line counts.
+    added: Vec<bool>,
+    /// The rule applies to the file and a match on a removed line counts.
+    removed: Vec<bool>,
+    /// Rules of `added` (`removed`) the prefilter cannot rule out on any line.
+    always_added: Vec<usize>,
+    always_removed: Vec<usize>,
+    /// A bit per rule whose trigger is searched for in this file.
+    searched: Vec<u64>,
+    /// The search for those triggers; `None` when there is nothing to search for.
+    searcher: Option<Arc<Searcher>>,
+    /// Scratch of `Scanner::add_path_rules`: which glob lists match the path.
+    glob_matches: Vec<Option<bool>>,
+}
+
+impl FilePlan {
+    /// Fills everything from `applies`; the searcher is kept when the previous file
+    /// searched for the same triggers.
+    fn fill(&mut self, scanner: &Scanner) {
+        let rules = self.applies.len();
+        self.added.clear();
+        self.added.resize(rules, false);
+        self.removed.clear();
+        self.removed.resize(rules, false);
+        self.always_added.clear();
+        self.always_removed.clear();
+        let previous = std::mem::take(&mut self.searched);
+        self.searched.resize(rules.div_ceil(64), 0);
+        for (rule, rule_plan) in scanner.prefilter.plans.iter().enumerate() {
+            if !self.applies[rule] || rule_plan.trigger == Trigger::Never {
+                continue;
+            }
+            self.added[rule] = scanner.counts_on_side(rule, Side::Added);
+            self.removed[rule] = scanner.counts_on_side(rule, Side::Removed);
+            match rule_plan.trigger {
+                Trigger::Always => {
+                    if self.added[rule] {
+                        self.always_added.push(rule);
+                    }
+                    if self.removed[rule] {
+                        self.always_removed.push(rule);
+                    }
+                }
+                _ if self.added[rule] || self.removed[rule] => {
+                    self.searched[rule / 64] |= 1 << (rule % 64);
+                }
+                _ => {}
+            }
+        }
+        if self.searched.iter().all(|&word| word == 0) {
+            self.searcher = None;
+        } else if self.searcher.is_none() || previous != self.searched {
+            self.searcher = Some(scanner.prefilter.searcher(&self.searched));
+        }
+    }
+}
+
+/// The end of the run of changed lines starting at `start`: they follow each other in the
+/// input, a newline and a prefix character apart.
+fn run_end(lines: &[HunkLineRef<'_>], start: usize) -> usize {
+    let mut end = start + 1;
+    while let (Some(line), Some(before)) = (lines.get(end), lines.get(end - 1)) {
+        if line.kind == LineKind::Context || line.offset != before.offset + before.text.len() + 2 {
+            break;
+        }
+        end += 1;
+    }
+    end
+}
+
 /// One line being scanned, with where it is.
 #[derive(Debug)]
 struct LineAt<'a> {
@@ -947,9 +1275,32 @@ fn change_verb(change: ChangeKind) -> &'static str {
 fn is_migration_path(path: &str, migration_dirs: &[String]) -> bool {
     migration_dirs.iter().any(|dir| {
         let dir = dir.trim_matches('/');
-        !dir.is_empty()
-            && (path.starts_with(&format!("{dir}/")) || path.contains(&format!("/{dir}/")))
+        !dir.is_empty() && has_directory(path, dir)
     })
+}
+
+/// Whether `path` has the directory `dir` (one or more components) at its root or below
+/// any directory: `dir/…` or `…/dir/…`. Called per file of every scan, so it allocates
+/// nothing.
+fn has_directory(path: &str, dir: &str) -> bool {
+    let starts_at = |at: usize| {
+        path.get(at..)
+            .and_then(|rest| rest.strip_prefix(dir))
+            .is_some_and(|rest| rest.starts_with('/'))
+    };
+    starts_at(0)
+        || path
+            .match_indices('/')
+            .any(|(slash, _)| starts_at(slash + 1))
+}
+
+/// Whether `path` starts with `prefix` at its root or right after any `/`.
+fn has_prefix_at_component(path: &str, prefix: &str) -> bool {
+    path.starts_with(prefix)
+        || path.match_indices('/').any(|(slash, _)| {
+            path.get(slash + 1..)
+                .is_some_and(|rest| rest.starts_with(prefix))
+        })
 }
 
 /// Lockfiles, vendored and generated files: large mechanical deletions that say nothing
@@ -981,7 +1332,7 @@ fn is_generated_path(path: &str) -> bool {
         || name.ends_with(".snap")
         || DIRECTORIES
             .iter()
-            .any(|dir| path.starts_with(dir) || path.contains(&format!("/{dir}")))
+            .any(|dir| has_prefix_at_component(path, dir))
 }
 
 /// The deepest directory containing every path, or `.`.
@@ -1047,9 +1398,108 @@ fn apply_allowlists(findings: &mut [Finding], options: &ScanOptions) -> Result<(
     Ok(())
 }
 
+/// The plain engine, kept as the reference the tests hold `Scanner::scan` to: an owned
+/// parse, every changed line through the keyword automaton and the combined regex, the
+/// added lines hashed as they come.
+#[cfg(test)]
+impl Scanner {
+    pub(crate) fn scan_reference(
+        &self,
+        diff: &[u8],
+        options: &ScanOptions,
+    ) -> Result<ScanReport, ScanError> {
+        if let Some(early) = early_report(diff, options) {
+            return early;
+        }
+        let patch = airlock_diff::parse(diff).map_err(ScanError::Parse)?;
+        let mut state = ScanState::new(options);
+        let mut scratch = self.scratch();
+        let summaries: Vec<FileSummary<'_>> = patch
+            .files
+            .iter()
+            .map(|file| self.scan_file_reference(file, &mut scratch, &mut state))
+            .collect();
+        self.finish_scan(&summaries, options, state)
+    }
+
+    fn scan_file_reference<'a>(
+        &self,
+        file: &'a airlock_diff::FilePatch,
+        scratch: &mut LineScratch,
+        state: &mut ScanState,
+    ) -> FileSummary<'a> {
+        let path = file.path();
+        state.stats.files += 1;
+        let summary = FileSummary {
+            path,
+            old_path: file.old_path.as_deref(),
+            new_path: file.new_path.as_deref(),
+            kind: file.kind,
+            added: file.lines_added(),
+            removed: file.lines_removed(),
+        };
+        let mut plan = FilePlan::default();
+        self.fill_applies(path, file.old_path.as_deref(), &mut plan);
+        let applies = plan.applies;
+        self.file_rules(path, file.kind, &applies, state);
+        if file.binary {
+            state.stats.binary_files += 1;
+            return summary;
+        }
+        let mut file_state = FileState::default();
+        for hunk in &file.hunks {
+            let mut new_line = hunk.new_start;
+            let mut previous: Option<&[u8]> = None;
+            for line in &hunk.lines {
+                match line.kind {
+                    LineKind::Context => {
+                        previous = Some(&line.text);
+                        new_line = new_line.saturating_add(1);
+                    }
+                    LineKind::Added => {
+                        state.stats.added_lines += 1;
+                        file_state.added_hashes.insert(text_hash(&line.text));
+                        let at = LineAt {
+                            path,
+                            text: &line.text,
+                            previous,
+                            side: Side::Added,
+                            number: new_line,
+                        };
+                        self.scan_line(at, &applies, scratch, &mut file_state, state);
+                        previous = Some(&line.text);
+                        new_line = new_line.saturating_add(1);
+                    }
+                    LineKind::Removed => {
+                        state.stats.removed_lines += 1;
+                        let at = LineAt {
+                            path,
+                            text: &line.text,
+                            previous: None,
+                            side: Side::Removed,
+                            number: new_line,
+                        };
+                        self.scan_line(at, &applies, scratch, &mut file_state, state);
+                    }
+                }
+            }
+        }
+        self.finish_file(path, file_state, state);
+        summary
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{common_directory, is_generated_path, is_migration_path};
+    use super::{common_directory, has_directory, is_generated_path, is_migration_path};
+
+    /// Servers share one scanner between worker threads; its searcher cache must not
+    /// change that.
+    #[test]
+    fn scanner_is_shared_across_threads() {
+        fn shared<T: Send + Sync + std::panic::RefUnwindSafe>() {}
+        shared::<super::Scanner>();
+    }
 
     #[test]
     fn paths() {
@@ -1060,6 +1510,12 @@ mod tests {
         assert!(is_generated_path("web/package-lock.json"));
         assert!(is_generated_path("vendor/x/y.go"));
         assert!(!is_generated_path("src/vendors.py"));
+        assert!(has_directory("a/db/migrate/x.rb", "db/migrate"));
+        assert!(has_directory("db/migrate/x.rb", "db/migrate"));
+        assert!(!has_directory("xdb/migrate/x.rb", "db/migrate"));
+        assert!(!has_directory("a/db/migrate", "db/migrate"));
+        assert!(is_generated_path("a/vendor/x.go"));
+        assert!(!is_generated_path("a/xvendor/x.go"));
         assert_eq!(common_directory(&["a/b/c.py", "a/b/d/e.py"]), "a/b");
         assert_eq!(common_directory(&["x.py", "a/y.py"]), ".");
     }

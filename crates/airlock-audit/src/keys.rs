@@ -8,7 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::AuditError;
-use crate::log::{sync_dir, write_atomically};
+use crate::log::{io_error, sync_dir, write_atomically};
 use crate::note::{SigningKey, VerifierKey};
 
 pub fn signing_key_path(dir: &Path) -> PathBuf {
@@ -26,17 +26,17 @@ pub fn load_or_create(dir: &Path, name: &str) -> Result<(SigningKey, bool), Audi
     if path.exists() {
         return Ok((load_signer(dir)?, false));
     }
-    std::fs::create_dir_all(dir).map_err(|e| io(format!("cannot create {}", dir.display()), e))?;
+    std::fs::create_dir_all(dir).map_err(io_error(format!("cannot create {}", dir.display())))?;
     let key = SigningKey::generate(name)?;
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&path)
-        .map_err(|e| io(format!("cannot create {}", path.display()), e))?;
+        .map_err(io_error(format!("cannot create {}", path.display())))?;
     file.write_all(format!("{}\n", key.to_text()).as_bytes())
         .and_then(|()| file.sync_all())
-        .map_err(|e| io(format!("cannot write {}", path.display()), e))?;
+        .map_err(io_error(format!("cannot write {}", path.display())))?;
     write_atomically(
         &verifier_key_path(dir),
         format!("{}\n", key.verifier().to_text()).as_bytes(),
@@ -48,20 +48,13 @@ pub fn load_or_create(dir: &Path, name: &str) -> Result<(SigningKey, bool), Audi
 pub fn load_signer(dir: &Path) -> Result<SigningKey, AuditError> {
     let path = signing_key_path(dir);
     let text = std::fs::read_to_string(&path)
-        .map_err(|e| io(format!("cannot read {}", path.display()), e))?;
+        .map_err(io_error(format!("cannot read {}", path.display())))?;
     Ok(SigningKey::from_text(&text)?)
 }
 
 /// Reads a verifier key from a file holding `<name>+<id>+<key>`.
 pub fn load_verifier_file(path: &Path) -> Result<VerifierKey, AuditError> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| io(format!("cannot read {}", path.display()), e))?;
+        .map_err(io_error(format!("cannot read {}", path.display())))?;
     Ok(VerifierKey::from_text(&text)?)
-}
-
-fn io(context: String, source: std::io::Error) -> AuditError {
-    AuditError::Io {
-        context,
-        source: std::sync::Arc::new(source),
-    }
 }

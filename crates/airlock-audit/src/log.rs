@@ -115,7 +115,8 @@ pub struct AuditLog {
     _lock: Option<File>,
 }
 
-fn io_error(context: impl Into<String>) -> impl FnOnce(io::Error) -> AuditError {
+/// Turns an I/O error into an `AuditError` that says what airlock was doing.
+pub(crate) fn io_error(context: impl Into<String>) -> impl FnOnce(io::Error) -> AuditError {
     let context = context.into();
     move |source| AuditError::Io {
         context,
@@ -163,21 +164,11 @@ impl AuditLog {
                 )));
             }
             let history = dir.join("checkpoints.log");
-            let mut latest = None;
-            let mut count = 0;
-            if history.exists() {
-                for (number, checkpoint) in read_checkpoints(&history, &options.verifier)?
-                    .entries
-                    .into_iter()
-                    .enumerate()
-                {
-                    latest = Some(checkpoint.map_err(|what| AuditError::Damaged {
-                        index: number as u64,
-                        what: format!("checkpoint #{number}: {what}"),
-                    })?);
-                    count += 1;
-                }
-            }
+            let (latest, count) = if history.exists() {
+                latest_checkpoint(read_checkpoints(&history, &options.verifier)?, &history)?
+            } else {
+                (None, 0)
+            };
             (None, latest, count, None, listed)
         } else {
             std::fs::create_dir_all(&segments_dir).map_err(io_error(format!(
@@ -650,6 +641,31 @@ fn open_checkpoints(
         sync_dir(dir)?;
     }
     let history = read_checkpoints(&path, verifier)?;
+    let torn_at = history.torn_at;
+    let (latest, count) = latest_checkpoint(history, &path)?;
+    if let Some(end) = torn_at {
+        // A checkpoint whose append was interrupted was never published: drop it.
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(io_error(format!("cannot open {}", path.display())))?;
+        file.set_len(end)
+            .and_then(|()| file.sync_all())
+            .map_err(io_error(format!("cannot truncate {}", path.display())))?;
+    }
+    let file = OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .map_err(io_error(format!("cannot open {}", path.display())))?;
+    Ok((latest, count, file))
+}
+
+/// The last of a history of checkpoints, and how many there are. Every one must carry a
+/// valid signature, and sizes never shrink: a log only grows.
+fn latest_checkpoint(
+    history: CheckpointHistory,
+    path: &Path,
+) -> Result<(Option<SignedCheckpoint>, u64), AuditError> {
     let mut latest: Option<SignedCheckpoint> = None;
     let count = history.entries.len() as u64;
     for (number, checkpoint) in history.entries.into_iter().enumerate() {
@@ -670,21 +686,7 @@ fn open_checkpoints(
         }
         latest = Some(signed);
     }
-    if let Some(end) = history.torn_at {
-        // A checkpoint whose append was interrupted was never published: drop it.
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(io_error(format!("cannot open {}", path.display())))?;
-        file.set_len(end)
-            .and_then(|()| file.sync_all())
-            .map_err(io_error(format!("cannot truncate {}", path.display())))?;
-    }
-    let file = OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .map_err(io_error(format!("cannot open {}", path.display())))?;
-    Ok((latest, count, file))
+    Ok((latest, count))
 }
 
 /// The checkpoint history as read from disk, each checked against the key.

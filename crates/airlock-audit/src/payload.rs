@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::AuditError;
 use crate::entry::PayloadRef;
-use crate::log::write_atomically;
+use crate::log::{io_error, write_atomically};
 
 const SALT_BYTES: usize = 32;
 
@@ -42,10 +42,8 @@ impl PayloadStore {
 
     /// Stores `content` durably under a fresh salt and returns the reference for the entry.
     pub fn put(&self, name: &str, content: &[u8]) -> Result<PayloadRef, AuditError> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| AuditError::Io {
-            context: format!("cannot create {}", self.dir.display()),
-            source: std::sync::Arc::new(e),
-        })?;
+        std::fs::create_dir_all(&self.dir)
+            .map_err(io_error(format!("cannot create {}", self.dir.display())))?;
         let mut salt = [0u8; SALT_BYTES];
         getrandom::fill(&mut salt)
             .map_err(|e| AuditError::Refused(format!("no randomness for a salt: {e}")))?;
@@ -84,10 +82,10 @@ impl PayloadStore {
         match std::fs::remove_file(self.path(&reference.salted_sha256)) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(AuditError::Io {
-                context: format!("cannot delete payload {}", reference.salted_sha256),
-                source: std::sync::Arc::new(e),
-            }),
+            Err(e) => Err(io_error(format!(
+                "cannot delete payload {}",
+                reference.salted_sha256
+            ))(e)),
         }
     }
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 use crate::AuditError;
 use crate::entry::AuditEntry;
 use crate::hash::leaf_hash;
-use crate::log::read_checkpoints;
+use crate::log::{io_error, read_checkpoints};
 use crate::merkle::CompactTree;
 use crate::note::{Checkpoint, VerifierKey};
 use crate::segment::{self, FrameFault, MAGIC, SegmentReader};
@@ -129,7 +129,8 @@ pub fn verify_dir(
     }
 
     let segments_dir = dir.join("segments");
-    let segments = segment::list(&segments_dir).map_err(|e| io(&segments_dir, e))?;
+    let segments = segment::list(&segments_dir)
+        .map_err(io_error(format!("cannot read {}", segments_dir.display())))?;
     let count = segments.len();
     'segments: for (number, (first_index, path)) in segments.into_iter().enumerate() {
         if first_index != tree.size() {
@@ -144,21 +145,25 @@ pub fn verify_dir(
             );
             break;
         }
-        let mut reader =
-            match SegmentReader::open(&path, MAGIC, first_index).map_err(|e| io(&path, e))? {
-                Ok(reader) => reader,
-                Err(what) => {
-                    fail(
-                        &mut report,
-                        Some(first_index),
-                        format!("{}: {what}", path.display()),
-                    );
-                    break;
-                }
-            };
+        let mut reader = match SegmentReader::open(&path, MAGIC, first_index)
+            .map_err(io_error(format!("cannot read {}", path.display())))?
+        {
+            Ok(reader) => reader,
+            Err(what) => {
+                fail(
+                    &mut report,
+                    Some(first_index),
+                    format!("{}: {what}", path.display()),
+                );
+                break;
+            }
+        };
         loop {
             let at = reader.next_index();
-            match reader.next_entry().map_err(|e| io(&path, e))? {
+            match reader
+                .next_entry()
+                .map_err(io_error(format!("cannot read {}", path.display())))?
+            {
                 None => break,
                 Some(Ok(entry)) => {
                     if options.deep
@@ -273,11 +278,4 @@ fn anchors(
         }
     }
     Ok(Ok(anchors))
-}
-
-fn io(path: &Path, source: std::io::Error) -> AuditError {
-    AuditError::Io {
-        context: format!("cannot read {}", path.display()),
-        source: std::sync::Arc::new(source),
-    }
 }

@@ -311,54 +311,51 @@ fn repeat(strings: &LiteralSet, min: u32, max: u32) -> Option<LiteralSet> {
     normalize(all)
 }
 
+/// How a concatenation longer than `MAX_STRING` symbols is treated.
+#[derive(Clone, Copy)]
+enum Join {
+    /// The whole set is given up (None).
+    Whole,
+    /// Each string is cut to its first `MAX_STRING` symbols.
+    Prefix,
+    /// Each string is cut to its last `MAX_STRING` symbols.
+    Suffix,
+}
+
 /// Every concatenation of a string of `left` with one of `right`, if that stays small.
 fn cross(left: &LiteralSet, right: &LiteralSet) -> Option<LiteralSet> {
+    joined(left, right, Join::Whole)
+}
+
+/// `cross`, with each string cut to its first `MAX_STRING` symbols.
+fn cross_prefix(left: &LiteralSet, right: &LiteralSet) -> Option<LiteralSet> {
+    joined(left, right, Join::Prefix)
+}
+
+/// `cross`, with each string cut to its last `MAX_STRING` symbols.
+fn cross_suffix(left: &LiteralSet, right: &LiteralSet) -> Option<LiteralSet> {
+    joined(left, right, Join::Suffix)
+}
+
+fn joined(left: &LiteralSet, right: &LiteralSet, join: Join) -> Option<LiteralSet> {
     if left.len().saturating_mul(right.len()) > MAX_SET {
         return None;
     }
     let mut out = Vec::with_capacity(left.len() * right.len());
     for a in left {
         for b in right {
-            if a.len() + b.len() > MAX_STRING {
-                return None;
+            let mut joined = a.clone();
+            joined.extend_from_slice(b);
+            if joined.len() > MAX_STRING {
+                match join {
+                    Join::Whole => return None,
+                    Join::Prefix => joined.truncate(MAX_STRING),
+                    Join::Suffix => {
+                        joined.drain(..joined.len() - MAX_STRING);
+                    }
+                }
             }
-            let mut joined = a.clone();
-            joined.extend_from_slice(b);
             out.push(joined);
-        }
-    }
-    normalize(out)
-}
-
-/// `cross`, with each string cut to its first `MAX_STRING` symbols.
-fn cross_prefix(left: &LiteralSet, right: &LiteralSet) -> Option<LiteralSet> {
-    if left.len().saturating_mul(right.len()) > MAX_SET {
-        return None;
-    }
-    let mut out = Vec::new();
-    for a in left {
-        for b in right {
-            let mut joined = a.clone();
-            joined.extend_from_slice(b);
-            joined.truncate(MAX_STRING);
-            out.push(joined);
-        }
-    }
-    normalize(out)
-}
-
-/// `cross`, with each string cut to its last `MAX_STRING` symbols.
-fn cross_suffix(left: &LiteralSet, right: &LiteralSet) -> Option<LiteralSet> {
-    if left.len().saturating_mul(right.len()) > MAX_SET {
-        return None;
-    }
-    let mut out = Vec::new();
-    for a in left {
-        for b in right {
-            let mut joined = a.clone();
-            joined.extend_from_slice(b);
-            let cut = joined.len().saturating_sub(MAX_STRING);
-            out.push(joined[cut..].to_vec());
         }
     }
     normalize(out)

@@ -7,6 +7,15 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// Where a change is in the pipeline. The strings are part of the API (`?state=`).
+///
+/// ```text
+/// queued → checking → checks_passed → awaiting_review → approved
+///             │             │               │  ├→ changes_requested → (revision) → queued
+///             │             │               │  ├→ rejected
+///             │             │               │  └→ expired
+///             │             └→ approved (by rule, or break-glass) / rejected (denied)
+///             └→ rejected / failed
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeState {
@@ -14,20 +23,33 @@ pub enum ChangeState {
     Queued,
     /// Level 1 is running (or will resume after a restart).
     Checking,
-    /// Every Level 1 step passed.
+    /// Every Level 1 step passed; the policy has not been evaluated yet.
     ChecksPassed,
-    /// A Level 1 step failed: the change is bad, and the verdict says why.
+    /// Waiting for the approvals the policy requires.
+    AwaitingReview,
+    /// A reviewer asked the agent for a new revision.
+    ChangesRequested,
+    /// Every obligation is met (or break-glass): ready for deployment.
+    Approved,
+    /// Level 1 failed, the policy denied it, or a reviewer rejected it; the verdict says why.
     Rejected,
-    /// airlock could not run Level 1 (an internal error, repeated). The change is not judged.
+    /// Its review stayed open past the configured expiry.
+    Expired,
+    /// airlock could not judge the change (an internal error, repeated; a policy that
+    /// could not be evaluated).
     Failed,
 }
 
 impl ChangeState {
-    pub const ALL: [ChangeState; 5] = [
+    pub const ALL: [ChangeState; 9] = [
         ChangeState::Queued,
         ChangeState::Checking,
         ChangeState::ChecksPassed,
+        ChangeState::AwaitingReview,
+        ChangeState::ChangesRequested,
+        ChangeState::Approved,
         ChangeState::Rejected,
+        ChangeState::Expired,
         ChangeState::Failed,
     ];
 
@@ -36,30 +58,64 @@ impl ChangeState {
             ChangeState::Queued => "queued",
             ChangeState::Checking => "checking",
             ChangeState::ChecksPassed => "checks_passed",
+            ChangeState::AwaitingReview => "awaiting_review",
+            ChangeState::ChangesRequested => "changes_requested",
+            ChangeState::Approved => "approved",
             ChangeState::Rejected => "rejected",
+            ChangeState::Expired => "expired",
             ChangeState::Failed => "failed",
         }
     }
 
-    /// No worker will touch a change in a final state again.
+    /// Nothing will happen to a change in a final state again.
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            ChangeState::ChecksPassed | ChangeState::Rejected | ChangeState::Failed
+            ChangeState::Rejected | ChangeState::Expired | ChangeState::Failed
         )
     }
 
-    /// The transitions Level 1 may make. Stores enforce them with compare-and-set, so two
-    /// workers can never both finish one change.
+    /// A worker owns the next move (Level 1, then the policy); in every other state the
+    /// change waits for a person or is done.
+    pub fn needs_worker(self) -> bool {
+        matches!(
+            self,
+            ChangeState::Queued | ChangeState::Checking | ChangeState::ChecksPassed
+        )
+    }
+
+    /// An agent may send a new revision (which dismisses earlier approvals and runs
+    /// Level 1 again).
+    pub fn accepts_revision(self) -> bool {
+        matches!(
+            self,
+            ChangeState::AwaitingReview | ChangeState::ChangesRequested
+        )
+    }
+
+    /// The transitions airlock may make. Stores enforce them with compare-and-set, so two
+    /// workers or two reviewers can never both move one change.
     pub fn can_become(self, next: ChangeState) -> bool {
         use ChangeState::*;
         matches!(
             (self, next),
             (Queued, Checking)
+                | (Queued, Failed)
                 | (Checking, ChecksPassed)
                 | (Checking, Rejected)
                 | (Checking, Failed)
-                | (Queued, Failed)
+                | (ChecksPassed, AwaitingReview)
+                | (ChecksPassed, Approved)
+                | (ChecksPassed, Rejected)
+                | (ChecksPassed, Failed)
+                | (AwaitingReview, Approved)
+                | (AwaitingReview, Rejected)
+                | (AwaitingReview, ChangesRequested)
+                | (AwaitingReview, Expired)
+                | (AwaitingReview, Queued)
+                | (ChangesRequested, Queued)
+                | (ChangesRequested, Rejected)
+                | (ChangesRequested, Expired)
         )
     }
 }
@@ -147,6 +203,8 @@ impl ChangedFile {
 pub enum StepStatus {
     Passed,
     Failed,
+    /// Not run: a break-glass change whose policy allows skipping check commands.
+    Skipped,
 }
 
 /// The durable result of one Level 1 step. Once recorded, the step is never run again
@@ -240,7 +298,7 @@ mod tests {
         }
         let error = "done".parse::<ChangeState>().unwrap_err();
         assert!(
-            error.contains("queued, checking, checks_passed, rejected, failed"),
+            error.contains("queued, checking, checks_passed, awaiting_review, changes_requested, approved, rejected, expired, failed"),
             "{error}"
         );
     }
@@ -255,5 +313,15 @@ mod tests {
         }
         assert!(ChangeState::Queued.can_become(ChangeState::Checking));
         assert!(!ChangeState::Queued.can_become(ChangeState::ChecksPassed));
+        // Only a human decision or the policy leaves review; nothing skips it.
+        assert!(!ChangeState::Checking.can_become(ChangeState::Approved));
+        assert!(!ChangeState::ChangesRequested.can_become(ChangeState::Approved));
+        for state in ChangeState::ALL {
+            assert_eq!(
+                state.accepts_revision(),
+                state.can_become(ChangeState::Queued),
+                "{state}"
+            );
+        }
     }
 }

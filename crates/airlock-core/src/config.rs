@@ -56,6 +56,31 @@ pub struct Config {
     pub server: ServerConfig,
     pub scan: ScanConfig,
     pub audit: AuditConfig,
+    pub review: ReviewConfig,
+}
+
+/// Level 2: the policy, the review SLA and break-glass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReviewConfig {
+    /// The Rego policy, relative to the repository root.
+    pub policy: String,
+    /// Longest a policy evaluation may take; beyond it the change fails closed.
+    pub policy_timeout: Duration,
+    /// Time to a decision: reminder at half, escalation at the end.
+    pub sla: Duration,
+    /// Per-risk SLAs overriding `sla`.
+    pub sla_by_risk: std::collections::BTreeMap<crate::review::Risk, Duration>,
+    /// When set, a review still open this long after it was requested rejects the change
+    /// as expired.
+    pub expire_after: Option<Duration>,
+    /// The SLA of the mandatory review that follows a break-glass deployment.
+    pub post_review_sla: Duration,
+}
+
+impl ReviewConfig {
+    pub fn sla_for(&self, risk: crate::review::Risk) -> Duration {
+        self.sla_by_risk.get(&risk).copied().unwrap_or(self.sla)
+    }
 }
 
 /// The tamper-evident audit log.
@@ -91,6 +116,10 @@ pub struct Limits {
     pub max_change_bytes: u64,
     pub max_files: usize,
     pub allow_binary: bool,
+    /// Changes one agent may have in flight (not yet approved, rejected, expired or failed).
+    pub agent_changes_in_flight: usize,
+    /// Proposals (new changes and revisions) one agent may make per hour.
+    pub agent_proposals_per_hour: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,6 +160,20 @@ struct RawConfig {
     scan: RawScan,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    review: RawReview,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawReview {
+    policy: Option<String>,
+    policy_timeout: Option<String>,
+    sla: Option<String>,
+    #[serde(default)]
+    sla_by_risk: std::collections::BTreeMap<String, String>,
+    expire_after: Option<String>,
+    post_review_sla: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -191,6 +234,8 @@ struct RawLimits {
     max_change_bytes: Option<SizeValue>,
     max_files: Option<i64>,
     allow_binary: Option<bool>,
+    agent_changes_in_flight: Option<i64>,
+    agent_proposals_per_hour: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -289,6 +334,20 @@ impl Config {
             max_files: count(raw.limits.max_files, 2_000, "limits.max_files", 1_000_000)
                 .map_err(error)?,
             allow_binary: raw.limits.allow_binary.unwrap_or(false),
+            agent_changes_in_flight: count(
+                raw.limits.agent_changes_in_flight,
+                20,
+                "limits.agent_changes_in_flight",
+                100_000,
+            )
+            .map_err(error)?,
+            agent_proposals_per_hour: count(
+                raw.limits.agent_proposals_per_hour,
+                120,
+                "limits.agent_proposals_per_hour",
+                1_000_000,
+            )
+            .map_err(error)?,
         };
 
         let listen = raw
@@ -323,6 +382,7 @@ impl Config {
 
         let sinks =
             airlock_sinks::validate_sinks(&raw.audit.sinks).map_err(|e| error(e.to_string()))?;
+        let review = review_config(raw.review).map_err(error)?;
 
         Ok(Config {
             target_branch,
@@ -347,8 +407,55 @@ impl Config {
                 checkpoint_interval,
                 sinks,
             },
+            review,
         })
     }
+}
+
+fn review_config(raw: RawReview) -> Result<ReviewConfig, String> {
+    let duration = |value: Option<String>, key: &str, default: Duration| match value {
+        None => Ok(default),
+        Some(text) => positive_duration(&text).map_err(|m| format!("key `review.{key}`: {m}")),
+    };
+    let policy = raw
+        .policy
+        .unwrap_or_else(|| ".airlock/policy.rego".to_owned());
+    if policy.trim().is_empty() {
+        return Err(
+            "key `review.policy`: empty path; accepted: a file path such as \".airlock/policy.rego\""
+                .into(),
+        );
+    }
+    let policy_timeout = duration(raw.policy_timeout, "policy_timeout", Duration::from_secs(2))?;
+    if policy_timeout > Duration::from_secs(60) {
+        return Err("key `review.policy_timeout`: longer than 60s; accepted: up to \"60s\"".into());
+    }
+    let mut sla_by_risk = std::collections::BTreeMap::new();
+    for (risk, text) in raw.sla_by_risk {
+        let risk: crate::review::Risk = risk
+            .parse()
+            .map_err(|m| format!("key `review.sla_by_risk`: {m}"))?;
+        let sla = positive_duration(&text)
+            .map_err(|m| format!("key `review.sla_by_risk.{risk}`: {m}"))?;
+        sla_by_risk.insert(risk, sla);
+    }
+    Ok(ReviewConfig {
+        policy,
+        policy_timeout,
+        sla: duration(raw.sla, "sla", Duration::from_secs(4 * 3600))?,
+        sla_by_risk,
+        expire_after: raw
+            .expire_after
+            .map(|text| {
+                positive_duration(&text).map_err(|m| format!("key `review.expire_after`: {m}"))
+            })
+            .transpose()?,
+        post_review_sla: duration(
+            raw.post_review_sla,
+            "post_review_sla",
+            Duration::from_secs(24 * 3600),
+        )?,
+    })
 }
 
 /// toml's messages already quote the offending line and, for unknown keys and enum
@@ -485,6 +592,10 @@ max_change_bytes = "10MiB"
 max_files = 2000
 # Whether binary file changes are accepted.
 allow_binary = false
+# Per agent: changes in flight at once, and proposals (new changes and revisions) per
+# hour. Beyond them the API answers 429 with Retry-After.
+agent_changes_in_flight = 20
+agent_proposals_per_hour = 120
 
 [scan]
 # The dangerous-change scan (secrets, injections, destructive operations, CI and gate
@@ -511,6 +622,22 @@ checkpoint_interval = "10s"
 # name = "mirror"
 # kind = "jsonl"
 # path = "/var/log/airlock/audit.jsonl"
+
+[review]
+# Level 2. After Level 1 passes, the Rego policy below decides the change's risk and the
+# approvals it needs (see the comments in the file `airlock init` writes). A change that
+# touches airlock.toml, a policy or CODEOWNERS always needs an admin's approval.
+policy = ".airlock/policy.rego"
+# Longest a policy evaluation may take; beyond it the change fails closed.
+policy_timeout = "2s"
+# Time to a decision: reviewers are reminded at half of it and it is escalated at the end.
+sla = "4h"
+# Per-risk SLAs, e.g. {{ high = "2h", critical = "1h" }}.
+sla_by_risk = {{}}
+# Uncomment to reject, as expired, a change whose review is still open after this long.
+# expire_after = "72h"
+# After a break-glass deployment, a review of what was done is due within this time.
+post_review_sla = "24h"
 
 [server]
 # Address of the HTTP API. Keep it on loopback unless a proxy with TLS fronts it.
@@ -564,7 +691,9 @@ mod tests {
             Limits {
                 max_change_bytes: 10 << 20,
                 max_files: 2_000,
-                allow_binary: false
+                allow_binary: false,
+                agent_changes_in_flight: 20,
+                agent_proposals_per_hour: 120,
             }
         );
         assert_eq!(config.server.listen, "127.0.0.1:7070");
@@ -661,5 +790,22 @@ mod tests {
             &["severe", "low", "medium", "high", "critical"],
         );
         check_error("not toml at all", &["line 1"]);
+        check_error(
+            "[review]\nsla_by_risk = { severe = '1h' }\n",
+            &[
+                "review.sla_by_risk",
+                "severe",
+                "low, medium, high, critical",
+            ],
+        );
+        check_error("[review]\nsla = 'soon'\n", &["review.sla"]);
+        check_error(
+            "[review]\npolicy_timeout = '5m'\n",
+            &["review.policy_timeout", "60s"],
+        );
+        check_error(
+            "[limits]\nagent_proposals_per_hour = 0\n",
+            &["limits.agent_proposals_per_hour", "1 to"],
+        );
     }
 }

@@ -61,6 +61,51 @@ pub enum EventKind {
     /// up in the audit log as a new hash.
     #[serde(rename = "config.loaded")]
     ConfigLoaded,
+    /// The policy asked for human review: its obligations, its hash and the review's deadlines.
+    #[serde(rename = "review.requested")]
+    ReviewRequested,
+    /// One human approved a revision (not yet necessarily enough).
+    #[serde(rename = "review.approved")]
+    ReviewApproved,
+    #[serde(rename = "review.rejected")]
+    ReviewRejected,
+    #[serde(rename = "review.changes_requested")]
+    ReviewChangesRequested,
+    /// Half the review SLA has passed.
+    #[serde(rename = "review.reminder")]
+    ReviewReminder,
+    /// The review SLA was breached.
+    #[serde(rename = "review.escalated")]
+    ReviewEscalated,
+    /// The review stayed open past its expiry: the change is rejected as expired.
+    #[serde(rename = "review.expired")]
+    ReviewExpired,
+    /// The change met its obligations (by rule, by humans, or by break-glass).
+    #[serde(rename = "change.approved")]
+    ChangeApproved,
+    /// The agent sent a new revision: earlier approvals no longer count, Level 1 runs again.
+    #[serde(rename = "change.revised")]
+    ChangeRevised,
+    /// The policy denied the change.
+    #[serde(rename = "policy.denied")]
+    PolicyDenied,
+    /// The policy could not be evaluated (error, timeout, invalid answer): the change fails closed.
+    #[serde(rename = "policy.failed")]
+    PolicyFailed,
+    /// An operator or admin marked the change urgent: review is skipped, a post-deployment review opens.
+    #[serde(rename = "change.break_glass")]
+    BreakGlass,
+    #[serde(rename = "post_review.opened")]
+    PostReviewOpened,
+    #[serde(rename = "post_review.completed")]
+    PostReviewCompleted,
+    #[serde(rename = "post_review.overdue")]
+    PostReviewOverdue,
+    /// The kill switch: no new deployment starts until resumed.
+    #[serde(rename = "deploy.paused")]
+    DeploymentsPaused,
+    #[serde(rename = "deploy.resumed")]
+    DeploymentsResumed,
 }
 
 impl EventKind {
@@ -76,6 +121,23 @@ impl EventKind {
             EventKind::TokenCreated => "token.created",
             EventKind::TokenRevoked => "token.revoked",
             EventKind::ConfigLoaded => "config.loaded",
+            EventKind::ReviewRequested => "review.requested",
+            EventKind::ReviewApproved => "review.approved",
+            EventKind::ReviewRejected => "review.rejected",
+            EventKind::ReviewChangesRequested => "review.changes_requested",
+            EventKind::ReviewReminder => "review.reminder",
+            EventKind::ReviewEscalated => "review.escalated",
+            EventKind::ReviewExpired => "review.expired",
+            EventKind::ChangeApproved => "change.approved",
+            EventKind::ChangeRevised => "change.revised",
+            EventKind::PolicyDenied => "policy.denied",
+            EventKind::PolicyFailed => "policy.failed",
+            EventKind::BreakGlass => "change.break_glass",
+            EventKind::PostReviewOpened => "post_review.opened",
+            EventKind::PostReviewCompleted => "post_review.completed",
+            EventKind::PostReviewOverdue => "post_review.overdue",
+            EventKind::DeploymentsPaused => "deploy.paused",
+            EventKind::DeploymentsResumed => "deploy.resumed",
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod event;
 pub mod ids;
 pub mod intake;
 pub mod pipeline;
+pub mod review;
 pub mod units;
 
 pub use change::{ChangeState, ChangedFile, FileOp, SourceForm, StepRecord, StepStatus, Verdict};

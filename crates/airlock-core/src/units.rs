@@ -80,6 +80,21 @@ pub fn format_duration(duration: Duration) -> String {
     }
 }
 
+/// `YYYY-MM-DDThh:mm:ssZ` for milliseconds since the Unix epoch (whole seconds, UTC).
+pub fn rfc3339_utc(unix_ms: i64) -> String {
+    let seconds = unix_ms.div_euclid(1000);
+    let days = seconds.div_euclid(86_400);
+    let second_of_day = seconds.rem_euclid(86_400);
+    // Dates before 1970 are not airlock's: they print as 1970-01-01.
+    let (year, month, day) = airlock_sinks::civil_from_days(days.max(0) as u64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        second_of_day / 3600,
+        second_of_day / 60 % 60,
+        second_of_day % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

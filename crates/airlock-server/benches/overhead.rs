@@ -187,6 +187,7 @@ fn main() {
                 "bench",
                 Role::Agent,
                 None,
+                &[],
                 Actor::system("bench"),
                 0,
             )
@@ -199,6 +200,7 @@ fn main() {
                 state_dir: state_dir.clone(),
                 config,
                 bwrap_path: None,
+                clock: std::sync::Arc::new(airlock_server::SystemClock),
             };
             (
                 airlock_server::start(options, store, listener)
@@ -237,14 +239,14 @@ fn main() {
                     .read_json()
                     .unwrap();
                 match view["state"].as_str().unwrap() {
-                    "checks_passed" => {
+                    "awaiting_review" => {
                         break view["steps"]
                             .as_array()
                             .and_then(|steps| steps.iter().find(|step| step["name"] == "test"))
                             .and_then(|step| step["duration_ms"].as_u64())
                             .unwrap_or(0);
                     }
-                    "queued" | "checking" => {}
+                    "queued" | "checking" | "checks_passed" => {}
                     other => panic!("unexpected state {other}: {view}"),
                 }
             };

@@ -7,6 +7,7 @@ use airlock_core::change::{ChangeState, ChangedFile, StepRecord};
 use airlock_core::event::{Actor, ActorKind, EventKind, NewEvent};
 use airlock_core::ids::{ChangeId, Role};
 use airlock_core::intake::Edit;
+use airlock_core::review::ReviewVerdict;
 use airlock_store::{ChangeRecord, EventRecord, NewChange, Store, TokenRecord};
 use axum::Json;
 use axum::Router;
@@ -14,11 +15,11 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
+use crate::Shared;
 use crate::intake::{AcceptError, ProposalBody, accept};
-use crate::{Shared, now_ms};
 
 pub(crate) fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
     Router::new()
@@ -26,6 +27,17 @@ pub(crate) fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
         .route("/v1/changes", get(list_changes::<S>).post(propose::<S>))
         .route("/v1/changes/{id}", get(get_change::<S>))
         .route("/v1/changes/{id}/events", get(change_events::<S>))
+        .route("/v1/changes/{id}/revisions", post(revise::<S>))
+        .route("/v1/changes/{id}/reviews", post(review_change::<S>))
+        .route("/v1/changes/{id}/break-glass", post(break_glass::<S>))
+        .route("/v1/reviews", get(review_queue::<S>))
+        .route("/v1/post-reviews", get(post_reviews::<S>))
+        .route("/v1/tokens", get(list_tokens::<S>).post(create_token::<S>))
+        .route("/v1/tokens/{id}", axum::routing::delete(revoke_token::<S>))
+        .route(
+            "/v1/pause",
+            get(pause_state::<S>).post(pause::<S>).delete(resume::<S>),
+        )
         .route(
             "/v1/audit/checkpoint",
             get(audit_checkpoint::<S>).post(publish_checkpoint::<S>),
@@ -34,12 +46,137 @@ pub(crate) fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
         .with_state(shared)
 }
 
+/// Every authenticated endpoint. Its roles are the whole authorization policy of the
+/// API: each handler names its endpoint, and nothing else grants access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    ListChanges,
+    GetChange,
+    ChangeEvents,
+    Propose,
+    Revise,
+    Review,
+    BreakGlass,
+    ReviewQueue,
+    PostReviews,
+    ListTokens,
+    CreateToken,
+    RevokeToken,
+    PauseState,
+    Pause,
+    Resume,
+    AuditCheckpoint,
+    PublishCheckpoint,
+}
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 17] = [
+        Endpoint::ListChanges,
+        Endpoint::GetChange,
+        Endpoint::ChangeEvents,
+        Endpoint::Propose,
+        Endpoint::Revise,
+        Endpoint::Review,
+        Endpoint::BreakGlass,
+        Endpoint::ReviewQueue,
+        Endpoint::PostReviews,
+        Endpoint::ListTokens,
+        Endpoint::CreateToken,
+        Endpoint::RevokeToken,
+        Endpoint::PauseState,
+        Endpoint::Pause,
+        Endpoint::Resume,
+        Endpoint::AuditCheckpoint,
+        Endpoint::PublishCheckpoint,
+    ];
+
+    /// The roles that may call the endpoint.
+    pub fn roles(self) -> &'static [Role] {
+        use Role::*;
+        match self {
+            Endpoint::ListChanges
+            | Endpoint::GetChange
+            | Endpoint::ChangeEvents
+            | Endpoint::PauseState
+            | Endpoint::AuditCheckpoint => &[Agent, Reviewer, Operator, Admin],
+            Endpoint::Propose | Endpoint::Revise => &[Agent, Operator, Admin],
+            Endpoint::Review | Endpoint::ReviewQueue | Endpoint::PostReviews => {
+                &[Reviewer, Operator, Admin]
+            }
+            Endpoint::BreakGlass
+            | Endpoint::Pause
+            | Endpoint::Resume
+            | Endpoint::PublishCheckpoint => &[Operator, Admin],
+            Endpoint::ListTokens | Endpoint::CreateToken | Endpoint::RevokeToken => &[Admin],
+        }
+    }
+
+    /// The method and the path pattern of the endpoint.
+    pub fn route(self) -> (&'static str, &'static str) {
+        match self {
+            Endpoint::ListChanges => ("GET", "/v1/changes"),
+            Endpoint::GetChange => ("GET", "/v1/changes/{id}"),
+            Endpoint::ChangeEvents => ("GET", "/v1/changes/{id}/events"),
+            Endpoint::Propose => ("POST", "/v1/changes"),
+            Endpoint::Revise => ("POST", "/v1/changes/{id}/revisions"),
+            Endpoint::Review => ("POST", "/v1/changes/{id}/reviews"),
+            Endpoint::BreakGlass => ("POST", "/v1/changes/{id}/break-glass"),
+            Endpoint::ReviewQueue => ("GET", "/v1/reviews"),
+            Endpoint::PostReviews => ("GET", "/v1/post-reviews"),
+            Endpoint::ListTokens => ("GET", "/v1/tokens"),
+            Endpoint::CreateToken => ("POST", "/v1/tokens"),
+            Endpoint::RevokeToken => ("DELETE", "/v1/tokens/{id}"),
+            Endpoint::PauseState => ("GET", "/v1/pause"),
+            Endpoint::Pause => ("POST", "/v1/pause"),
+            Endpoint::Resume => ("DELETE", "/v1/pause"),
+            Endpoint::AuditCheckpoint => ("GET", "/v1/audit/checkpoint"),
+            Endpoint::PublishCheckpoint => ("POST", "/v1/audit/checkpoint"),
+        }
+    }
+
+    /// What the endpoint does, in the words of a refusal.
+    fn action(self) -> &'static str {
+        match self {
+            Endpoint::ListChanges => "list changes",
+            Endpoint::GetChange => "read changes",
+            Endpoint::ChangeEvents => "read change events",
+            Endpoint::Propose => "propose changes",
+            Endpoint::Revise => "revise changes",
+            Endpoint::Review => "review changes",
+            Endpoint::BreakGlass => "break the glass",
+            Endpoint::ReviewQueue => "read the review queue",
+            Endpoint::PostReviews => "read post-deployment reviews",
+            Endpoint::ListTokens => "list tokens",
+            Endpoint::CreateToken => "create tokens",
+            Endpoint::RevokeToken => "revoke tokens",
+            Endpoint::PauseState => "read the kill switch",
+            Endpoint::Pause => "pause deployments",
+            Endpoint::Resume => "resume deployments",
+            Endpoint::AuditCheckpoint => "read audit checkpoints",
+            Endpoint::PublishCheckpoint => "publish audit checkpoints",
+        }
+    }
+}
+
+/// Authenticates the caller and checks that its role may call `endpoint`.
+async fn authorize<S: Store>(
+    shared: &Shared<S>,
+    headers: &HeaderMap,
+    endpoint: Endpoint,
+) -> Result<TokenRecord, ApiError> {
+    let token = authenticate(shared, headers).await?;
+    require_role(&token, endpoint.roles(), endpoint.action())?;
+    Ok(token)
+}
+
 /// An API error: status, stable code, and a message for the caller.
 #[derive(Debug)]
 pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds, for 429 answers.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -48,6 +185,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -70,6 +208,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
         let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -91,7 +234,7 @@ async fn audit_checkpoint<S: Store>(
     State(shared): State<Arc<Shared<S>>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authenticate(&shared, &headers).await?;
+    authorize(&shared, &headers, Endpoint::AuditCheckpoint).await?;
     let latest = shared
         .audit
         .log
@@ -111,12 +254,7 @@ async fn publish_checkpoint<S: Store>(
     State(shared): State<Arc<Shared<S>>>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let token = authenticate(&shared, &headers).await?;
-    require_role(
-        &token,
-        &[Role::Operator, Role::Admin],
-        "publish audit checkpoints",
-    )?;
+    authorize(&shared, &headers, Endpoint::PublishCheckpoint).await?;
     let audit = shared.audit.clone();
     let signed = tokio::task::spawn_blocking(move || audit.checkpoint())
         .await
@@ -182,7 +320,7 @@ fn require_role(token: &TokenRecord, allowed: &[Role], action: &str) -> Result<(
     ))
 }
 
-fn actor_of(token: &TokenRecord) -> Actor {
+pub(crate) fn actor_of(token: &TokenRecord) -> Actor {
     let kind = if token.role == Role::Agent {
         ActorKind::Agent
     } else {
@@ -208,12 +346,32 @@ struct ProposeRequest {
     edits: Option<Vec<Edit>>,
     #[serde(rename = "ref")]
     git_ref: Option<String>,
+    /// Break-glass at proposal time (operator and admin tokens only).
+    urgent: Option<UrgentRequest>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UrgentRequest {
+    reason: String,
+}
+
+/// The body of `POST /v1/changes/{id}/revisions`: the new content of the change.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviseRequest {
+    base: Option<String>,
+    diff: Option<String>,
+    edits: Option<Vec<Edit>>,
+    #[serde(rename = "ref")]
+    git_ref: Option<String>,
 }
 
 #[derive(Serialize)]
 struct ProposeResponse {
     id: ChangeId,
     state: ChangeState,
+    revision: i64,
     base_commit: String,
     files: usize,
     lines_added: usize,
@@ -222,20 +380,16 @@ struct ProposeResponse {
 
 const MAX_TITLE_CHARS: usize = 200;
 const MAX_DESCRIPTION_BYTES: usize = 64 << 10;
+/// Comments and break-glass reasons.
+const MAX_COMMENT_BYTES: usize = 10 << 10;
 
-async fn propose<S: Store>(
-    State(shared): State<Arc<Shared<S>>>,
-    headers: HeaderMap,
+/// Reads a JSON body of at most what a change may be (JSON escaping can double a
+/// diff's size; room is left for that and the other fields).
+async fn read_json<S: Store, T: serde::de::DeserializeOwned>(
+    shared: &Shared<S>,
     body: Body,
-) -> Result<(StatusCode, Json<ProposeResponse>), ApiError> {
-    let token = authenticate(&shared, &headers).await?;
-    require_role(
-        &token,
-        &[Role::Agent, Role::Operator, Role::Admin],
-        "propose changes",
-    )?;
-
-    // JSON escaping can double a diff's size; leave room for that and the other fields.
+    accepted: &str,
+) -> Result<T, ApiError> {
     let limit = (shared.config.limits.max_change_bytes as usize)
         .saturating_mul(2)
         .saturating_add(MAX_DESCRIPTION_BYTES + 4096);
@@ -249,12 +403,147 @@ async fn propose<S: Store>(
             ),
         )
     })?;
-    let request: ProposeRequest = serde_json::from_slice(&bytes).map_err(|e| {
+    serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(
             "invalid_request",
-            format!("the body is not a valid proposal: {e}; accepted: {{\"title\", \"description\", \"base\"?, and one of \"diff\", \"edits\", \"ref\"}}"),
+            format!("the body is not valid: {e}; accepted: {accepted}"),
         )
-    })?;
+    })
+}
+
+/// A comment or reason: one to `MAX_COMMENT_BYTES` bytes, no control characters but
+/// newlines and tabs.
+fn check_text(text: &str, what: &str, required: bool) -> Result<String, ApiError> {
+    let text = text.trim();
+    if (required && text.is_empty())
+        || text.len() > MAX_COMMENT_BYTES
+        || text
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(ApiError::bad_request(
+            "invalid_text",
+            format!(
+                "the {what} must be {} to {MAX_COMMENT_BYTES} bytes of text without control characters",
+                if required { 1 } else { 0 }
+            ),
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+fn proposal_body(
+    diff: Option<String>,
+    edits: Option<Vec<Edit>>,
+    git_ref: Option<String>,
+) -> Result<ProposalBody, ApiError> {
+    match (diff, edits, git_ref) {
+        (Some(diff), None, None) => Ok(ProposalBody::Diff(diff)),
+        (None, Some(edits), None) => Ok(ProposalBody::Edits(edits)),
+        (None, None, Some(git_ref)) => Ok(ProposalBody::Ref(git_ref)),
+        _ => Err(ApiError::bad_request(
+            "invalid_request",
+            "exactly one of `diff`, `edits` and `ref` is required",
+        )),
+    }
+}
+
+/// Validates a proposal's content against the repository (on a blocking thread: git).
+async fn run_intake<S: Store>(
+    shared: &Arc<Shared<S>>,
+    base: Option<String>,
+    body: ProposalBody,
+) -> Result<crate::intake::Accepted, ApiError> {
+    let accepted = {
+        let shared = shared.clone();
+        tokio::task::spawn_blocking(move || {
+            accept(
+                &shared.repo,
+                &shared.config.target_branch,
+                base.as_deref(),
+                &body,
+                &shared.config.limits,
+            )
+        })
+        .await
+        .map_err(ApiError::internal)?
+    };
+    accepted.map_err(|error| match error {
+        AcceptError::Intake(e) if e.is_input_error() => {
+            let status = match e {
+                airlock_core::intake::IntakeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                airlock_core::intake::IntakeError::DoesNotApply { .. } => StatusCode::CONFLICT,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            ApiError::new(status, e.code(), e.to_string())
+        }
+        AcceptError::UnknownRevision(message) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_revision",
+            message,
+        ),
+        other => ApiError::internal(other),
+    })
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// Per-agent limits: changes in flight (for a new change) and proposals per hour (new
+/// changes and revisions). Beyond them: 429 with `Retry-After`. Humans are not limited.
+async fn check_agent_limits<S: Store>(
+    shared: &Shared<S>,
+    token: &TokenRecord,
+    new_change: bool,
+) -> Result<(), ApiError> {
+    if token.role != Role::Agent {
+        return Ok(());
+    }
+    let limits = &shared.config.limits;
+    let now = shared.clock.now_ms();
+    let activity = shared
+        .store
+        .agent_activity(&token.name, now - HOUR_MS)
+        .await?;
+    let too_many = |message: String, seconds: u64| {
+        let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+        error.retry_after = Some(seconds.max(1));
+        error
+    };
+    if activity.proposals >= limits.agent_proposals_per_hour as u64 {
+        let oldest = activity.oldest_proposal_ms.unwrap_or(now);
+        let seconds = ((oldest + HOUR_MS - now).max(0) as u64).div_ceil(1000);
+        return Err(too_many(
+            format!(
+                "agent `{}` made {} proposals in the last hour; the limit is {} (`limits.agent_proposals_per_hour`)",
+                token.name, activity.proposals, limits.agent_proposals_per_hour
+            ),
+            seconds,
+        ));
+    }
+    if new_change && activity.in_flight >= limits.agent_changes_in_flight as u64 {
+        return Err(too_many(
+            format!(
+                "agent `{}` has {} changes in flight; the limit is {} (`limits.agent_changes_in_flight`); wait for some to be decided",
+                token.name, activity.in_flight, limits.agent_changes_in_flight
+            ),
+            60,
+        ));
+    }
+    Ok(())
+}
+
+async fn propose<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<ProposeResponse>), ApiError> {
+    let token = authorize(&shared, &headers, Endpoint::Propose).await?;
+    let request: ProposeRequest = read_json(
+        &shared,
+        body,
+        "{\"title\", \"description\", \"base\"?, one of \"diff\", \"edits\", \"ref\", and \"urgent\": {\"reason\"}?}",
+    )
+    .await?;
 
     let title = request.title.trim();
     if title.is_empty()
@@ -275,60 +564,37 @@ async fn propose<S: Store>(
             ),
         ));
     }
-    let body = match (request.diff, request.edits, request.git_ref) {
-        (Some(diff), None, None) => ProposalBody::Diff(diff),
-        (None, Some(edits), None) => ProposalBody::Edits(edits),
-        (None, None, Some(git_ref)) => ProposalBody::Ref(git_ref),
-        _ => {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                "exactly one of `diff`, `edits` and `ref` is required",
-            ));
+    let urgent = match &request.urgent {
+        None => None,
+        Some(urgent) => {
+            require_role(
+                &token,
+                Endpoint::BreakGlass.roles(),
+                Endpoint::BreakGlass.action(),
+            )?;
+            Some(check_text(&urgent.reason, "break-glass reason", true)?)
         }
     };
-
-    let accepted = {
-        let shared = shared.clone();
-        let base = request.base.clone();
-        tokio::task::spawn_blocking(move || {
-            accept(
-                &shared.repo,
-                &shared.config.target_branch,
-                base.as_deref(),
-                &body,
-                &shared.config.limits,
-            )
-        })
-        .await
-        .map_err(ApiError::internal)?
-    };
-    let accepted = accepted.map_err(|error| match error {
-        AcceptError::Intake(e) if e.is_input_error() => {
-            let status = match e {
-                airlock_core::intake::IntakeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                airlock_core::intake::IntakeError::DoesNotApply { .. } => StatusCode::CONFLICT,
-                _ => StatusCode::UNPROCESSABLE_ENTITY,
-            };
-            ApiError::new(status, e.code(), e.to_string())
-        }
-        AcceptError::UnknownRevision(message) => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_revision",
-            message,
-        ),
-        other => ApiError::internal(other),
-    })?;
+    let body = proposal_body(request.diff, request.edits, request.git_ref)?;
+    check_agent_limits(&shared, &token, true).await?;
+    let accepted = run_intake(&shared, request.base, body).await?;
 
     let mut id_bytes = [0u8; 16];
     id_bytes.copy_from_slice(uuid::Uuid::now_v7().as_bytes());
     let id = ChangeId::from_bytes(id_bytes);
-    let now = now_ms();
+    let now = shared.clock.now_ms();
     let change_set = accepted.change_set;
+    let agent = actor_of(&token);
+    let urgency = urgent.map(|reason| airlock_store::Urgency {
+        reason,
+        by: agent.clone(),
+        at_ms: now,
+    });
     let change = NewChange {
         id: id.clone(),
         title: title.to_owned(),
         description: request.description,
-        agent: actor_of(&token),
+        agent,
         base_commit: accepted.base.to_string(),
         target_branch: shared.config.target_branch.clone(),
         source: accepted.source,
@@ -337,8 +603,9 @@ async fn propose<S: Store>(
         lines_added: change_set.lines_added(),
         lines_removed: change_set.lines_removed(),
         created_at_ms: now,
+        urgency: urgency.clone(),
     };
-    let event = NewEvent {
+    let mut events = vec![NewEvent {
         change_id: Some(id.clone()),
         at_ms: now,
         actor: change.agent.clone(),
@@ -351,8 +618,22 @@ async fn propose<S: Store>(
             "diff_sha256": airlock_core::intake::sha256_hex(&change.diff),
             "files": file_hashes(&change.files),
         }),
-    };
-    shared.store.insert_change(&change, &event).await?;
+    }];
+    if let Some(urgency) = &urgency {
+        events.push(NewEvent {
+            change_id: Some(id.clone()),
+            at_ms: now,
+            actor: urgency.by.clone(),
+            kind: EventKind::BreakGlass,
+            data: serde_json::json!({
+                "summary": format!("break-glass by {}: {}", urgency.by.name, urgency.reason),
+                "reason": urgency.reason,
+                "state": ChangeState::Queued,
+                "files": file_hashes(&change.files),
+            }),
+        });
+    }
+    shared.store.insert_change(&change, &events).await?;
     shared.work_available.notify_one();
     tracing::info!(change = %id, agent = %token.name, files = change.files.len(), "change proposed");
     Ok((
@@ -360,11 +641,366 @@ async fn propose<S: Store>(
         Json(ProposeResponse {
             id,
             state: ChangeState::Queued,
+            revision: 1,
             base_commit: change.base_commit,
             files: change.files.len(),
             lines_added: change.lines_added,
             lines_removed: change.lines_removed,
         }),
+    ))
+}
+
+/// A new revision from the agent (after "request changes", or while awaiting review):
+/// earlier approvals no longer count and Level 1 runs again.
+async fn revise<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<(StatusCode, Json<ProposeResponse>), ApiError> {
+    let token = authorize(&shared, &headers, Endpoint::Revise).await?;
+    let id = parse_change_id(&id)?;
+    let request: ReviseRequest = read_json(
+        &shared,
+        body,
+        "{\"base\"?, and one of \"diff\", \"edits\", \"ref\"}",
+    )
+    .await?;
+    let change = find_change(&shared, &id).await?;
+    if token.role == Role::Agent && token.name != change.agent.name {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "`{id}` was proposed by `{}`; an agent may revise only its own changes",
+                change.agent.name
+            ),
+        ));
+    }
+    if !change.state.accepts_revision() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_revisable",
+            format!(
+                "`{id}` is {}; a new revision is accepted while it awaits review or has changes requested",
+                change.state
+            ),
+        ));
+    }
+    let body = proposal_body(request.diff, request.edits, request.git_ref)?;
+    check_agent_limits(&shared, &token, false).await?;
+    let accepted = run_intake(&shared, request.base, body).await?;
+    let now = shared.clock.now_ms();
+    let change_set = accepted.change_set;
+    let revision = airlock_store::NewRevision {
+        base_commit: accepted.base.to_string(),
+        source: accepted.source,
+        diff: change_set.diff.clone(),
+        files: change_set.files.clone(),
+        lines_added: change_set.lines_added(),
+        lines_removed: change_set.lines_removed(),
+        at_ms: now,
+    };
+    let event = NewEvent {
+        change_id: Some(id.clone()),
+        at_ms: now,
+        actor: actor_of(&token),
+        kind: EventKind::ChangeRevised,
+        data: serde_json::json!({
+            "summary": format!("revision {} by {}; earlier approvals no longer count", change.revision + 1, token.name),
+            "revision": change.revision + 1,
+            "base_commit": revision.base_commit,
+            "source": revision.source,
+            "diff_sha256": airlock_core::intake::sha256_hex(&revision.diff),
+            "files": file_hashes(&revision.files),
+        }),
+    };
+    if !shared
+        .store
+        .revise_change(&id, change.revision, &revision, &event)
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_revisable",
+            format!("`{id}` changed while the revision was checked; read it and try again"),
+        ));
+    }
+    shared.work_available.notify_one();
+    shared.progress.send_modify(|n| *n += 1);
+    Ok((
+        StatusCode::CREATED,
+        Json(ProposeResponse {
+            id,
+            state: ChangeState::Queued,
+            revision: change.revision + 1,
+            base_commit: revision.base_commit,
+            files: revision.files.len(),
+            lines_added: revision.lines_added,
+            lines_removed: revision.lines_removed,
+        }),
+    ))
+}
+
+async fn find_change<S: Store>(
+    shared: &Shared<S>,
+    id: &ChangeId,
+) -> Result<ChangeRecord, ApiError> {
+    shared.store.change(id).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "change_not_found",
+            format!("no change `{id}`"),
+        )
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewRequest {
+    verdict: ReviewVerdict,
+    #[serde(default)]
+    comment: String,
+}
+
+async fn review_change<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<crate::review::ReviewOutcome>, ApiError> {
+    let token = authorize(&shared, &headers, Endpoint::Review).await?;
+    let id = parse_change_id(&id)?;
+    let request: ReviewRequest = read_json(
+        &shared,
+        body,
+        "{\"verdict\": \"approve\" | \"reject\" | \"request_changes\", \"comment\"} (a comment is required to reject or request changes)",
+    )
+    .await?;
+    let comment = check_text(
+        &request.comment,
+        "comment",
+        request.verdict != ReviewVerdict::Approve,
+    )?;
+    find_change(&shared, &id).await?;
+    crate::review::review(&shared, &token, &id, request.verdict, &comment)
+        .await
+        .map(Json)
+        .map_err(review_error)
+}
+
+fn review_error(error: crate::review::ReviewError) -> ApiError {
+    use crate::review::ReviewError;
+    match error {
+        ReviewError::Forbidden(message) => {
+            ApiError::new(StatusCode::FORBIDDEN, "separation_of_duties", message)
+        }
+        ReviewError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+        ReviewError::Internal(message) => ApiError::internal(message),
+    }
+}
+
+async fn break_glass<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let token = authorize(&shared, &headers, Endpoint::BreakGlass).await?;
+    let id = parse_change_id(&id)?;
+    let request: UrgentRequest = read_json(&shared, body, "{\"reason\"}").await?;
+    let reason = check_text(&request.reason, "break-glass reason", true)?;
+    find_change(&shared, &id).await?;
+    let state = crate::review::break_glass(&shared, &token, &id, &reason)
+        .await
+        .map_err(review_error)?;
+    Ok(Json(
+        serde_json::json!({ "id": id, "state": state, "urgent": true }),
+    ))
+}
+
+/// Changes waiting for review, oldest first, with what each still needs.
+async fn review_queue<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    authorize(&shared, &headers, Endpoint::ReviewQueue).await?;
+    let mut changes = shared
+        .store
+        .list_changes(Some(ChangeState::AwaitingReview), 1000)
+        .await?;
+    changes.reverse();
+    let mut queue = Vec::with_capacity(changes.len());
+    for change in changes {
+        let review = crate::review::status(&shared, &change).await?;
+        queue.push(serde_json::json!({
+            "id": change.id,
+            "title": change.title,
+            "agent": change.agent,
+            "revision": change.revision,
+            "updated_at_ms": change.updated_at_ms,
+            "review": review,
+        }));
+    }
+    Ok(Json(queue))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostReviewQuery {
+    /// Only open post-reviews past their due time.
+    #[serde(default)]
+    overdue: bool,
+}
+
+async fn post_reviews<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    headers: HeaderMap,
+    query: Result<Query<PostReviewQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<airlock_store::PostReviewRecord>>, ApiError> {
+    authorize(&shared, &headers, Endpoint::PostReviews).await?;
+    let Query(query) = query.map_err(|e| {
+        ApiError::bad_request(
+            "invalid_query",
+            format!("{e}; accepted parameters: overdue (true or false)"),
+        )
+    })?;
+    let now = shared.clock.now_ms();
+    let mut records = shared.store.post_reviews().await?;
+    if query.overdue {
+        records.retain(|p| p.completed_at_ms.is_none() && p.due_at_ms <= now);
+    }
+    Ok(Json(records))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTokenRequest {
+    name: String,
+    role: Role,
+    owner: Option<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+async fn list_tokens<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<TokenRecord>>, ApiError> {
+    authorize(&shared, &headers, Endpoint::ListTokens).await?;
+    Ok(Json(shared.store.list_tokens().await?))
+}
+
+async fn create_token<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let token = authorize(&shared, &headers, Endpoint::CreateToken).await?;
+    let request: CreateTokenRequest = read_json(
+        &shared,
+        body,
+        "{\"name\", \"role\": \"agent\" | \"reviewer\" | \"operator\" | \"admin\", \"owner\"?, \"groups\"?: [\"@team\"]}",
+    )
+    .await?;
+    let issued = crate::tokens::issue(
+        &shared.store,
+        &request.name,
+        request.role,
+        request.owner.as_deref(),
+        &request.groups,
+        actor_of(&token),
+        shared.clock.now_ms(),
+    )
+    .await
+    .map_err(|e| match e {
+        crate::tokens::TokenError::Invalid(message) => {
+            ApiError::bad_request("invalid_token_request", message)
+        }
+        other => ApiError::internal(other),
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "token": issued.record, "secret": issued.secret })),
+    ))
+}
+
+async fn revoke_token<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let token = authorize(&shared, &headers, Endpoint::RevokeToken).await?;
+    let id: airlock_core::ids::TokenId = id
+        .parse()
+        .map_err(|m: String| ApiError::bad_request("invalid_token_id", m))?;
+    let revoked =
+        crate::tokens::revoke(&shared.store, &id, actor_of(&token), shared.clock.now_ms()).await?;
+    if !revoked {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "token_not_found",
+            format!("no active token `{id}`"),
+        ));
+    }
+    Ok(Json(serde_json::json!({ "id": id, "revoked": true })))
+}
+
+async fn pause_state<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&shared, &headers, Endpoint::PauseState).await?;
+    let pause = shared.store.pause().await?;
+    Ok(Json(
+        serde_json::json!({ "paused": pause.is_some(), "pause": pause }),
+    ))
+}
+
+async fn pause<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let token = authorize(&shared, &headers, Endpoint::Pause).await?;
+    let request: UrgentRequest = read_json(&shared, body, "{\"reason\"}").await?;
+    let reason = check_text(&request.reason, "reason", true)?;
+    let now = shared.clock.now_ms();
+    let pause = airlock_store::Pause {
+        reason: reason.clone(),
+        by: actor_of(&token),
+        at_ms: now,
+    };
+    let event = NewEvent {
+        change_id: None,
+        at_ms: now,
+        actor: actor_of(&token),
+        kind: EventKind::DeploymentsPaused,
+        data: serde_json::json!({ "summary": format!("deployments paused by {}: {reason}", token.name), "reason": reason }),
+    };
+    let changed = shared.store.set_pause(Some(&pause), &event).await?;
+    let current = shared.store.pause().await?;
+    Ok(Json(
+        serde_json::json!({ "paused": true, "changed": changed, "pause": current }),
+    ))
+}
+
+async fn resume<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let token = authorize(&shared, &headers, Endpoint::Resume).await?;
+    let now = shared.clock.now_ms();
+    let event = NewEvent {
+        change_id: None,
+        at_ms: now,
+        actor: actor_of(&token),
+        kind: EventKind::DeploymentsResumed,
+        data: serde_json::json!({ "summary": format!("deployments resumed by {}", token.name) }),
+    };
+    let changed = shared.store.set_pause(None, &event).await?;
+    Ok(Json(
+        serde_json::json!({ "paused": false, "changed": changed }),
     ))
 }
 
@@ -393,6 +1029,9 @@ pub struct ChangeView {
     pub change: ChangeRecord,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepRecord>,
+    /// For a single change: its obligations, approvals and what is missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<serde_json::Value>,
 }
 
 impl std::ops::Deref for ChangeView {
@@ -422,7 +1061,7 @@ async fn get_change<S: Store>(
     Path(id): Path<String>,
     query: Result<Query<GetQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ChangeView>, ApiError> {
-    authenticate(&shared, &headers).await?;
+    authorize(&shared, &headers, Endpoint::GetChange).await?;
     let id = parse_change_id(&id)?;
     let Query(query) = query.map_err(|e| {
         ApiError::bad_request(
@@ -448,16 +1087,18 @@ async fn get_change<S: Store>(
                 format!("no change `{id}`"),
             )
         })?;
-        let progressed = !record.state.is_final()
+        let progressed = record.state.needs_worker()
             && matches!(
                 tokio::time::timeout_at(deadline, progress.changed()).await,
                 Ok(Ok(()))
             );
         if !progressed {
             let steps = shared.store.steps(&id, record.revision).await?;
+            let review = crate::review::status(&shared, &record).await?;
             return Ok(Json(ChangeView {
                 change: record,
                 steps,
+                review,
             }));
         }
     }
@@ -468,7 +1109,7 @@ async fn change_events<S: Store>(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<EventRecord>>, ApiError> {
-    authenticate(&shared, &headers).await?;
+    authorize(&shared, &headers, Endpoint::ChangeEvents).await?;
     let id = parse_change_id(&id)?;
     if shared.store.change(&id).await?.is_none() {
         return Err(ApiError::new(
@@ -492,7 +1133,7 @@ async fn list_changes<S: Store>(
     headers: HeaderMap,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<ChangeView>>, ApiError> {
-    authenticate(&shared, &headers).await?;
+    authorize(&shared, &headers, Endpoint::ListChanges).await?;
     let Query(query) = query.map_err(|e| {
         ApiError::bad_request(
             "invalid_query",
@@ -519,6 +1160,7 @@ async fn list_changes<S: Store>(
             .map(|change| ChangeView {
                 change,
                 steps: Vec::new(),
+                review: None,
             })
             .collect(),
     ))

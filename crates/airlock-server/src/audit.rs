@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_audit::entry::{
-    AuditEntry, Decision, EntryActor, FileDigest, PayloadRef, evidence_digest,
+    Approval, AuditEntry, Decision, EntryActor, FileDigest, PayloadRef, evidence_digest,
 };
 use airlock_audit::payload::PayloadStore;
 use airlock_audit::{AuditError, AuditLog, LogOptions, Recovery, SharedLog};
@@ -245,7 +245,7 @@ impl AuditTrail {
             .unwrap_or_default();
         let mut details = data.clone();
         if let Some(object) = details.as_object_mut() {
-            for key in ["files", "base_commit", "diff_sha256", "summary"] {
+            for key in ["files", "base_commit", "diff_sha256"] {
                 object.remove(key);
             }
         }
@@ -282,6 +282,38 @@ impl AuditTrail {
                 evidence_sha256: digest(data)?,
             });
         }
+        // Level 2: the policy's and the reviewers' decisions, with the policy's hash.
+        let review_outcome = match event.kind.as_str() {
+            "review.requested" => Some("review_required"),
+            "review.approved" => Some("approve"),
+            "review.rejected" => Some("reject"),
+            "review.changes_requested" => Some("request_changes"),
+            "review.expired" => Some("expired"),
+            "change.approved" => Some("approved"),
+            "policy.denied" => Some("denied"),
+            "policy.failed" => Some("failed"),
+            _ => None,
+        };
+        if let Some(outcome) = review_outcome {
+            decision = Some(Decision {
+                outcome: outcome.to_owned(),
+                summary: text("summary"),
+                evidence_sha256: digest(data)?,
+            });
+        }
+        let approval = (event.kind == "change.approved").then(|| Approval {
+            method: text("method").unwrap_or_default(),
+            reason: text("reason"),
+        });
+        if decision.is_some()
+            && let Some(object) = details.as_object_mut()
+        {
+            object.remove("summary");
+        }
+        let policy_sha256 = match text("policy_sha256") {
+            Some(policy) => Some(policy),
+            None => decision.as_ref().map(|_| self.config_sha256.clone()),
+        };
         let entry = AuditEntry {
             v: airlock_audit::entry::VERSION,
             kind: event.kind.clone(),
@@ -303,8 +335,8 @@ impl AuditTrail {
             result_commit: None,
             diff_sha256: text("diff_sha256"),
             files,
-            approval: None,
-            policy_sha256: decision.as_ref().map(|_| self.config_sha256.clone()),
+            approval,
+            policy_sha256,
             decision,
             payloads,
             details: if details.as_object().is_some_and(|o| o.is_empty()) {

@@ -6,13 +6,14 @@
 mod api;
 pub mod audit;
 mod intake;
+pub mod review;
 pub mod tokens;
 mod worker;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use airlock_core::config::Config;
@@ -22,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-pub use api::ChangeView;
+pub use api::{ChangeView, Endpoint};
 
 /// Where and how the service runs.
 #[derive(Clone, Debug)]
@@ -34,6 +35,45 @@ pub struct ServiceOptions {
     pub config: Config,
     /// Path to bwrap; None looks it up on PATH. Tests point it at a missing file.
     pub bwrap_path: Option<PathBuf>,
+    /// The time review deadlines, rate limits and the policy's `input.time` are read
+    /// from. [`SystemClock`] in production; tests use a [`ManualClock`].
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Where the service reads the time for review deadlines, rate limits and the policy.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+}
+
+/// The operating system's clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        now_ms()
+    }
+}
+
+/// A clock that moves only when told to, for tests of deadlines.
+#[derive(Debug)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn new(start_ms: i64) -> ManualClock {
+        ManualClock(AtomicI64::new(start_ms))
+    }
+
+    pub fn advance(&self, by: std::time::Duration) {
+        self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +90,8 @@ pub enum ServiceError {
     Audit(#[from] airlock_audit::AuditError),
     #[error("audit sink: {0}")]
     Sink(String),
+    #[error("review policy: {0}")]
+    Policy(String),
 }
 
 /// Shared by request handlers and workers.
@@ -72,6 +114,8 @@ struct Shared<S> {
     /// Cancels running checks at shutdown.
     cancel: airlock_sandbox::Cancel,
     audit: Arc<audit::AuditTrail>,
+    policy: review::LoadedPolicy,
+    clock: Arc<dyn Clock>,
 }
 
 /// A running service. Drop does not stop it: call [`Running::shutdown`].
@@ -82,6 +126,8 @@ pub struct Running {
     workers: Vec<JoinHandle<()>>,
     auditor: JoinHandle<()>,
     stop_auditor: Arc<Notify>,
+    review_timer: JoinHandle<()>,
+    stop_review_timer: Arc<Notify>,
     sinks: Vec<airlock_sinks::SinkRunner>,
 }
 
@@ -102,6 +148,8 @@ impl Running {
         for worker in self.workers {
             let _ = worker.await;
         }
+        self.stop_review_timer.notify_one();
+        let _ = self.review_timer.await;
         // Last, so that the workers' final events go into the log, then a final checkpoint.
         self.stop_auditor.notify_one();
         let _ = self.auditor.await;
@@ -138,6 +186,9 @@ pub async fn start<S: Store>(
             .max(options.config.server.workers),
     )?;
     let (scanner, scan_options) = scanning(&options.repo_root, &options.config.scan)?;
+    let policy = review::load_policy(&options.repo_root, &options.config.review)
+        .map_err(ServiceError::Policy)?;
+    tracing::info!(source = %policy.source, sha256 = %policy.sha256, "review policy loaded");
     let audit = {
         let state_dir = options.state_dir.clone();
         let repo_root = options.repo_root.clone();
@@ -180,6 +231,8 @@ pub async fn start<S: Store>(
             kind: airlock_core::event::EventKind::ConfigLoaded,
             data: serde_json::json!({
                 "config_sha256": config_sha256,
+                "policy_sha256": policy.sha256,
+                "policy_source": policy.source,
                 "airlock_version": env!("CARGO_PKG_VERSION"),
             }),
         })
@@ -191,6 +244,7 @@ pub async fn start<S: Store>(
             "resuming changes left in flight by a previous run"
         );
     }
+    let clock = options.clock.clone();
     let shared = Arc::new(Shared {
         store,
         repo,
@@ -205,6 +259,8 @@ pub async fn start<S: Store>(
         shutting_down: AtomicBool::new(false),
         cancel: airlock_sandbox::Cancel::default(),
         audit: trail,
+        policy,
+        clock,
     });
     let addr = listener.local_addr()?;
 
@@ -237,6 +293,8 @@ pub async fn start<S: Store>(
         stop_auditor.clone(),
         shared.config.audit.checkpoint_interval,
     ));
+    let stop_review_timer = Arc::new(Notify::new());
+    let review_timer = tokio::spawn(review::watch(shared.clone(), stop_review_timer.clone()));
     let stop = {
         let shared = shared.clone();
         Arc::new(move || {
@@ -253,6 +311,8 @@ pub async fn start<S: Store>(
         workers,
         auditor,
         stop_auditor,
+        review_timer,
+        stop_review_timer,
         sinks,
     })
 }

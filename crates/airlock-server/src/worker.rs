@@ -79,6 +79,10 @@ async fn check_change<S: Store>(
         finish(shared, worker, &change, verdict).await?;
         return Ok(());
     }
+    if change.state == ChangeState::ChecksPassed {
+        // Level 1 is done; the policy stage was interrupted.
+        return crate::review::decide(shared, worker, &change).await;
+    }
     if change.state == ChangeState::Queued {
         let event = system_event(
             &change,
@@ -152,6 +156,8 @@ async fn run_steps<S: Store>(
     change: &ChangeRecord,
     workspace: &mut Option<Workspace>,
 ) -> Result<(), String> {
+    // Break-glass: whether the policy lets this urgent change skip its check commands.
+    let mut skip_checks: Option<bool> = None;
     loop {
         if shared.shutting_down.load(Ordering::SeqCst) {
             return Ok(());
@@ -167,6 +173,34 @@ async fn run_steps<S: Store>(
         };
         let step = match &shared.plan[index] {
             PlannedStep::Scan => run_scan(shared, change, index).await?,
+            PlannedStep::Check(check)
+                if change.urgency.is_some()
+                    && *match &mut skip_checks {
+                        Some(known) => known,
+                        None => skip_checks.insert(
+                            crate::review::evaluate(shared, change, &done)
+                                .await
+                                .is_ok_and(|o| o.break_glass_skips_checks),
+                        ),
+                    } =>
+            {
+                StepRecord {
+                    index,
+                    name: check.name.clone(),
+                    status: StepStatus::Skipped,
+                    exit_code: None,
+                    signal: None,
+                    timed_out: false,
+                    duration_ms: 0,
+                    output: String::new(),
+                    output_total_bytes: 0,
+                    isolation: "none: not run".to_owned(),
+                    reason: Some(
+                        "skipped: the change is urgent (break-glass) and the review policy allows skipping check commands".to_owned(),
+                    ),
+                    findings: Vec::new(),
+                }
+            }
             PlannedStep::Check(check) => {
                 if workspace.is_none() {
                     match prepare_workspace(shared, change).await? {
@@ -472,6 +506,9 @@ async fn finish<S: Store>(
     shared.progress.send_modify(|n| *n += 1);
     if moved.map_err(|e| e.to_string())? {
         tracing::info!(change = %change.id, state = %to, summary = %verdict.summary, "Level 1 finished");
+        if to == ChangeState::ChecksPassed {
+            return crate::review::decide(shared, worker, change).await;
+        }
     }
     Ok(())
 }

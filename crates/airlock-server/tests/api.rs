@@ -58,6 +58,7 @@ struct TestServer {
     url: String,
     token: String,
     http: ureq::Agent,
+    clock: std::sync::Arc<dyn airlock_server::Clock>,
 }
 
 const BASE_FILES: &[(&str, &str)] = &[
@@ -76,6 +77,22 @@ impl TestServer {
     }
 
     async fn start_with(config_text: &str, bwrap_path: Option<PathBuf>) -> TestServer {
+        Self::start_custom(
+            config_text,
+            bwrap_path,
+            None,
+            std::sync::Arc::new(airlock_server::SystemClock),
+        )
+        .await
+    }
+
+    /// With a review policy written to `.airlock/policy.rego` and a clock of the test's.
+    async fn start_custom(
+        config_text: &str,
+        bwrap_path: Option<PathBuf>,
+        policy: Option<&str>,
+        clock: std::sync::Arc<dyn airlock_server::Clock>,
+    ) -> TestServer {
         // Outside /tmp: checks get a private /tmp, which would hide a repository under
         // it and make the isolation tests pass for the wrong reason.
         let dir = tempfile::tempdir_in("/var/tmp").unwrap();
@@ -102,7 +119,12 @@ impl TestServer {
                 .http_status_as_error(false)
                 .build()
                 .into(),
+            clock,
         };
+        if let Some(policy) = policy {
+            std::fs::create_dir_all(server.root.join(".airlock")).unwrap();
+            std::fs::write(server.root.join(".airlock/policy.rego"), policy).unwrap();
+        }
         server.boot(config_text, bwrap_path).await;
         server.token = server.issue("agent-7", Role::Agent).await;
         server
@@ -114,6 +136,7 @@ impl TestServer {
             state_dir: self.root.join(".airlock"),
             config: Config::parse(config_text, "airlock.toml").unwrap(),
             bwrap_path,
+            clock: self.clock.clone(),
         }
     }
 
@@ -150,10 +173,84 @@ impl TestServer {
 
     async fn issue(&self, name: &str, role: Role) -> String {
         let store = self.store().await;
-        airlock_server::tokens::issue(&store, name, role, None, Actor::system("test"), 0)
+        airlock_server::tokens::issue(&store, name, role, None, &[], Actor::system("test"), 0)
             .await
             .unwrap()
             .secret
+    }
+
+    /// A token with an agent's owner or a human's review groups.
+    async fn issue_as(
+        &self,
+        name: &str,
+        role: Role,
+        owner: Option<&str>,
+        groups: &[&str],
+    ) -> String {
+        let store = self.store().await;
+        let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
+        airlock_server::tokens::issue(&store, name, role, owner, &groups, Actor::system("test"), 0)
+            .await
+            .unwrap()
+            .secret
+    }
+
+    /// The kinds of a change's events, in order.
+    async fn event_kinds(&self, id: &str) -> Vec<String> {
+        let (status, events) = self
+            .request(
+                "GET",
+                &format!("/v1/changes/{id}/events"),
+                Some(&self.token.clone()),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{events}");
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Waits until the change is in `state` (moved by a timer or another request).
+    async fn wait_for_state(&self, id: &str, state: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, view) = self
+                .request(
+                    "GET",
+                    &format!("/v1/changes/{id}"),
+                    Some(&self.token.clone()),
+                    None,
+                )
+                .await;
+            if view["state"] == state {
+                return view;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} never reached {state}: {view}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the change has an event of `kind`.
+    async fn wait_for_event(&self, id: &str, kind: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let kinds = self.event_kinds(id).await;
+            if kinds.iter().any(|k| k == kind) {
+                return kinds;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} never got {kind}: {kinds:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn stop(&mut self) {
@@ -183,6 +280,13 @@ impl TestServer {
                     }
                     request.call().unwrap()
                 }
+                ("DELETE", _) => {
+                    let mut request = http.delete(&url);
+                    if let Some(token) = &token {
+                        request = request.header("Authorization", format!("Bearer {token}"));
+                    }
+                    request.call().unwrap()
+                }
                 (_, body) => {
                     let mut request = http.post(&url);
                     if let Some(token) = &token {
@@ -192,16 +296,23 @@ impl TestServer {
                 }
             };
             let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
             let bytes = response
                 .body_mut()
                 .with_config()
                 .limit(64 << 20)
                 .read_to_vec()
                 .unwrap();
-            (
-                status,
-                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            )
+            let mut body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            // The one header the tests read travels with the body.
+            if let (Some(seconds), Some(object)) = (retry_after, body.as_object_mut()) {
+                object.insert("retry_after_header".into(), seconds.into());
+            }
+            (status, body)
         })
         .await
         .unwrap()
@@ -232,7 +343,7 @@ impl TestServer {
                 .await;
             assert_eq!(status, 200, "{view}");
             let view: ChangeView = serde_json::from_value(view).unwrap();
-            if view.state.is_final() {
+            if !view.state.needs_worker() {
                 return view;
             }
             assert!(
@@ -388,7 +499,7 @@ async fn the_agent_comes_from_the_token_never_the_body() {
 
     let view = server.decide(diff_body(diff)).await;
     assert_eq!(view.agent.name, "agent-7");
-    assert_eq!(view.state.as_str(), "checks_passed");
+    assert_eq!(view.state.as_str(), "awaiting_review");
     server.stop().await;
 }
 
@@ -402,7 +513,7 @@ async fn the_three_forms_reach_a_verdict_and_events_carry_file_hashes() {
 diff --git a/docs/guide.md b/guide/GUIDE.md\nsimilarity index 100%\nrename from docs/guide.md\nrename to guide/GUIDE.md\n\
 diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n@@ -1,3 +1,3 @@\n # sample\n \n-line three\n+line 3\n";
     let view = server.decide(diff_body(diff)).await;
-    assert_eq!(view.state.as_str(), "checks_passed", "{:?}", view.verdict);
+    assert_eq!(view.state.as_str(), "awaiting_review", "{:?}", view.verdict);
     assert_eq!(view.files.len(), 3);
 
     let (status, events) = server
@@ -427,7 +538,8 @@ diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n@@ -1,3 +1
             "checks.started",
             "checks.step_finished", // scan
             "checks.step_finished", // verify
-            "checks.passed"
+            "checks.passed",
+            "review.requested"
         ]
     );
     for event in events.as_array().unwrap() {
@@ -444,10 +556,10 @@ diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n@@ -1,3 +1
         );
         assert_eq!(
             event["actor"]["name"],
-            if event["kind"] == "change.proposed" {
-                "agent-7"
-            } else {
-                "worker"
+            match event["kind"].as_str().unwrap() {
+                "change.proposed" => "agent-7",
+                "review.requested" => "policy",
+                _ => "worker",
             }
         );
     }
@@ -459,7 +571,7 @@ diff --git a/src/util.py b/src/util.py\ndeleted file mode 100644\n--- a/src/util
     server.stop().await;
     server.boot(config_mode, None).await;
     let view = server.decide(diff_body(diff)).await;
-    assert_eq!(view.state.as_str(), "checks_passed", "{:?}", view.verdict);
+    assert_eq!(view.state.as_str(), "awaiting_review", "{:?}", view.verdict);
     server.stop().await;
     server.boot(config, None).await;
 
@@ -492,7 +604,7 @@ diff --git a/src/util.py b/src/util.py\ndeleted file mode 100644\n--- a/src/util
     let view = server
         .decide(json!({ "title": "from a branch", "ref": "agent/work" }))
         .await;
-    assert_eq!(view.state.as_str(), "checks_passed", "{:?}", view.verdict);
+    assert_eq!(view.state.as_str(), "awaiting_review", "{:?}", view.verdict);
     assert!(matches!(
         view.source,
         airlock_core::change::SourceForm::Ref { .. }
@@ -777,7 +889,7 @@ async fn checks_are_sandboxed_and_the_verdict_says_why_an_escape_failed() {
             if expect_pass {
                 assert_eq!(
                     view.state.as_str(),
-                    "checks_passed",
+                    "awaiting_review",
                     "{name} with sandbox off: {verdict:?}"
                 );
             } else {
@@ -895,11 +1007,16 @@ async fn workspaces_are_reused_without_leftovers_and_the_checkout_is_untouched()
     let checkout_before = git(&server.root, &["status", "--porcelain", "--ignored"]);
 
     let first = server.decide(json!({ "title": "first", "edits": [{ "op": "create", "path": "first.txt", "content": "1\n" }] })).await;
-    assert_eq!(first.state.as_str(), "checks_passed", "{:?}", first.verdict);
+    assert_eq!(
+        first.state.as_str(),
+        "awaiting_review",
+        "{:?}",
+        first.verdict
+    );
     let second = server.decide(json!({ "title": "second", "edits": [{ "op": "create", "path": "marker", "content": "2\n" }] })).await;
     assert_eq!(
         second.state.as_str(),
-        "checks_passed",
+        "awaiting_review",
         "leftovers from the first change: {:?} {:?}",
         second.verdict,
         second.steps
@@ -935,7 +1052,7 @@ async fn a_restart_resumes_without_running_a_finished_step_again() {
     server.stop().await;
     server.boot(&config, None).await;
     let view = server.wait(&id).await;
-    assert_eq!(view.state.as_str(), "checks_passed", "{:?}", view.verdict);
+    assert_eq!(view.state.as_str(), "awaiting_review", "{:?}", view.verdict);
     assert_eq!(
         std::fs::read_to_string(log.path().join("first")).unwrap(),
         "run\n",
@@ -962,7 +1079,8 @@ async fn a_restart_resumes_without_running_a_finished_step_again() {
             "checks.step_finished", // first
             "checks.resumed",
             "checks.step_finished", // second, run again
-            "checks.passed"
+            "checks.passed",
+            "review.requested"
         ]
     );
     server.stop().await;
@@ -1024,7 +1142,808 @@ async fn the_scan_rejects_a_leaked_secret_before_any_check_runs() {
         .boot(&format!("{config}[scan]\nenabled = false\n"), None)
         .await;
     let view = server.decide(diff_body(leak)).await;
-    assert_eq!(view.state.as_str(), "checks_passed", "{:?}", view.verdict);
+    assert_eq!(view.state.as_str(), "awaiting_review", "{:?}", view.verdict);
     assert!(log.path().join("ran").exists());
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Level 2: review under a policy.
+
+/// Level 1 with the scan only: review tests need no sandbox.
+const REVIEW_CONFIG: &str = "[checks]\nsandbox = 'off'\n";
+
+/// Two approvals, one of them from @payments.
+const TWO_WITH_PAYMENTS: &str = "package airlock\n\nrisk := \"medium\"\n\napprovals := {\"count\": 2, \"groups\": {\"@payments\": 1}}\n";
+
+fn create_file(path: &str, content: &str) -> Value {
+    json!({ "title": format!("add {path}"), "edits": [{ "op": "create", "path": path, "content": content }] })
+}
+
+#[tokio::test]
+async fn every_role_against_every_endpoint_follows_the_authorization_table() {
+    let mut server = TestServer::start(REVIEW_CONFIG).await;
+    let mut tokens = Vec::new();
+    for role in Role::ALL {
+        tokens.push((role, server.issue(&format!("{role}-user"), role).await));
+    }
+    let id = "chg_00000000000000000000000000";
+    const ALL: &[&str] = &["agent", "reviewer", "operator", "admin"];
+    const PROPOSERS: &[&str] = &["agent", "operator", "admin"];
+    const REVIEWERS: &[&str] = &["reviewer", "operator", "admin"];
+    const OPERATORS: &[&str] = &["operator", "admin"];
+    const ADMINS: &[&str] = &["admin"];
+    // (method, route, concrete path, body, roles allowed): the expected table.
+    let table: Vec<(&str, &str, String, Value, &[&str])> = vec![
+        ("GET", "/v1/changes", "/v1/changes".into(), Value::Null, ALL),
+        (
+            "GET",
+            "/v1/changes/{id}",
+            format!("/v1/changes/{id}"),
+            Value::Null,
+            ALL,
+        ),
+        (
+            "GET",
+            "/v1/changes/{id}/events",
+            format!("/v1/changes/{id}/events"),
+            Value::Null,
+            ALL,
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            "/v1/changes".into(),
+            json!({}),
+            PROPOSERS,
+        ),
+        (
+            "POST",
+            "/v1/changes/{id}/revisions",
+            format!("/v1/changes/{id}/revisions"),
+            json!({}),
+            PROPOSERS,
+        ),
+        (
+            "POST",
+            "/v1/changes/{id}/reviews",
+            format!("/v1/changes/{id}/reviews"),
+            json!({"verdict": "approve"}),
+            REVIEWERS,
+        ),
+        (
+            "POST",
+            "/v1/changes/{id}/break-glass",
+            format!("/v1/changes/{id}/break-glass"),
+            json!({"reason": "r"}),
+            OPERATORS,
+        ),
+        (
+            "GET",
+            "/v1/reviews",
+            "/v1/reviews".into(),
+            Value::Null,
+            REVIEWERS,
+        ),
+        (
+            "GET",
+            "/v1/post-reviews",
+            "/v1/post-reviews".into(),
+            Value::Null,
+            REVIEWERS,
+        ),
+        (
+            "GET",
+            "/v1/tokens",
+            "/v1/tokens".into(),
+            Value::Null,
+            ADMINS,
+        ),
+        (
+            "POST",
+            "/v1/tokens",
+            "/v1/tokens".into(),
+            json!({"name": "new-bot", "role": "agent"}),
+            ADMINS,
+        ),
+        (
+            "DELETE",
+            "/v1/tokens/{id}",
+            "/v1/tokens/tok_000000000000".into(),
+            Value::Null,
+            ADMINS,
+        ),
+        ("GET", "/v1/pause", "/v1/pause".into(), Value::Null, ALL),
+        (
+            "POST",
+            "/v1/pause",
+            "/v1/pause".into(),
+            json!({"reason": "matrix"}),
+            OPERATORS,
+        ),
+        (
+            "DELETE",
+            "/v1/pause",
+            "/v1/pause".into(),
+            Value::Null,
+            OPERATORS,
+        ),
+        (
+            "GET",
+            "/v1/audit/checkpoint",
+            "/v1/audit/checkpoint".into(),
+            Value::Null,
+            ALL,
+        ),
+        (
+            "POST",
+            "/v1/audit/checkpoint",
+            "/v1/audit/checkpoint".into(),
+            Value::Null,
+            OPERATORS,
+        ),
+    ];
+    // The table covers every endpoint the server has, and nothing else.
+    let mut served: Vec<(&str, &str)> = airlock_server::Endpoint::ALL
+        .iter()
+        .map(|e| e.route())
+        .collect();
+    let mut tested: Vec<(&str, &str)> = table.iter().map(|(m, route, ..)| (*m, *route)).collect();
+    served.sort();
+    tested.sort();
+    assert_eq!(served, tested);
+    for endpoint in airlock_server::Endpoint::ALL {
+        let (_, route) = endpoint.route();
+        let expected = table
+            .iter()
+            .find(|row| (row.0, row.1) == endpoint.route())
+            .unwrap()
+            .4;
+        let roles: Vec<&str> = endpoint.roles().iter().map(|r| r.as_str()).collect();
+        assert_eq!(roles, expected, "{route}");
+    }
+
+    let mut matrix =
+        String::from("endpoint                                  agent reviewer operator admin\n");
+    for (method, route, path, body, allowed) in &table {
+        let (status, answer) = server.request(method, path, None, Some(body.clone())).await;
+        assert_eq!(status, 401, "{method} {path} without a token: {answer}");
+        matrix.push_str(&format!("{:<42}", format!("{method} {route}")));
+        for (role, token) in &tokens {
+            let (status, answer) = server
+                .request(method, path, Some(token), Some(body.clone()))
+                .await;
+            let denied = status == 403 && answer["error"]["code"] == "forbidden";
+            assert_eq!(
+                !denied,
+                allowed.contains(&role.as_str()),
+                "{role} on {method} {path}: HTTP {status} {answer}"
+            );
+            if denied {
+                let message = answer["error"]["message"].as_str().unwrap();
+                assert!(message.contains("allowed roles"), "{message}");
+            }
+            matrix.push_str(&format!(" {:<8}", if denied { "deny" } else { "allow" }));
+        }
+        matrix.push('\n');
+    }
+    println!("{matrix}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn separation_of_duties_distinct_humans_groups_and_revisions() {
+    let mut server = TestServer::start_custom(
+        REVIEW_CONFIG,
+        None,
+        Some(TWO_WITH_PAYMENTS),
+        std::sync::Arc::new(airlock_server::SystemClock),
+    )
+    .await;
+    let bot = server
+        .issue_as("bot", Role::Agent, Some("olivia"), &[])
+        .await;
+    let other_bot = server.issue_as("other-bot", Role::Agent, None, &[]).await;
+    let olivia = server
+        .issue_as("olivia", Role::Reviewer, None, &["@payments"])
+        .await;
+    let impostor = server
+        .issue_as("bot", Role::Reviewer, None, &["@payments"])
+        .await;
+    let alice = server.issue_as("alice", Role::Reviewer, None, &[]).await;
+    let alice_again = server.issue_as("alice", Role::Operator, None, &[]).await;
+    let bob = server
+        .issue_as("bob", Role::Reviewer, None, &["@payments"])
+        .await;
+    let carol = server
+        .issue_as("carol", Role::Reviewer, None, &["@payments"])
+        .await;
+    server.token = bot.clone();
+
+    let review = |token: &str, id: &str, verdict: &str, comment: &str| {
+        let path = format!("/v1/changes/{id}/reviews");
+        let token = token.to_owned();
+        let body = json!({ "verdict": verdict, "comment": comment });
+        let server = &server;
+        async move {
+            server
+                .request("POST", &path, Some(&token), Some(body))
+                .await
+        }
+    };
+
+    let first = server
+        .decide(create_file("src/pay.py", "AMOUNT = 1\n"))
+        .await;
+    assert_eq!(
+        first.state.as_str(),
+        "awaiting_review",
+        "{:?}",
+        first.verdict
+    );
+    let id = first.id.to_string();
+    let (_, view) = server
+        .request("GET", &format!("/v1/changes/{id}"), Some(&bot), None)
+        .await;
+    assert_eq!(view["review"]["obligations"]["approvals"], 2);
+    assert_eq!(
+        view["review"]["missing"],
+        json!(["1 from @payments", "1 more approval"])
+    );
+
+    // Refused: any agent token, the agent's owner, a human named like the agent.
+    for (token, status, code, part) in [
+        (&bot, 403, "forbidden", "role `agent`"),
+        (&other_bot, 403, "forbidden", "role `agent`"),
+        (&olivia, 403, "separation_of_duties", "owns the agent `bot`"),
+        (
+            &impostor,
+            403,
+            "separation_of_duties",
+            "proposed this change",
+        ),
+    ] {
+        let (actual, answer) = review(token, &id, "approve", "lgtm").await;
+        assert_eq!(
+            (actual, answer["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{answer}"
+        );
+        assert!(
+            answer["error"]["message"].as_str().unwrap().contains(part),
+            "{answer}"
+        );
+    }
+    let (status, answer) = review(&alice, &id, "approve", "").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["state"], "awaiting_review");
+    assert_eq!(answer["missing"], json!(["1 from @payments"]));
+    // The same human through another token: counted once, refused.
+    let (status, answer) = review(&alice_again, &id, "approve", "").await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already approved")
+    );
+    let (status, answer) = review(&bob, &id, "approve", "ok for payments").await;
+    assert_eq!(
+        (status, answer["state"].as_str()),
+        (200, Some("approved")),
+        "{answer}"
+    );
+    let kinds = server.event_kinds(&id).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "review.approved").count(),
+        2,
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.last().unwrap(), "change.approved");
+    let (status, _) = review(&carol, &id, "approve", "").await;
+    assert_eq!(status, 409, "an approved change takes no more reviews");
+
+    // Request changes, a new revision: earlier approvals no longer count.
+    let second = server.decide(create_file("src/fee.py", "FEE = 1\n")).await;
+    let id = second.id.to_string();
+    assert_eq!(review(&alice, &id, "approve", "").await.0, 200);
+    let (status, answer) = review(&bob, &id, "request_changes", "").await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("invalid_text")),
+        "a comment is required"
+    );
+    let (status, answer) = review(&bob, &id, "request_changes", "use a Decimal").await;
+    assert_eq!(
+        (status, answer["state"].as_str()),
+        (200, Some("changes_requested")),
+        "{answer}"
+    );
+    let revision = json!({ "edits": [{ "op": "create", "path": "src/fee.py", "content": "from decimal import Decimal\nFEE = Decimal(1)\n" }] });
+    let (status, answer) = server
+        .request(
+            "POST",
+            &format!("/v1/changes/{id}/revisions"),
+            Some(&other_bot),
+            Some(revision.clone()),
+        )
+        .await;
+    assert_eq!(status, 403, "another agent may not revise: {answer}");
+    let (status, answer) = server
+        .request(
+            "POST",
+            &format!("/v1/changes/{id}/revisions"),
+            Some(&bot),
+            Some(revision.clone()),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["revision"].as_i64()),
+        (201, Some(2)),
+        "{answer}"
+    );
+    let revised = server.wait(&id).await;
+    assert_eq!(
+        (revised.state.as_str(), revised.revision),
+        ("awaiting_review", 2)
+    );
+    assert_eq!(
+        revised.steps.len(),
+        1,
+        "Level 1 ran again for revision 2: {:?}",
+        revised.steps
+    );
+    let (_, view) = server
+        .request("GET", &format!("/v1/changes/{id}"), Some(&bot), None)
+        .await;
+    assert_eq!(
+        view["review"]["approvers"],
+        json!([]),
+        "alice's approval of revision 1 was dismissed"
+    );
+    assert_eq!(
+        review(&alice, &id, "approve", "").await.0,
+        200,
+        "alice may approve revision 2"
+    );
+    let (status, answer) = review(&bob, &id, "approve", "").await;
+    assert_eq!(answer["state"], "approved", "{status} {answer}");
+    let (status, _) = server
+        .request(
+            "POST",
+            &format!("/v1/changes/{id}/revisions"),
+            Some(&bot),
+            Some(revision),
+        )
+        .await;
+    assert_eq!(status, 409, "an approved change takes no revision");
+
+    // Two approvals racing: both recorded, the change approved exactly once.
+    let third = server.decide(create_file("src/tax.py", "TAX = 1\n")).await;
+    let id = third.id.to_string();
+    let (a, b) = tokio::join!(
+        review(&alice, &id, "approve", ""),
+        review(&carol, &id, "approve", "")
+    );
+    assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
+    let view = server.wait_for_state(&id, "approved").await;
+    assert_eq!(view["review"]["approvers"], json!(["alice", "carol"]));
+    let kinds = server.event_kinds(&id).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "change.approved").count(),
+        1,
+        "{kinds:?}"
+    );
+
+    // A reject needs a reason and ends the change.
+    let fourth = server.decide(create_file("src/x.py", "X = 2\n")).await;
+    let id = fourth.id.to_string();
+    let (status, answer) = review(&carol, &id, "reject", "not needed").await;
+    assert_eq!((status, answer["state"].as_str()), (200, Some("rejected")));
+    let (_, view) = server
+        .request("GET", &format!("/v1/changes/{id}"), Some(&bot), None)
+        .await;
+    assert!(
+        view["verdict"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("rejected in review by carol: not needed")
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn gate_files_need_an_admin_and_a_slow_or_broken_policy_fails_closed() {
+    // The scan's gate-tamper findings do not block here, so the change reaches review.
+    let config = "[checks]\nsandbox = 'off'\n[scan]\nallow_rules = ['gate-tamper']\n";
+    let mut server = TestServer::start_custom(
+        config,
+        None,
+        Some("package airlock\n\nrisk := \"low\"\n\napprovals := {\"count\": 1}\n\nauto_approve := true\n"),
+        std::sync::Arc::new(airlock_server::SystemClock),
+    )
+    .await;
+    let reviewer = server.issue_as("rita", Role::Reviewer, None, &[]).await;
+    let admin = server.issue_as("ada", Role::Admin, None, &[]).await;
+    // Auto-approval, which this policy grants for low risk...
+    let plain = server.decide(create_file("docs/new.md", "hello\n")).await;
+    assert_eq!(plain.state.as_str(), "approved", "{:?}", plain.verdict);
+    assert_eq!(
+        server.event_kinds(plain.id.as_str()).await.last().unwrap(),
+        "change.approved"
+    );
+    // ...never covers CODEOWNERS: an admin must approve.
+    let gate = server
+        .decide(create_file("CODEOWNERS", "* @everyone\n"))
+        .await;
+    assert_eq!(gate.state.as_str(), "awaiting_review", "{:?}", gate.verdict);
+    let id = gate.id.to_string();
+    let (status, answer) = server
+        .request(
+            "POST",
+            &format!("/v1/changes/{id}/reviews"),
+            Some(&reviewer),
+            Some(json!({"verdict": "approve"})),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["state"].as_str()),
+        (200, Some("awaiting_review")),
+        "{answer}"
+    );
+    assert!(
+        answer["missing"][0].as_str().unwrap().contains("admin"),
+        "{answer}"
+    );
+    let (_, answer) = server
+        .request(
+            "POST",
+            &format!("/v1/changes/{id}/reviews"),
+            Some(&admin),
+            Some(json!({"verdict": "approve"})),
+        )
+        .await;
+    assert_eq!(answer["state"], "approved", "{answer}");
+    server.stop().await;
+
+    // A policy that runs away is stopped at its time limit; the change fails, closed.
+    let slow = "package airlock\n\nrisk := \"low\" if {\n  count([x | some i in numbers.range(1, 100000); some j in numbers.range(1, 100000); x := i * j]) > 0\n}\n";
+    let config = "[checks]\nsandbox = 'off'\n[review]\npolicy_timeout = '300ms'\n";
+    let mut server = TestServer::start_custom(
+        config,
+        None,
+        Some(slow),
+        std::sync::Arc::new(airlock_server::SystemClock),
+    )
+    .await;
+    let started = Instant::now();
+    let view = server.decide(create_file("src/a.py", "A = 1\n")).await;
+    assert_eq!(view.state.as_str(), "failed", "{:?}", view.verdict);
+    let summary = &view.verdict.as_ref().unwrap().summary;
+    assert!(summary.contains("could not be evaluated"), "{summary}");
+    assert!(summary.contains("within its limit of 300 ms"), "{summary}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        server.event_kinds(view.id.as_str()).await.last().unwrap(),
+        "policy.failed"
+    );
+    server.stop().await;
+
+    // A policy that answers nonsense fails closed too.
+    let wrong = "package airlock\n\nrisk := \"severe\"\n";
+    let mut server = TestServer::start_custom(
+        REVIEW_CONFIG,
+        None,
+        Some(wrong),
+        std::sync::Arc::new(airlock_server::SystemClock),
+    )
+    .await;
+    let view = server.decide(create_file("src/a.py", "A = 1\n")).await;
+    assert_eq!(view.state.as_str(), "failed");
+    assert!(
+        view.verdict.as_ref().unwrap().summary.contains("severe"),
+        "{:?}",
+        view.verdict
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn review_deadlines_follow_the_clock_and_break_glass_leaves_a_post_review() {
+    let start = 1_795_000_000_000;
+    let clock = std::sync::Arc::new(airlock_server::ManualClock::new(start));
+    let config = "[checks]\nsandbox = 'off'\n[review]\nsla = '4h'\nexpire_after = '8h'\npost_review_sla = '24h'\n";
+    let mut server = TestServer::start_custom(config, None, None, clock.clone()).await;
+    let operator = server.issue_as("oscar", Role::Operator, None, &[]).await;
+    let reviewer = server.issue_as("rita", Role::Reviewer, None, &[]).await;
+    let hour = Duration::from_secs(3600);
+
+    let view = server.decide(create_file("src/slow.py", "S = 1\n")).await;
+    assert_eq!(view.state.as_str(), "awaiting_review");
+    let id = view.id.to_string();
+    clock.advance(hour * 2 - Duration::from_secs(60));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !server
+            .event_kinds(&id)
+            .await
+            .contains(&"review.reminder".to_owned()),
+        "reminded early"
+    );
+    clock.advance(Duration::from_secs(60));
+    server.wait_for_event(&id, "review.reminder").await;
+    clock.advance(hour * 2);
+    server.wait_for_event(&id, "review.escalated").await;
+    clock.advance(hour * 4);
+    let expired = server.wait_for_state(&id, "expired").await;
+    assert!(
+        expired["verdict"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("expired after 8h"),
+        "{expired}"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let kinds = server.event_kinds(&id).await;
+    for kind in ["review.reminder", "review.escalated", "review.expired"] {
+        assert_eq!(
+            kinds.iter().filter(|k| *k == kind).count(),
+            1,
+            "{kind}: {kinds:?}"
+        );
+    }
+
+    // Break-glass: only operators and admins, with a reason; review is skipped.
+    let mut urgent = create_file("src/hotfix.py", "FIX = 1\n");
+    urgent["urgent"] = json!({ "reason": "prod down, INC-42" });
+    let (status, answer) = server.propose(urgent.clone()).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "an agent cannot break the glass"
+    );
+    let (status, created) = server
+        .request("POST", "/v1/changes", Some(&operator), Some(urgent))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let hotfix = created["id"].as_str().unwrap().to_owned();
+    let view = server.wait(&hotfix).await;
+    assert_eq!(view.state.as_str(), "approved", "{:?}", view.verdict);
+    assert_eq!(view.steps.len(), 1, "Level 1 still ran");
+    let kinds = server.event_kinds(&hotfix).await;
+    assert_eq!(
+        kinds,
+        [
+            "change.proposed",
+            "change.break_glass",
+            "checks.started",
+            "checks.step_finished",
+            "checks.passed",
+            "change.approved",
+            "post_review.opened"
+        ]
+    );
+    // On an existing change awaiting review.
+    let waiting = server.decide(create_file("src/later.py", "L = 1\n")).await;
+    let path = format!("/v1/changes/{}/break-glass", waiting.id);
+    let (status, _) = server
+        .request("POST", &path, Some(&reviewer), Some(json!({"reason": "x"})))
+        .await;
+    assert_eq!(status, 403);
+    let (status, answer) = server
+        .request(
+            "POST",
+            &path,
+            Some(&operator),
+            Some(json!({"reason": "  "})),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("invalid_text"))
+    );
+    let (status, answer) = server
+        .request(
+            "POST",
+            &path,
+            Some(&operator),
+            Some(json!({"reason": "customer escalation"})),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["state"].as_str()),
+        (200, Some("approved")),
+        "{answer}"
+    );
+    let (status, _) = server
+        .request(
+            "POST",
+            &path,
+            Some(&operator),
+            Some(json!({"reason": "again"})),
+        )
+        .await;
+    assert_eq!(status, 409, "glass breaks once");
+
+    // The post-deployment reviews come due, are listed and alerted, then closed.
+    let (_, overdue) = server
+        .request(
+            "GET",
+            "/v1/post-reviews?overdue=true",
+            Some(&reviewer),
+            None,
+        )
+        .await;
+    assert_eq!(overdue, json!([]));
+    clock.advance(hour * 25);
+    server.wait_for_event(&hotfix, "post_review.overdue").await;
+    let (_, overdue) = server
+        .request(
+            "GET",
+            "/v1/post-reviews?overdue=true",
+            Some(&reviewer),
+            None,
+        )
+        .await;
+    assert_eq!(overdue.as_array().unwrap().len(), 2, "{overdue}");
+    let (status, answer) = server
+        .request(
+            "POST",
+            &format!("/v1/changes/{hotfix}/reviews"),
+            Some(&reviewer),
+            Some(json!({"verdict": "approve", "comment": "fix was right"})),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["post_review_completed"].as_bool()),
+        (200, Some(true)),
+        "{answer}"
+    );
+    let (_, overdue) = server
+        .request(
+            "GET",
+            "/v1/post-reviews?overdue=true",
+            Some(&reviewer),
+            None,
+        )
+        .await;
+    assert_eq!(overdue.as_array().unwrap().len(), 1, "{overdue}");
+    let kinds = server.event_kinds(&hotfix).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "post_review.overdue").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.last().unwrap(), "post_review.completed");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn agent_limits_answer_429_with_retry_after_and_the_kill_switch_is_recorded() {
+    let clock = std::sync::Arc::new(airlock_server::ManualClock::new(1_795_000_000_000));
+    let config = "[checks]\nsandbox = 'off'\n[limits]\nagent_changes_in_flight = 2\nagent_proposals_per_hour = 3\n";
+    let mut server = TestServer::start_custom(config, None, None, clock.clone()).await;
+    let reviewer = server.issue_as("rita", Role::Reviewer, None, &[]).await;
+    let operator = server.issue_as("oscar", Role::Operator, None, &[]).await;
+    let first = server.decide(create_file("a.txt", "a\n")).await;
+    server.decide(create_file("b.txt", "b\n")).await;
+    let (status, answer) = server.propose(create_file("c.txt", "c\n")).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (429, Some("rate_limited")),
+        "{answer}"
+    );
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("agent_changes_in_flight")
+    );
+    assert_eq!(answer["retry_after_header"], 60);
+    // Humans are not limited.
+    let (status, _) = server
+        .request(
+            "POST",
+            "/v1/changes",
+            Some(&operator),
+            Some(create_file("op.txt", "o\n")),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let path = format!("/v1/changes/{}/reviews", first.id);
+    let (status, _) = server
+        .request(
+            "POST",
+            &path,
+            Some(&reviewer),
+            Some(json!({"verdict": "reject", "comment": "no"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let third = server.decide(create_file("c.txt", "c\n")).await;
+    assert_eq!(third.state.as_str(), "awaiting_review");
+    clock.advance(Duration::from_secs(600));
+    let path = format!("/v1/changes/{}/reviews", third.id);
+    server
+        .request(
+            "POST",
+            &path,
+            Some(&reviewer),
+            Some(json!({"verdict": "reject", "comment": "no"})),
+        )
+        .await;
+    let (status, answer) = server.propose(create_file("d.txt", "d\n")).await;
+    assert_eq!(status, 429, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("agent_proposals_per_hour"),
+        "{answer}"
+    );
+    assert_eq!(
+        answer["retry_after_header"], 3000,
+        "the oldest proposal leaves the window in 50 minutes"
+    );
+    clock.advance(Duration::from_secs(3001));
+    let (status, answer) = server.propose(create_file("d.txt", "d\n")).await;
+    assert_eq!(status, 201, "{answer}");
+
+    // The kill switch: on, once; off, once; each an event with who and why.
+    let (_, state) = server
+        .request("GET", "/v1/pause", Some(&reviewer), None)
+        .await;
+    assert_eq!(state["paused"], false);
+    let (status, answer) = server
+        .request(
+            "POST",
+            "/v1/pause",
+            Some(&operator),
+            Some(json!({"reason": "incident INC-7"})),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["changed"].as_bool()),
+        (200, Some(true)),
+        "{answer}"
+    );
+    let (_, answer) = server
+        .request(
+            "POST",
+            "/v1/pause",
+            Some(&operator),
+            Some(json!({"reason": "again"})),
+        )
+        .await;
+    assert_eq!(answer["changed"], false);
+    assert_eq!(answer["pause"]["reason"], "incident INC-7");
+    let (_, state) = server
+        .request("GET", "/v1/pause", Some(&server.token.clone()), None)
+        .await;
+    assert_eq!(
+        (
+            state["paused"].as_bool(),
+            state["pause"]["by"]["name"].as_str()
+        ),
+        (Some(true), Some("oscar"))
+    );
+    let (status, answer) = server
+        .request("DELETE", "/v1/pause", Some(&operator), None)
+        .await;
+    assert_eq!((status, answer["changed"].as_bool()), (200, Some(true)));
+    let store = server.store().await;
+    let kinds: Vec<String> = store
+        .events(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .filter(|k| k.starts_with("deploy."))
+        .collect();
+    assert_eq!(kinds, ["deploy.paused", "deploy.resumed"]);
     server.stop().await;
 }

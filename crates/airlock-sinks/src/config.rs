@@ -24,10 +24,55 @@
 //! secret_env = "AIRLOCK_WEBHOOK_SECRET"   # the secret itself never goes in the file
 //! batch_size = 100
 //! timeout = "10s"
+//!
+//! [[audit.sinks]]
+//! name = "reviews"
+//! kind = "webhook"
+//! # Slack's https:// URL, through a local proxy that adds TLS (see below).
+//! url = "http://127.0.0.1:8443/services/T000/B000/XXXX"
+//! secret_env = "AIRLOCK_NOTIFY_SECRET"
+//! format = "slack"
+//! kinds = ["notifications", "deploy.*"]
 //! ```
 //!
 //! Durations are written as in the rest of airlock.toml (`"500ms"`, `"10s"`, `"2m"`,
 //! `"1h"`), sizes as a byte count or with a unit (`65536`, `"64KiB"`, `"1MiB"`).
+//!
+//! # Filtering by kind: `kinds`
+//!
+//! Every sink kind takes an optional `kinds` list; the sink then gets only the entries
+//! whose top-level `kind` field matches one of its patterns (an entry without a string
+//! `kind` matches none). A pattern is
+//!
+//! - an exact kind: `"review.requested"` (two or more dot-separated words of lowercase
+//!   letters, digits, `_` and `-`);
+//! - a prefix ending in `.*`: `"review.*"` matches `review.requested` and
+//!   `review.x.y`, not `review` or `reviews.x`;
+//! - the preset `"notifications"`: the kinds a person may have to act on,
+//!   `review.requested`, `review.reminder`, `review.escalated`, `review.rejected`,
+//!   `review.expired`, `change.break_glass` and `post_review.overdue`.
+//!
+//! Without `kinds` a sink gets every entry. Entries left out still move the sink's
+//! cursor: it is a position in the log, not a count of deliveries. What a filtered sink
+//! receives keeps index order, with gaps where entries were left out; a JSONL mirror
+//! with `kinds` holds only those kinds.
+//!
+//! # Webhook bodies: `format`
+//!
+//! - `"entries"` (the default): batches of entries, embedded byte for byte (see the
+//!   crate documentation).
+//! - `"slack"`: a Slack incoming-webhook message, `{"text":"…"}`, one request per entry
+//!   (Slack takes one message per request; a failure repeats only that message): a
+//!   short line such as `[airlock] review.requested chg_01… by agent bot: needs 2
+//!   approvals; missing: 1 from @payments`, built from the entry's `kind`, `change_id`,
+//!   `actor`, `decision.summary`, `approval` and `details.summary`, `details.reason`
+//!   and `details.missing`. Agent-written text is escaped for Slack (`&`, `<`, `>`), so
+//!   it cannot mention `<!channel>` or disguise a link, and the text is capped at 3000
+//!   characters. Requests carry the same signature headers (Slack ignores them).
+//!   `max_batch_bytes` does not apply. Slack's URLs are `https://`, which this build
+//!   cannot send to: point `url` at a proxy on the same host that forwards over TLS
+//!   (for example an nginx `location` that `proxy_pass`es to
+//!   `https://hooks.slack.com/services/…`), which may also check the signature.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,6 +80,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::filter::KindFilter;
 use crate::jsonl::JsonlSink;
 use crate::runner::{RetryPolicy, RunnerConfig, SinkRunner};
 use crate::source::{AppendSignal, EntrySource};
@@ -42,7 +88,7 @@ use crate::syslog::{
     Facility, MAX_DATAGRAM_BYTES, MIN_DATAGRAM_BYTES, Severity, SyslogConfig, SyslogProtocol,
     SyslogSink,
 };
-use crate::webhook::{WebhookConfig, WebhookSecret, WebhookSink};
+use crate::webhook::{WebhookConfig, WebhookFormat, WebhookSecret, WebhookSink};
 use crate::{Sink, SinkError};
 
 /// One `[[audit.sinks]]` table as written. Which keys apply depends on `kind`; a key of
@@ -60,6 +106,9 @@ pub struct SinkConfig {
     pub retry_initial: Option<String>,
     /// Longest wait between attempts (default `"1m"`).
     pub retry_max: Option<String>,
+    /// Deliver only entries of these kinds: exact kinds (`"review.requested"`), prefixes
+    /// (`"review.*"`) or the preset `"notifications"`. Default: every entry.
+    pub kinds: Option<Vec<String>>,
 
     /// jsonl: the mirror file.
     pub path: Option<PathBuf>,
@@ -81,8 +130,10 @@ pub struct SinkConfig {
     pub url: Option<String>,
     /// webhook: the name of the environment variable that holds the HMAC secret.
     pub secret_env: Option<String>,
-    /// webhook: the largest request body (default `"1MiB"`).
+    /// webhook: the largest request body (default `"1MiB"`; format `"entries"` only).
     pub max_batch_bytes: Option<SizeValue>,
+    /// webhook: `"entries"` (default) or `"slack"`.
+    pub format: Option<String>,
 
     /// syslog and webhook: connect, write and (webhook) answer timeout (default `"10s"`).
     pub timeout: Option<String>,
@@ -105,6 +156,8 @@ pub struct SinkSpec {
     pub batch_size: usize,
     pub retry: RetryPolicy,
     pub target: SinkTarget,
+    /// Only entries of these kinds are delivered; `None`: every entry.
+    pub kinds: Option<KindFilter>,
 }
 
 /// What a validated sink sends to.
@@ -122,11 +175,19 @@ pub enum SinkTarget {
         secret_env: String,
         timeout: Duration,
         max_batch_bytes: usize,
+        format: WebhookFormat,
     },
 }
 
 const KINDS: &str = "\"jsonl\", \"syslog\", \"webhook\"";
-const COMMON_KEYS: &[&str] = &["name", "kind", "batch_size", "retry_initial", "retry_max"];
+const COMMON_KEYS: &[&str] = &[
+    "name",
+    "kind",
+    "batch_size",
+    "retry_initial",
+    "retry_max",
+    "kinds",
+];
 const JSONL_KEYS: &[&str] = &["path"];
 const SYSLOG_KEYS: &[&str] = &[
     "address",
@@ -137,7 +198,7 @@ const SYSLOG_KEYS: &[&str] = &[
     "max_datagram_bytes",
     "timeout",
 ];
-const WEBHOOK_KEYS: &[&str] = &["url", "secret_env", "max_batch_bytes", "timeout"];
+const WEBHOOK_KEYS: &[&str] = &["url", "secret_env", "max_batch_bytes", "timeout", "format"];
 /// Webhook secrets shorter than this are refused: an HMAC is only as strong as its key.
 const MIN_SECRET_BYTES: usize = 16;
 
@@ -239,6 +300,12 @@ impl SinkConfig {
         };
         let timeout = optional_duration(self.timeout.as_deref(), Duration::from_secs(10))
             .map_err(|message| error("timeout", message))?;
+        let kinds = self
+            .kinds
+            .as_deref()
+            .map(KindFilter::parse)
+            .transpose()
+            .map_err(|message| error("kinds", message))?;
 
         let target = match self.kind.as_str() {
             "jsonl" => {
@@ -265,10 +332,11 @@ impl SinkConfig {
             batch_size,
             retry,
             target,
+            kinds,
         })
     }
 
-    fn kind_specific_keys(&self) -> [(&'static str, bool); 11] {
+    fn kind_specific_keys(&self) -> [(&'static str, bool); 12] {
         [
             ("path", self.path.is_some()),
             ("address", self.address.is_some()),
@@ -281,6 +349,7 @@ impl SinkConfig {
             ("secret_env", self.secret_env.is_some()),
             ("max_batch_bytes", self.max_batch_bytes.is_some()),
             ("timeout", self.timeout.is_some()),
+            ("format", self.format.is_some()),
         ]
     }
 
@@ -386,8 +455,28 @@ impl SinkConfig {
                     .to_owned(),
             ));
         }
+        let format = match self.format.as_deref() {
+            None => WebhookFormat::default(),
+            Some(name) => WebhookFormat::from_name(name).ok_or_else(|| {
+                error(
+                    "format",
+                    format!(
+                        "`{}` is not a webhook format; accepted: \"entries\" (batches of \
+                         entries, the default), \"slack\" (a Slack message per entry)",
+                        name.escape_debug()
+                    ),
+                )
+            })?,
+        };
         let max_batch_bytes = match &self.max_batch_bytes {
             None => 1 << 20,
+            Some(_) if format == WebhookFormat::Slack => {
+                return Err(error(
+                    "max_batch_bytes",
+                    "applies to format = \"entries\" only; Slack messages go one per request"
+                        .to_owned(),
+                ));
+            }
             Some(value) => {
                 size(value, 1024, 64 << 20).map_err(|message| error("max_batch_bytes", message))?
             }
@@ -397,6 +486,7 @@ impl SinkConfig {
             secret_env: secret_env.clone(),
             timeout,
             max_batch_bytes,
+            format,
         })
     }
 }
@@ -407,13 +497,21 @@ impl SinkSpec {
     /// status, not a startup failure).
     pub fn open(&self) -> Result<Box<dyn Sink>, SinkError> {
         Ok(match &self.target {
-            SinkTarget::Jsonl { path } => Box::new(JsonlSink::new(path.clone())),
+            SinkTarget::Jsonl { path } => {
+                let sink = JsonlSink::new(path.clone());
+                Box::new(if self.kinds.is_some() {
+                    sink.expect_gaps()
+                } else {
+                    sink
+                })
+            }
             SinkTarget::Syslog(config) => Box::new(SyslogSink::new(config.clone())),
             SinkTarget::Webhook {
                 url,
                 secret_env,
                 timeout,
                 max_batch_bytes,
+                format,
             } => {
                 let secret = std::env::var_os(secret_env)
                     .filter(|secret| secret.len() >= MIN_SECRET_BYTES)
@@ -434,6 +532,7 @@ impl SinkSpec {
                 );
                 config.timeout = *timeout;
                 config.max_batch_bytes = *max_batch_bytes;
+                config.format = *format;
                 Box::new(WebhookSink::new(config))
             }
         })
@@ -447,6 +546,7 @@ impl SinkSpec {
         );
         config.batch_size = self.batch_size;
         config.retry = self.retry;
+        config.kinds = self.kinds.clone();
         config
     }
 
@@ -649,7 +749,7 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n");
         let specs = parse(&example).unwrap();
-        assert_eq!(specs.len(), 3);
+        assert_eq!(specs.len(), 4);
         assert_eq!(
             specs[0].target,
             SinkTarget::Jsonl {
@@ -670,9 +770,28 @@ mod tests {
                 secret_env: "AIRLOCK_WEBHOOK_SECRET".into(),
                 timeout: Duration::from_secs(10),
                 max_batch_bytes: 1 << 20,
+                format: WebhookFormat::Entries,
             }
         );
         assert_eq!(specs[2].retry, RetryPolicy::default());
+        assert!(specs[..3].iter().all(|spec| spec.kinds.is_none()));
+        assert_eq!(
+            specs[3].target,
+            SinkTarget::Webhook {
+                url: "http://127.0.0.1:8443/services/T000/B000/XXXX".into(),
+                secret_env: "AIRLOCK_NOTIFY_SECRET".into(),
+                timeout: Duration::from_secs(10),
+                max_batch_bytes: 1 << 20,
+                format: WebhookFormat::Slack,
+            }
+        );
+        let kinds = specs[3].kinds.as_ref().unwrap();
+        assert!(kinds.matches("review.requested") && kinds.matches("post_review.overdue"));
+        assert!(kinds.matches("deploy.paused") && !kinds.matches("review.approved"));
+        assert_eq!(
+            specs[3].runner_config(Path::new("/s")).kinds.as_ref(),
+            Some(kinds)
+        );
     }
 
     #[test]
@@ -733,7 +852,7 @@ mod tests {
             &[
                 "audit.sinks[0].url",
                 "kind = \"jsonl\"",
-                "accepted keys: name, kind, batch_size, retry_initial, retry_max, path",
+                "accepted keys: name, kind, batch_size, retry_initial, retry_max, kinds, path",
             ],
         );
         check_error(
@@ -827,6 +946,41 @@ mod tests {
         check_error(
             &format!("{webhook}secret_env='MY_SECRET'\naddress='h:1'\n"),
             &["audit.sinks[0].address", "kind = \"webhook\""],
+        );
+        check_error(
+            &format!("{webhook}secret_env='MY_SECRET'\nformat='teams'\n"),
+            &[
+                "audit.sinks[0].format",
+                "`teams`",
+                "\"entries\"",
+                "\"slack\"",
+            ],
+        );
+        check_error(
+            &format!("{webhook}secret_env='S'\nformat='slack'\nmax_batch_bytes='2MiB'\n"),
+            &["audit.sinks[0].max_batch_bytes", "format = \"entries\""],
+        );
+        check_error(
+            &format!("{jsonl}path='x'\nformat='slack'\n"),
+            &["audit.sinks[0].format", "kind = \"jsonl\""],
+        );
+        check_error(
+            &format!("{syslog}protocol='udp'\nkinds=['review*']\n"),
+            &[
+                "audit.sinks[0].kinds",
+                "`review*`",
+                "\"review.requested\"",
+                "\"review.*\"",
+                "\"notifications\"",
+            ],
+        );
+        check_error(
+            &format!("{jsonl}path='x'\nkinds=[]\n"),
+            &["audit.sinks[0].kinds", "is empty"],
+        );
+        check_error(
+            &format!("{jsonl}path='x'\nkinds='notifications'\n"),
+            &["kinds", "sequence"],
         );
     }
 

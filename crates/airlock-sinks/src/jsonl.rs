@@ -27,6 +27,8 @@ use crate::{Sink, SinkError, SinkRecord};
 pub struct JsonlSink {
     path: PathBuf,
     open: Option<OpenMirror>,
+    /// The runner filters kinds, so indices skip: no warning about missing entries.
+    gaps_expected: bool,
 }
 
 #[derive(Debug)]
@@ -50,7 +52,15 @@ impl JsonlSink {
         JsonlSink {
             path: path.into(),
             open: None,
+            gaps_expected: false,
         }
+    }
+
+    /// For a mirror of some kinds only (the runner has a `KindFilter`): indices that
+    /// skip are expected, not reported as entries missing from the file.
+    pub fn expect_gaps(mut self) -> JsonlSink {
+        self.gaps_expected = true;
+        self
     }
 
     fn io_error(&self, source: io::Error) -> SinkError {
@@ -140,7 +150,7 @@ impl Sink for JsonlSink {
             return Ok(());
         };
         let expected_first = mirror.last_index.map_or(0, |last| last + 1);
-        if first.index != expected_first {
+        if first.index != expected_first && !self.gaps_expected {
             // The mirror was removed or truncated while the cursor stayed: it will lack
             // the entries in between. Said loudly; the log still has them.
             tracing::warn!(

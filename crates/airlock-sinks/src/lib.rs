@@ -1,5 +1,6 @@
 //! Forwards audit log entries to central logging: a local JSONL mirror, syslog (RFC 5424
-//! over UDP or TCP) and a signed HTTP webhook.
+//! over UDP or TCP) and a signed HTTP webhook; the webhook doubles as the review
+//! notification channel (a Slack-compatible message per entry, for chosen kinds).
 //!
 //! # How it runs
 //!
@@ -11,9 +12,13 @@
 //! the log: a slow, failing or dead receiver never blocks or loses an append. Its lag,
 //! last error and failure count are in `SinkRunner::status`.
 //!
+//! A sink may take only some kinds of entry (`KindFilter`, `kinds` in airlock.toml):
+//! its runner passes over the others, and the cursor moves past them too.
+//!
 //! # Delivery guarantees
 //!
-//! - In order and without gaps: entry N is never delivered before entry N-1 was.
+//! - In order and without gaps: entry N is never delivered before entry N-1 was (or,
+//!   for a sink with a kind filter, was passed over: such a sink sees gaps in indices).
 //! - At least once. An entry is delivered again when airlock stops or crashes between a
 //!   delivery and the cursor update (at most the one batch in flight), and when a
 //!   receiver accepted a request whose answer was lost (a timeout). Every message
@@ -43,6 +48,9 @@
 //!   `{"entries":[{"index":N,"leaf_hash":"<hex>","entry":{…}},…]}`, entries in index
 //!   order. Any 2xx answer means delivered; 408, 429 (honouring `Retry-After` in
 //!   seconds), 5xx and network errors are retried; any other answer is a permanent error.
+//! - Webhook with `format = "slack"`: one `POST` per entry, body `{"text":"…"}`, a short
+//!   line built from the entry's fields and escaped for Slack (see `WebhookFormat` and
+//!   the `config` documentation), signed like any other request.
 //!
 //! # Webhook signature
 //!
@@ -64,9 +72,11 @@ mod config;
 mod cursor;
 mod entry;
 mod error;
+mod filter;
 mod jsonl;
 mod runner;
 mod signature;
+mod slack;
 mod source;
 mod syslog;
 mod webhook;
@@ -75,14 +85,18 @@ use std::sync::Arc;
 
 pub use config::{SinkConfig, SinkSpec, SinkTarget, SizeValue, validate_sinks};
 pub use error::SinkError;
+pub use filter::{KindFilter, NOTIFICATION_KINDS, NOTIFICATIONS_PRESET};
 pub use jsonl::JsonlSink;
 pub use runner::{RetryPolicy, RunnerConfig, SinkRunner, SinkStatus};
 pub use signature::{hmac_sha256, verify_webhook_signature, webhook_signature};
 pub use source::{AppendSignal, EntrySource, MemorySource, leaf_hash};
 pub use syslog::{
     Facility, STRUCTURED_DATA_ID, Severity, SyslogConfig, SyslogProtocol, SyslogSink,
+    civil_from_days,
 };
-pub use webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookConfig, WebhookSecret, WebhookSink};
+pub use webhook::{
+    SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookConfig, WebhookFormat, WebhookSecret, WebhookSink,
+};
 
 /// One audit log entry as sinks see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,10 +112,11 @@ pub struct SinkRecord {
 
 /// A destination for entries. Called from its runner's thread only.
 pub trait Sink: Send {
-    /// Delivers `batch` (non-empty, consecutive indices, in order) or fails. On `Ok`
-    /// the receiver has the entries, as far as the protocol can tell, and the runner
-    /// moves its cursor past them; on `Err` the runner retries the same entries later,
-    /// so a sink may have delivered part of a failed batch.
+    /// Delivers `batch` (non-empty, increasing indices: consecutive unless the runner
+    /// filters kinds) or fails. On `Ok` the receiver has the entries, as far as the
+    /// protocol can tell, and the runner moves its cursor past them; on `Err` the runner
+    /// retries the same entries later, so a sink may have delivered part of a failed
+    /// batch.
     fn deliver(&mut self, batch: &[SinkRecord]) -> Result<(), SinkError>;
 
     /// How many leading records of `batch` the next `deliver` should get (at least one),

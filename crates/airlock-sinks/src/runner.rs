@@ -4,6 +4,10 @@
 //!
 //! The runner only reads the log. Whatever the sink does (hang, refuse, crash), appends
 //! to the log go on; the sink's lag grows and `status` shows it.
+//!
+//! With a `KindFilter`, the runner hands the sink only the entries whose kind matches;
+//! the others are passed over, and the cursor moves past them all the same: it is a
+//! position in the log, not a count of deliveries.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::cursor::CursorFile;
 use crate::error::error_chain;
+use crate::filter::KindFilter;
 use crate::source::{AppendSignal, EntrySource};
 use crate::{Sink, SinkError, SinkRecord};
 
@@ -82,10 +87,13 @@ pub struct RunnerConfig {
     /// fallback: appends raise the signal.
     pub poll_interval: Duration,
     pub retry: RetryPolicy,
+    /// Deliver only entries whose `kind` matches; `None` delivers every entry.
+    pub kinds: Option<KindFilter>,
 }
 
 impl RunnerConfig {
-    /// Defaults: batches of 100, a poll every second, retries from 0.5 s to 60 s.
+    /// Defaults: batches of 100, a poll every second, retries from 0.5 s to 60 s, every
+    /// kind of entry.
     pub fn new(name: impl Into<String>, cursor_path: impl Into<PathBuf>) -> RunnerConfig {
         RunnerConfig {
             name: name.into(),
@@ -93,6 +101,7 @@ impl RunnerConfig {
             batch_size: 100,
             poll_interval: Duration::from_secs(1),
             retry: RetryPolicy::default(),
+            kinds: None,
         }
     }
 }
@@ -102,12 +111,13 @@ impl RunnerConfig {
 pub struct SinkStatus {
     pub name: String,
     /// The index of the next entry to deliver: every entry below it was delivered and
-    /// the receiver acknowledged it as far as the sink's protocol can tell. The cursor
-    /// file holds this value too, unless storing it failed (then `last_error` says so).
+    /// the receiver acknowledged it as far as the sink's protocol can tell, or was
+    /// passed over by the sink's kind filter. The cursor file holds this value too,
+    /// unless storing it failed (then `last_error` says so).
     pub cursor: u64,
     /// The log's length when the status was taken.
     pub log_len: u64,
-    /// Entries the log holds that the sink has not delivered yet.
+    /// Entries the log holds that the sink has not delivered (or passed over) yet.
     pub lag: u64,
     /// Failed attempts since the last success; 0 means the sink is healthy.
     pub consecutive_failures: u32,
@@ -117,7 +127,8 @@ pub struct SinkStatus {
     /// Whether `last_error` needs a human (a refused request, a bad entry) rather than
     /// time (a receiver that is down).
     pub last_error_permanent: bool,
-    /// Entries delivered since this runner started (re-deliveries included).
+    /// Entries delivered since this runner started (re-deliveries included; entries
+    /// passed over by the kind filter not).
     pub delivered_since_start: u64,
     /// False once the thread has ended (after `stop`, or if a sink panicked).
     pub running: bool,
@@ -143,7 +154,8 @@ struct Shared {
 /// Delivery is at least once: an entry is delivered again when the process stops or
 /// crashes between a delivery and the cursor update, and when a receiver accepted a
 /// batch but its answer was lost. Each message carries the entry's index, so receivers
-/// deduplicate on it. Entries are delivered in index order; no entry is skipped.
+/// deduplicate on it. Entries are delivered in index order; no entry is skipped, except
+/// those the kind filter leaves out.
 pub struct SinkRunner {
     name: String,
     shared: Arc<Shared>,
@@ -193,9 +205,11 @@ impl SinkRunner {
             cursor,
             cursor_unsaved: false,
             pending: Vec::new(),
+            read_to: cursor,
             batch_size: config.batch_size.max(1),
             poll_interval: config.poll_interval.max(Duration::from_millis(1)),
             retry: config.retry,
+            kinds: config.kinds,
         };
         let thread = std::thread::Builder::new()
             // A thread name with a NUL byte would make spawn panic.
@@ -275,15 +289,32 @@ struct Worker {
     signal: AppendSignal,
     shared: Arc<Shared>,
     cursor_file: CursorFile,
-    /// The next index to deliver, which is also the index of `pending`'s first record.
+    /// The next index to deliver: every entry below it was delivered or passed over.
+    /// Without a kind filter it is also the index of `pending`'s first record.
     cursor: u64,
     /// Delivered but not yet stored: the store is retried before the next delivery, so
     /// at most one batch is ever delivered past the stored cursor.
     cursor_unsaved: bool,
+    /// Read from the log and not delivered yet: the records the kind filter lets
+    /// through, in index order.
     pending: Vec<SinkRecord>,
+    /// The index after the last entry read into `pending` (or passed over); equal to
+    /// `cursor` whenever `pending` is empty.
+    read_to: u64,
     batch_size: usize,
     poll_interval: Duration,
     retry: RetryPolicy,
+    kinds: Option<KindFilter>,
+}
+
+/// What `fill_pending` found.
+enum Fill {
+    /// Records to deliver are pending.
+    Ready,
+    /// Entries were read, none of them to deliver: the cursor moved past them.
+    PassedOver,
+    /// The log has nothing new (or the cursor cannot resume).
+    Nothing,
 }
 
 impl Worker {
@@ -302,8 +333,9 @@ impl Worker {
             }
             if self.pending.is_empty() {
                 match self.fill_pending() {
-                    Ok(true) => {}
-                    Ok(false) => {
+                    Ok(Fill::Ready) => {}
+                    Ok(Fill::PassedOver) => continue,
+                    Ok(Fill::Nothing) => {
                         self.signal.wait_for_change(seen, self.poll_interval);
                         continue;
                     }
@@ -328,8 +360,8 @@ impl Worker {
         self.shared.stop.load(Ordering::SeqCst)
     }
 
-    /// Reads the next batch from the log. `Ok(false)`: nothing to deliver yet.
-    fn fill_pending(&mut self) -> Result<bool, SinkError> {
+    /// Reads the next batch from the log, keeping what the kind filter lets through.
+    fn fill_pending(&mut self) -> Result<Fill, SinkError> {
         let log_len = self.source.len();
         if self.cursor > log_len {
             // The cursor belongs to another (longer) log. Not guessed around: an
@@ -342,10 +374,10 @@ impl Worker {
             if self.record_error(message.clone(), true) == 1 {
                 tracing::error!(sink = %self.name, error = %message, "sink cannot resume");
             }
-            return Ok(false);
+            return Ok(Fill::Nothing);
         }
         if self.cursor == log_len {
-            return Ok(false);
+            return Ok(Fill::Nothing);
         }
         let records = self
             .source
@@ -363,27 +395,58 @@ impl Worker {
                 });
             }
         }
-        self.pending
-            .extend(records.into_iter().take(self.batch_size));
-        Ok(!self.pending.is_empty())
+        let records = records.into_iter().take(self.batch_size);
+        let read = records.len() as u64;
+        if read == 0 {
+            return Ok(Fill::Nothing);
+        }
+        self.read_to = self.cursor + read;
+        match &self.kinds {
+            None => self.pending.extend(records),
+            Some(kinds) => self
+                .pending
+                .extend(records.filter(|record| kinds.matches_record(record))),
+        }
+        if self.pending.is_empty() {
+            self.advance(self.read_to, 0);
+            return Ok(Fill::PassedOver);
+        }
+        Ok(Fill::Ready)
     }
 
     fn delivered(&mut self, taken: usize) {
         self.pending.drain(..taken);
-        self.cursor += taken as u64;
+        // Past the delivered records and whatever the filter passed over after them.
+        let next = self
+            .pending
+            .first()
+            .map_or(self.read_to, |record| record.index);
+        self.advance(next, taken as u64);
+    }
+
+    /// Moves the cursor to `next` after `delivered` records were delivered (0 when the
+    /// kind filter passed over every entry read), then stores and publishes it.
+    fn advance(&mut self, next: u64, delivered: u64) {
+        self.cursor = next;
         // Stored before it is published, so a status never shows a cursor that a crash
         // would take back.
         let stored = self.cursor_file.store(self.cursor);
         self.cursor_unsaved = stored.is_err();
+        // A delivery is a success even if the store failed (that failure is counted
+        // next). Passing over entries is one once it is stored: whatever failed before
+        // was a read or a store, since a failed delivery keeps `pending` full.
+        let succeeded = delivered > 0 || stored.is_ok();
         let recovered_after = {
             let mut progress = self.progress();
             let failures = progress.consecutive_failures;
             progress.cursor = self.cursor;
-            progress.consecutive_failures = 0;
-            progress.delivered_since_start += taken as u64;
+            progress.delivered_since_start += delivered;
+            if succeeded {
+                progress.consecutive_failures = 0;
+            }
             failures
         };
-        if recovered_after > 0 {
+        if succeeded && recovered_after > 0 {
             tracing::info!(sink = %self.name, failures = recovered_after, "sink delivers again");
         }
         if let Err(error) = stored {

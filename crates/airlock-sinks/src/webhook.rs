@@ -1,4 +1,5 @@
-//! The webhook sink: batches of entries POSTed as JSON, signed with HMAC-SHA256.
+//! The webhook sink: batches of entries POSTed as JSON, signed with HMAC-SHA256, or
+//! (`WebhookFormat::Slack`) one Slack-compatible notification per entry.
 //!
 //! Plain `http://` only: this build of the HTTP client has no TLS. Send to a collector
 //! on the same host or network, or through a local TLS-terminating proxy.
@@ -8,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::entry::{embeddable_prefix_len, encode_record, encoded_record_len, inspect};
 use crate::signature::webhook_signature;
+use crate::slack::slack_text;
 use crate::{Sink, SinkError, SinkRecord};
 
 /// The header carrying the signature: `sha256=<hex>`.
@@ -35,6 +37,41 @@ impl fmt::Debug for WebhookSecret {
     }
 }
 
+/// What a webhook request's body holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WebhookFormat {
+    /// `{"entries":[{"index":N,"leaf_hash":"<hex>","entry":{…}},…]}`: batches, every
+    /// entry embedded byte for byte (`format = "entries"`, the default).
+    #[default]
+    Entries,
+    /// `{"text":"…"}`, a Slack incoming-webhook message: one request per entry, with a
+    /// short line of text built from the entry's fields and escaped for Slack
+    /// (`format = "slack"`). For notifications, with a kind filter such as
+    /// `kinds = ["notifications"]`; the entry itself is not sent.
+    Slack,
+}
+
+impl WebhookFormat {
+    /// The names written in airlock.toml.
+    pub const NAMES: &'static [&'static str] = &["entries", "slack"];
+
+    /// `"entries"` or `"slack"`.
+    pub fn from_name(name: &str) -> Option<WebhookFormat> {
+        match name {
+            "entries" => Some(WebhookFormat::Entries),
+            "slack" => Some(WebhookFormat::Slack),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WebhookFormat::Entries => "entries",
+            WebhookFormat::Slack => "slack",
+        }
+    }
+}
+
 /// Where and how the webhook sink posts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookConfig {
@@ -44,18 +81,21 @@ pub struct WebhookConfig {
     /// For a whole request: connect, send, and read the answer.
     pub timeout: Duration,
     /// The largest body sent, unless a single entry is larger: that entry then goes
-    /// alone, and the receiver decides (a 413 is a permanent error, reported).
+    /// alone, and the receiver decides (a 413 is a permanent error, reported). Applies
+    /// to `WebhookFormat::Entries`; Slack messages go one per request.
     pub max_batch_bytes: usize,
+    pub format: WebhookFormat,
 }
 
 impl WebhookConfig {
-    /// Defaults: a 10-second timeout, bodies of at most 1 MiB.
+    /// Defaults: a 10-second timeout, bodies of at most 1 MiB, `WebhookFormat::Entries`.
     pub fn new(url: impl Into<String>, secret: WebhookSecret) -> WebhookConfig {
         WebhookConfig {
             url: url.into(),
             secret,
             timeout: Duration::from_secs(10),
             max_batch_bytes: 1 << 20,
+            format: WebhookFormat::Entries,
         }
     }
 }
@@ -65,6 +105,10 @@ impl WebhookConfig {
 /// application/json` and the two signature headers (see the crate documentation for
 /// how a receiver verifies them). A new timestamp and signature are made for every
 /// attempt, so a retry hours later is still fresh.
+///
+/// With `WebhookFormat::Slack`, each entry is one request whose body is `{"text":"…"}`
+/// (signed the same way): Slack takes one message per request, and a failure then
+/// repeats only the message that failed, never ones Slack already showed.
 ///
 /// Any 2xx answer means delivered. 408, 429, 5xx and transport failures are retried;
 /// every other answer is a permanent error. Proxy environment variables are ignored:
@@ -91,14 +135,13 @@ impl WebhookSink {
         WebhookSink { config, agent }
     }
 
-    fn post(&self, batch: &[SinkRecord]) -> Result<(), SinkError> {
-        let body = encode_body(batch);
+    fn post(&self, body: &[u8]) -> Result<(), SinkError> {
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs()
             .to_string();
-        let signature = webhook_signature(self.config.secret.as_bytes(), &timestamp, &body);
+        let signature = webhook_signature(self.config.secret.as_bytes(), &timestamp, body);
         let transport = |source: ureq::Error| SinkError::WebhookTransport {
             url: self.config.url.clone(),
             source: Box::new(source),
@@ -109,7 +152,7 @@ impl WebhookSink {
             .header("Content-Type", "application/json")
             .header(TIMESTAMP_HEADER, &timestamp)
             .header(SIGNATURE_HEADER, &signature)
-            .send(&body[..])
+            .send(body)
             .map_err(transport)?;
         let status = response.status().as_u16();
         // Read the answer (a little of it) so the connection can be reused.
@@ -139,7 +182,11 @@ impl WebhookSink {
 
 impl Sink for WebhookSink {
     /// The records up to the first bad entry that fit in `max_batch_bytes`; at least one.
+    /// One for Slack messages.
     fn batch_len(&self, batch: &[SinkRecord]) -> usize {
+        if self.config.format == WebhookFormat::Slack {
+            return batch.len().min(1);
+        }
         let embeddable = embeddable_prefix_len(batch);
         let mut body_len = ENVELOPE_LEN;
         let mut taken = 0;
@@ -163,11 +210,27 @@ impl Sink for WebhookSink {
         let mut rest = batch;
         while !rest.is_empty() {
             let taken = self.batch_len(rest).clamp(1, rest.len());
-            self.post(&rest[..taken])?;
+            let body = match self.config.format {
+                WebhookFormat::Entries => encode_body(&rest[..taken]),
+                WebhookFormat::Slack => encode_slack_body(&rest[0])?,
+            };
+            self.post(&body)?;
             rest = &rest[taken..];
         }
         Ok(())
     }
+}
+
+/// `{"text":"…"}` for one entry that passed `inspect`.
+fn encode_slack_body(record: &SinkRecord) -> Result<Vec<u8>, SinkError> {
+    let entry: serde_json::Value =
+        serde_json::from_slice(&record.entry).map_err(|error| SinkError::EntryNotJson {
+            index: record.index,
+            reason: error.to_string(),
+        })?;
+    Ok(serde_json::json!({ "text": slack_text(&entry) })
+        .to_string()
+        .into_bytes())
 }
 
 fn encode_body(batch: &[SinkRecord]) -> Vec<u8> {
@@ -217,6 +280,29 @@ mod tests {
             index,
             leaf_hash: leaf_hash(entry.as_bytes()),
             entry: entry.as_bytes().into(),
+        }
+    }
+
+    #[test]
+    fn slack_bodies_are_one_text_per_entry() {
+        let entry = r#"{"actor":{"name":"bot","type":"agent"},"kind":"review.requested"}"#;
+        let record = SinkRecord {
+            index: 3,
+            leaf_hash: leaf_hash(entry.as_bytes()),
+            entry: entry.as_bytes().into(),
+        };
+        let body = encode_slack_body(&record).unwrap();
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            r#"{"text":"[airlock] review.requested by agent bot"}"#
+        );
+        let mut config = WebhookConfig::new("http://127.0.0.1:9/", WebhookSecret::new("s"));
+        config.format = WebhookFormat::Slack;
+        let sink = WebhookSink::new(config);
+        assert_eq!(sink.batch_len(&[record.clone(), record.clone()]), 1);
+        assert_eq!(sink.batch_len(&[]), 0);
+        for name in WebhookFormat::NAMES {
+            assert_eq!(WebhookFormat::from_name(name).unwrap().name(), *name);
         }
     }
 

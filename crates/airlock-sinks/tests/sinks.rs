@@ -1,6 +1,7 @@
 //! Sinks against real receivers on 127.0.0.1: a UDP and a TCP syslog receiver that parse
-//! RFC 5424, an HTTP server that checks the webhook signature and can be told to fail,
-//! slow down or vanish, and JSONL files in temporary directories.
+//! RFC 5424, an HTTP server that checks the webhook signature (of batches of entries and
+//! of Slack messages) and can be told to fail, slow down or vanish, and JSONL files in
+//! temporary directories.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -13,10 +14,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use airlock_sinks::{
-    AppendSignal, EntrySource, Facility, JsonlSink, MemorySource, RetryPolicy, RunnerConfig,
-    Severity, Sink, SinkError, SinkRunner, SinkStatus, SyslogConfig, SyslogProtocol, SyslogSink,
-    WebhookConfig, WebhookSecret, WebhookSink, hmac_sha256, leaf_hash, validate_sinks,
-    verify_webhook_signature,
+    AppendSignal, EntrySource, Facility, JsonlSink, KindFilter, MemorySource, RetryPolicy,
+    RunnerConfig, Severity, Sink, SinkError, SinkRunner, SinkStatus, SinkTarget, SyslogConfig,
+    SyslogProtocol, SyslogSink, WebhookConfig, WebhookFormat, WebhookSecret, WebhookSink,
+    hmac_sha256, leaf_hash, validate_sinks, verify_webhook_signature,
 };
 
 const SECRET: &[u8] = b"0123456789abcdef-test-secret";
@@ -387,7 +388,10 @@ struct Request {
     status: u16,
     content_type: Option<String>,
     body: Vec<u8>,
+    /// The entries of an `{"entries":[…]}` body.
     indices: Vec<u64>,
+    /// The text of a Slack `{"text":"…"}` body.
+    text: Option<String>,
 }
 
 #[derive(Debug)]
@@ -396,6 +400,8 @@ struct ServerState {
     default: Reply,
     requests: Vec<Request>,
     problems: Vec<String>,
+    /// The log the entries come from; `None`: entries are `entry(index)`.
+    log: Option<Arc<MemorySource>>,
 }
 
 struct WebhookReceiver {
@@ -419,6 +425,7 @@ impl WebhookReceiver {
             default: Reply::status(200),
             requests: Vec::new(),
             problems: Vec::new(),
+            log: None,
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let accept_thread = {
@@ -455,6 +462,11 @@ impl WebhookReceiver {
         self.state.lock().unwrap().default = reply;
     }
 
+    /// Checks entries against `log` rather than against `entry(index)`.
+    fn expect_log(&self, log: &Arc<MemorySource>) {
+        self.state.lock().unwrap().log = Some(Arc::clone(log));
+    }
+
     fn requests(&self) -> Vec<Request> {
         let state = self.state.lock().unwrap();
         assert!(
@@ -471,6 +483,15 @@ impl WebhookReceiver {
             .iter()
             .filter(|request| (200..300).contains(&request.status))
             .flat_map(|request| request.indices.clone())
+            .collect()
+    }
+
+    /// Texts of every Slack message answered 2xx, in arrival order.
+    fn accepted_texts(&self) -> Vec<String> {
+        self.requests()
+            .iter()
+            .filter(|request| (200..300).contains(&request.status))
+            .map(|request| request.text.clone().expect("a Slack message"))
             .collect()
     }
 }
@@ -530,13 +551,14 @@ fn serve_connection(stream: TcpStream, state: &Mutex<ServerState>) {
                 .script
                 .pop_front()
                 .unwrap_or_else(|| state.default.clone());
-            match check_webhook_request(&request_line, &headers, &body) {
-                Ok(indices) => state.requests.push(Request {
+            match check_webhook_request(&request_line, &headers, &body, state.log.as_deref()) {
+                Ok((indices, text)) => state.requests.push(Request {
                     at: Instant::now(),
                     status: reply.status,
                     content_type: headers.get("content-type").cloned(),
                     body: body.clone(),
                     indices,
+                    text,
                 }),
                 Err(problem) => state.problems.push(problem),
             }
@@ -555,12 +577,14 @@ fn serve_connection(stream: TcpStream, state: &Mutex<ServerState>) {
 }
 
 /// What a receiver must do: check the signature over the raw body and the timestamp's
-/// freshness, then read the entries and check each against its leaf hash.
+/// freshness, then read the entries and check each against its leaf hash. A Slack
+/// message (`{"text":"…"}` and nothing else) gives its text instead.
 fn check_webhook_request(
     request_line: &str,
     headers: &BTreeMap<String, String>,
     body: &[u8],
-) -> Result<Vec<u64>, String> {
+    log: Option<&MemorySource>,
+) -> Result<(Vec<u64>, Option<String>), String> {
     if !request_line.starts_with("POST /audit HTTP/1.1") {
         return Err(format!("unexpected request line {request_line:?}"));
     }
@@ -586,11 +610,25 @@ fn check_webhook_request(
         return Err("verify_webhook_signature disagrees".into());
     }
     let parsed: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let object = parsed.as_object().ok_or("the body is not an object")?;
+    if object.contains_key("text") {
+        return match (object.len(), &object["text"]) {
+            (1, serde_json::Value::String(text)) => Ok((Vec::new(), Some(text.clone()))),
+            _ => Err(format!("a Slack body has only a string text: {parsed}")),
+        };
+    }
     let entries = parsed["entries"].as_array().ok_or("no entries array")?;
     let mut indices = Vec::new();
     for item in entries {
         let index = item["index"].as_u64().ok_or("no index")?;
-        let expected_entry = entry(index);
+        let expected_entry = match log {
+            None => entry(index),
+            Some(log) => {
+                let record = log.read(index, 1).map_err(|e| e.to_string())?;
+                String::from_utf8(record.first().ok_or("no such entry")?.entry.to_vec())
+                    .map_err(|e| e.to_string())?
+            }
+        };
         if item["entry"] != serde_json::from_str::<serde_json::Value>(&expected_entry).unwrap() {
             return Err(format!("entry {index} is {}", item["entry"]));
         }
@@ -599,7 +637,20 @@ fn check_webhook_request(
         }
         indices.push(index);
     }
-    Ok(indices)
+    Ok((indices, None))
+}
+
+/// The `[[audit.sinks]]` tables of an airlock.toml text.
+fn parse_sinks(text: &str) -> Result<Vec<airlock_sinks::SinkConfig>, toml::de::Error> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        audit: Audit,
+    }
+    #[derive(serde::Deserialize)]
+    struct Audit {
+        sinks: Vec<airlock_sinks::SinkConfig>,
+    }
+    Ok(toml::from_str::<File>(text)?.audit.sinks)
 }
 
 fn webhook_sink(url: String, timeout: Duration) -> Box<dyn Sink> {
@@ -1259,16 +1310,7 @@ fn sinks_start_from_their_configuration() {
         mirror.display().to_string(),
         receiver.local_addr().unwrap()
     );
-    #[derive(serde::Deserialize)]
-    struct File {
-        audit: Audit,
-    }
-    #[derive(serde::Deserialize)]
-    struct Audit {
-        sinks: Vec<airlock_sinks::SinkConfig>,
-    }
-    let file: File = toml::from_str(&text).unwrap();
-    let specs = validate_sinks(&file.audit.sinks).unwrap();
+    let specs = validate_sinks(&parse_sinks(&text).unwrap()).unwrap();
     let log = Log::new();
     log.append_entries(0..2);
     let cursors: PathBuf = directory.path().join("sinks");
@@ -1296,4 +1338,436 @@ fn sinks_start_from_their_configuration() {
         "next_index=2\n"
     );
     assert_eq!(read_cursor(&cursors.join("siem.cursor")), "next_index=2\n");
+}
+
+// ---------------------------------------------------------------------------------------
+// Kind filters and Slack notifications.
+
+/// An entry of the shape airlock writes, on one line; `extra`'s keys (`details`,
+/// `decision`, `approval`) are added at the top level.
+fn audit_entry(
+    kind: &str,
+    change_id: &str,
+    actor: (&str, &str),
+    extra: serde_json::Value,
+) -> Vec<u8> {
+    let mut entry = serde_json::json!({
+        "v": 1,
+        "kind": kind,
+        "time": "2025-01-31T12:00:00.000Z",
+        "actor": {"type": actor.0, "name": actor.1},
+        "event_seq": 1,
+        "change_id": change_id,
+    });
+    if let serde_json::Value::Object(fields) = extra {
+        for (key, value) in fields {
+            entry[key] = value;
+        }
+    }
+    entry.to_string().into_bytes()
+}
+
+fn slack_sink(url: String) -> Box<dyn Sink> {
+    let mut config = WebhookConfig::new(url, WebhookSecret::new(SECRET));
+    config.timeout = Duration::from_secs(5);
+    config.format = WebhookFormat::Slack;
+    Box::new(WebhookSink::new(config))
+}
+
+fn with_kinds(mut config: RunnerConfig, patterns: &[&str]) -> RunnerConfig {
+    config.kinds = Some(KindFilter::parse(patterns).unwrap());
+    config
+}
+
+#[test]
+fn a_kind_filter_delivers_only_matching_entries_in_order_and_the_cursor_reaches_the_end() {
+    let directory = tempfile::tempdir().unwrap();
+    let cursor_path = directory.path().join("test-sink.cursor");
+    let server = WebhookReceiver::start();
+    let log = Log::new();
+    server.expect_log(&log.source);
+    // Each round ends with entries no pattern takes, so the cursor has to pass them.
+    let kinds = [
+        "change.proposed",
+        "review.requested",
+        "checks.passed",
+        "review.approved",
+        "token.created",
+        "change.break_glass",
+        "post_review.opened",
+        "post_review.overdue",
+        "review.reminder",
+        "token.revoked",
+        "checks.failed",
+        "config.loaded",
+    ];
+    let mut expected = Vec::new();
+    for round in 0..3 {
+        for kind in kinds {
+            let index = log.source.append(audit_entry(
+                kind,
+                &format!("chg_{round}"),
+                ("agent", "bot"),
+                serde_json::Value::Null,
+            ));
+            let notification = airlock_sinks::NOTIFICATION_KINDS.contains(&kind);
+            if notification || kind.starts_with("token.") {
+                expected.push(index);
+            }
+        }
+    }
+    assert_eq!(expected.len(), 18);
+    let config = with_kinds(
+        quick_config(directory.path(), 3),
+        &["notifications", "token.*"],
+    );
+    let runner = log.start(
+        webhook_sink(server.url(), Duration::from_secs(5)),
+        config.clone(),
+    );
+    let status = wait_for_status(&runner, "the cursor reaches the end", |status| {
+        status.cursor == 36
+    });
+    assert_eq!(
+        (
+            status.lag,
+            status.consecutive_failures,
+            status.delivered_since_start
+        ),
+        (0, 0, 18)
+    );
+    assert_eq!(
+        server.accepted_indices(),
+        expected,
+        "only matches, in order"
+    );
+    assert!(
+        server
+            .requests()
+            .iter()
+            .all(|request| !request.indices.is_empty() && request.indices.len() <= 3)
+    );
+    assert_eq!(read_cursor(&cursor_path), "next_index=36\n");
+
+    // Entries no pattern takes move the cursor without a request.
+    let requests_before = server.requests().len();
+    for _ in 0..5 {
+        log.source.append(audit_entry(
+            "checks.passed",
+            "chg_9",
+            ("system", "worker"),
+            serde_json::Value::Null,
+        ));
+    }
+    wait_for_status(&runner, "the cursor passes them", |status| {
+        status.cursor == 41
+    });
+    assert_eq!(server.requests().len(), requests_before);
+    assert_eq!(read_cursor(&cursor_path), "next_index=41\n");
+
+    // A restart resumes after them: the next match alone is delivered.
+    runner.stop();
+    let index = log.source.append(audit_entry(
+        "review.expired",
+        "chg_9",
+        ("system", "timer"),
+        serde_json::Value::Null,
+    ));
+    let runner = log.start(webhook_sink(server.url(), Duration::from_secs(5)), config);
+    wait_for_status(&runner, "the last match", |status| status.cursor == 42);
+    expected.push(index);
+    assert_eq!(server.accepted_indices(), expected, "nothing twice");
+
+    // The same filter from airlock.toml, on a JSONL mirror.
+    let mirror = directory.path().join("notifications.jsonl");
+    let text = format!(
+        "[[audit.sinks]]\nname = \"mirror\"\nkind = \"jsonl\"\npath = {:?}\n\
+         kinds = [\"notifications\", \"token.*\"]\nbatch_size = 4\n",
+        mirror.display().to_string()
+    );
+    let specs = validate_sinks(&parse_sinks(&text).unwrap()).unwrap();
+    let source: Arc<dyn EntrySource> = log.source.clone();
+    let mirror_runner = specs[0]
+        .start(source, log.signal.clone(), &directory.path().join("sinks"))
+        .unwrap();
+    wait_for_status(&mirror_runner, "mirrored", |status| status.cursor == 42);
+    assert_eq!(jsonl_indices(&mirror), expected);
+}
+
+#[test]
+fn slack_format_posts_one_signed_text_per_entry_with_agent_text_escaped() {
+    let directory = tempfile::tempdir().unwrap();
+    let server = WebhookReceiver::start();
+    let log = Log::new();
+    let null = serde_json::Value::Null;
+    log.source.append(audit_entry(
+        "change.proposed",
+        "chg_01",
+        ("agent", "bot"),
+        serde_json::json!({"details": {"summary": "not a notification <!channel>"}}),
+    ));
+    log.source.append(audit_entry(
+        "review.requested",
+        "chg_01",
+        ("agent", "bot"),
+        serde_json::json!({"details": {
+            "summary": "Fix <!channel> & see <http://evil.example|the docs>\n<@U0001>",
+            "missing": ["1 from @payments", "1 more approval"],
+        }}),
+    ));
+    log.source.append(audit_entry(
+        "review.approved",
+        "chg_01",
+        ("human", "alice"),
+        null.clone(),
+    ));
+    log.source.append(audit_entry(
+        "review.rejected",
+        "chg_01",
+        ("human", "alice"),
+        serde_json::json!({
+            "decision": {"outcome": "rejected", "summary": "touches billing", "evidence_sha256": "00"},
+            "details": {"reason": "needs a migration plan"},
+        }),
+    ));
+    log.source.append(audit_entry(
+        "change.break_glass",
+        "chg_02",
+        ("human", "ops"),
+        serde_json::json!({"approval": {"method": "break_glass", "reason": "prod is down"}}),
+    ));
+    log.source.append(audit_entry(
+        "post_review.overdue",
+        "chg_02",
+        ("system", "timer"),
+        serde_json::json!({"details": {"summary": "x".repeat(10_000)}}),
+    ));
+    let runner = log.start(
+        slack_sink(server.url()),
+        with_kinds(quick_config(directory.path(), 10), &["notifications"]),
+    );
+    let status = wait_for_status(&runner, "delivered", |status| status.cursor == 6);
+    assert_eq!(
+        (status.delivered_since_start, status.consecutive_failures),
+        (4, 0)
+    );
+
+    let texts = server.accepted_texts();
+    assert_eq!(texts.len(), 4, "one message per entry: {texts:?}");
+    assert_eq!(
+        texts[..3],
+        [
+            "[airlock] review.requested chg_01 by agent bot: Fix &lt;!channel&gt; &amp; see \
+             &lt;http://evil.example|the docs&gt; &lt;@U0001&gt;; \
+             missing: 1 from @payments, 1 more approval",
+            "[airlock] review.rejected chg_01 by human alice: touches billing; \
+             reason: needs a migration plan",
+            "[airlock] change.break_glass chg_02 by human ops: approval: break_glass \
+             (prod is down)",
+        ]
+    );
+    assert!(
+        texts[3].starts_with("[airlock] post_review.overdue chg_02 by system timer: xxx"),
+        "{}",
+        texts[3]
+    );
+    assert!(texts[3].ends_with('…') && texts[3].chars().count() <= 3000);
+    for text in &texts {
+        assert!(!text.contains(['<', '>', '\n']), "{text}");
+    }
+    let requests = server.requests();
+    assert_eq!(requests.len(), 4);
+    for request in &requests {
+        assert_eq!(request.content_type.as_deref(), Some("application/json"));
+        assert!(request.indices.is_empty());
+    }
+    // The signed bytes themselves hold no raw mention.
+    let first_body = String::from_utf8(requests[0].body.clone()).unwrap();
+    assert!(first_body.starts_with("{\"text\":\"[airlock] review.requested"));
+    assert!(first_body.contains("&lt;!channel&gt;") && !first_body.contains("<!channel>"));
+}
+
+#[test]
+fn slack_receiver_down_at_first_backs_off_without_slowing_appends_then_gets_everything() {
+    let directory = tempfile::tempdir().unwrap();
+    let address = unused_address();
+    let log = Log::new();
+    let mut expected_texts = Vec::new();
+    let mut entries: Vec<Vec<u8>> = Vec::new();
+    for index in 0..1000u64 {
+        entries.push(if index % 250 == 100 {
+            expected_texts.push(format!(
+                "[airlock] review.escalated chg_{index} by system timer: \
+                 the review is overdue; missing: 1 from @security"
+            ));
+            audit_entry(
+                "review.escalated",
+                &format!("chg_{index}"),
+                ("system", "timer"),
+                serde_json::json!({"details": {
+                    "summary": "the review is overdue",
+                    "missing": ["1 from @security"],
+                }}),
+            )
+        } else {
+            audit_entry(
+                "checks.step_finished",
+                &format!("chg_{index}"),
+                ("system", "worker"),
+                serde_json::json!({"details": {"step": "test"}}),
+            )
+        });
+    }
+    let mut entries = entries.into_iter();
+    // Before the runner starts, so that its reads (10 entries each) stop at index 100.
+    for entry in entries.by_ref().take(150) {
+        log.source.append(entry);
+    }
+    let runner = log.start(
+        slack_sink(format!("http://{address}/audit")),
+        with_kinds(quick_config(directory.path(), 10), &["notifications"]),
+    );
+    let status = wait_for_status(&runner, "the first failures", |status| {
+        status.consecutive_failures >= 3
+    });
+    assert!(status.running && !status.last_error_permanent, "{status:?}");
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains(&format!("webhook http://{address}/audit")),
+        "{status:?}"
+    );
+    assert_eq!(
+        status.cursor, 100,
+        "passed over what came before the first match"
+    );
+
+    // The producer goes on at full speed while the runner retries.
+    let started = Instant::now();
+    let mut slowest_append = Duration::ZERO;
+    for entry in entries {
+        let append_started = Instant::now();
+        log.source.append(entry);
+        slowest_append = slowest_append.max(append_started.elapsed());
+    }
+    let appending = started.elapsed();
+    assert!(appending < Duration::from_secs(1), "{appending:?}");
+    assert!(
+        slowest_append < Duration::from_millis(50),
+        "{slowest_append:?}"
+    );
+    assert_eq!(log.source.len(), 1000);
+
+    // Backing off, not spinning: waits of at least half of 40 ms, 80 ms, then of the
+    // 200 ms cap, so a few attempts in 600 ms, not thousands.
+    let before = runner.status().consecutive_failures;
+    std::thread::sleep(Duration::from_millis(600));
+    let status = runner.status();
+    let attempts = status.consecutive_failures - before;
+    assert!(
+        (1..=12).contains(&attempts),
+        "{attempts} attempts in 600 ms"
+    );
+    assert_eq!((status.cursor, status.log_len), (100, 1000));
+    assert_eq!(
+        read_cursor(&directory.path().join("test-sink.cursor")),
+        "next_index=100\n",
+        "passing over entries is stored like a delivery"
+    );
+
+    let server = WebhookReceiver::on(TcpListener::bind(address).unwrap());
+    let index = log.source.append(audit_entry(
+        "review.requested",
+        "chg_last",
+        ("agent", "bot"),
+        serde_json::json!({"details": {"summary": "needs 2 approvals"}}),
+    ));
+    expected_texts
+        .push("[airlock] review.requested chg_last by agent bot: needs 2 approvals".to_owned());
+    log.source.append(audit_entry(
+        "checks.passed",
+        "chg_last",
+        ("system", "worker"),
+        serde_json::Value::Null,
+    ));
+    let status = wait_for_status(&runner, "everything delivered", |status| {
+        status.cursor == index + 2
+    });
+    assert_eq!((status.lag, status.consecutive_failures), (0, 0));
+    assert_eq!(status.delivered_since_start, expected_texts.len() as u64);
+    assert_eq!(
+        server.accepted_texts(),
+        expected_texts,
+        "each once, in order"
+    );
+    assert_eq!(
+        read_cursor(&directory.path().join("test-sink.cursor")),
+        format!("next_index={}\n", index + 2)
+    );
+}
+
+#[test]
+fn config_errors_for_kinds_and_format_name_the_key_and_what_is_accepted() {
+    let check = |text: &str, fragments: &[&str]| {
+        let configs = parse_sinks(text).unwrap();
+        let message = validate_sinks(&configs).unwrap_err().to_string();
+        for fragment in fragments {
+            assert!(message.contains(fragment), "{message:?} lacks {fragment:?}");
+        }
+    };
+    let jsonl = "[[audit.sinks]]\nname = \"m\"\nkind = \"jsonl\"\npath = \"a.jsonl\"\n\
+                 kinds = [\"notifications\"]\n";
+    let syslog = "[[audit.sinks]]\nname = \"s\"\nkind = \"syslog\"\naddress = \"h:514\"\n\
+                  protocol = \"udp\"\n";
+    let webhook = "[[audit.sinks]]\nname = \"w\"\nkind = \"webhook\"\nurl = \"http://h/x\"\n\
+                   secret_env = \"HOOK_SECRET\"\n";
+    check(
+        &format!("{jsonl}{syslog}kinds = [\"review.requested\", \"review*\"]\n"),
+        &[
+            "key `audit.sinks[1].kinds`",
+            "`review*` is not a kind pattern",
+            "\"review.requested\"",
+            "\"review.*\"",
+            "\"notifications\"",
+            "review.escalated",
+            "post_review.overdue",
+        ],
+    );
+    check(
+        &format!("{webhook}kinds = [\"*\"]\n"),
+        &["key `audit.sinks[0].kinds`", "`*`", "\"review.*\""],
+    );
+    check(
+        &format!("{webhook}format = \"teams\"\n"),
+        &[
+            "key `audit.sinks[0].format`",
+            "`teams` is not a webhook format",
+            "\"entries\"",
+            "\"slack\"",
+        ],
+    );
+    check(
+        &format!("{syslog}format = \"slack\"\n"),
+        &["key `audit.sinks[0].format`", "kind = \"syslog\"", "kinds"],
+    );
+
+    let specs = validate_sinks(
+        &parse_sinks(&format!(
+            "{webhook}format = \"slack\"\nkinds = [\"notifications\", \"deploy.*\"]\n"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(matches!(
+        specs[0].target,
+        SinkTarget::Webhook {
+            format: WebhookFormat::Slack,
+            ..
+        }
+    ));
+    let kinds = specs[0].kinds.as_ref().unwrap();
+    assert!(kinds.matches("review.requested") && kinds.matches("deploy.paused"));
+    assert!(!kinds.matches("review.approved"));
 }

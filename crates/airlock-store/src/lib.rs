@@ -13,6 +13,7 @@ use std::future::Future;
 use airlock_core::change::{ChangeState, ChangedFile, SourceForm, StepRecord, Verdict};
 use airlock_core::event::{Actor, NewEvent};
 use airlock_core::ids::{ChangeId, Role, TokenId};
+use airlock_core::review::{Obligations, ReviewClock, ReviewVerdict, Reviewer, TrackRecord};
 use serde::{Deserialize, Serialize};
 
 pub use sqlite::SqliteStore;
@@ -37,6 +38,8 @@ pub struct TokenRecord {
     pub role: Role,
     /// For agent tokens, the human responsible for the agent.
     pub owner: Option<String>,
+    /// Groups the human belongs to (`@payments`), for group approvals.
+    pub groups: Vec<String>,
     #[serde(skip)]
     pub secret_sha256: String,
     pub created_at_ms: i64,
@@ -58,6 +61,8 @@ pub struct NewChange {
     pub lines_added: usize,
     pub lines_removed: usize,
     pub created_at_ms: i64,
+    /// Break-glass at proposal time.
+    pub urgency: Option<Urgency>,
 }
 
 /// A change as stored, without its diff (see [`Store::change_diff`]).
@@ -80,6 +85,127 @@ pub struct ChangeRecord {
     pub attempts: i64,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// Set when an operator or admin broke the glass for this change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urgency: Option<Urgency>,
+    /// The policy's obligations for the current revision, once evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub obligations: Option<Obligations>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_sha256: Option<String>,
+}
+
+/// Break-glass: who marked a change urgent, when, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Urgency {
+    pub reason: String,
+    pub by: Actor,
+    pub at_ms: i64,
+}
+
+/// What the policy concluded for one revision, written with the state it leads to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyDecision {
+    /// `awaiting_review`, `approved`, `rejected` (denied) or `failed` (not evaluable).
+    pub to: ChangeState,
+    pub verdict: Option<Verdict>,
+    pub obligations: Option<Obligations>,
+    pub policy_sha256: String,
+    /// Opens a review request with these deadlines (for `awaiting_review`).
+    pub review: Option<ReviewClock>,
+    /// Opens the mandatory post-deployment review (break-glass approval).
+    pub post_review: Option<PostReviewOpen>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostReviewOpen {
+    pub reason: String,
+    pub opened_by: Actor,
+    pub opened_at_ms: i64,
+    pub due_at_ms: i64,
+}
+
+/// What one reviewer said about one revision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewAction {
+    pub revision: i64,
+    pub verdict: ReviewVerdict,
+    pub reviewer: Reviewer,
+    pub comment: String,
+    pub at_ms: i64,
+}
+
+/// The outcome of [`Store::record_review`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReviewRecorded {
+    Recorded,
+    /// The change moved on, or another review landed first: re-read and decide again.
+    Stale,
+    /// This human already approved this revision.
+    Duplicate,
+}
+
+/// A review request still waiting for its decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenReview {
+    pub change_id: ChangeId,
+    pub revision: i64,
+    pub clock: ReviewClock,
+    pub reminded: bool,
+    pub escalated: bool,
+}
+
+/// A deadline of a review that has passed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SlaMark {
+    Reminder,
+    Escalation,
+    /// Rejects the change as expired with this verdict.
+    Expiry(Verdict),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostReviewRecord {
+    pub change_id: ChangeId,
+    pub reason: String,
+    pub opened_by: Actor,
+    pub opened_at_ms: i64,
+    pub due_at_ms: i64,
+    pub overdue_at_ms: Option<i64>,
+    pub completed_by: Option<Actor>,
+    pub completed_at_ms: Option<i64>,
+    pub comment: Option<String>,
+}
+
+/// The kill switch, while it is on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    pub reason: String,
+    pub by: Actor,
+    pub at_ms: i64,
+}
+
+/// A new revision of a change, replacing the current one.
+#[derive(Clone, Debug)]
+pub struct NewRevision {
+    pub base_commit: String,
+    pub source: SourceForm,
+    pub diff: Vec<u8>,
+    pub files: Vec<ChangedFile>,
+    pub lines_added: usize,
+    pub lines_removed: usize,
+    pub at_ms: i64,
+}
+
+/// What one agent has under way, for its rate limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AgentActivity {
+    /// Changes not yet approved, rejected, expired or failed.
+    pub in_flight: u64,
+    /// Proposals and revisions since the window's start.
+    pub proposals: u64,
+    /// When the oldest proposal in the window was made.
+    pub oldest_proposal_ms: Option<i64>,
 }
 
 /// An event as stored, with its position in the log.
@@ -120,11 +246,12 @@ pub trait Store: Send + Sync + 'static {
         event: &NewEvent,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Stores a new change in `queued` with its `change.proposed` event.
+    /// Stores a new change in `queued` with its events (`change.proposed`, and
+    /// `change.break_glass` for an urgent one).
     fn insert_change(
         &self,
         change: &NewChange,
-        event: &NewEvent,
+        events: &[NewEvent],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn change(
         &self,
@@ -200,6 +327,101 @@ pub trait Store: Send + Sync + 'static {
         seq: i64,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<EventRecord>, StoreError>> + Send;
+    /// Ends Level 2's policy stage of `revision`: moves the change from `checks_passed`
+    /// to `decision.to` if `worker` still holds it, writes the obligations, opens the
+    /// review or post-review, appends `events`. False when the change moved on.
+    fn settle_policy(
+        &self,
+        id: &ChangeId,
+        worker: &str,
+        revision: i64,
+        decision: &PolicyDecision,
+        events: &[NewEvent],
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Records a review action on the current revision, if the change is still in
+    /// `from` and exactly `approvals_seen` approvals of that revision are recorded (the
+    /// caller's decision was made on them), moving it to `to` when given.
+    fn record_review(
+        &self,
+        id: &ChangeId,
+        from: ChangeState,
+        approvals_seen: usize,
+        action: &ReviewAction,
+        to: Option<(ChangeState, Option<&Verdict>)>,
+        events: &[NewEvent],
+    ) -> impl Future<Output = Result<ReviewRecorded, StoreError>> + Send;
+    /// Every review action on a change, oldest first (all revisions).
+    fn review_actions(
+        &self,
+        id: &ChangeId,
+    ) -> impl Future<Output = Result<Vec<ReviewAction>, StoreError>> + Send;
+    /// Replaces the change's current revision (kept in history) with `revision`, back to
+    /// `queued`, if it is still at `expected_revision` in a state that accepts one.
+    fn revise_change(
+        &self,
+        id: &ChangeId,
+        expected_revision: i64,
+        revision: &NewRevision,
+        event: &NewEvent,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Break-glass: marks the change urgent (once) while it is in `from`, moving it to
+    /// `to` and opening `post_review` when given. False when it moved on or was already
+    /// urgent.
+    fn break_glass(
+        &self,
+        id: &ChangeId,
+        from: ChangeState,
+        urgency: &Urgency,
+        to: Option<ChangeState>,
+        post_review: Option<&PostReviewOpen>,
+        events: &[NewEvent],
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Reviews of changes still `awaiting_review`, for the SLA timer.
+    fn open_reviews(&self) -> impl Future<Output = Result<Vec<OpenReview>, StoreError>> + Send;
+    /// Records that a deadline of the review of `revision` passed: once each, and only
+    /// while the change still awaits that review.
+    fn mark_review_deadline(
+        &self,
+        id: &ChangeId,
+        revision: i64,
+        mark: &SlaMark,
+        event: &NewEvent,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn post_reviews(
+        &self,
+    ) -> impl Future<Output = Result<Vec<PostReviewRecord>, StoreError>> + Send;
+    /// Closes an open post-review; false when there is none open.
+    fn complete_post_review(
+        &self,
+        id: &ChangeId,
+        by: &Actor,
+        comment: &str,
+        event: &NewEvent,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Records the overdue alert of an open post-review, once.
+    fn mark_post_review_overdue(
+        &self,
+        id: &ChangeId,
+        event: &NewEvent,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Turns the kill switch on (`Some`) or off; false when it already was.
+    fn set_pause(
+        &self,
+        pause: Option<&Pause>,
+        event: &NewEvent,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn pause(&self) -> impl Future<Output = Result<Option<Pause>, StoreError>> + Send;
+    /// What the agent named `agent` has in flight and has proposed since `since_ms`.
+    fn agent_activity(
+        &self,
+        agent: &str,
+        since_ms: i64,
+    ) -> impl Future<Output = Result<AgentActivity, StoreError>> + Send;
+    /// How the changes proposed by `agent` ended.
+    fn track_record(
+        &self,
+        agent: &str,
+    ) -> impl Future<Output = Result<TrackRecord, StoreError>> + Send;
     /// Events in order; of one change, or all when `change` is None.
     fn events(
         &self,

@@ -22,15 +22,29 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlitePool};
 
-use crate::{ChangeRecord, EventRecord, NewChange, Store, StoreError, TokenRecord};
+use airlock_core::event::Actor;
+use airlock_core::review::TrackRecord;
+
+use crate::{
+    AgentActivity, ChangeRecord, EventRecord, NewChange, NewRevision, OpenReview, Pause,
+    PolicyDecision, PostReviewOpen, PostReviewRecord, ReviewAction, ReviewRecorded, SlaMark, Store,
+    StoreError, TokenRecord, Urgency,
+};
 
 /// Migrations are compiled into the binary: a deployed airlock never depends on files
 /// next to it.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../migrations/sqlite/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "review",
+        include_str!("../migrations/sqlite/0002_review.sql"),
+    ),
+];
 
 #[derive(Debug)]
 struct EmbeddedMigrations;
@@ -73,7 +87,8 @@ impl fmt::Debug for SqliteStore {
 }
 
 const CHANGE_COLUMNS: &str = "id, seq, revision, state, title, description, agent, base_commit, target_branch, \
-     source, files, lines_added, lines_removed, verdict, attempts, created_at_ms, updated_at_ms";
+     source, files, lines_added, lines_removed, verdict, attempts, created_at_ms, updated_at_ms, \
+     urgency, obligations, policy_sha256";
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
@@ -122,6 +137,7 @@ fn token_from_row(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
         name: row.try_get("name")?,
         role: Role::from_str(&row.try_get::<String, _>("role")?).map_err(corrupt("token role"))?,
         owner: row.try_get("owner")?,
+        groups: json(&row.try_get::<String, _>("groups")?, "token groups")?,
         secret_sha256: row.try_get("secret_sha256")?,
         created_at_ms: row.try_get("created_at_ms")?,
         revoked_at_ms: row.try_get("revoked_at_ms")?,
@@ -130,6 +146,8 @@ fn token_from_row(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
 
 fn change_from_row(row: &SqliteRow) -> Result<ChangeRecord, StoreError> {
     let verdict: Option<String> = row.try_get("verdict")?;
+    let urgency: Option<String> = row.try_get("urgency")?;
+    let obligations: Option<String> = row.try_get("obligations")?;
     Ok(ChangeRecord {
         id: row
             .try_get::<String, _>("id")?
@@ -154,8 +172,66 @@ fn change_from_row(row: &SqliteRow) -> Result<ChangeRecord, StoreError> {
         attempts: row.try_get("attempts")?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
+        urgency: urgency.map(|u| json(&u, "urgency")).transpose()?,
+        obligations: obligations.map(|o| json(&o, "obligations")).transpose()?,
+        policy_sha256: row.try_get("policy_sha256")?,
     })
 }
+
+async fn insert_events(
+    conn: &mut sqlx::SqliteConnection,
+    events: &[NewEvent],
+) -> Result<(), StoreError> {
+    for event in events {
+        insert_event(&mut *conn, event).await?;
+    }
+    Ok(())
+}
+
+async fn open_post_review(
+    conn: &mut sqlx::SqliteConnection,
+    id: &ChangeId,
+    post: &PostReviewOpen,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO post_reviews (change_id, reason, opened_by, opened_at_ms, due_at_ms) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(id.as_str())
+    .bind(&post.reason)
+    .bind(to_json(&post.opened_by))
+    .bind(post.opened_at_ms)
+    .bind(post.due_at_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn post_review_from_row(row: &SqliteRow) -> Result<PostReviewRecord, StoreError> {
+    let completed_by: Option<String> = row.try_get("completed_by")?;
+    Ok(PostReviewRecord {
+        change_id: row
+            .try_get::<String, _>("change_id")?
+            .parse()
+            .map_err(corrupt("post-review change id"))?,
+        reason: row.try_get("reason")?,
+        opened_by: json(
+            &row.try_get::<String, _>("opened_by")?,
+            "post-review opener",
+        )?,
+        opened_at_ms: row.try_get("opened_at_ms")?,
+        due_at_ms: row.try_get("due_at_ms")?,
+        overdue_at_ms: row.try_get("overdue_at_ms")?,
+        completed_by: completed_by
+            .map(|a| json::<Actor>(&a, "post-review completer"))
+            .transpose()?,
+        completed_at_ms: row.try_get("completed_at_ms")?,
+        comment: row.try_get("comment")?,
+    })
+}
+
+/// Changes of an agent in these states are in flight (counted against its limit).
+const IN_FLIGHT: &str =
+    "('queued', 'checking', 'checks_passed', 'awaiting_review', 'changes_requested')";
 
 async fn insert_event(
     conn: &mut sqlx::SqliteConnection,
@@ -176,12 +252,13 @@ impl Store for SqliteStore {
     async fn insert_token(&self, token: &TokenRecord, event: &NewEvent) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO tokens (id, name, role, owner, secret_sha256, created_at_ms, revoked_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO tokens (id, name, role, owner, groups, secret_sha256, created_at_ms, revoked_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(token.id.as_str())
         .bind(&token.name)
         .bind(token.role.as_str())
         .bind(&token.owner)
+        .bind(to_json(&token.groups))
         .bind(&token.secret_sha256)
         .bind(token.created_at_ms)
         .bind(token.revoked_at_ms)
@@ -228,12 +305,16 @@ impl Store for SqliteStore {
         Ok(done)
     }
 
-    async fn insert_change(&self, change: &NewChange, event: &NewEvent) -> Result<(), StoreError> {
+    async fn insert_change(
+        &self,
+        change: &NewChange,
+        events: &[NewEvent],
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO changes (id, revision, state, title, description, agent, base_commit, target_branch, source, \
-             diff, files, lines_added, lines_removed, created_at_ms, updated_at_ms) \
-             VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             diff, files, lines_added, lines_removed, created_at_ms, updated_at_ms, urgency) \
+             VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(change.id.as_str())
         .bind(ChangeState::Queued.as_str())
@@ -249,9 +330,10 @@ impl Store for SqliteStore {
         .bind(change.lines_removed as i64)
         .bind(change.created_at_ms)
         .bind(change.created_at_ms)
+        .bind(change.urgency.as_ref().map(to_json))
         .execute(&mut *tx)
         .await?;
-        insert_event(&mut tx, event).await?;
+        insert_events(&mut tx, events).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -307,7 +389,7 @@ impl Store for SqliteStore {
     ) -> Result<Option<ChangeRecord>, StoreError> {
         let row = sqlx::query(&format!(
             "UPDATE changes SET lease_owner = ?1, lease_expires_ms = ?2, attempts = attempts + 1, updated_at_ms = ?3 \
-             WHERE seq = (SELECT seq FROM changes WHERE state IN ('queued', 'checking') \
+             WHERE seq = (SELECT seq FROM changes WHERE state IN ('queued', 'checking', 'checks_passed') \
                           AND (lease_expires_ms IS NULL OR lease_expires_ms < ?3) ORDER BY seq LIMIT 1) \
              RETURNING {CHANGE_COLUMNS}"
         ))
@@ -357,8 +439,8 @@ impl Store for SqliteStore {
             )));
         }
         let mut tx = self.pool.begin().await?;
-        // Leaving Level 1 for good also drops the lease.
-        let release = to.is_final();
+        // Leaving the workers' states also drops the lease.
+        let release = !to.needs_worker();
         let moved = sqlx::query(
             "UPDATE changes SET state = ?, verdict = COALESCE(?, verdict), updated_at_ms = ?, \
              lease_owner = CASE WHEN ? THEN NULL ELSE lease_owner END, \
@@ -429,6 +511,453 @@ impl Store for SqliteStore {
     async fn append_event(&self, event: &NewEvent) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
         insert_event(&mut conn, event).await
+    }
+
+    async fn settle_policy(
+        &self,
+        id: &ChangeId,
+        worker: &str,
+        revision: i64,
+        decision: &PolicyDecision,
+        events: &[NewEvent],
+    ) -> Result<bool, StoreError> {
+        if !ChangeState::ChecksPassed.can_become(decision.to) {
+            return Err(StoreError::Conflict(format!(
+                "the policy cannot move a change to {}",
+                decision.to
+            )));
+        }
+        let at_ms = events.first().map_or(0, |e| e.at_ms);
+        let mut tx = self.pool.begin().await?;
+        let moved = sqlx::query(
+            "UPDATE changes SET state = ?, verdict = COALESCE(?, verdict), obligations = ?, policy_sha256 = ?, \
+             updated_at_ms = ?, lease_owner = NULL, lease_expires_ms = NULL \
+             WHERE id = ? AND state = 'checks_passed' AND lease_owner = ? AND revision = ?",
+        )
+        .bind(decision.to.as_str())
+        .bind(decision.verdict.as_ref().map(to_json))
+        .bind(decision.obligations.as_ref().map(to_json))
+        .bind(&decision.policy_sha256)
+        .bind(at_ms)
+        .bind(id.as_str())
+        .bind(worker)
+        .bind(revision)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !moved {
+            return Ok(false);
+        }
+        if let Some(clock) = &decision.review {
+            sqlx::query(
+                "INSERT INTO reviews (change_id, revision, requested_at_ms, remind_at_ms, escalate_at_ms, expire_at_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(id.as_str())
+            .bind(revision)
+            .bind(clock.requested_at_ms)
+            .bind(clock.remind_at_ms)
+            .bind(clock.escalate_at_ms)
+            .bind(clock.expire_at_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(post) = &decision.post_review {
+            open_post_review(&mut tx, id, post).await?;
+        }
+        insert_events(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn record_review(
+        &self,
+        id: &ChangeId,
+        from: ChangeState,
+        approvals_seen: usize,
+        action: &ReviewAction,
+        to: Option<(ChangeState, Option<&Verdict>)>,
+        events: &[NewEvent],
+    ) -> Result<ReviewRecorded, StoreError> {
+        if let Some((to, _)) = to
+            && !from.can_become(to)
+        {
+            return Err(StoreError::Conflict(format!(
+                "a review cannot move a change from {from} to {to}"
+            )));
+        }
+        let (to_state, verdict) = match to {
+            Some((state, verdict)) => (state, verdict),
+            None => (from, None),
+        };
+        let mut tx = self.pool.begin().await?;
+        // The compare-and-set: same state, same revision, and the approvals the caller
+        // counted are all there is. Two concurrent approvals cannot both miss each other.
+        let current = sqlx::query(
+            "UPDATE changes SET state = ?, verdict = COALESCE(?, verdict), updated_at_ms = ? \
+             WHERE id = ? AND state = ? AND revision = ? \
+             AND (SELECT count(*) FROM review_actions r WHERE r.change_id = changes.id \
+                  AND r.revision = changes.revision AND r.verdict = 'approve') = ?",
+        )
+        .bind(to_state.as_str())
+        .bind(verdict.map(to_json))
+        .bind(action.at_ms)
+        .bind(id.as_str())
+        .bind(from.as_str())
+        .bind(action.revision)
+        .bind(approvals_seen as i64)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !current {
+            return Ok(ReviewRecorded::Stale);
+        }
+        let inserted = sqlx::query(
+            "INSERT OR IGNORE INTO review_actions (change_id, revision, verdict, reviewer_name, reviewer, comment, at_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id.as_str())
+        .bind(action.revision)
+        .bind(action.verdict.as_str())
+        .bind(&action.reviewer.name)
+        .bind(to_json(&action.reviewer))
+        .bind(&action.comment)
+        .bind(action.at_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !inserted {
+            return Ok(ReviewRecorded::Duplicate); // The transaction rolls back on drop.
+        }
+        insert_events(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(ReviewRecorded::Recorded)
+    }
+
+    async fn review_actions(&self, id: &ChangeId) -> Result<Vec<ReviewAction>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT revision, verdict, reviewer, comment, at_ms FROM review_actions WHERE change_id = ? ORDER BY seq",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ReviewAction {
+                    revision: row.try_get("revision")?,
+                    verdict: json(
+                        &format!("\"{}\"", row.try_get::<String, _>("verdict")?),
+                        "review verdict",
+                    )?,
+                    reviewer: json(&row.try_get::<String, _>("reviewer")?, "reviewer")?,
+                    comment: row.try_get("comment")?,
+                    at_ms: row.try_get("at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revise_change(
+        &self,
+        id: &ChangeId,
+        expected_revision: i64,
+        revision: &NewRevision,
+        event: &NewEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let kept = sqlx::query(
+            "INSERT INTO revisions (change_id, revision, base_commit, source, diff, files, lines_added, lines_removed, replaced_at_ms) \
+             SELECT id, revision, base_commit, source, diff, files, lines_added, lines_removed, ? FROM changes \
+             WHERE id = ? AND revision = ? AND state IN ('awaiting_review', 'changes_requested')",
+        )
+        .bind(revision.at_ms)
+        .bind(id.as_str())
+        .bind(expected_revision)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !kept {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE changes SET revision = revision + 1, state = 'queued', base_commit = ?, source = ?, diff = ?, \
+             files = ?, lines_added = ?, lines_removed = ?, verdict = NULL, obligations = NULL, policy_sha256 = NULL, \
+             attempts = 0, lease_owner = NULL, lease_expires_ms = NULL, updated_at_ms = ? WHERE id = ?",
+        )
+        .bind(&revision.base_commit)
+        .bind(to_json(&revision.source))
+        .bind(&revision.diff)
+        .bind(to_json(&revision.files))
+        .bind(revision.lines_added as i64)
+        .bind(revision.lines_removed as i64)
+        .bind(revision.at_ms)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        insert_event(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn break_glass(
+        &self,
+        id: &ChangeId,
+        from: ChangeState,
+        urgency: &Urgency,
+        to: Option<ChangeState>,
+        post_review: Option<&PostReviewOpen>,
+        events: &[NewEvent],
+    ) -> Result<bool, StoreError> {
+        let to = to.unwrap_or(from);
+        if to != from && !from.can_become(to) {
+            return Err(StoreError::Conflict(format!(
+                "break-glass cannot move a change from {from} to {to}"
+            )));
+        }
+        let mut tx = self.pool.begin().await?;
+        let marked = sqlx::query(
+            "UPDATE changes SET urgency = ?, state = ?, updated_at_ms = ? \
+             WHERE id = ? AND state = ? AND urgency IS NULL",
+        )
+        .bind(to_json(urgency))
+        .bind(to.as_str())
+        .bind(urgency.at_ms)
+        .bind(id.as_str())
+        .bind(from.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !marked {
+            return Ok(false);
+        }
+        if let Some(post) = post_review {
+            open_post_review(&mut tx, id, post).await?;
+        }
+        insert_events(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn open_reviews(&self) -> Result<Vec<OpenReview>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.* FROM reviews r JOIN changes c ON c.id = r.change_id AND c.revision = r.revision \
+             WHERE c.state = 'awaiting_review' ORDER BY r.requested_at_ms",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let reminded: Option<i64> = row.try_get("reminded_at_ms")?;
+                let escalated: Option<i64> = row.try_get("escalated_at_ms")?;
+                Ok(OpenReview {
+                    change_id: row
+                        .try_get::<String, _>("change_id")?
+                        .parse()
+                        .map_err(corrupt("review change id"))?,
+                    revision: row.try_get("revision")?,
+                    clock: airlock_core::review::ReviewClock {
+                        requested_at_ms: row.try_get("requested_at_ms")?,
+                        remind_at_ms: row.try_get("remind_at_ms")?,
+                        escalate_at_ms: row.try_get("escalate_at_ms")?,
+                        expire_at_ms: row.try_get("expire_at_ms")?,
+                    },
+                    reminded: reminded.is_some(),
+                    escalated: escalated.is_some(),
+                })
+            })
+            .collect()
+    }
+
+    async fn mark_review_deadline(
+        &self,
+        id: &ChangeId,
+        revision: i64,
+        mark: &SlaMark,
+        event: &NewEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let still_open = "EXISTS (SELECT 1 FROM changes c WHERE c.id = reviews.change_id \
+             AND c.revision = reviews.revision AND c.state = 'awaiting_review')";
+        let done = match mark {
+            SlaMark::Reminder | SlaMark::Escalation => {
+                let column = if *mark == SlaMark::Reminder {
+                    "reminded_at_ms"
+                } else {
+                    "escalated_at_ms"
+                };
+                sqlx::query(&format!(
+                    "UPDATE reviews SET {column} = ? WHERE change_id = ? AND revision = ? \
+                     AND {column} IS NULL AND {still_open}"
+                ))
+                .bind(event.at_ms)
+                .bind(id.as_str())
+                .bind(revision)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1
+            }
+            SlaMark::Expiry(verdict) => {
+                sqlx::query(
+                    "UPDATE changes SET state = 'expired', verdict = ?, updated_at_ms = ? \
+                     WHERE id = ? AND revision = ? AND state = 'awaiting_review'",
+                )
+                .bind(to_json(verdict))
+                .bind(event.at_ms)
+                .bind(id.as_str())
+                .bind(revision)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1
+            }
+        };
+        if done {
+            insert_event(&mut tx, event).await?;
+            tx.commit().await?;
+        }
+        Ok(done)
+    }
+
+    async fn post_reviews(&self) -> Result<Vec<PostReviewRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM post_reviews ORDER BY due_at_ms, change_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(post_review_from_row).collect()
+    }
+
+    async fn complete_post_review(
+        &self,
+        id: &ChangeId,
+        by: &Actor,
+        comment: &str,
+        event: &NewEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE post_reviews SET completed_by = ?, completed_at_ms = ?, comment = ? \
+             WHERE change_id = ? AND completed_at_ms IS NULL",
+        )
+        .bind(to_json(by))
+        .bind(event.at_ms)
+        .bind(comment)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if done {
+            insert_event(&mut tx, event).await?;
+            tx.commit().await?;
+        }
+        Ok(done)
+    }
+
+    async fn mark_post_review_overdue(
+        &self,
+        id: &ChangeId,
+        event: &NewEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE post_reviews SET overdue_at_ms = ? \
+             WHERE change_id = ? AND completed_at_ms IS NULL AND overdue_at_ms IS NULL",
+        )
+        .bind(event.at_ms)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if done {
+            insert_event(&mut tx, event).await?;
+            tx.commit().await?;
+        }
+        Ok(done)
+    }
+
+    async fn set_pause(&self, pause: Option<&Pause>, event: &NewEvent) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let changed = match pause {
+            Some(pause) => {
+                sqlx::query("INSERT OR IGNORE INTO controls (name, value) VALUES ('pause', ?)")
+                    .bind(to_json(pause))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+            }
+            None => sqlx::query("DELETE FROM controls WHERE name = 'pause'")
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+        } == 1;
+        if changed {
+            insert_event(&mut tx, event).await?;
+            tx.commit().await?;
+        }
+        Ok(changed)
+    }
+
+    async fn pause(&self) -> Result<Option<Pause>, StoreError> {
+        let value: Option<String> =
+            sqlx::query_scalar("SELECT value FROM controls WHERE name = 'pause'")
+                .fetch_optional(&self.pool)
+                .await?;
+        value.map(|v| json(&v, "pause")).transpose()
+    }
+
+    async fn agent_activity(
+        &self,
+        agent: &str,
+        since_ms: i64,
+    ) -> Result<AgentActivity, StoreError> {
+        let in_flight: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM changes WHERE state IN {IN_FLIGHT} AND json_extract(agent, '$.name') = ?"
+        ))
+        .bind(agent)
+        .fetch_one(&self.pool)
+        .await?;
+        let row = sqlx::query(
+            "SELECT count(*) AS n, min(at_ms) AS oldest FROM events \
+             WHERE kind IN ('change.proposed', 'change.revised') AND at_ms >= ? \
+             AND json_extract(actor, '$.name') = ?",
+        )
+        .bind(since_ms)
+        .bind(agent)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(AgentActivity {
+            in_flight: in_flight as u64,
+            proposals: row.try_get::<i64, _>("n")? as u64,
+            oldest_proposal_ms: row.try_get("oldest")?,
+        })
+    }
+
+    async fn track_record(&self, agent: &str) -> Result<TrackRecord, StoreError> {
+        let rows = sqlx::query(
+            "SELECT state, count(*) AS n FROM changes WHERE json_extract(agent, '$.name') = ? GROUP BY state",
+        )
+        .bind(agent)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut record = TrackRecord::default();
+        for row in &rows {
+            let n = row.try_get::<i64, _>("n")? as u64;
+            record.proposed += n;
+            match row.try_get::<String, _>("state")?.as_str() {
+                "approved" => record.approved += n,
+                "rejected" => record.rejected += n,
+                "failed" => record.failed += n,
+                "expired" => record.expired += n,
+                _ => {}
+            }
+        }
+        Ok(record)
     }
 
     async fn events(&self, change: Option<&ChangeId>) -> Result<Vec<EventRecord>, StoreError> {

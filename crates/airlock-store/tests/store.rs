@@ -36,6 +36,7 @@ fn new_change(n: u8) -> NewChange {
         lines_added: 1,
         lines_removed: 0,
         created_at_ms: n as i64,
+        urgency: None,
     }
 }
 
@@ -70,7 +71,10 @@ async fn claims_oldest_first_and_respects_leases() {
     for n in [1, 2] {
         let change = new_change(n);
         store
-            .insert_change(&change, &event(Some(&change.id), EventKind::ChangeProposed))
+            .insert_change(
+                &change,
+                &[event(Some(&change.id), EventKind::ChangeProposed)],
+            )
             .await
             .unwrap();
     }
@@ -127,7 +131,7 @@ async fn transitions_are_compare_and_set_and_final_states_release() {
     let change = new_change(7);
     let id = change.id.clone();
     store
-        .insert_change(&change, &event(Some(&id), EventKind::ChangeProposed))
+        .insert_change(&change, &[event(Some(&id), EventKind::ChangeProposed)])
         .await
         .unwrap();
     store.claim_next("w", 0, 60_000).await.unwrap().unwrap();
@@ -255,7 +259,10 @@ async fn history_cannot_be_rewritten() {
     let store = SqliteStore::open(&path).await.unwrap();
     let change = new_change(3);
     store
-        .insert_change(&change, &event(Some(&change.id), EventKind::ChangeProposed))
+        .insert_change(
+            &change,
+            &[event(Some(&change.id), EventKind::ChangeProposed)],
+        )
         .await
         .unwrap();
     store.close().await;
@@ -280,6 +287,7 @@ async fn tokens_store_only_a_hash_and_revoke_once() {
         name: "bot".into(),
         role: Role::Agent,
         owner: Some("alice".into()),
+        groups: vec![],
         secret_sha256: "ab".repeat(32),
         created_at_ms: 5,
         revoked_at_ms: None,
@@ -312,4 +320,320 @@ async fn tokens_store_only_a_hash_and_revoke_once() {
         store.list_tokens().await.unwrap()[0].revoked_at_ms,
         Some(1_000)
     );
+}
+
+fn reviewer(name: &str) -> airlock_core::review::Reviewer {
+    airlock_core::review::Reviewer {
+        name: name.into(),
+        token_id: TokenId::from_bytes([9; 6]),
+        role: Role::Reviewer,
+        groups: vec!["@payments".into()],
+    }
+}
+
+/// Drives one change to `awaiting_review` as a worker would.
+async fn awaiting_review(store: &SqliteStore, change: &NewChange) {
+    store
+        .insert_change(
+            change,
+            &[event(Some(&change.id), EventKind::ChangeProposed)],
+        )
+        .await
+        .unwrap();
+    store.claim_next("w", 0, 60_000).await.unwrap().unwrap();
+    for (from, to) in [
+        (ChangeState::Queued, ChangeState::Checking),
+        (ChangeState::Checking, ChangeState::ChecksPassed),
+    ] {
+        assert!(
+            store
+                .transition(
+                    &change.id,
+                    "w",
+                    from,
+                    to,
+                    None,
+                    &event(Some(&change.id), EventKind::ChecksStarted)
+                )
+                .await
+                .unwrap()
+        );
+    }
+    let obligations = airlock_core::review::Obligations::from_policy(
+        &serde_json::json!({"risk": "medium", "approvals": {"count": 2}}),
+        &[],
+    )
+    .unwrap();
+    let decision = airlock_store::PolicyDecision {
+        to: ChangeState::AwaitingReview,
+        verdict: None,
+        obligations: Some(obligations),
+        policy_sha256: "p".repeat(64),
+        review: Some(airlock_core::review::ReviewClock::start(
+            0,
+            std::time::Duration::from_secs(3600),
+            None,
+        )),
+        post_review: None,
+    };
+    // Only the lease holder settles, and only once.
+    assert!(
+        !store
+            .settle_policy(&change.id, "other", 1, &decision, &[])
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .settle_policy(
+                &change.id,
+                "w",
+                1,
+                &decision,
+                &[event(Some(&change.id), EventKind::ReviewRequested)]
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .settle_policy(&change.id, "w", 1, &decision, &[])
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn reviews_are_compare_and_set_on_state_revision_and_approvals_seen() {
+    let (_dir, store) = open().await;
+    let change = new_change(7);
+    awaiting_review(&store, &change).await;
+    let record = store.change(&change.id).await.unwrap().unwrap();
+    assert_eq!(record.state, ChangeState::AwaitingReview);
+    assert_eq!(record.obligations.as_ref().unwrap().approvals, 2);
+    assert_eq!(store.open_reviews().await.unwrap().len(), 1);
+
+    let approve = |name: &str, revision| airlock_store::ReviewAction {
+        revision,
+        verdict: airlock_core::review::ReviewVerdict::Approve,
+        reviewer: reviewer(name),
+        comment: String::new(),
+        at_ms: 10,
+    };
+    let ev = || [event(Some(&change.id), EventKind::ReviewApproved)];
+    use airlock_store::ReviewRecorded::*;
+    assert_eq!(
+        store
+            .record_review(
+                &change.id,
+                ChangeState::AwaitingReview,
+                0,
+                &approve("ann", 1),
+                None,
+                &ev()
+            )
+            .await
+            .unwrap(),
+        Recorded
+    );
+    // A decision made on a stale count of approvals is refused, as is a stale revision.
+    assert_eq!(
+        store
+            .record_review(
+                &change.id,
+                ChangeState::AwaitingReview,
+                0,
+                &approve("bob", 1),
+                None,
+                &ev()
+            )
+            .await
+            .unwrap(),
+        Stale
+    );
+    assert_eq!(
+        store
+            .record_review(
+                &change.id,
+                ChangeState::AwaitingReview,
+                1,
+                &approve("bob", 2),
+                None,
+                &ev()
+            )
+            .await
+            .unwrap(),
+        Stale
+    );
+    // One human approves a revision once, whatever the caller counted.
+    assert_eq!(
+        store
+            .record_review(
+                &change.id,
+                ChangeState::AwaitingReview,
+                1,
+                &approve("ann", 1),
+                None,
+                &ev()
+            )
+            .await
+            .unwrap(),
+        Duplicate
+    );
+    assert_eq!(
+        store
+            .record_review(
+                &change.id,
+                ChangeState::AwaitingReview,
+                1,
+                &approve("bob", 1),
+                Some((ChangeState::Approved, None)),
+                &ev()
+            )
+            .await
+            .unwrap(),
+        Recorded
+    );
+    assert_eq!(
+        store.change(&change.id).await.unwrap().unwrap().state,
+        ChangeState::Approved
+    );
+    let actions = store.review_actions(&change.id).await.unwrap();
+    assert_eq!(
+        actions
+            .iter()
+            .map(|a| a.reviewer.name.as_str())
+            .collect::<Vec<_>>(),
+        ["ann", "bob"]
+    );
+    // Four refused attempts wrote no event: proposed, started, passed, requested, 2 approvals.
+    assert_eq!(store.events(Some(&change.id)).await.unwrap().len(), 6);
+    assert!(store.open_reviews().await.unwrap().is_empty());
+
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        _dir.path().join("airlock.db").display()
+    ))
+    .await
+    .unwrap();
+    let error = sqlx::query("UPDATE review_actions SET comment = 'forged'")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("append-only"), "{error}");
+}
+
+#[tokio::test]
+async fn a_revision_keeps_history_dismisses_the_review_and_deadlines_fire_once() {
+    let (_dir, store) = open().await;
+    let change = new_change(8);
+    awaiting_review(&store, &change).await;
+    use airlock_store::SlaMark;
+    let reminder = event(Some(&change.id), EventKind::ReviewReminder);
+    assert!(
+        store
+            .mark_review_deadline(&change.id, 1, &SlaMark::Reminder, &reminder)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .mark_review_deadline(&change.id, 1, &SlaMark::Reminder, &reminder)
+            .await
+            .unwrap()
+    );
+    assert!(store.open_reviews().await.unwrap()[0].reminded);
+
+    let revision = airlock_store::NewRevision {
+        base_commit: "1".repeat(40),
+        source: SourceForm::Diff,
+        diff: b"diff 2".to_vec(),
+        files: vec![],
+        lines_added: 3,
+        lines_removed: 1,
+        at_ms: 20,
+    };
+    let revised = event(Some(&change.id), EventKind::ChangeRevised);
+    assert!(
+        !store
+            .revise_change(&change.id, 2, &revision, &revised)
+            .await
+            .unwrap(),
+        "wrong revision"
+    );
+    assert!(
+        store
+            .revise_change(&change.id, 1, &revision, &revised)
+            .await
+            .unwrap()
+    );
+    let record = store.change(&change.id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.revision, record.state, record.attempts),
+        (2, ChangeState::Queued, 0)
+    );
+    assert!(record.obligations.is_none());
+    assert_eq!(
+        store.change_diff(&change.id).await.unwrap().unwrap(),
+        b"diff 2"
+    );
+    // The old review no longer runs its clock.
+    assert!(store.open_reviews().await.unwrap().is_empty());
+    let expiry = SlaMark::Expiry(airlock_core::change::Verdict::without_step(
+        airlock_core::change::VerdictOutcome::Rejected,
+        "expired".into(),
+    ));
+    assert!(
+        !store
+            .mark_review_deadline(&change.id, 1, &expiry, &reminder)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revise_change(&change.id, 2, &revision, &revised)
+            .await
+            .unwrap(),
+        "queued changes take no revision"
+    );
+}
+
+#[tokio::test]
+async fn the_kill_switch_and_agent_activity() {
+    let (_dir, store) = open().await;
+    let pause = airlock_store::Pause {
+        reason: "incident".into(),
+        by: Actor::system("test"),
+        at_ms: 1,
+    };
+    let ev = event(None, EventKind::DeploymentsPaused);
+    assert!(store.pause().await.unwrap().is_none());
+    assert!(store.set_pause(Some(&pause), &ev).await.unwrap());
+    assert!(
+        !store.set_pause(Some(&pause), &ev).await.unwrap(),
+        "already paused"
+    );
+    assert_eq!(store.pause().await.unwrap(), Some(pause));
+    assert!(store.set_pause(None, &ev).await.unwrap());
+    assert!(!store.set_pause(None, &ev).await.unwrap());
+    assert_eq!(store.events(None).await.unwrap().len(), 2);
+
+    for n in 1..=3 {
+        let change = new_change(n);
+        let mut proposed = event(Some(&change.id), EventKind::ChangeProposed);
+        proposed.actor = change.agent.clone();
+        proposed.at_ms = n as i64 * 1000;
+        store.insert_change(&change, &[proposed]).await.unwrap();
+    }
+    let activity = store.agent_activity("bot", 2000).await.unwrap();
+    assert_eq!(
+        (
+            activity.in_flight,
+            activity.proposals,
+            activity.oldest_proposal_ms
+        ),
+        (3, 2, Some(2000))
+    );
+    assert_eq!(store.agent_activity("other", 0).await.unwrap().in_flight, 0);
+    assert_eq!(store.track_record("bot").await.unwrap().proposed, 3);
 }

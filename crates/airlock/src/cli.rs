@@ -43,6 +43,37 @@ pub enum Command {
     Token(TokenCommand),
     /// Propose a change.
     Propose(ProposeArgs),
+    /// Review a change: approve, reject, request changes; the review queue;
+    /// post-deployment reviews of break-glass changes.
+    #[command(subcommand)]
+    Review(ReviewCommand),
+    /// Break-glass on an existing change (operator or admin): skip its review, record
+    /// why, and open a mandatory post-deployment review.
+    BreakGlass {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The kill switch: stop every new deployment until `airlock resume`.
+    Pause {
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift the kill switch.
+    Resume {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show one change.
     Status {
         id: String,
@@ -53,7 +84,8 @@ pub enum Command {
     },
     /// List changes, newest first.
     List {
-        /// Only changes in this state (queued, checking, checks_passed, rejected, failed).
+        /// Only changes in this state (queued, checking, checks_passed, awaiting_review,
+        /// changes_requested, approved, rejected, expired, failed).
         #[arg(long)]
         state: Option<String>,
         #[arg(long, default_value_t = 50)]
@@ -97,9 +129,13 @@ pub enum TokenCommand {
         role: String,
         #[arg(long)]
         name: String,
-        /// For agent tokens: the human responsible for the agent.
+        /// For agent tokens: the human responsible for the agent (who may then not
+        /// approve its changes).
         #[arg(long)]
         owner: Option<String>,
+        /// For humans: a review group they belong to (`@payments`); repeatable.
+        #[arg(long = "group", value_name = "@GROUP")]
+        groups: Vec<String>,
         #[arg(long)]
         json: bool,
     },
@@ -111,6 +147,58 @@ pub enum TokenCommand {
     /// Revoke a token by id (tok_...).
     Revoke {
         id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// Approve the current revision (of a break-glass change: complete its
+    /// post-deployment review).
+    Approve {
+        id: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reject the change; the comment goes back to the agent.
+    Reject {
+        id: String,
+        #[arg(long)]
+        comment: String,
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the agent for a new revision; the comment says what to change.
+    RequestChanges {
+        id: String,
+        #[arg(long)]
+        comment: String,
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Changes waiting for review, oldest first, with what each still needs.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Post-deployment reviews of break-glass changes.
+    PostReviews {
+        /// Only open ones past their due time.
+        #[arg(long)]
+        overdue: bool,
+        #[command(flatten)]
+        client: ClientArgs,
         #[arg(long)]
         json: bool,
     },
@@ -204,6 +292,16 @@ pub struct ClientArgs {
 #[derive(Debug, ClapArgs)]
 #[group(id = "form", required = true, multiple = false, args = ["patch", "edits", "git_ref"])]
 pub struct ProposeArgs {
+    /// Send a new revision of this change instead of proposing a new one (earlier
+    /// approvals no longer count; Level 1 runs again).
+    #[arg(long, value_name = "ID", conflicts_with = "urgent")]
+    pub revise: Option<String>,
+    /// Break-glass (operator or admin tokens): skip human review; needs --reason.
+    #[arg(long, requires = "reason")]
+    pub urgent: bool,
+    /// Why the change is urgent (recorded in the audit log).
+    #[arg(long)]
+    pub reason: Option<String>,
     /// A unified diff file, or - for standard input.
     #[arg(long, value_name = "FILE|-")]
     pub patch: Option<String>,
@@ -214,14 +312,15 @@ pub struct ProposeArgs {
     /// A commit or branch of the repository holding the change.
     #[arg(long = "ref", value_name = "REV")]
     pub git_ref: Option<String>,
-    #[arg(long)]
-    pub title: String,
+    /// Required for a new change.
+    #[arg(long, required_unless_present = "revise")]
+    pub title: Option<String>,
     #[arg(long, default_value = "")]
     pub description: String,
     /// Base commit (default: the target branch; for --ref, where it forked from it).
     #[arg(long)]
     pub base: Option<String>,
-    /// Follow the change until Level 1 decides.
+    /// Follow the change until Level 1 and the policy decide.
     #[arg(long)]
     pub wait: bool,
     #[arg(long)]

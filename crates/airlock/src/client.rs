@@ -60,6 +60,16 @@ impl Client {
             .with_context(|| format!("could not reach the airlock server at {}", self.base))?;
         decode(response)
     }
+
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let response = self
+            .agent
+            .delete(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .call()
+            .with_context(|| format!("could not reach the airlock server at {}", self.base))?;
+        decode(response)
+    }
 }
 
 fn decode<T: DeserializeOwned>(

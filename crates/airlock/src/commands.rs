@@ -15,7 +15,7 @@ use airlock_store::{SqliteStore, Store};
 use anyhow::{Context, bail};
 
 use crate::Outcome;
-use crate::cli::{Args, ClientArgs, Command, ProposeArgs, TokenCommand};
+use crate::cli::{Args, ClientArgs, Command, ProposeArgs, ReviewCommand, TokenCommand};
 use crate::client::Client;
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
@@ -32,6 +32,40 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         Command::Token(command) => token(&cwd, command),
         Command::Propose(propose_args) => propose(propose_args),
         Command::Status { id, client, json } => status(&id, &client, json),
+        Command::Review(command) => review(command),
+        Command::BreakGlass {
+            id,
+            reason,
+            client,
+            json,
+        } => {
+            let id: airlock_core::ids::ChangeId = id.parse().map_err(anyhow::Error::msg)?;
+            let answer: serde_json::Value = connect(&client)?.post(
+                &format!("/v1/changes/{id}/break-glass"),
+                &serde_json::json!({ "reason": reason }),
+            )?;
+            print_answer(&answer, json, || {
+                format!(
+                    "{id} is urgent; state {}",
+                    answer["state"].as_str().unwrap_or("?")
+                )
+            })
+        }
+        Command::Pause {
+            reason,
+            client,
+            json,
+        } => {
+            let answer: serde_json::Value =
+                connect(&client)?.post("/v1/pause", &serde_json::json!({ "reason": reason }))?;
+            print_answer(&answer, json, || {
+                "deployments paused: changes wait in the queue until `airlock resume`".to_owned()
+            })
+        }
+        Command::Resume { client, json } => {
+            let answer: serde_json::Value = connect(&client)?.delete("/v1/pause")?;
+            print_answer(&answer, json, || "deployments resumed".to_owned())
+        }
         Command::List {
             state,
             limit,
@@ -116,11 +150,23 @@ fn init(dir: &Path, target_branch: Option<String>, force: bool) -> anyhow::Resul
         "# airlock's state: never committed.\n*\n",
     )?;
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    // The review policy: written once, never overwritten (it is the operator's to edit).
+    let policy_path = root.join(&Config::default().review.policy);
+    let policy_written = !policy_path.exists();
+    if policy_written {
+        std::fs::write(&policy_path, airlock_policy::DEFAULT_POLICY)
+            .with_context(|| format!("cannot write {}", policy_path.display()))?;
+    }
     let audit_dir = airlock_server::audit::audit_dir(&state);
     let (key, created) =
         airlock_audit::keys::load_or_create(&audit_dir, &airlock_server::audit::log_name(&root))?;
     println!("wrote {}", path.display());
     println!("state directory {} (git-ignored)", state.display());
+    println!(
+        "review policy {} {} (Rego; its comments document the input and the obligations)",
+        policy_path.display(),
+        if policy_written { "written" } else { "kept" }
+    );
     println!(
         "audit log key {} {}; its public half, to keep where auditors can find it:",
         key.name(),
@@ -186,6 +232,7 @@ fn serve(dir: &Path, listen: Option<String>) -> anyhow::Result<Outcome> {
             state_dir,
             config,
             bwrap_path: None,
+            clock: std::sync::Arc::new(airlock_server::SystemClock),
         };
         let running = airlock_server::start(options, store, listener).await?;
         eprintln!("airlock listening on http://{}", running.addr);
@@ -235,10 +282,10 @@ fn token(dir: &Path, command: TokenCommand) -> anyhow::Result<Outcome> {
     runtime()?.block_on(async move {
         let store = SqliteStore::open(&database).await.with_context(|| format!("cannot open {}", database.display()))?;
         let outcome = match command {
-            TokenCommand::Create { role, name, owner, json } => {
+            TokenCommand::Create { role, name, owner, groups, json } => {
                 let role: Role = role.parse().map_err(anyhow::Error::msg)?;
                 let issued =
-                    airlock_server::tokens::issue(&store, &name, role, owner.as_deref(), local_actor(), airlock_server::now_ms())
+                    airlock_server::tokens::issue(&store, &name, role, owner.as_deref(), &groups, local_actor(), airlock_server::now_ms())
                         .await?;
                 if json {
                     println!(
@@ -256,24 +303,18 @@ fn token(dir: &Path, command: TokenCommand) -> anyhow::Result<Outcome> {
                 if json {
                     println!("{}", serde_json::to_string_pretty(&tokens)?);
                 } else {
-                    println!("{:<18} {:<9} {:<24} STATUS", "ID", "ROLE", "NAME");
+                    println!("{:<18} {:<9} {:<24} {:<8} OWNER/GROUPS", "ID", "ROLE", "NAME", "STATUS");
                     for t in tokens {
                         let status = if t.revoked_at_ms.is_some() { "revoked" } else { "active" };
-                        println!("{:<18} {:<9} {:<24} {status}", t.id.as_str(), t.role.as_str(), t.name);
+                        let extra = t.owner.clone().map(|o| format!("owner {o}")).unwrap_or_else(|| t.groups.join(" "));
+                        println!("{:<18} {:<9} {:<24} {status:<8} {extra}", t.id.as_str(), t.role.as_str(), t.name);
                     }
                 }
                 Outcome::Success
             }
             TokenCommand::Revoke { id, json } => {
                 let id: TokenId = id.parse().map_err(anyhow::Error::msg)?;
-                let event = airlock_core::event::NewEvent {
-                    change_id: None,
-                    at_ms: airlock_server::now_ms(),
-                    actor: local_actor(),
-                    kind: airlock_core::event::EventKind::TokenRevoked,
-                    data: serde_json::json!({ "token_id": id }),
-                };
-                if !store.revoke_token(&id, &event).await? {
+                if !airlock_server::tokens::revoke(&store, &id, local_actor(), airlock_server::now_ms()).await? {
                     bail!("no active token {id}");
                 }
                 if json {
@@ -289,9 +330,123 @@ fn token(dir: &Path, command: TokenCommand) -> anyhow::Result<Outcome> {
     })
 }
 
+fn connect(client: &ClientArgs) -> anyhow::Result<Client> {
+    Client::new(&client.server, client.token.as_deref())
+}
+
+fn print_answer(
+    answer: &serde_json::Value,
+    json: bool,
+    text: impl FnOnce() -> String,
+) -> anyhow::Result<Outcome> {
+    if json {
+        println!("{answer}");
+    } else {
+        println!("{}", text());
+    }
+    Ok(Outcome::Success)
+}
+
+fn review(command: ReviewCommand) -> anyhow::Result<Outcome> {
+    let (id, verdict, comment, client, json) = match command {
+        ReviewCommand::Approve {
+            id,
+            comment,
+            client,
+            json,
+        } => (id, "approve", comment, client, json),
+        ReviewCommand::Reject {
+            id,
+            comment,
+            client,
+            json,
+        } => (id, "reject", comment, client, json),
+        ReviewCommand::RequestChanges {
+            id,
+            comment,
+            client,
+            json,
+        } => (id, "request_changes", comment, client, json),
+        ReviewCommand::List { client, json } => {
+            let queue: serde_json::Value = connect(&client)?.get("/v1/reviews")?;
+            return print_answer(&queue, json, || {
+                let mut out = format!(
+                    "{:<31} {:<9} {:<16} {:<40} TITLE",
+                    "ID", "RISK", "AGENT", "NEEDS"
+                );
+                for item in queue.as_array().into_iter().flatten() {
+                    let review = &item["review"];
+                    let missing: Vec<&str> = strings(&review["missing"]);
+                    out.push_str(&format!(
+                        "\n{:<31} {:<9} {:<16} {:<40} {}",
+                        item["id"].as_str().unwrap_or("?"),
+                        review["obligations"]["risk"].as_str().unwrap_or("?"),
+                        item["agent"]["name"].as_str().unwrap_or("?"),
+                        missing.join(", "),
+                        item["title"].as_str().unwrap_or("")
+                    ));
+                }
+                out
+            });
+        }
+        ReviewCommand::PostReviews {
+            overdue,
+            client,
+            json,
+        } => {
+            let list: serde_json::Value =
+                connect(&client)?.get(&format!("/v1/post-reviews?overdue={overdue}"))?;
+            return print_answer(&list, json, || {
+                let mut out = format!("{:<31} {:<10} {:<22} REASON", "CHANGE", "STATUS", "DUE");
+                for item in list.as_array().into_iter().flatten() {
+                    let status = if !item["completed_at_ms"].is_null() {
+                        "done"
+                    } else if !item["overdue_at_ms"].is_null() {
+                        "OVERDUE"
+                    } else {
+                        "open"
+                    };
+                    out.push_str(&format!(
+                        "\n{:<31} {status:<10} {:<22} {}",
+                        item["change_id"].as_str().unwrap_or("?"),
+                        airlock_core::units::rfc3339_utc(item["due_at_ms"].as_i64().unwrap_or(0)),
+                        item["reason"].as_str().unwrap_or("")
+                    ));
+                }
+                out
+            });
+        }
+    };
+    let id: airlock_core::ids::ChangeId = id.parse().map_err(anyhow::Error::msg)?;
+    let answer: serde_json::Value = connect(&client)?.post(
+        &format!("/v1/changes/{id}/reviews"),
+        &serde_json::json!({ "verdict": verdict, "comment": comment }),
+    )?;
+    print_answer(&answer, json, || {
+        let missing: Vec<&str> = strings(&answer["missing"]);
+        if answer["post_review_completed"].as_bool() == Some(true) {
+            format!("{id}: post-deployment review completed")
+        } else if missing.is_empty() {
+            format!("{id}: {}", answer["state"].as_str().unwrap_or("?"))
+        } else {
+            format!(
+                "{id}: {}; still needs {}",
+                answer["state"].as_str().unwrap_or("?"),
+                missing.join(", ")
+            )
+        }
+    })
+}
+
 fn propose(args: ProposeArgs) -> anyhow::Result<Outcome> {
     let client = Client::new(&args.client.server, args.client.token.as_deref())?;
-    let mut body = serde_json::json!({ "title": args.title, "description": args.description });
+    let mut body = match &args.revise {
+        Some(_) => serde_json::json!({}),
+        None => serde_json::json!({ "title": args.title, "description": args.description }),
+    };
+    if args.urgent {
+        body["urgent"] = serde_json::json!({ "reason": args.reason });
+    }
     if let Some(base) = &args.base {
         body["base"] = base.clone().into();
     }
@@ -309,7 +464,14 @@ fn propose(args: ProposeArgs) -> anyhow::Result<Outcome> {
     } else if let Some(git_ref) = &args.git_ref {
         body["ref"] = git_ref.clone().into();
     }
-    let created: serde_json::Value = client.post("/v1/changes", &body)?;
+    let path = match &args.revise {
+        Some(id) => {
+            let id: airlock_core::ids::ChangeId = id.parse().map_err(anyhow::Error::msg)?;
+            format!("/v1/changes/{id}/revisions")
+        }
+        None => "/v1/changes".to_owned(),
+    };
+    let created: serde_json::Value = client.post(&path, &body)?;
     let id = created["id"]
         .as_str()
         .context("the server's answer has no change id")?
@@ -319,8 +481,11 @@ fn propose(args: ProposeArgs) -> anyhow::Result<Outcome> {
             println!("{created}");
         } else {
             println!(
-                "{id} queued ({} files, +{} -{})",
-                created["files"], created["lines_added"], created["lines_removed"]
+                "{id} revision {} queued ({} files, +{} -{})",
+                created["revision"],
+                created["files"],
+                created["lines_added"],
+                created["lines_removed"]
             );
         }
         return Ok(Outcome::Success);
@@ -329,7 +494,8 @@ fn propose(args: ProposeArgs) -> anyhow::Result<Outcome> {
     report(&view, args.json)
 }
 
-/// Polls a change until Level 1 decides, showing progress on a terminal.
+/// Polls a change until Level 1 and the policy decide (the change then waits for a
+/// reviewer, or is approved, rejected or failed), showing progress on a terminal.
 pub fn wait_for_decision(client: &Client, id: &str, progress: bool) -> anyhow::Result<ChangeView> {
     let bar = if progress && std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -349,7 +515,7 @@ pub fn wait_for_decision(client: &Client, id: &str, progress: bool) -> anyhow::R
                 .unwrap_or_default();
             bar.set_message(format!("{id}: {}{step}", view.state));
         }
-        if view.state.is_final() {
+        if !view.state.needs_worker() {
             if let Some(bar) = bar {
                 bar.finish_and_clear();
             }
@@ -365,7 +531,7 @@ fn report(view: &ChangeView, json: bool) -> anyhow::Result<Outcome> {
         print_change(view);
     }
     Ok(match view.state {
-        ChangeState::Rejected | ChangeState::Failed => Outcome::Rejected,
+        ChangeState::Rejected | ChangeState::Failed | ChangeState::Expired => Outcome::Rejected,
         _ => Outcome::Success,
     })
 }
@@ -399,6 +565,25 @@ pub fn print_change(view: &ChangeView) {
                 .unwrap_or_else(|| "-".into()),
             step.duration_ms
         );
+    }
+    if let Some(urgency) = &view.urgency {
+        println!(
+            "  urgent: break-glass by {}: {}",
+            urgency.by.name, urgency.reason
+        );
+    }
+    if let Some(review) = &view.review {
+        let obligations = &review["obligations"];
+        println!(
+            "  review: risk {}, approvals needed {}, approved by [{}]",
+            obligations["risk"].as_str().unwrap_or("?"),
+            obligations["approvals"],
+            strings(&review["approvers"]).join(", ")
+        );
+        let missing: Vec<&str> = strings(&review["missing"]);
+        if !missing.is_empty() {
+            println!("  still needs: {}", missing.join(", "));
+        }
     }
     if let Some(verdict) = &view.verdict {
         println!("  verdict: {}", verdict.summary);
@@ -456,4 +641,14 @@ fn list(
         }
     }
     Ok(Outcome::Success)
+}
+
+/// The strings of a JSON array (none when it is not one).
+pub fn strings(value: &serde_json::Value) -> Vec<&str> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .collect()
 }

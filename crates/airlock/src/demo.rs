@@ -89,17 +89,24 @@ pub fn run(json: bool, keep: bool) -> anyhow::Result<Outcome> {
     let database = repo.root().join(&config.server.database);
     let (running, secret) = runtime.block_on(async {
         let store = SqliteStore::open(&database).await?;
-        let operator = Actor {
-            kind: ActorKind::Human,
-            name: "demo".into(),
-            token_id: None,
-        };
+        let operator = operator_actor();
         let issued = airlock_server::tokens::issue(
             &store,
             "demo-agent",
             Role::Agent,
             Some("demo"),
+            &[],
             operator,
+            airlock_server::now_ms(),
+        )
+        .await?;
+        let reviewer = airlock_server::tokens::issue(
+            &store,
+            "demo-reviewer",
+            Role::Reviewer,
+            None,
+            &[],
+            operator_actor(),
             airlock_server::now_ms(),
         )
         .await?;
@@ -109,18 +116,31 @@ pub fn run(json: bool, keep: bool) -> anyhow::Result<Outcome> {
             state_dir: state_dir.clone(),
             config: config.clone(),
             bwrap_path: None,
+            clock: std::sync::Arc::new(airlock_server::SystemClock),
         };
         let running = airlock_server::start(options, store, listener).await?;
-        anyhow::Ok((running, issued.secret))
+        anyhow::Ok((running, (issued.secret, reviewer.secret)))
     })?;
+    let (secret, reviewer_secret) = secret;
     let server = format!("http://{}", running.addr);
     let client = Client::new(&server, Some(&secret))?;
+    let reviewer = Client::new(&server, Some(&reviewer_secret))?;
 
-    let result = propose_both(&client, !json);
+    let result = propose_both(&client, !json).and_then(|(waiting, bad)| {
+        // Level 2: the default policy asks for one human approval; a reviewer gives it.
+        let review_before = waiting.review.clone();
+        let _: serde_json::Value = reviewer.post(
+            &format!("/v1/changes/{}/reviews", waiting.id),
+            &serde_json::json!({ "verdict": "approve", "comment": "the new tier has a test" }),
+        )?;
+        let good: ChangeView = client.get(&format!("/v1/changes/{}", waiting.id))?;
+        Ok((waiting.state, review_before, good, bad))
+    });
     runtime.block_on(running.shutdown());
-    let (good, bad) = result?;
+    let (waited_in, review_before, good, bad) = result?;
 
-    let ok = good.state == airlock_core::change::ChangeState::ChecksPassed
+    let ok = waited_in == airlock_core::change::ChangeState::AwaitingReview
+        && good.state == airlock_core::change::ChangeState::Approved
         && bad.state == airlock_core::change::ChangeState::Rejected;
     if json {
         println!(
@@ -143,7 +163,15 @@ pub fn run(json: bool, keep: bool) -> anyhow::Result<Outcome> {
             database.display()
         );
         println!();
-        println!("1. An agent adds a bulk discount, with a test (proposed as edits):");
+        println!("1. An agent adds a bulk discount, with a test (proposed as edits).");
+        if let Some(review) = &review_before {
+            println!(
+                "   Level 1 passed; the review policy rated it {} risk and asked for: {}",
+                review["obligations"]["risk"].as_str().unwrap_or("?"),
+                crate::commands::strings(&review["missing"]).join(", ")
+            );
+        }
+        println!("   A reviewer (never the agent or its owner) approved it:");
         print_change(&good);
         println!();
         println!("2. An agent 'simplifies' the discount rule and breaks it (proposed as a diff):");
@@ -162,7 +190,7 @@ pub fn run(json: bool, keep: bool) -> anyhow::Result<Outcome> {
             );
         }
         println!(
-            "{} in {:.1} s: the good change passed Level 1, the broken one was rejected with the failing test's output.",
+            "{} in {:.1} s: the good change passed Level 1 and review, the broken one was rejected with the failing test's output.",
             if ok { "As expected" } else { "NOT as expected" },
             started.elapsed().as_secs_f64()
         );
@@ -221,4 +249,12 @@ fn propose_both(client: &Client, progress: bool) -> anyhow::Result<(ChangeView, 
     let bad = views.pop().expect("two changes");
     let good = views.pop().expect("two changes");
     Ok((good, bad))
+}
+
+fn operator_actor() -> Actor {
+    Actor {
+        kind: ActorKind::Human,
+        name: "demo".into(),
+        token_id: None,
+    }
 }

@@ -72,8 +72,13 @@ impl Drop for Server {
 }
 
 fn serve(root: &Path, port: u16) -> Server {
+    serve_with_env(root, port, &[])
+}
+
+fn serve_with_env(root: &Path, port: u16, env: &[(&str, &str)]) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_airlock"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .envs(env.iter().copied())
         .current_dir(root)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -276,7 +281,7 @@ fn propose_wait_status_and_list_with_exit_codes() {
         "--json",
     ]);
     assert_eq!(good.status.code(), Some(0), "{}", text(&good));
-    assert_eq!(json(&good)["state"], "checks_passed");
+    assert_eq!(json(&good)["state"], "awaiting_review");
     let bad = client(&[
         "propose",
         "--patch",
@@ -313,7 +318,7 @@ fn propose_wait_status_and_list_with_exit_codes() {
     let id = json(&good)["id"].as_str().unwrap().to_owned();
     let status = client(&["status", &id]);
     assert!(status.status.success());
-    assert!(text(&status).contains("checks_passed") && text(&status).contains("greet the world"));
+    assert!(text(&status).contains("awaiting_review") && text(&status).contains("greet the world"));
     let list = json(&client(&["list", "--json", "--state", "rejected"]));
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["title"], "say goodbye");
@@ -377,7 +382,7 @@ fn a_killed_server_resumes_and_completes_each_change_exactly_once() {
             .output()
             .unwrap();
         let view = json(&output);
-        if ["checks_passed", "rejected", "failed"].contains(&view["state"].as_str().unwrap()) {
+        if ["awaiting_review", "rejected", "failed"].contains(&view["state"].as_str().unwrap()) {
             break view;
         }
         assert!(
@@ -387,7 +392,7 @@ fn a_killed_server_resumes_and_completes_each_change_exactly_once() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert_eq!(view["state"], "checks_passed", "{view}");
+    assert_eq!(view["state"], "awaiting_review", "{view}");
     assert_eq!(
         std::fs::read_to_string(log.path().join("first")).unwrap(),
         "run\n",
@@ -433,7 +438,11 @@ fn demo_runs_the_flow_end_to_end() {
     let summary = json(&output);
     assert_eq!(summary["as_expected"], true);
     let changes = summary["changes"].as_array().unwrap();
-    assert_eq!(changes[0]["state"], "checks_passed");
+    assert_eq!(changes[0]["state"], "approved");
+    assert_eq!(
+        changes[0]["review"]["approvers"],
+        serde_json::json!(["demo-reviewer"])
+    );
     assert_eq!(changes[1]["state"], "rejected");
     let excerpt = changes[1]["verdict"]["output_excerpt"].as_str().unwrap();
     assert!(
@@ -830,4 +839,223 @@ fn the_audit_log_records_every_event_and_verifies_offline() {
     let tampered = airlock(&root, &["audit", "verify"]);
     assert_eq!(tampered.status.code(), Some(1), "{}", text(&tampered));
     assert!(text(&tampered).contains("index "), "{}", text(&tampered));
+}
+
+/// One request a receiver got: lower-cased headers and the body.
+type Received = (Vec<(String, String)>, Vec<u8>);
+
+/// An HTTP receiver on 127.0.0.1 that records each request's headers and body and
+/// answers 200.
+struct Receiver {
+    port: u16,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+}
+
+fn receiver() -> Receiver {
+    use std::io::{BufRead, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = requests.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut headers = Vec::new();
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap_or(0);
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.trim_end().split_once(':') {
+                    headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+                }
+            }
+            let length: usize = headers
+                .iter()
+                .find(|(n, _)| n == "content-length")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok() {
+                seen.lock().unwrap().push((headers, body));
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    Receiver { port, requests }
+}
+
+#[test]
+fn review_from_the_command_line_with_signed_notifications() {
+    let (_dir, root) = repository();
+    let bot = set_up(&root, "commands = []", "off");
+    let hook = receiver();
+    let down = free_port(); // Nothing listens here: its sink retries without blocking anyone.
+    let secret = "notification-secret-0123456789abcdef";
+    let mut config = std::fs::read_to_string(root.join("airlock.toml")).unwrap();
+    config.push_str(&format!(
+        "\n[[audit.sinks]]\nname = \"notify\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\nsecret_env = \"AIRLOCK_NOTIFY_SECRET\"\nkinds = [\"notifications\"]\n\
+         \n[[audit.sinks]]\nname = \"chat\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{down}/slack\"\nsecret_env = \"AIRLOCK_NOTIFY_SECRET\"\nkinds = [\"notifications\"]\nformat = \"slack\"\nretry_max = \"1s\"\n",
+        hook.port
+    ));
+    std::fs::write(root.join("airlock.toml"), config).unwrap();
+    assert!(
+        root.join(".airlock/policy.rego").exists(),
+        "init writes the default policy"
+    );
+    let token = |name: &str, role: &str, extra: &[&str]| {
+        let mut args = vec!["token", "create", "--role", role, "--name", name, "--json"];
+        args.extend_from_slice(extra);
+        let output = airlock(&root, &args);
+        assert!(output.status.success(), "{}", text(&output));
+        json(&output)["token"].as_str().unwrap().to_owned()
+    };
+    let alice = token("alice", "reviewer", &["--group", "@payments"]);
+    let bob = token("bob", "reviewer", &[]);
+    let output = airlock(
+        &root,
+        &[
+            "token", "create", "--role", "reviewer", "--name", "eve", "--group", "payments",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("@name"), "{}", text(&output));
+
+    let port = free_port();
+    let _server = serve_with_env(&root, port, &[("AIRLOCK_NOTIFY_SECRET", secret)]);
+    let url = format!("http://127.0.0.1:{port}");
+    let client = |token: &str| {
+        vec![
+            "--server".to_owned(),
+            url.clone(),
+            "--token".to_owned(),
+            token.to_owned(),
+        ]
+    };
+    let run = |args: &[&str], token: &str| {
+        let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        all.extend(client(token));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        airlock(&root, &refs)
+    };
+
+    std::fs::write(
+        root.join("change.diff"),
+        "--- a/README.md\n+++ b/README.md\n@@ -1 +1 @@\n-hello\n+hello, world\n",
+    )
+    .unwrap();
+    let proposed = run(
+        &[
+            "propose",
+            "--patch",
+            "change.diff",
+            "--title",
+            "greet",
+            "--wait",
+            "--json",
+        ],
+        &bot,
+    );
+    assert_eq!(proposed.status.code(), Some(0), "{}", text(&proposed));
+    let view = json(&proposed);
+    assert_eq!(view["state"], "awaiting_review", "{view}");
+    let id = view["id"].as_str().unwrap().to_owned();
+
+    let queue = run(&["review", "list", "--json"], &alice);
+    assert!(queue.status.success(), "{}", text(&queue));
+    assert_eq!(json(&queue)[0]["id"], id.as_str());
+    let refused = run(&["review", "approve", &id], &bot);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("may not review changes"),
+        "{}",
+        text(&refused)
+    );
+    let asked = run(
+        &[
+            "review",
+            "request-changes",
+            &id,
+            "--comment",
+            "say hello to everyone",
+        ],
+        &alice,
+    );
+    assert!(
+        text(&asked).contains("changes_requested"),
+        "{}",
+        text(&asked)
+    );
+
+    std::fs::write(
+        root.join("change.diff"),
+        "--- a/README.md\n+++ b/README.md\n@@ -1 +1 @@\n-hello\n+hello, everyone\n",
+    )
+    .unwrap();
+    let revised = run(
+        &[
+            "propose",
+            "--revise",
+            &id,
+            "--patch",
+            "change.diff",
+            "--wait",
+            "--json",
+        ],
+        &bot,
+    );
+    assert_eq!(revised.status.code(), Some(0), "{}", text(&revised));
+    assert_eq!(json(&revised)["revision"], 2);
+    let approved = run(&["review", "approve", &id, "--comment", "better"], &bob);
+    assert!(text(&approved).contains("approved"), "{}", text(&approved));
+    let status = run(&["status", &id], &bob);
+    assert!(
+        text(&status).contains("approved by [bob]"),
+        "{}",
+        text(&status)
+    );
+
+    // The notification sink got the two review requests, signed; nothing else.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let kinds = loop {
+        let requests = hook.requests.lock().unwrap().clone();
+        let mut kinds = Vec::new();
+        for (headers, body) in &requests {
+            let header = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap()
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            assert!(
+                airlock_sinks::verify_webhook_signature(
+                    secret.as_bytes(),
+                    &header("x-airlock-timestamp"),
+                    &header("x-airlock-signature"),
+                    body,
+                    now,
+                    300,
+                ),
+                "bad signature"
+            );
+            let batch: Value = serde_json::from_slice(body).unwrap();
+            for entry in batch["entries"].as_array().expect("a batch of entries") {
+                kinds.push(entry["entry"]["kind"].as_str().unwrap().to_owned());
+            }
+        }
+        if kinds.len() >= 2 || Instant::now() > deadline {
+            break kinds;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(kinds, ["review.requested", "review.requested"]);
 }

@@ -1947,3 +1947,63 @@ async fn agent_limits_answer_429_with_retry_after_and_the_kill_switch_is_recorde
     assert_eq!(kinds, ["deploy.paused", "deploy.resumed"]);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn break_glass_skips_check_commands_only_when_the_policy_allows_it() {
+    // A check that always fails: only skipping it lets the urgent change through.
+    let config = "[checks]\nsandbox = 'off'\ncommands = [{ name = 'test', run = 'exit 3' }]\n";
+    let allows = "package airlock\n\nrisk := \"high\"\n\nbreak_glass_skips_checks := true\n";
+    let mut server = TestServer::start_custom(
+        config,
+        None,
+        Some(allows),
+        std::sync::Arc::new(airlock_server::SystemClock),
+    )
+    .await;
+    let operator = server.issue_as("oscar", Role::Operator, None, &[]).await;
+    let mut urgent = create_file("src/hotfix.py", "FIX = 1\n");
+    urgent["urgent"] = json!({ "reason": "prod down" });
+    let (status, created) = server
+        .request("POST", "/v1/changes", Some(&operator), Some(urgent.clone()))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let view = server.wait(created["id"].as_str().unwrap()).await;
+    assert_eq!(view.state.as_str(), "approved", "{:?}", view.verdict);
+    let test = &view.steps[1];
+    assert_eq!(test.status, airlock_core::change::StepStatus::Skipped);
+    assert!(
+        test.reason.as_deref().unwrap().contains("break-glass"),
+        "{test:?}"
+    );
+    assert_eq!(view.steps[0].name, "scan", "the scan always runs");
+    // Not urgent: the check runs and rejects.
+    let (status, created) = server
+        .request(
+            "POST",
+            "/v1/changes",
+            Some(&operator),
+            Some(create_file("src/b.py", "B = 1\n")),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let view = server.wait(created["id"].as_str().unwrap()).await;
+    assert_eq!(view.state.as_str(), "rejected");
+    server.stop().await;
+
+    // The default policy does not allow skipping: the failing check rejects even an urgent change.
+    let mut server = TestServer::start_custom(
+        config,
+        None,
+        None,
+        std::sync::Arc::new(airlock_server::SystemClock),
+    )
+    .await;
+    let operator = server.issue_as("oscar", Role::Operator, None, &[]).await;
+    let (_, created) = server
+        .request("POST", "/v1/changes", Some(&operator), Some(urgent))
+        .await;
+    let view = server.wait(created["id"].as_str().unwrap()).await;
+    assert_eq!(view.state.as_str(), "rejected", "{:?}", view.steps);
+    assert_eq!(view.steps[1].exit_code, Some(3));
+    server.stop().await;
+}

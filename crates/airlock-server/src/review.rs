@@ -488,10 +488,17 @@ pub(crate) async fn review<S: Store>(
             .map_err(|refusal| ReviewError::Forbidden(refusal.to_string()))?;
 
         // An approval of an approved break-glass change is its post-deployment review.
-        if change.state == ChangeState::Approved
-            && change.urgency.is_some()
-            && verdict == ReviewVerdict::Approve
+        if let Some(urgency) = change
+            .urgency
+            .as_ref()
+            .filter(|_| change.state == ChangeState::Approved && verdict == ReviewVerdict::Approve)
         {
+            if urgency.by.name == reviewer.name {
+                return Err(ReviewError::Forbidden(format!(
+                    "`{}` broke the glass for this change and may not review it afterwards",
+                    reviewer.name
+                )));
+            }
             let now = shared.clock.now_ms();
             let event = change_event(
                 &change,

@@ -1794,6 +1794,19 @@ async fn review_deadlines_follow_the_clock_and_break_glass_leaves_a_post_review(
         .request(
             "POST",
             &format!("/v1/changes/{hotfix}/reviews"),
+            Some(&operator),
+            Some(json!({"verdict": "approve"})),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (403, Some("separation_of_duties")),
+        "whoever broke the glass does not review it: {answer}"
+    );
+    let (status, answer) = server
+        .request(
+            "POST",
+            &format!("/v1/changes/{hotfix}/reviews"),
             Some(&reviewer),
             Some(json!({"verdict": "approve", "comment": "fix was right"})),
         )

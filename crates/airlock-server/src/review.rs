@@ -478,11 +478,7 @@ pub(crate) async fn review<S: Store>(
     let reviewer = reviewer_of(token);
     let actor = crate::api::actor_of(token);
     for _ in 0..8 {
-        let change = shared
-            .store
-            .change(id)
-            .await?
-            .ok_or_else(|| ReviewError::Conflict(format!("no change `{id}`")))?;
+        let change = current_change(&shared.store, id).await?;
         let owner = agent_owner(&shared.store, &change).await?;
         review::may_review(&reviewer, &change.agent, owner.as_deref())
             .map_err(|refusal| ReviewError::Forbidden(refusal.to_string()))?;
@@ -660,11 +656,7 @@ pub(crate) async fn break_glass<S: Store>(
 ) -> Result<ChangeState, ReviewError> {
     let actor = crate::api::actor_of(token);
     for _ in 0..8 {
-        let change = shared
-            .store
-            .change(id)
-            .await?
-            .ok_or_else(|| ReviewError::Conflict(format!("no change `{id}`")))?;
+        let change = current_change(&shared.store, id).await?;
         if change.urgency.is_some() {
             return Err(ReviewError::Conflict(format!(
                 "`{id}` is already marked urgent"
@@ -875,6 +867,16 @@ pub(crate) async fn status<S: Store>(
         "satisfied": assessment.satisfied,
         "actions": actions,
     })))
+}
+
+async fn current_change<S: Store>(
+    store: &S,
+    id: &airlock_core::ids::ChangeId,
+) -> Result<ChangeRecord, ReviewError> {
+    store
+        .change(id)
+        .await?
+        .ok_or_else(|| ReviewError::Conflict(format!("no change `{id}`")))
 }
 
 /// The approvals of the change's current revision.

@@ -273,15 +273,12 @@ impl TestServer {
         let token = token.map(str::to_owned);
         tokio::task::spawn_blocking(move || {
             let mut response = match (method.as_str(), body) {
-                ("GET", _) => {
-                    let mut request = http.get(&url);
-                    if let Some(token) = &token {
-                        request = request.header("Authorization", format!("Bearer {token}"));
-                    }
-                    request.call().unwrap()
-                }
-                ("DELETE", _) => {
-                    let mut request = http.delete(&url);
+                ("GET" | "DELETE", _) => {
+                    let mut request = if method == "GET" {
+                        http.get(&url)
+                    } else {
+                        http.delete(&url)
+                    };
                     if let Some(token) = &token {
                         request = request.header("Authorization", format!("Bearer {token}"));
                     }

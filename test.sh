@@ -27,6 +27,9 @@ need_command() { # need_command COMMAND PACKAGE
 need_command bwrap bubblewrap
 need_command git git
 need_command python3 python3
+# Deployment tests run real load balancers and metrics servers.
+need_command haproxy haproxy
+need_command prometheus prometheus
 # SARIF output is validated with PyPI's jsonschema in a virtualenv.
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || install python3-venv
 

@@ -15,6 +15,11 @@ use serde::{Deserialize, Serialize};
 ///             │             │               │  └→ expired
 ///             │             └→ approved (by rule, or break-glass) / rejected (denied)
 ///             └→ rejected / failed
+///
+/// approved → staging → deploy_queued → deploying → deployed → (manual) rolling_back
+///               │                          ├→ rolling_back → rolled_back / rollback_escalated
+///               │                          ├→ changes_requested (no longer applies)
+///               └→ rejected / failed       └→ rejected (Level 1 failed after rebase) / failed
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -31,6 +36,21 @@ pub enum ChangeState {
     ChangesRequested,
     /// Every obligation is met (or break-glass): ready for deployment.
     Approved,
+    /// Level 3: deployed to staging, its integration tests running.
+    Staging,
+    /// Waiting in its target's serial deployment queue.
+    DeployQueued,
+    /// Holds its target's deploy lease: re-applied if the branch moved, committed, rolled
+    /// out step by step.
+    Deploying,
+    /// Serves all traffic; its commit is on the target branch.
+    Deployed,
+    /// Traffic is back on the previous version; the revert is being committed and deployed.
+    RollingBack,
+    /// Reverted with a new commit; the previous version serves.
+    RolledBack,
+    /// The revert conflicts with later changes: a human decides. The branch is untouched.
+    RollbackEscalated,
     /// Level 1 failed, the policy denied it, or a reviewer rejected it; the verdict says why.
     Rejected,
     /// Its review stayed open past the configured expiry.
@@ -41,13 +61,20 @@ pub enum ChangeState {
 }
 
 impl ChangeState {
-    pub const ALL: [ChangeState; 9] = [
+    pub const ALL: [ChangeState; 16] = [
         ChangeState::Queued,
         ChangeState::Checking,
         ChangeState::ChecksPassed,
         ChangeState::AwaitingReview,
         ChangeState::ChangesRequested,
         ChangeState::Approved,
+        ChangeState::Staging,
+        ChangeState::DeployQueued,
+        ChangeState::Deploying,
+        ChangeState::Deployed,
+        ChangeState::RollingBack,
+        ChangeState::RolledBack,
+        ChangeState::RollbackEscalated,
         ChangeState::Rejected,
         ChangeState::Expired,
         ChangeState::Failed,
@@ -61,6 +88,13 @@ impl ChangeState {
             ChangeState::AwaitingReview => "awaiting_review",
             ChangeState::ChangesRequested => "changes_requested",
             ChangeState::Approved => "approved",
+            ChangeState::Staging => "staging",
+            ChangeState::DeployQueued => "deploy_queued",
+            ChangeState::Deploying => "deploying",
+            ChangeState::Deployed => "deployed",
+            ChangeState::RollingBack => "rolling_back",
+            ChangeState::RolledBack => "rolled_back",
+            ChangeState::RollbackEscalated => "rollback_escalated",
             ChangeState::Rejected => "rejected",
             ChangeState::Expired => "expired",
             ChangeState::Failed => "failed",
@@ -71,7 +105,34 @@ impl ChangeState {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            ChangeState::Rejected | ChangeState::Expired | ChangeState::Failed
+            ChangeState::Rejected
+                | ChangeState::Expired
+                | ChangeState::Failed
+                | ChangeState::RolledBack
+        )
+    }
+
+    /// The deployer owns the next move, when a `[deploy]` section is configured.
+    pub fn needs_deployer(self) -> bool {
+        matches!(
+            self,
+            ChangeState::Approved
+                | ChangeState::Staging
+                | ChangeState::DeployQueued
+                | ChangeState::Deploying
+                | ChangeState::RollingBack
+        )
+    }
+
+    /// Driven by whoever holds the change's lease, which survives the transition.
+    pub fn is_leased(self) -> bool {
+        matches!(
+            self,
+            ChangeState::Checking
+                | ChangeState::ChecksPassed
+                | ChangeState::Staging
+                | ChangeState::Deploying
+                | ChangeState::RollingBack
         )
     }
 
@@ -116,6 +177,22 @@ impl ChangeState {
                 | (ChangesRequested, Queued)
                 | (ChangesRequested, Rejected)
                 | (ChangesRequested, Expired)
+                | (Approved, Staging)
+                | (Approved, DeployQueued)
+                | (Staging, DeployQueued)
+                | (Staging, Rejected)
+                | (Staging, Failed)
+                | (DeployQueued, Deploying)
+                | (Deploying, DeployQueued)
+                | (Deploying, Deployed)
+                | (Deploying, RollingBack)
+                | (Deploying, ChangesRequested)
+                | (Deploying, Rejected)
+                | (Deploying, Failed)
+                | (Deployed, RollingBack)
+                | (RollingBack, RolledBack)
+                | (RollingBack, RollbackEscalated)
+                | (RollbackEscalated, RollingBack)
         )
     }
 }
@@ -298,7 +375,7 @@ mod tests {
         }
         let error = "done".parse::<ChangeState>().unwrap_err();
         assert!(
-            error.contains("queued, checking, checks_passed, awaiting_review, changes_requested, approved, rejected, expired, failed"),
+            error.contains("queued, checking, checks_passed, awaiting_review, changes_requested, approved, staging, deploy_queued, deploying, deployed, rolling_back, rolled_back, rollback_escalated, rejected, expired, failed"),
             "{error}"
         );
     }

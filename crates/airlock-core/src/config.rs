@@ -43,7 +43,7 @@ pub struct CheckCommand {
 }
 
 /// The validated configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub target_branch: String,
     pub checks: Vec<CheckCommand>,
@@ -57,6 +57,8 @@ pub struct Config {
     pub scan: ScanConfig,
     pub audit: AuditConfig,
     pub review: ReviewConfig,
+    /// Levels 3 and 4; None when `[deploy]` is absent (approved changes stay approved).
+    pub deploy: Option<crate::deploy::DeployConfig>,
 }
 
 /// Level 2: the policy, the review SLA and break-glass.
@@ -162,6 +164,7 @@ struct RawConfig {
     audit: RawAudit,
     #[serde(default)]
     review: RawReview,
+    deploy: Option<crate::deploy::RawDeploy>,
 }
 
 #[derive(Deserialize, Default)]
@@ -383,6 +386,11 @@ impl Config {
         let sinks =
             airlock_sinks::validate_sinks(&raw.audit.sinks).map_err(|e| error(e.to_string()))?;
         let review = review_config(raw.review).map_err(error)?;
+        let deploy = raw
+            .deploy
+            .map(|deploy| deploy.validate(&target_branch))
+            .transpose()
+            .map_err(error)?;
 
         Ok(Config {
             target_branch,
@@ -408,6 +416,7 @@ impl Config {
                 sinks,
             },
             review,
+            deploy,
         })
     }
 }
@@ -464,7 +473,7 @@ fn describe_toml_error(error: &toml::de::Error) -> String {
     error.to_string().trim_end().to_owned()
 }
 
-fn positive_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn positive_duration(text: &str) -> Result<Duration, String> {
     let duration = parse_duration(text)?;
     if duration.is_zero() {
         return Err(format!(
@@ -506,7 +515,7 @@ fn count(value: Option<i64>, default: usize, key: &str, max: i64) -> Result<usiz
 }
 
 /// Accepts the branch names git accepts, minus the ones that would be read as options or ranges.
-fn validate_branch(name: &str) -> Result<(), String> {
+pub(crate) fn validate_branch(name: &str) -> Result<(), String> {
     let bad = name.is_empty()
         || name.starts_with('-')
         || name.starts_with('/')
@@ -648,6 +657,40 @@ workers = 2
 workspaces = 4
 # SQLite database, relative to the repository root.
 database = ".airlock/airlock.db"
+
+# Levels 3 and 4: staging, the serial deployment queue, the commit, the canary rollout
+# and rollback. Without this section, approved changes stay `approved`.
+# [deploy]
+# "local" (processes behind airlock's built-in proxy), "haproxy" (processes, weights
+# through HAProxy's runtime API) or "command" (your script does both).
+# provider = "local"
+# target = "production"
+# Where commits land: "." (this repository) or a path or URL `git push` accepts.
+# repository = "."
+# branch = "main"
+# build = "make build"              # once per version, in its files
+# start = "exec ./server --port $PORT"
+# ready_timeout = "30s"
+# health_path = "/healthz"
+# listen = "127.0.0.1:8080"         # local provider: where production traffic enters
+# steps = [1, 5, 25, 50, 100]       # canary percentages; a baseline runs beside it
+# soak = "30s"                      # per step
+# [deploy.staging]
+# test = "./integration-tests.sh"   # gets AIRLOCK_STAGING_URL; 5 minutes by default
+# timeout = "5m"
+# [deploy.guards]
+# max_error_rate = 0.02
+# max_p99 = "500ms"
+# min_requests = 100
+# [deploy.haproxy]
+# socket = "/run/haproxy/admin.sock"
+# backend = "app"                   # servers named stable, baseline, canary
+# [deploy.command]
+# program = "deploy/airlock-provider.sh"
+# [deploy.prometheus]
+# url = "http://127.0.0.1:9090"
+# requests = 'sum(http_requests_total{{version="{{version}}",slot="{{slot}}"}})'
+# errors = 'sum(http_requests_total{{version="{{version}}",slot="{{slot}}",code=~"5.."}})'
 "#,
         branch = toml_string(target_branch),
     )
@@ -677,6 +720,75 @@ mod tests {
             assert!(error.contains(part), "error {error:?} lacks {part:?}");
         }
         assert!(error.starts_with("airlock.toml: "), "{error}");
+    }
+
+    #[test]
+    fn deploy_section_defaults_and_errors() {
+        assert_eq!(Config::default().deploy, None);
+        let config =
+            Config::parse("[deploy]\nstart = 'exec ./serve $PORT'\n", "airlock.toml").unwrap();
+        let deploy = config.deploy.unwrap();
+        assert_eq!(deploy.provider, crate::deploy::ProviderKind::Local);
+        assert_eq!(
+            (deploy.target.as_str(), deploy.branch.as_str()),
+            ("production", "main")
+        );
+        assert_eq!(deploy.steps, vec![1, 5, 25, 50, 100]);
+        assert_eq!(deploy.staging.timeout, Duration::from_secs(300));
+        assert_eq!(deploy.guards.max_error_rate, 0.02);
+        assert_eq!(deploy.guards.max_p99, Duration::from_millis(500));
+        assert_eq!(deploy.repository, None);
+
+        check_error("[deploy]\n", &["deploy.start", "missing"]);
+        check_error(
+            "[deploy]\nstart = 'x'\nsteps = [5, 1, 100]\n",
+            &["deploy.steps", "ascending"],
+        );
+        check_error(
+            "[deploy]\nstart = 'x'\nsteps = [1, 50]\n",
+            &["deploy.steps", "ends at 50"],
+        );
+        check_error(
+            "[deploy]\nstart = 'x'\nprovider = 'k8s'\n",
+            &["provider", "local", "haproxy", "command"],
+        );
+        check_error(
+            "[deploy]\nprovider = 'haproxy'\nstart = 'x'\n",
+            &["deploy.haproxy", "socket"],
+        );
+        check_error(
+            "[deploy]\nprovider = 'command'\n",
+            &["deploy.command", "program"],
+        );
+        check_error(
+            "[deploy]\nstart = 'x'\ntarget = 'prod/eu'\n",
+            &["deploy.target", "letters"],
+        );
+        check_error(
+            "[deploy]\nstart = 'x'\nlisten = 'everywhere'\n",
+            &["deploy.listen", "IP:PORT"],
+        );
+        check_error(
+            "[deploy]\nstart = 'x'\n[deploy.guards]\nmax_error_rate = 2\n",
+            &["max_error_rate", "fraction"],
+        );
+        check_error(
+            "[deploy]\nstart = 'x'\n[deploy.staging]\ntimeout = 'soon'\n",
+            &["deploy.staging.timeout"],
+        );
+        check_error(
+            "[deploy]\nstart = 'x'\nrepository = '--upload-pack=evil'\n",
+            &["deploy.repository"],
+        );
+        check_error(
+            "[deploy]\nstart = 'x'\nsoak = '0s'\n",
+            &["deploy.soak", "positive"],
+        );
+        check_error("[deploy]\nstart = 'x'\nsurprise = 1\n", &["surprise"]);
+        check_error(
+            "[deploy]\nstart = 'x'\n[deploy.prometheus]\nurl = 'http://p'\nrequests = 'sum(x)'\nerrors = 'sum(y)'\n",
+            &["deploy.prometheus.requests", "canary"],
+        );
     }
 
     #[test]

@@ -106,6 +106,55 @@ pub enum EventKind {
     DeploymentsPaused,
     #[serde(rename = "deploy.resumed")]
     DeploymentsResumed,
+    /// A target's stable version was started (at start-up: the recorded stable version,
+    /// or the first time, the tip of the target branch).
+    #[serde(rename = "deploy.stable_started")]
+    StableStarted,
+    /// The candidate is being deployed to staging for its integration tests.
+    #[serde(rename = "staging.started")]
+    StagingStarted,
+    /// The integration tests passed against staging (result and output excerpt).
+    #[serde(rename = "staging.passed")]
+    StagingPassed,
+    /// The integration tests failed, or staging could not be deployed.
+    #[serde(rename = "staging.failed")]
+    StagingFailed,
+    /// The change joined its target's serial deployment queue.
+    #[serde(rename = "deploy.queued")]
+    DeployQueued,
+    /// The change holds its target's deploy lease (with its fencing token).
+    #[serde(rename = "deploy.started")]
+    DeployStarted,
+    /// The target branch had moved: the change was re-applied on its tip and Level 1 ran again.
+    #[serde(rename = "deploy.rebased")]
+    DeployRebased,
+    /// The change no longer applies to the target branch: back to the agent.
+    #[serde(rename = "deploy.conflict")]
+    DeployConflict,
+    /// The change's commit landed on the target branch.
+    #[serde(rename = "deploy.committed")]
+    DeployCommitted,
+    /// The deployment could not proceed (provider, build or push error).
+    #[serde(rename = "deploy.failed")]
+    DeployFailed,
+    /// Traffic was set for a canary step and read back.
+    #[serde(rename = "rollout.step")]
+    RolloutStep,
+    /// The health verdict of a step, with its evidence.
+    #[serde(rename = "rollout.decision")]
+    RolloutDecision,
+    /// The change serves 100 % of traffic and is the stable version.
+    #[serde(rename = "rollout.completed")]
+    RolloutCompleted,
+    /// Traffic is going back to the stable version (automatic or manual).
+    #[serde(rename = "rollback.started")]
+    RollbackStarted,
+    /// The revert commit landed and the stable version was redeployed.
+    #[serde(rename = "rollback.completed")]
+    RollbackCompleted,
+    /// The revert conflicts with later changes: a human must decide; the branch is untouched.
+    #[serde(rename = "rollback.escalated")]
+    RollbackEscalated,
 }
 
 impl EventKind {
@@ -138,6 +187,22 @@ impl EventKind {
             EventKind::PostReviewOverdue => "post_review.overdue",
             EventKind::DeploymentsPaused => "deploy.paused",
             EventKind::DeploymentsResumed => "deploy.resumed",
+            EventKind::StableStarted => "deploy.stable_started",
+            EventKind::StagingStarted => "staging.started",
+            EventKind::StagingPassed => "staging.passed",
+            EventKind::StagingFailed => "staging.failed",
+            EventKind::DeployQueued => "deploy.queued",
+            EventKind::DeployStarted => "deploy.started",
+            EventKind::DeployRebased => "deploy.rebased",
+            EventKind::DeployConflict => "deploy.conflict",
+            EventKind::DeployCommitted => "deploy.committed",
+            EventKind::DeployFailed => "deploy.failed",
+            EventKind::RolloutStep => "rollout.step",
+            EventKind::RolloutDecision => "rollout.decision",
+            EventKind::RolloutCompleted => "rollout.completed",
+            EventKind::RollbackStarted => "rollback.started",
+            EventKind::RollbackCompleted => "rollback.completed",
+            EventKind::RollbackEscalated => "rollback.escalated",
         }
     }
 }

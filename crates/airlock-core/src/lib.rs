@@ -5,6 +5,7 @@
 
 pub mod change;
 pub mod config;
+pub mod deploy;
 pub mod event;
 pub mod ids;
 pub mod intake;

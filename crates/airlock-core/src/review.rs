@@ -179,6 +179,9 @@ pub struct TrackRecord {
     pub rejected: u64,
     pub failed: u64,
     pub expired: u64,
+    /// Approved, deployed, then rolled back.
+    #[serde(default)]
+    pub rolled_back: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

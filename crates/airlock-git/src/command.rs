@@ -106,6 +106,23 @@ impl Git {
         git
     }
 
+    /// Sets one environment variable of the git process (never from agent input).
+    pub(crate) fn env(mut self, name: &str, value: impl AsRef<OsStr>) -> Git {
+        self.command.env(name, value);
+        self
+    }
+
+    /// Lets this invocation reach `remote` over the transports an operator may configure
+    /// for a deployment target (local paths, ssh, https); every other transport stays off.
+    pub(crate) fn allow_transport(mut self) -> Git {
+        for protocol in ["file", "ssh", "https", "http", "git"] {
+            self.command
+                .arg("-c")
+                .arg(format!("protocol.{protocol}.allow=always"));
+        }
+        self
+    }
+
     pub(crate) fn arg(mut self, arg: impl AsRef<OsStr>) -> Git {
         self.shown_args.push(arg.as_ref().to_os_string());
         self.command.arg(arg);
@@ -147,6 +164,38 @@ impl Git {
             source,
         })?;
         Ok((child, args))
+    }
+
+    /// Runs git with `input` on its standard input and returns how it ended.
+    pub(crate) fn run_with_input(mut self, input: &[u8]) -> Result<Finished, GitError> {
+        use std::io::Write;
+        let args = describe_args(&self.shown_args);
+        self.command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let spawn_error = |source| GitError::Spawn {
+            args: args.clone(),
+            source,
+        };
+        let mut child = self.command.spawn().map_err(spawn_error)?;
+        // Written from a thread of its own: git may fill its output pipe before it has
+        // read all of its input.
+        let mut stdin = child.stdin.take();
+        let input = input.to_vec();
+        let writer = std::thread::spawn(move || {
+            if let Some(stdin) = stdin.as_mut() {
+                let _ = stdin.write_all(&input);
+            }
+        });
+        let output = child.wait_with_output().map_err(spawn_error)?;
+        let _ = writer.join();
+        Ok(Finished {
+            args,
+            status: output.status,
+            stdout: output.stdout,
+            stderr: output.stderr,
+        })
     }
 
     /// Runs git and returns how it ended; the caller decides which exit codes mean what.

@@ -97,7 +97,7 @@ pub enum GitError {
 }
 
 impl GitError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         GitError::Io {
             action,
             path: path.into(),

@@ -11,12 +11,14 @@
 mod batch;
 mod command;
 mod error;
+mod landing;
 mod repo;
 mod tree_fs;
 mod validate;
 mod workspace;
 
 pub use error::GitError;
+pub use landing::{CommitMessage, Landing, MergeConflict, PushOutcome, Remote};
 pub use repo::{
     EntryKind, MODE_DIRECTORY, MODE_EXECUTABLE, MODE_SUBMODULE, MODE_SYMLINK, ObjectFormat, Repo,
     TreeEntry, init_repository,

@@ -51,7 +51,8 @@
 #   input.agent.kind            string   "agent" or "human" (operators and admins propose too)
 #   input.agent.owner           string   optional: the human who runs the agent
 #   input.agent.track_record    object   the proposer's past changes by how they ended:
-#                                        {proposed, approved, rejected, failed, expired}
+#                                        {proposed, approved, rejected, failed, expired,
+#                                         rolled_back (approved, deployed, then reverted)}
 #
 #   input.owners                [string] CODEOWNERS owners of any touched path, sorted:
 #                                        "@user", "@org/team" or email addresses
@@ -293,7 +294,7 @@ default auto_approve := false
 # 	risk == "low"
 # 	input.agent.kind == "agent"
 # 	input.agent.track_record.approved >= 20
-# 	input.agent.track_record.rejected + input.agent.track_record.failed == 0
+# 	input.agent.track_record.rejected + input.agent.track_record.failed + input.agent.track_record.rolled_back == 0
 # }
 
 # ---- break_glass_skips_checks -----------------------------------------------------------

@@ -228,7 +228,15 @@ impl Mount {
 /// on top of the tmpfs, and a hidden path inside the workspace covers its part of the bind.
 /// Hidden directories are remounted read-only last: bubblewrap can create mount points in
 /// a tmpfs only while it is still writable.
-pub(crate) fn arguments(workspace: &Path, hidden: &[HiddenPath], command: &str) -> Vec<OsString> {
+///
+/// With `share_network`, the command keeps the host's network namespace (integration tests
+/// must reach the staging deployment); every other namespace stays private.
+pub(crate) fn arguments(
+    workspace: &Path,
+    hidden: &[HiddenPath],
+    command: &str,
+    share_network: bool,
+) -> Vec<OsString> {
     let mut mounts = vec![
         Mount::PrivateTmpfs(PathBuf::from("/tmp")),
         Mount::Workspace(workspace.to_path_buf()),
@@ -249,6 +257,9 @@ pub(crate) fn arguments(workspace: &Path, hidden: &[HiddenPath], command: &str) 
     mounts.sort_by_key(|mount| depth(mount.target()));
 
     let mut arguments: Vec<OsString> = BASE_FLAGS.iter().map(OsString::from).collect();
+    if share_network {
+        arguments.push("--share-net".into());
+    }
     for mount in &mounts {
         match mount {
             Mount::PrivateTmpfs(path) | Mount::HiddenDirectory(path) => {

@@ -96,6 +96,8 @@ pub struct SandboxConfig {
     /// The bubblewrap executable; `None` looks up `bwrap` on the PATH of the airlock
     /// process (not on the PATH given in `env`).
     pub bwrap_path: Option<PathBuf>,
+    /// Keep the host's network (integration tests against staging); checks never do.
+    pub share_network: bool,
 }
 
 impl fmt::Debug for SandboxConfig {
@@ -110,6 +112,7 @@ impl fmt::Debug for SandboxConfig {
             .field("hidden_paths", &self.hidden_paths)
             .field("env_names", &env_names)
             .field("bwrap_path", &self.bwrap_path)
+            .field("share_network", &self.share_network)
             .finish()
     }
 }
@@ -302,7 +305,12 @@ pub fn run(
                 return Err(SandboxError::WorkspaceHidden { path: workspace });
             }
             let mut command = Command::new(bwrap);
-            command.args(bubblewrap::arguments(&workspace, &hidden, &spec.command));
+            command.args(bubblewrap::arguments(
+                &workspace,
+                &hidden,
+                &spec.command,
+                config.share_network,
+            ));
             command
         }
         Isolation::Unsandboxed { .. } => {

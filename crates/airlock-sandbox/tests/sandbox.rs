@@ -49,6 +49,7 @@ impl Fixture {
             ],
             env: base_env(),
             bwrap_path: None,
+            share_network: false,
         }
     }
 
@@ -825,6 +826,20 @@ fn bubblewrap_has_no_network() {
         output_text(&outcome),
         "lo\n",
         "only a private loopback exists"
+    );
+
+    // Integration tests against staging keep the host's network, and nothing else.
+    let sharing = SandboxConfig {
+        share_network: true,
+        ..config.clone()
+    };
+    let outcome = run_ok(&sharing, &spec(&connect_command(port)));
+    assert_eq!(output_text(&outcome), "connected\n");
+    let outcome = run_ok(&sharing, &spec("touch /outside 2>&1 || echo read-only"));
+    assert!(
+        output_text(&outcome).ends_with("read-only\n"),
+        "{}",
+        output_text(&outcome)
     );
 }
 

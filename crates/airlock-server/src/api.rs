@@ -30,6 +30,8 @@ pub(crate) fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
         .route("/v1/changes/{id}/revisions", post(revise::<S>))
         .route("/v1/changes/{id}/reviews", post(review_change::<S>))
         .route("/v1/changes/{id}/break-glass", post(break_glass::<S>))
+        .route("/v1/changes/{id}/rollback", post(rollback::<S>))
+        .route("/v1/queue", get(deploy_queue::<S>))
         .route("/v1/reviews", get(review_queue::<S>))
         .route("/v1/post-reviews", get(post_reviews::<S>))
         .route("/v1/tokens", get(list_tokens::<S>).post(create_token::<S>))
@@ -67,10 +69,12 @@ pub enum Endpoint {
     Resume,
     AuditCheckpoint,
     PublishCheckpoint,
+    DeployQueue,
+    Rollback,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 17] = [
+    pub const ALL: [Endpoint; 19] = [
         Endpoint::ListChanges,
         Endpoint::GetChange,
         Endpoint::ChangeEvents,
@@ -88,6 +92,8 @@ impl Endpoint {
         Endpoint::Resume,
         Endpoint::AuditCheckpoint,
         Endpoint::PublishCheckpoint,
+        Endpoint::DeployQueue,
+        Endpoint::Rollback,
     ];
 
     /// The roles that may call the endpoint.
@@ -98,6 +104,7 @@ impl Endpoint {
             | Endpoint::GetChange
             | Endpoint::ChangeEvents
             | Endpoint::PauseState
+            | Endpoint::DeployQueue
             | Endpoint::AuditCheckpoint => &[Agent, Reviewer, Operator, Admin],
             Endpoint::Propose | Endpoint::Revise => &[Agent, Operator, Admin],
             Endpoint::Review | Endpoint::ReviewQueue | Endpoint::PostReviews => {
@@ -106,6 +113,7 @@ impl Endpoint {
             Endpoint::BreakGlass
             | Endpoint::Pause
             | Endpoint::Resume
+            | Endpoint::Rollback
             | Endpoint::PublishCheckpoint => &[Operator, Admin],
             Endpoint::ListTokens | Endpoint::CreateToken | Endpoint::RevokeToken => &[Admin],
         }
@@ -131,6 +139,8 @@ impl Endpoint {
             Endpoint::Resume => ("DELETE", "/v1/pause"),
             Endpoint::AuditCheckpoint => ("GET", "/v1/audit/checkpoint"),
             Endpoint::PublishCheckpoint => ("POST", "/v1/audit/checkpoint"),
+            Endpoint::DeployQueue => ("GET", "/v1/queue"),
+            Endpoint::Rollback => ("POST", "/v1/changes/{id}/rollback"),
         }
     }
 
@@ -154,6 +164,8 @@ impl Endpoint {
             Endpoint::Resume => "resume deployments",
             Endpoint::AuditCheckpoint => "read audit checkpoints",
             Endpoint::PublishCheckpoint => "publish audit checkpoints",
+            Endpoint::DeployQueue => "read the deployment queue",
+            Endpoint::Rollback => "roll back deployments",
         }
     }
 }
@@ -819,6 +831,108 @@ async fn break_glass<S: Store>(
     ))
 }
 
+/// Rolls back a deployed change: a revert commit, the reverted version deployed. Also
+/// retries a rollback that was escalated, once a person has resolved what blocked it.
+async fn rollback<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let token = authorize(&shared, &headers, Endpoint::Rollback).await?;
+    let id = parse_change_id(&id)?;
+    let request: UrgentRequest = read_json(&shared, body, "{\"reason\"}").await?;
+    let reason = check_text(&request.reason, "rollback reason", true)?;
+    let change = find_change(&shared, &id).await?;
+    let Some(runtime) = shared.deploy.get() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "deploy_not_configured",
+            "this airlock has no [deploy] section, so it deploys nothing and has nothing to roll back",
+        ));
+    };
+    if !matches!(
+        change.state,
+        ChangeState::Deployed | ChangeState::RollbackEscalated
+    ) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_state",
+            format!(
+                "change {id} is {}; only a deployed change (or one whose rollback was escalated) can be rolled back",
+                change.state
+            ),
+        ));
+    }
+    let event = NewEvent {
+        change_id: Some(id.clone()),
+        at_ms: shared.clock.now_ms(),
+        actor: actor_of(&token),
+        kind: EventKind::RollbackStarted,
+        data: serde_json::json!({ "reason": reason, "automatic": false, "summary": format!("rollback requested by {}: {reason}", token.name) }),
+    };
+    let moved = shared
+        .store
+        .request_rollback(&id, change.state, &reason, &actor_of(&token), &event)
+        .await?;
+    if !moved {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("change {id} moved on meanwhile; read it again"),
+        ));
+    }
+    runtime.wake.notify_one();
+    shared.progress.send_modify(|n| *n += 1);
+    Ok(Json(
+        serde_json::json!({ "id": id, "state": ChangeState::RollingBack }),
+    ))
+}
+
+/// The target's deployment queue in the order the deployer serves it, its stable
+/// version and the kill switch.
+async fn deploy_queue<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&shared, &headers, Endpoint::DeployQueue).await?;
+    let Some(runtime) = shared.deploy.get() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "deploy_not_configured",
+            "this airlock has no [deploy] section: approved changes are not deployed",
+        ));
+    };
+    let target = &runtime.config.target;
+    let queue = shared.store.deploy_queue(target).await?;
+    let entries: Vec<serde_json::Value> = queue
+        .iter()
+        .enumerate()
+        .map(|(position, (change, deployment))| {
+            serde_json::json!({
+                "position": position + 1,
+                "id": change.id,
+                "title": change.title,
+                "agent": change.agent.name,
+                "state": change.state,
+                "deployment": deployment,
+            })
+        })
+        .collect();
+    let staging = shared
+        .store
+        .list_changes(Some(ChangeState::Staging), 100)
+        .await?;
+    Ok(Json(serde_json::json!({
+        "target": target,
+        "provider": runtime.provider.name(),
+        "stable": shared.store.stable_version(target).await?,
+        "paused": shared.store.pause().await?,
+        "staging": staging.iter().map(|c| serde_json::json!({"id": c.id, "title": c.title})).collect::<Vec<_>>(),
+        "queue": entries,
+    })))
+}
+
 /// Changes waiting for review, oldest first, with what each still needs.
 async fn review_queue<S: Store>(
     State(shared): State<Arc<Shared<S>>>,
@@ -1032,6 +1146,9 @@ pub struct ChangeView {
     /// For a single change: its obligations, approvals and what is missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<serde_json::Value>,
+    /// For a single change that entered the deployment queue: its deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<airlock_store::DeploymentRecord>,
 }
 
 impl std::ops::Deref for ChangeView {
@@ -1087,7 +1204,8 @@ async fn get_change<S: Store>(
                 format!("no change `{id}`"),
             )
         })?;
-        let progressed = record.state.needs_worker()
+        let progressed = (record.state.needs_worker()
+            || (shared.deploy.get().is_some() && record.state.needs_deployer()))
             && matches!(
                 tokio::time::timeout_at(deadline, progress.changed()).await,
                 Ok(Ok(()))
@@ -1095,10 +1213,12 @@ async fn get_change<S: Store>(
         if !progressed {
             let steps = shared.store.steps(&id, record.revision).await?;
             let review = crate::review::status(&shared, &record).await?;
+            let deployment = shared.store.deployment(&id).await?;
             return Ok(Json(ChangeView {
                 change: record,
                 steps,
                 review,
+                deployment,
             }));
         }
     }
@@ -1161,6 +1281,7 @@ async fn list_changes<S: Store>(
                 change,
                 steps: Vec::new(),
                 review: None,
+                deployment: None,
             })
             .collect(),
     ))

@@ -5,6 +5,7 @@
 
 mod api;
 pub mod audit;
+mod deploy;
 mod intake;
 pub mod review;
 pub mod tokens;
@@ -92,6 +93,8 @@ pub enum ServiceError {
     Sink(String),
     #[error("review policy: {0}")]
     Policy(String),
+    #[error("deploy: {0}")]
+    Deploy(String),
 }
 
 /// Shared by request handlers and workers.
@@ -116,6 +119,9 @@ struct Shared<S> {
     audit: Arc<audit::AuditTrail>,
     policy: review::LoadedPolicy,
     clock: Arc<dyn Clock>,
+    /// Levels 3 and 4, when `[deploy]` is configured; set once the provider is built
+    /// (its fencing check needs this struct).
+    deploy: std::sync::OnceLock<Arc<deploy::DeployRuntime>>,
 }
 
 /// A running service. Drop does not stop it: call [`Running::shutdown`].
@@ -128,6 +134,8 @@ pub struct Running {
     stop_auditor: Arc<Notify>,
     review_timer: JoinHandle<()>,
     stop_review_timer: Arc<Notify>,
+    deployer: JoinHandle<()>,
+    stop_deployer: Arc<Notify>,
     sinks: Vec<airlock_sinks::SinkRunner>,
 }
 
@@ -150,6 +158,10 @@ impl Running {
         }
         self.stop_review_timer.notify_one();
         let _ = self.review_timer.await;
+        // The deployer stops between steps (a rollout resumes from its record) and stops
+        // the services it started.
+        self.stop_deployer.notify_one();
+        let _ = self.deployer.await;
         // Last, so that the workers' final events go into the log, then a final checkpoint.
         self.stop_auditor.notify_one();
         let _ = self.auditor.await;
@@ -261,7 +273,14 @@ pub async fn start<S: Store>(
         audit: trail,
         policy,
         clock,
+        deploy: std::sync::OnceLock::new(),
     });
+    if let Some(config) = &shared.config.deploy {
+        let runtime = deploy::build(&shared, config.clone())
+            .await
+            .map_err(ServiceError::Deploy)?;
+        let _ = shared.deploy.set(Arc::new(runtime));
+    }
     let addr = listener.local_addr()?;
 
     let stop_http = Arc::new(Notify::new());
@@ -295,6 +314,8 @@ pub async fn start<S: Store>(
     ));
     let stop_review_timer = Arc::new(Notify::new());
     let review_timer = tokio::spawn(review::watch(shared.clone(), stop_review_timer.clone()));
+    let stop_deployer = Arc::new(Notify::new());
+    let deployer = tokio::spawn(deploy::run(shared.clone(), stop_deployer.clone()));
     let stop = {
         let shared = shared.clone();
         Arc::new(move || {
@@ -313,6 +334,8 @@ pub async fn start<S: Store>(
         stop_auditor,
         review_timer,
         stop_review_timer,
+        deployer,
+        stop_deployer,
         sinks,
     })
 }

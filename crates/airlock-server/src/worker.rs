@@ -52,7 +52,11 @@ pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>, worker: String) {
     }
 }
 
-fn system_event(change: &ChangeRecord, kind: EventKind, mut data: serde_json::Value) -> NewEvent {
+pub(crate) fn system_event(
+    change: &ChangeRecord,
+    kind: EventKind,
+    mut data: serde_json::Value,
+) -> NewEvent {
     data["files"] = file_hashes(&change.files);
     NewEvent {
         change_id: Some(change.id.clone()),
@@ -172,7 +176,7 @@ async fn run_steps<S: Store>(
             NextStep::Run(index) => index,
         };
         let step = match &shared.plan[index] {
-            PlannedStep::Scan => run_scan(shared, change, index).await?,
+            PlannedStep::Scan => run_scan(shared, stored_diff(shared, change).await?, index).await?,
             PlannedStep::Check(check)
                 if change.urgency.is_some()
                     && *match &mut skip_checks {
@@ -249,7 +253,7 @@ async fn run_steps<S: Store>(
     }
 }
 
-async fn stored_diff<S: Store>(
+pub(crate) async fn stored_diff<S: Store>(
     shared: &Shared<S>,
     change: &ChangeRecord,
 ) -> Result<Vec<u8>, String> {
@@ -297,12 +301,11 @@ async fn prepare_workspace<S: Store>(
 
 /// Scans the change's diff. Findings at or above the configured severity fail the step;
 /// all findings are kept with it, and the output lists them for the agent.
-async fn run_scan<S: Store>(
+pub(crate) async fn run_scan<S: Store>(
     shared: &Arc<Shared<S>>,
-    change: &ChangeRecord,
+    diff: Vec<u8>,
     index: usize,
 ) -> Result<StepRecord, String> {
-    let diff = stored_diff(shared, change).await?;
     let scanning = shared.clone();
     let started = std::time::Instant::now();
     let report =
@@ -362,7 +365,7 @@ async fn run_scan<S: Store>(
 }
 
 /// Runs one configured check. None when shutdown cancelled it.
-async fn run_check<S: Store>(
+pub(crate) async fn run_check<S: Store>(
     shared: &Arc<Shared<S>>,
     worker: &str,
     change: &ChangeRecord,
@@ -385,6 +388,7 @@ async fn run_check<S: Store>(
         ),
         env: check_environment(&shared.config.pass_env, change, &tree),
         bwrap_path: shared.options.bwrap_path.clone(),
+        share_network: false,
     };
     let spec = CommandSpec {
         name: check.name.clone(),
@@ -515,7 +519,7 @@ async fn finish<S: Store>(
 
 /// What check commands must not see: airlock's state (database, tokens, workspaces'
 /// git dirs), the database wherever it is, and the usual credential stores in $HOME.
-fn hidden_paths(
+pub(crate) fn hidden_paths(
     state_dir: &std::path::Path,
     repo_root: &std::path::Path,
     database: &str,
@@ -551,7 +555,7 @@ fn hidden_paths(
 
 /// The complete environment of a check: a fixed, minimal set plus what `pass_env` names.
 /// Nothing else of the server's environment (tokens, cloud credentials) gets through.
-fn check_environment(
+pub(crate) fn check_environment(
     pass_env: &[String],
     change: &ChangeRecord,
     tree: &std::path::Path,

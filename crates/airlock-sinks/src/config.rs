@@ -50,7 +50,8 @@
 //!   `review.x.y`, not `review` or `reviews.x`;
 //! - the preset `"notifications"`: the kinds a person may have to act on,
 //!   `review.requested`, `review.reminder`, `review.escalated`, `review.rejected`,
-//!   `review.expired`, `change.break_glass` and `post_review.overdue`.
+//!   `review.expired`, `change.break_glass`, `post_review.overdue`, `staging.failed`,
+//!   `deploy.failed`, `rollback.started`, `rollback.completed` and `rollback.escalated`.
 //!
 //! Without `kinds` a sink gets every entry. Entries left out still move the sink's
 //! cursor: it is a position in the log, not a count of deliveries. What a filtered sink

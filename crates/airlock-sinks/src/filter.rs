@@ -10,7 +10,8 @@ use crate::entry::kind_of;
 /// The preset word that `KindFilter::parse` expands to `NOTIFICATION_KINDS`.
 pub const NOTIFICATIONS_PRESET: &str = "notifications";
 
-/// The kinds a person may have to act on: the review notifications.
+/// The kinds a person may have to act on: the review notifications, and the deployment
+/// alerts (a failed staging or deployment, a rollback, a rollback that needs a person).
 pub const NOTIFICATION_KINDS: &[&str] = &[
     "review.requested",
     "review.reminder",
@@ -19,6 +20,11 @@ pub const NOTIFICATION_KINDS: &[&str] = &[
     "review.expired",
     "change.break_glass",
     "post_review.overdue",
+    "staging.failed",
+    "deploy.failed",
+    "rollback.started",
+    "rollback.completed",
+    "rollback.escalated",
 ];
 
 /// The longest pattern accepted; kinds are short dotted words.

@@ -226,6 +226,47 @@ pub struct Lease {
     pub expires_at_ms: i64,
 }
 
+/// A change's deployment, as recorded step by step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentRecord {
+    pub change_id: ChangeId,
+    pub target: String,
+    /// Position in the target's queue.
+    pub deploy_seq: Option<i64>,
+    /// The fencing token of the lease it last ran under.
+    pub fence: Option<i64>,
+    /// The stable version when the deployment started.
+    pub previous_commit: Option<String>,
+    /// The change's commit on the target branch, once pushed.
+    pub commit_id: Option<String>,
+    /// Index of the last rollout step that completed; -1 before the first.
+    pub step: i64,
+    pub revert_commit: Option<String>,
+    pub rollback_reason: Option<String>,
+    pub rollback_by: Option<Actor>,
+    pub updated_at_ms: i64,
+}
+
+/// Fields of a deployment to set; `None` leaves one as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeploymentUpdate {
+    pub previous_commit: Option<String>,
+    pub commit_id: Option<String>,
+    pub step: Option<i64>,
+    pub revert_commit: Option<String>,
+    pub rollback_reason: Option<String>,
+    pub rollback_by: Option<Actor>,
+}
+
+/// The version serving a target's traffic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StableVersion {
+    pub target: String,
+    pub commit: String,
+    pub change_id: Option<ChangeId>,
+    pub updated_at_ms: i64,
+}
+
 /// The storage operations airlock needs. Implementations must make each method atomic.
 pub trait Store: Send + Sync + 'static {
     fn insert_token(
@@ -422,6 +463,115 @@ pub trait Store: Send + Sync + 'static {
         &self,
         agent: &str,
     ) -> impl Future<Output = Result<TrackRecord, StoreError>> + Send;
+    /// Claims the oldest change waiting for staging (`approved`, or `staging` with no live
+    /// lease), leasing it to `worker`.
+    fn claim_for_staging(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> impl Future<Output = Result<Option<ChangeRecord>, StoreError>> + Send;
+    /// Puts a change at the end of `target`'s deployment queue, from `approved` or from
+    /// `staging` (then only while `worker` holds it), creating its deployment record.
+    fn enqueue_deploy(
+        &self,
+        id: &ChangeId,
+        worker: &str,
+        from: ChangeState,
+        target: &str,
+        event: &NewEvent,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Takes `target`'s deploy lease if it is free or expired, returning the new fencing
+    /// token (one more than any before).
+    fn acquire_deploy_lease(
+        &self,
+        target: &str,
+        holder: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+    /// Extends the lease; false when `holder` no longer holds it under `token`.
+    fn renew_deploy_lease(
+        &self,
+        target: &str,
+        holder: &str,
+        token: i64,
+        expires_at_ms: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn release_deploy_lease(
+        &self,
+        target: &str,
+        holder: &str,
+        token: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The fencing check: true when `token` is the target's current lease token and no
+    /// higher token was admitted before; it becomes the high-water mark.
+    fn admit_fence(
+        &self,
+        target: &str,
+        token: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The target's queue in the order the deployer serves it: rollbacks first, then the
+    /// deployment under way, then the waiting changes first come first served.
+    fn deploy_queue(
+        &self,
+        target: &str,
+    ) -> impl Future<Output = Result<Vec<(ChangeRecord, DeploymentRecord)>, StoreError>> + Send;
+    /// The deployer takes a change under its lease (`from` → `to`; the same state when it
+    /// resumes one), recording the fencing token.
+    fn take_deployment(
+        &self,
+        id: &ChangeId,
+        from: ChangeState,
+        to: ChangeState,
+        holder: &str,
+        token: i64,
+        event: &NewEvent,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Records progress of a deployment `holder` drives, with its event.
+    fn update_deployment(
+        &self,
+        id: &ChangeId,
+        holder: &str,
+        update: &DeploymentUpdate,
+        event: &NewEvent,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn deployment(
+        &self,
+        id: &ChangeId,
+    ) -> impl Future<Output = Result<Option<DeploymentRecord>, StoreError>> + Send;
+    /// Ends a deployment step of the state machine like [`Store::transition`], and when
+    /// `stable` is given makes that commit the target's stable version, atomically.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_deployment(
+        &self,
+        id: &ChangeId,
+        holder: &str,
+        from: ChangeState,
+        to: ChangeState,
+        verdict: Option<&Verdict>,
+        stable: Option<&StableVersion>,
+        event: &NewEvent,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn stable_version(
+        &self,
+        target: &str,
+    ) -> impl Future<Output = Result<Option<StableVersion>, StoreError>> + Send;
+    /// Records a target's stable version when it has none yet (first start).
+    fn init_stable_version(
+        &self,
+        stable: &StableVersion,
+        event: &NewEvent,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// A person asks to roll back a change in `from` (`deployed`, `rollback_escalated`).
+    fn request_rollback(
+        &self,
+        id: &ChangeId,
+        from: ChangeState,
+        reason: &str,
+        by: &Actor,
+        event: &NewEvent,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Events in order; of one change, or all when `change` is None.
     fn events(
         &self,

@@ -26,9 +26,9 @@ use airlock_core::event::Actor;
 use airlock_core::review::TrackRecord;
 
 use crate::{
-    AgentActivity, ChangeRecord, EventRecord, NewChange, NewRevision, OpenReview, Pause,
-    PolicyDecision, PostReviewOpen, PostReviewRecord, ReviewAction, ReviewRecorded, SlaMark, Store,
-    StoreError, TokenRecord, Urgency,
+    AgentActivity, ChangeRecord, DeploymentRecord, DeploymentUpdate, EventRecord, NewChange,
+    NewRevision, OpenReview, Pause, PolicyDecision, PostReviewOpen, PostReviewRecord, ReviewAction,
+    ReviewRecorded, SlaMark, StableVersion, Store, StoreError, TokenRecord, Urgency,
 };
 
 /// Migrations are compiled into the binary: a deployed airlock never depends on files
@@ -43,6 +43,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "review",
         include_str!("../migrations/sqlite/0002_review.sql"),
+    ),
+    (
+        3,
+        "deploy",
+        include_str!("../migrations/sqlite/0003_deploy.sql"),
     ),
 ];
 
@@ -176,6 +181,81 @@ fn change_from_row(row: &SqliteRow) -> Result<ChangeRecord, StoreError> {
         obligations: obligations.map(|o| json(&o, "obligations")).transpose()?,
         policy_sha256: row.try_get("policy_sha256")?,
     })
+}
+
+const DEPLOYMENT_COLUMNS: &str = "d.change_id, d.target, c.deploy_seq, d.fence, d.previous_commit, \
+     d.commit_id, d.step, d.revert_commit, d.rollback_reason, d.rollback_by, d.updated_at_ms";
+
+fn deployment_from_row(row: &SqliteRow) -> Result<DeploymentRecord, StoreError> {
+    let rollback_by: Option<String> = row.try_get("rollback_by")?;
+    Ok(DeploymentRecord {
+        change_id: row
+            .try_get::<String, _>("change_id")?
+            .parse()
+            .map_err(corrupt("change id"))?,
+        target: row.try_get("target")?,
+        deploy_seq: row.try_get("deploy_seq")?,
+        fence: row.try_get("fence")?,
+        previous_commit: row.try_get("previous_commit")?,
+        commit_id: row.try_get("commit_id")?,
+        step: row.try_get("step")?,
+        revert_commit: row.try_get("revert_commit")?,
+        rollback_reason: row.try_get("rollback_reason")?,
+        rollback_by: rollback_by
+            .map(|a| json::<Actor>(&a, "rollback actor"))
+            .transpose()?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+    })
+}
+
+/// Moves a change from `from` to `to` if it is still there and leased to `holder`,
+/// writing `verdict` when given. Leaving the leased states also drops the lease.
+async fn move_leased(
+    conn: &mut sqlx::SqliteConnection,
+    id: &ChangeId,
+    holder: &str,
+    from: ChangeState,
+    to: ChangeState,
+    verdict: Option<&Verdict>,
+    at_ms: i64,
+) -> Result<bool, StoreError> {
+    let release = !to.is_leased();
+    let moved = sqlx::query(
+        "UPDATE changes SET state = ?, verdict = COALESCE(?, verdict), updated_at_ms = ?, \
+         lease_owner = CASE WHEN ? THEN NULL ELSE lease_owner END, \
+         lease_expires_ms = CASE WHEN ? THEN NULL ELSE lease_expires_ms END \
+         WHERE id = ? AND state = ? AND lease_owner = ?",
+    )
+    .bind(to.as_str())
+    .bind(verdict.map(to_json))
+    .bind(at_ms)
+    .bind(release)
+    .bind(release)
+    .bind(id.as_str())
+    .bind(from.as_str())
+    .bind(holder)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    Ok(moved)
+}
+
+async fn upsert_stable(
+    conn: &mut sqlx::SqliteConnection,
+    stable: &StableVersion,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO targets (target, stable_commit, stable_change, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (target) DO UPDATE SET stable_commit = ?2, stable_change = ?3, updated_at_ms = ?4",
+    )
+    .bind(&stable.target)
+    .bind(&stable.commit)
+    .bind(stable.change_id.as_ref().map(|c| c.as_str().to_owned()))
+    .bind(stable.updated_at_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 async fn insert_events(
@@ -421,6 +501,11 @@ impl Store for SqliteStore {
         let result = sqlx::query("UPDATE changes SET lease_owner = NULL, lease_expires_ms = NULL WHERE lease_owner IS NOT NULL")
             .execute(&self.pool)
             .await?;
+        // Fencing tokens and the admitted high-water mark stay: the next holder's token
+        // is still higher than any used before.
+        sqlx::query("UPDATE deploy_leases SET holder = NULL, expires_ms = NULL")
+            .execute(&self.pool)
+            .await?;
         Ok(result.rows_affected())
     }
 
@@ -439,26 +524,7 @@ impl Store for SqliteStore {
             )));
         }
         let mut tx = self.pool.begin().await?;
-        // Leaving the workers' states also drops the lease.
-        let release = !to.needs_worker();
-        let moved = sqlx::query(
-            "UPDATE changes SET state = ?, verdict = COALESCE(?, verdict), updated_at_ms = ?, \
-             lease_owner = CASE WHEN ? THEN NULL ELSE lease_owner END, \
-             lease_expires_ms = CASE WHEN ? THEN NULL ELSE lease_expires_ms END \
-             WHERE id = ? AND state = ? AND lease_owner = ?",
-        )
-        .bind(to.as_str())
-        .bind(verdict.map(to_json))
-        .bind(event.at_ms)
-        .bind(release)
-        .bind(release)
-        .bind(id.as_str())
-        .bind(from.as_str())
-        .bind(worker)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
+        let moved = move_leased(&mut tx, id, worker, from, to, verdict, event.at_ms).await?;
         if moved {
             insert_event(&mut tx, event).await?;
         }
@@ -950,7 +1016,12 @@ impl Store for SqliteStore {
             let n = row.try_get::<i64, _>("n")? as u64;
             record.proposed += n;
             match row.try_get::<String, _>("state")?.as_str() {
-                "approved" => record.approved += n,
+                "approved" | "staging" | "deploy_queued" | "deploying" | "deployed"
+                | "rolling_back" | "rollback_escalated" => record.approved += n,
+                "rolled_back" => {
+                    record.approved += n;
+                    record.rolled_back += n;
+                }
                 "rejected" => record.rejected += n,
                 "failed" => record.failed += n,
                 "expired" => record.expired += n,
@@ -958,6 +1029,367 @@ impl Store for SqliteStore {
             }
         }
         Ok(record)
+    }
+
+    async fn claim_for_staging(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<ChangeRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "UPDATE changes SET lease_owner = ?1, lease_expires_ms = ?2, updated_at_ms = ?3 \
+             WHERE seq = (SELECT seq FROM changes WHERE state IN ('approved', 'staging') \
+                          AND (lease_expires_ms IS NULL OR lease_expires_ms < ?3) ORDER BY seq LIMIT 1) \
+             RETURNING {CHANGE_COLUMNS}"
+        ))
+        .bind(worker)
+        .bind(now_ms.saturating_add(lease_ms))
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(change_from_row).transpose()
+    }
+
+    async fn enqueue_deploy(
+        &self,
+        id: &ChangeId,
+        worker: &str,
+        from: ChangeState,
+        target: &str,
+        event: &NewEvent,
+    ) -> Result<bool, StoreError> {
+        if !from.can_become(ChangeState::DeployQueued) {
+            return Err(StoreError::Conflict(format!(
+                "a change cannot go from {from} to deploy_queued"
+            )));
+        }
+        let mut tx = self.pool.begin().await?;
+        let moved = sqlx::query(
+            "UPDATE changes SET state = 'deploy_queued', updated_at_ms = ?1, lease_owner = NULL, lease_expires_ms = NULL, \
+             deploy_seq = (SELECT COALESCE(MAX(deploy_seq), 0) + 1 FROM changes) \
+             WHERE id = ?2 AND state = ?3 AND (?3 = 'approved' OR lease_owner = ?4)",
+        )
+        .bind(event.at_ms)
+        .bind(id.as_str())
+        .bind(from.as_str())
+        .bind(worker)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if moved {
+            sqlx::query(
+                "INSERT INTO deployments (change_id, target, updated_at_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (change_id) DO UPDATE SET target = ?2, fence = NULL, previous_commit = NULL, \
+                 commit_id = NULL, step = -1, revert_commit = NULL, rollback_reason = NULL, \
+                 rollback_by = NULL, updated_at_ms = ?3",
+            )
+            .bind(id.as_str())
+            .bind(target)
+            .bind(event.at_ms)
+            .execute(&mut *tx)
+            .await?;
+            insert_event(&mut tx, event).await?;
+            tx.commit().await?;
+        }
+        Ok(moved)
+    }
+
+    async fn acquire_deploy_lease(
+        &self,
+        target: &str,
+        holder: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT OR IGNORE INTO deploy_leases (target) VALUES (?)")
+            .bind(target)
+            .execute(&mut *tx)
+            .await?;
+        let token: Option<i64> = sqlx::query_scalar(
+            "UPDATE deploy_leases SET holder = ?1, token = token + 1, expires_ms = ?2 \
+             WHERE target = ?3 AND (holder IS NULL OR expires_ms IS NULL OR expires_ms < ?4) \
+             RETURNING token",
+        )
+        .bind(holder)
+        .bind(now_ms.saturating_add(lease_ms))
+        .bind(target)
+        .bind(now_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(token)
+    }
+
+    async fn renew_deploy_lease(
+        &self,
+        target: &str,
+        holder: &str,
+        token: i64,
+        expires_at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE deploy_leases SET expires_ms = ? WHERE target = ? AND holder = ? AND token = ?",
+        )
+        .bind(expires_at_ms)
+        .bind(target)
+        .bind(holder)
+        .bind(token)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn release_deploy_lease(
+        &self,
+        target: &str,
+        holder: &str,
+        token: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE deploy_leases SET holder = NULL, expires_ms = NULL WHERE target = ? AND holder = ? AND token = ?",
+        )
+        .bind(target)
+        .bind(holder)
+        .bind(token)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn admit_fence(&self, target: &str, token: i64) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE deploy_leases SET admitted = ?1 WHERE target = ?2 AND token = ?1 AND admitted <= ?1",
+        )
+        .bind(token)
+        .bind(target)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn deploy_queue(
+        &self,
+        target: &str,
+    ) -> Result<Vec<(ChangeRecord, DeploymentRecord)>, StoreError> {
+        let change_columns: String = CHANGE_COLUMNS
+            .split(", ")
+            .map(|column| format!("c.{column}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(&format!(
+            "SELECT {change_columns}, {DEPLOYMENT_COLUMNS} FROM changes c JOIN deployments d ON d.change_id = c.id \
+             WHERE d.target = ? AND c.state IN ('rolling_back', 'deploying', 'deploy_queued') \
+             ORDER BY CASE c.state WHEN 'rolling_back' THEN 0 WHEN 'deploying' THEN 1 ELSE 2 END, c.deploy_seq"
+        ))
+        .bind(target)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((change_from_row(row)?, deployment_from_row(row)?)))
+            .collect()
+    }
+
+    async fn take_deployment(
+        &self,
+        id: &ChangeId,
+        from: ChangeState,
+        to: ChangeState,
+        holder: &str,
+        token: i64,
+        event: &NewEvent,
+    ) -> Result<bool, StoreError> {
+        if from != to && !from.can_become(to) {
+            return Err(StoreError::Conflict(format!(
+                "a change cannot go from {from} to {to}"
+            )));
+        }
+        let mut tx = self.pool.begin().await?;
+        let moved = sqlx::query(
+            "UPDATE changes SET state = ?1, lease_owner = ?2, lease_expires_ms = NULL, updated_at_ms = ?3 \
+             WHERE id = ?4 AND state = ?5",
+        )
+        .bind(to.as_str())
+        .bind(holder)
+        .bind(event.at_ms)
+        .bind(id.as_str())
+        .bind(from.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if moved {
+            sqlx::query("UPDATE deployments SET fence = ?, updated_at_ms = ? WHERE change_id = ?")
+                .bind(token)
+                .bind(event.at_ms)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            insert_event(&mut tx, event).await?;
+            tx.commit().await?;
+        }
+        Ok(moved)
+    }
+
+    async fn update_deployment(
+        &self,
+        id: &ChangeId,
+        holder: &str,
+        update: &DeploymentUpdate,
+        event: &NewEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE deployments SET previous_commit = COALESCE(?1, previous_commit), \
+             commit_id = COALESCE(?2, commit_id), step = COALESCE(?3, step), \
+             revert_commit = COALESCE(?4, revert_commit), rollback_reason = COALESCE(?5, rollback_reason), \
+             rollback_by = COALESCE(?6, rollback_by), updated_at_ms = ?7 \
+             WHERE change_id = ?8 AND EXISTS (SELECT 1 FROM changes WHERE id = ?8 AND lease_owner = ?9 \
+                                              AND state IN ('deploying', 'rolling_back'))",
+        )
+        .bind(&update.previous_commit)
+        .bind(&update.commit_id)
+        .bind(update.step)
+        .bind(&update.revert_commit)
+        .bind(&update.rollback_reason)
+        .bind(update.rollback_by.as_ref().map(to_json))
+        .bind(event.at_ms)
+        .bind(id.as_str())
+        .bind(holder)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if updated {
+            insert_event(&mut tx, event).await?;
+            tx.commit().await?;
+        }
+        Ok(updated)
+    }
+
+    async fn deployment(&self, id: &ChangeId) -> Result<Option<DeploymentRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments d JOIN changes c ON c.id = d.change_id WHERE d.change_id = ?"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(deployment_from_row).transpose()
+    }
+
+    async fn finish_deployment(
+        &self,
+        id: &ChangeId,
+        holder: &str,
+        from: ChangeState,
+        to: ChangeState,
+        verdict: Option<&Verdict>,
+        stable: Option<&StableVersion>,
+        event: &NewEvent,
+    ) -> Result<bool, StoreError> {
+        if !from.can_become(to) {
+            return Err(StoreError::Conflict(format!(
+                "a change cannot go from {from} to {to}"
+            )));
+        }
+        let mut tx = self.pool.begin().await?;
+        let moved = move_leased(&mut tx, id, holder, from, to, verdict, event.at_ms).await?;
+        if moved {
+            if let Some(stable) = stable {
+                upsert_stable(&mut tx, stable).await?;
+            }
+            insert_event(&mut tx, event).await?;
+            tx.commit().await?;
+        }
+        Ok(moved)
+    }
+
+    async fn stable_version(&self, target: &str) -> Result<Option<StableVersion>, StoreError> {
+        let row = sqlx::query(
+            "SELECT target, stable_commit, stable_change, updated_at_ms FROM targets WHERE target = ?",
+        )
+        .bind(target)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            let change: Option<String> = row.try_get("stable_change")?;
+            Ok(StableVersion {
+                target: row.try_get("target")?,
+                commit: row.try_get("stable_commit")?,
+                change_id: change
+                    .map(|c| c.parse().map_err(corrupt("change id")))
+                    .transpose()?,
+                updated_at_ms: row.try_get("updated_at_ms")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn init_stable_version(
+        &self,
+        stable: &StableVersion,
+        event: &NewEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT OR IGNORE INTO targets (target, stable_commit, stable_change, updated_at_ms) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&stable.target)
+        .bind(&stable.commit)
+        .bind(stable.change_id.as_ref().map(|c| c.as_str().to_owned()))
+        .bind(stable.updated_at_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            insert_event(&mut tx, event).await?;
+            tx.commit().await?;
+        }
+        Ok(inserted)
+    }
+
+    async fn request_rollback(
+        &self,
+        id: &ChangeId,
+        from: ChangeState,
+        reason: &str,
+        by: &Actor,
+        event: &NewEvent,
+    ) -> Result<bool, StoreError> {
+        if !from.can_become(ChangeState::RollingBack) {
+            return Err(StoreError::Conflict(format!(
+                "a change cannot go from {from} to rolling_back"
+            )));
+        }
+        let mut tx = self.pool.begin().await?;
+        let moved = sqlx::query(
+            "UPDATE changes SET state = 'rolling_back', lease_owner = NULL, lease_expires_ms = NULL, updated_at_ms = ? \
+             WHERE id = ? AND state = ?",
+        )
+        .bind(event.at_ms)
+        .bind(id.as_str())
+        .bind(from.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if moved {
+            sqlx::query(
+                "UPDATE deployments SET rollback_reason = ?, rollback_by = ?, updated_at_ms = ? WHERE change_id = ?",
+            )
+            .bind(reason)
+            .bind(to_json(by))
+            .bind(event.at_ms)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+            insert_event(&mut tx, event).await?;
+            tx.commit().await?;
+        }
+        Ok(moved)
     }
 
     async fn events(&self, change: Option<&ChangeId>) -> Result<Vec<EventRecord>, StoreError> {

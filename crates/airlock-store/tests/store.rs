@@ -637,3 +637,283 @@ async fn the_kill_switch_and_agent_activity() {
     assert_eq!(store.agent_activity("other", 0).await.unwrap().in_flight, 0);
     assert_eq!(store.track_record("bot").await.unwrap().proposed, 3);
 }
+
+/// Inserts `change` and drives it to `approved` as a worker would.
+async fn approved(store: &SqliteStore, change: &NewChange) {
+    store
+        .insert_change(
+            change,
+            &[event(Some(&change.id), EventKind::ChangeProposed)],
+        )
+        .await
+        .unwrap();
+    let claimed = store.claim_next("w", 10, 60_000).await.unwrap().unwrap();
+    assert_eq!(claimed.id, change.id);
+    for (from, to) in [
+        (ChangeState::Queued, ChangeState::Checking),
+        (ChangeState::Checking, ChangeState::ChecksPassed),
+        (ChangeState::ChecksPassed, ChangeState::Approved),
+    ] {
+        assert!(
+            store
+                .transition(
+                    &change.id,
+                    "w",
+                    from,
+                    to,
+                    None,
+                    &event(Some(&change.id), EventKind::ChecksStarted)
+                )
+                .await
+                .unwrap()
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_deploy_queue_is_first_come_first_served_under_a_fenced_lease() {
+    let (_dir, store) = open().await;
+    let (first, second) = (new_change(1), new_change(2));
+    approved(&store, &first).await;
+    approved(&store, &second).await;
+    let queued = |c: &NewChange| event(Some(&c.id), EventKind::DeployQueued);
+
+    // The second goes through staging; the first skips it but joins the queue later.
+    let staging = store
+        .claim_for_staging("stager", 100, 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(staging.id, first.id, "oldest approved first");
+    let staging = store
+        .claim_for_staging("stager", 100, 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(staging.id, second.id);
+    assert!(
+        store
+            .claim_for_staging("stager", 100, 60_000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .transition(
+                &second.id,
+                "stager",
+                ChangeState::Approved,
+                ChangeState::Staging,
+                None,
+                &queued(&second)
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .enqueue_deploy(
+                &second.id,
+                "someone-else",
+                ChangeState::Staging,
+                "production",
+                &queued(&second)
+            )
+            .await
+            .unwrap(),
+        "only the stager that holds it"
+    );
+    assert!(
+        store
+            .enqueue_deploy(
+                &second.id,
+                "stager",
+                ChangeState::Staging,
+                "production",
+                &queued(&second)
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .enqueue_deploy(
+                &first.id,
+                "stager",
+                ChangeState::Approved,
+                "production",
+                &queued(&first)
+            )
+            .await
+            .unwrap()
+    );
+    let queue = store.deploy_queue("production").await.unwrap();
+    let order: Vec<_> = queue.iter().map(|(c, _)| c.id.clone()).collect();
+    assert_eq!(
+        order,
+        vec![second.id.clone(), first.id.clone()],
+        "first come, first served"
+    );
+    assert!(store.deploy_queue("staging-only").await.unwrap().is_empty());
+
+    // The lease: one holder at a time; every acquisition a higher fencing token.
+    let token = store
+        .acquire_deploy_lease("production", "a", 1_000, 500)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store
+            .acquire_deploy_lease("production", "b", 1_200, 500)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(store.admit_fence("production", token).await.unwrap());
+    assert!(
+        store
+            .take_deployment(
+                &second.id,
+                ChangeState::DeployQueued,
+                ChangeState::Deploying,
+                "a",
+                token,
+                &queued(&second)
+            )
+            .await
+            .unwrap()
+    );
+    // `a` stalls past its lease; `b` takes over with a higher token.
+    let newer = store
+        .acquire_deploy_lease("production", "b", 1_600, 500)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(newer > token);
+    assert!(
+        !store.admit_fence("production", token).await.unwrap(),
+        "a stale holder is refused"
+    );
+    assert!(
+        !store
+            .renew_deploy_lease("production", "a", token, 9_999)
+            .await
+            .unwrap()
+    );
+    assert!(store.admit_fence("production", newer).await.unwrap());
+    assert!(!store.admit_fence("production", token).await.unwrap());
+
+    // The running deployment is resumed by the new holder, and only it records progress.
+    let queue = store.deploy_queue("production").await.unwrap();
+    assert_eq!(queue[0].0.state, ChangeState::Deploying);
+    assert!(
+        store
+            .take_deployment(
+                &second.id,
+                ChangeState::Deploying,
+                ChangeState::Deploying,
+                "b",
+                newer,
+                &queued(&second)
+            )
+            .await
+            .unwrap()
+    );
+    let update = airlock_store::DeploymentUpdate {
+        commit_id: Some("c".repeat(40)),
+        step: Some(0),
+        ..Default::default()
+    };
+    assert!(
+        !store
+            .update_deployment(&second.id, "a", &update, &queued(&second))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .update_deployment(&second.id, "b", &update, &queued(&second))
+            .await
+            .unwrap()
+    );
+    let deployment = store.deployment(&second.id).await.unwrap().unwrap();
+    assert_eq!((deployment.fence, deployment.step), (Some(newer), 0));
+    assert_eq!(
+        deployment.commit_id.as_deref(),
+        Some("c".repeat(40).as_str())
+    );
+
+    let stable = airlock_store::StableVersion {
+        target: "production".into(),
+        commit: "c".repeat(40),
+        change_id: Some(second.id.clone()),
+        updated_at_ms: 2_000,
+    };
+    assert!(
+        store
+            .finish_deployment(
+                &second.id,
+                "b",
+                ChangeState::Deploying,
+                ChangeState::Deployed,
+                None,
+                Some(&stable),
+                &queued(&second)
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.stable_version("production").await.unwrap(),
+        Some(stable.clone())
+    );
+    // A first stable version is recorded once only.
+    assert!(
+        !store
+            .init_stable_version(&stable, &queued(&second))
+            .await
+            .unwrap()
+    );
+
+    // A person asks for a rollback: it goes to the front of the queue.
+    let person = Actor {
+        kind: ActorKind::Human,
+        name: "ops".into(),
+        token_id: None,
+    };
+    assert!(
+        store
+            .request_rollback(
+                &second.id,
+                ChangeState::Deployed,
+                "errors in prod",
+                &person,
+                &queued(&second)
+            )
+            .await
+            .unwrap()
+    );
+    let queue = store.deploy_queue("production").await.unwrap();
+    assert_eq!(queue[0].0.id, second.id);
+    assert_eq!(queue[0].0.state, ChangeState::RollingBack);
+    assert_eq!(
+        queue[0].1.rollback_reason.as_deref(),
+        Some("errors in prod")
+    );
+    assert_eq!(queue[0].1.rollback_by.as_ref(), Some(&person));
+    assert_eq!(queue[1].0.id, first.id);
+    assert!(
+        !store
+            .request_rollback(
+                &first.id,
+                ChangeState::Deployed,
+                "x",
+                &person,
+                &queued(&first)
+            )
+            .await
+            .unwrap(),
+        "only a deployed change"
+    );
+}

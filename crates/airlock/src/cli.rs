@@ -67,6 +67,41 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The deployment queue: the stable version, the change being deployed, the waiting
+    /// ones in order.
+    Queue {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Roll back a deployed change (operator or admin): a revert commit on the target
+    /// branch, the reverted version deployed. Exit 1 once rolled back.
+    Rollback {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        /// Return at once instead of waiting for the rollback to finish.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run airlock's sample HTTP service (the demo's): GET / answers per the behaviour
+    /// file (`error_rate`, `latency_ms`), GET /metrics in Prometheus's format.
+    #[command(hide = true)]
+    SampleService {
+        #[arg(long)]
+        port: u16,
+        /// The behaviour file, relative to the current directory.
+        #[arg(long, default_value = "service.conf")]
+        config: PathBuf,
+        /// The version it reports (default: $AIRLOCK_VERSION).
+        #[arg(long, env = "AIRLOCK_VERSION", default_value = "dev")]
+        version: String,
+    },
     /// Lift the kill switch.
     Resume {
         #[command(flatten)]
@@ -85,7 +120,8 @@ pub enum Command {
     /// List changes, newest first.
     List {
         /// Only changes in this state (queued, checking, checks_passed, awaiting_review,
-        /// changes_requested, approved, rejected, expired, failed).
+        /// changes_requested, approved, staging, deploy_queued, deploying, deployed,
+        /// rolling_back, rolled_back, rollback_escalated, rejected, expired, failed).
         #[arg(long)]
         state: Option<String>,
         #[arg(long, default_value_t = 50)]

@@ -62,6 +62,19 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 "deployments paused: changes wait in the queue until `airlock resume`".to_owned()
             })
         }
+        Command::Queue { client, json } => queue(&client, json),
+        Command::Rollback {
+            id,
+            reason,
+            no_wait,
+            client,
+            json,
+        } => rollback(&id, &reason, no_wait, &client, json),
+        Command::SampleService {
+            port,
+            config,
+            version,
+        } => sample_service(port, &config, version),
         Command::Resume { client, json } => {
             let answer: serde_json::Value = connect(&client)?.delete("/v1/pause")?;
             print_answer(&answer, json, || "deployments resumed".to_owned())
@@ -536,6 +549,96 @@ fn report(view: &ChangeView, json: bool) -> anyhow::Result<Outcome> {
     })
 }
 
+fn queue(client_args: &ClientArgs, json: bool) -> anyhow::Result<Outcome> {
+    let answer: serde_json::Value = connect(client_args)?.get("/v1/queue")?;
+    print_answer(&answer, json, || {
+        let mut text = format!(
+            "target {} ({} provider), stable {}{}\n",
+            answer["target"].as_str().unwrap_or("?"),
+            answer["provider"].as_str().unwrap_or("?"),
+            answer["stable"]["commit"].as_str().unwrap_or("(none yet)"),
+            if answer["paused"].is_null() {
+                ""
+            } else {
+                ", PAUSED"
+            }
+        );
+        for staging in answer["staging"].as_array().into_iter().flatten() {
+            text.push_str(&format!(
+                "  staging  {}  {}\n",
+                staging["id"].as_str().unwrap_or("?"),
+                staging["title"].as_str().unwrap_or("")
+            ));
+        }
+        let entries = answer["queue"].as_array().cloned().unwrap_or_default();
+        if entries.is_empty() {
+            text.push_str("  the queue is empty\n");
+        }
+        for entry in entries {
+            let deployment = &entry["deployment"];
+            let step = deployment["step"].as_i64().unwrap_or(-1);
+            text.push_str(&format!(
+                "  {:>2}. {}  {:<13} {}{}\n",
+                entry["position"],
+                entry["id"].as_str().unwrap_or("?"),
+                entry["state"].as_str().unwrap_or("?"),
+                entry["title"].as_str().unwrap_or(""),
+                if step >= 0 {
+                    format!(" (steps done: {})", step + 1)
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        text.trim_end().to_owned()
+    })
+}
+
+fn rollback(
+    id: &str,
+    reason: &str,
+    no_wait: bool,
+    client_args: &ClientArgs,
+    json: bool,
+) -> anyhow::Result<Outcome> {
+    let id: airlock_core::ids::ChangeId = id.parse().map_err(anyhow::Error::msg)?;
+    let client = connect(client_args)?;
+    let answer: serde_json::Value = client.post(
+        &format!("/v1/changes/{id}/rollback"),
+        &serde_json::json!({ "reason": reason }),
+    )?;
+    if no_wait {
+        return print_answer(&answer, json, || format!("{id}: rollback requested"));
+    }
+    let view = loop {
+        let view: ChangeView = client.get(&format!("/v1/changes/{id}?wait=2"))?;
+        if view.state != ChangeState::RollingBack {
+            break view;
+        }
+    };
+    report(&view, json)?;
+    match view.state {
+        ChangeState::RolledBack => Ok(Outcome::Rejected),
+        ChangeState::RollbackEscalated | ChangeState::Failed => anyhow::bail!(
+            "the rollback of {id} did not complete: {}",
+            view.verdict
+                .as_ref()
+                .map(|v| v.summary.as_str())
+                .unwrap_or("see `airlock status`")
+        ),
+        _ => Ok(Outcome::Success),
+    }
+}
+
+/// The demo's service: blocks serving until killed.
+fn sample_service(port: u16, config: &std::path::Path, version: String) -> anyhow::Result<Outcome> {
+    let behaviour = airlock_proxy::sample::SampleBehaviour::read(config)?;
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))
+        .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    airlock_proxy::sample::run(listener, behaviour, version)?;
+    Ok(Outcome::Success)
+}
+
 pub fn print_change(view: &ChangeView) {
     println!("{}  {}", view.id, view.state);
     println!("  title:  {}", view.title);
@@ -583,6 +686,22 @@ pub fn print_change(view: &ChangeView) {
         let missing: Vec<&str> = strings(&review["missing"]);
         if !missing.is_empty() {
             println!("  still needs: {}", missing.join(", "));
+        }
+    }
+    if let Some(deployment) = &view.deployment {
+        println!(
+            "  deploy: target {}, commit {}, steps done {}{}",
+            deployment.target,
+            deployment.commit_id.as_deref().unwrap_or("(not landed)"),
+            deployment.step + 1,
+            deployment
+                .revert_commit
+                .as_deref()
+                .map(|r| format!(", reverted by {r}"))
+                .unwrap_or_default()
+        );
+        if let Some(reason) = &deployment.rollback_reason {
+            println!("  rollback: {reason}");
         }
     }
     if let Some(verdict) = &view.verdict {

@@ -1,10 +1,14 @@
 //! `airlock demo`: the whole flow on a generated sample repository, with nothing to set
 //! up. It creates a small service with a real test suite, starts the server in-process
 //! on a free port, proposes one good change and one that breaks a test, and prints what
-//! airlock decided about each and why.
+//! airlock decided about each and why. Then deployment with the `local` provider: the
+//! approved change is committed and rolled out to 100 % behind airlock's proxy (the
+//! service is airlock's own sample service), and a change that makes the service fail
+//! is rolled back with a revert commit.
 
 use std::time::Instant;
 
+use airlock_core::change::ChangeState;
 use airlock_core::config::{self, Config};
 use airlock_core::event::{Actor, ActorKind};
 use airlock_core::ids::Role;
@@ -69,14 +73,22 @@ pub fn run(json: bool, keep: bool) -> anyhow::Result<Outcome> {
             ("bin/price", PRICE.as_bytes(), true),
             ("tests/run.sh", TESTS.as_bytes(), true),
             ("README.md", README.as_bytes(), false),
+            ("service.conf", b"error_rate = 0\n".as_slice(), false),
         ],
         "pricing service with its tests",
     )?;
 
     // bubblewrap when installed, otherwise unsandboxed: the demo must run on a machine
     // that has nothing but the Rust toolchain. The verdicts say which isolation was used.
-    let text = config::default_file_text("main", &[("test", "sh tests/run.sh")])
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let exe = std::env::current_exe().context("cannot find the airlock executable")?;
+    let mut text = config::default_file_text("main", &[("test", "sh tests/run.sh")])
         .replace("sandbox = \"required\"", "sandbox = \"best-effort\"");
+    text.push_str(&format!(
+        "\n[deploy]\nprovider = \"local\"\nstart = '''exec '{}' sample-service --port $PORT --config service.conf'''\n\
+         listen = \"{proxy}\"\nsteps = [10, 50, 100]\nsoak = \"1s\"\npoll = \"100ms\"\n[deploy.guards]\nmin_requests = 30\n",
+        exe.display()
+    ));
     let config = Config::parse(&text, config::FILE_NAME)?;
     std::fs::write(root.join(config::FILE_NAME), &text)?;
     let state_dir = airlock_server::state_dir(repo.root());
@@ -133,22 +145,45 @@ pub fn run(json: bool, keep: bool) -> anyhow::Result<Outcome> {
             &format!("/v1/changes/{}/reviews", waiting.id),
             &serde_json::json!({ "verdict": "approve", "comment": "the new tier has a test" }),
         )?;
-        let good: ChangeView = client.get(&format!("/v1/changes/{}", waiting.id))?;
-        Ok((waiting.state, review_before, good, bad))
+        let approved: ChangeView = client.get(&format!("/v1/changes/{}", waiting.id))?;
+        // Levels 3 and 4 under traffic: the approved change rolls out; then one that makes
+        // the service fail is rolled back.
+        let _load = Load::start(proxy);
+        let good = wait_until(&client, waiting.id.as_str(), &[ChangeState::Deployed])?;
+        let failing = serde_json::json!({
+            "title": "Tune the service configuration",
+            "description": "Ops tweak.",
+            "edits": [{ "op": "replace", "path": "service.conf", "old_text": "error_rate = 0", "new_text": "error_rate = 1" }],
+        });
+        let created: serde_json::Value = client.post("/v1/changes", &failing)?;
+        let id = created["id"].as_str().context("no change id in the server's answer")?.to_owned();
+        wait_for_decision(&client, &id, !json)?;
+        let _: serde_json::Value = reviewer.post(
+            &format!("/v1/changes/{id}/reviews"),
+            &serde_json::json!({ "verdict": "approve", "comment": "looks harmless" }),
+        )?;
+        let failed = wait_until(&client, &id, &[ChangeState::RolledBack])?;
+        Ok((waiting.state, review_before, approved, good, bad, failed))
     });
     runtime.block_on(running.shutdown());
-    let (waited_in, review_before, good, bad) = result?;
+    let (waited_in, review_before, approved, good, bad, failed) = result?;
 
-    let ok = waited_in == airlock_core::change::ChangeState::AwaitingReview
-        && good.state == airlock_core::change::ChangeState::Approved
-        && bad.state == airlock_core::change::ChangeState::Rejected;
+    let ok = waited_in == ChangeState::AwaitingReview
+        && approved.state == ChangeState::Approved
+        && good.state == ChangeState::Deployed
+        && bad.state == ChangeState::Rejected
+        && failed.state == ChangeState::RolledBack
+        && failed
+            .deployment
+            .as_ref()
+            .is_some_and(|d| d.revert_commit.is_some());
     if json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "repository": repo.root(),
                 "server": server,
-                "changes": [good, bad],
+                "changes": [good, bad, failed],
                 "as_expected": ok,
                 "elapsed_ms": started.elapsed().as_millis() as u64,
             }))?
@@ -171,11 +206,24 @@ pub fn run(json: bool, keep: bool) -> anyhow::Result<Outcome> {
                 crate::commands::strings(&review["missing"]).join(", ")
             );
         }
-        println!("   A reviewer (never the agent or its owner) approved it:");
+        println!(
+            "   A reviewer (never the agent or its owner) approved it; it was committed to main"
+        );
+        println!(
+            "   and rolled out (10, 50, 100 % beside a baseline) behind the proxy at http://{proxy}:"
+        );
         print_change(&good);
         println!();
         println!("2. An agent 'simplifies' the discount rule and breaks it (proposed as a diff):");
         print_change(&bad);
+        println!();
+        println!(
+            "3. An approved change makes the service fail: the canary's errors rolled it back,"
+        );
+        println!(
+            "   with a revert commit on main (never a reset), and the reverted version serves:"
+        );
+        print_change(&failed);
         println!();
         let unsandboxed = [&good, &bad].iter().any(|view| {
             view.verdict
@@ -190,7 +238,7 @@ pub fn run(json: bool, keep: bool) -> anyhow::Result<Outcome> {
             );
         }
         println!(
-            "{} in {:.1} s: the good change passed Level 1 and review, the broken one was rejected with the failing test's output.",
+            "{} in {:.1} s: the good change passed Level 1 and review and reached 100 %, the broken one was rejected with the failing test's output, the failing service was rolled back.",
             if ok { "As expected" } else { "NOT as expected" },
             started.elapsed().as_secs_f64()
         );
@@ -249,6 +297,66 @@ fn propose_both(client: &Client, progress: bool) -> anyhow::Result<(ChangeView, 
     let bad = views.pop().expect("two changes");
     let good = views.pop().expect("two changes");
     Ok((good, bad))
+}
+
+/// Polls a change until it reaches one of `states` (or a final state).
+fn wait_until(client: &Client, id: &str, states: &[ChangeState]) -> anyhow::Result<ChangeView> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let view: ChangeView = client.get(&format!("/v1/changes/{id}?wait=2"))?;
+        if states.contains(&view.state) || view.state.is_final() {
+            return Ok(view);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{id} stayed in {} for 3 minutes",
+            view.state
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Requests to the proxy from two threads while the demo runs, so canaries have traffic.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(addr: std::net::SocketAddr) -> Load {
+        use std::io::{Read, Write};
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..2)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        match std::net::TcpStream::connect(addr) {
+                            Ok(mut stream) => {
+                                let _ = stream
+                                    .set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                                let _ = stream.write_all(
+                                    b"GET / HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n",
+                                );
+                                let _ = stream.read_to_end(&mut Vec::new());
+                            }
+                            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load { stop, threads }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
 }
 
 fn operator_actor() -> Actor {

@@ -1059,3 +1059,311 @@ fn review_from_the_command_line_with_signed_notifications() {
     };
     assert_eq!(kinds, ["review.requested", "review.requested"]);
 }
+
+/// Sends requests to `port` from a few threads until dropped, so a canary has traffic.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(port: u16) -> Load {
+        use std::io::{Read, Write};
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..4)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                            let _ = stream.write_all(
+                                b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                            );
+                            let mut answer = Vec::new();
+                            let _ = stream.read_to_end(&mut answer);
+                        } else {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load { stop, threads }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn git_output(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "git {args:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn approved_changes_are_staged_committed_rolled_out_and_rolled_back() {
+    let (_dir, root) = repository();
+    std::fs::write(root.join("service.conf"), "error_rate = 0\n").unwrap();
+    git(&root, &["add", "-A"]);
+    git(&root, &["commit", "-qm", "the service"]);
+    let bot = set_up(&root, "commands = []", "off");
+    let proxy_port = free_port();
+    let mut config = std::fs::read_to_string(root.join("airlock.toml")).unwrap();
+    // Staging: GET /healthz through the staging proxy must answer 200 (bash's /dev/tcp).
+    std::fs::write(
+        root.join("staging-test.sh"),
+        "u=${AIRLOCK_STAGING_URL#http://}\nexec 3<>/dev/tcp/${u%:*}/${u##*:}\n\
+         printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3\nhead -n 1 <&3 | grep ' 200 '\n",
+    )
+    .unwrap();
+    let staging_test = "bash staging-test.sh";
+    config.push_str(&format!(
+        "\n[deploy]\nstart = '''exec '{bin}' sample-service --port $PORT --config service.conf'''\n\
+         listen = \"127.0.0.1:{proxy_port}\"\nsteps = [50, 100]\nsoak = \"1s\"\npoll = \"100ms\"\nready_timeout = \"20s\"\n\
+         [deploy.staging]\ntest = '''{staging_test}'''\ntimeout = \"30s\"\n\
+         [deploy.guards]\nmin_requests = 20\n",
+        bin = env!("CARGO_BIN_EXE_airlock"),
+    ));
+    std::fs::write(root.join("airlock.toml"), config).unwrap();
+    git(&root, &["add", "-A"]);
+    git(&root, &["commit", "-qm", "airlock"]);
+    let reviewer = {
+        let output = airlock(
+            &root,
+            &[
+                "token", "create", "--role", "reviewer", "--name", "rita", "--json",
+            ],
+        );
+        json(&output)["token"].as_str().unwrap().to_owned()
+    };
+    let operator = {
+        let output = airlock(
+            &root,
+            &[
+                "token", "create", "--role", "operator", "--name", "otto", "--json",
+            ],
+        );
+        json(&output)["token"].as_str().unwrap().to_owned()
+    };
+    let port = free_port();
+    let _server = serve(&root, port);
+    let url = format!("http://127.0.0.1:{port}");
+    let run = |args: &[&str], token: &str| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--server", &url, "--token", token]);
+        airlock(&root, &all)
+    };
+    let wait_for = |id: &str, states: &[&str]| -> Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let view = json(&run(&["status", id, "--json"], &bot));
+            if states.contains(&view["state"].as_str().unwrap_or_default()) {
+                return view;
+            }
+            assert!(Instant::now() < deadline, "{id} stuck in {}", view["state"]);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // The stable version serves through the built-in proxy.
+    let _load = Load::start(proxy_port);
+    let propose = |file: &str, old: &str, new: &str, title: &str| -> String {
+        let patch = root.join(format!("{title}.diff"));
+        std::fs::write(
+            &patch,
+            format!("--- a/{file}\n+++ b/{file}\n@@ -1 +1 @@\n-{old}\n+{new}\n"),
+        )
+        .unwrap();
+        let output = run(
+            &[
+                "propose",
+                "--patch",
+                patch.to_str().unwrap(),
+                "--title",
+                title,
+                "--wait",
+                "--json",
+            ],
+            &bot,
+        );
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+        let id = json(&output)["id"].as_str().unwrap().to_owned();
+        let approved = run(&["review", "approve", &id], &reviewer);
+        assert!(approved.status.success(), "{}", text(&approved));
+        id
+    };
+
+    // 1. A healthy change: staged, committed with trailers, rolled out to 100 %.
+    let good = propose("README.md", "hello", "hello, production", "greet");
+    let view = wait_for(&good, &["deployed", "rejected", "failed", "rolled_back"]);
+    assert_eq!(view["state"], "deployed", "{view}");
+    let commit = view["deployment"]["commit_id"].as_str().unwrap().to_owned();
+    assert_eq!(git_output(&root, &["rev-parse", "main"]).trim(), commit);
+    let trailers = git_output(
+        &root,
+        &["log", "-1", "--format=%(trailers:only,unfold)", &commit],
+    );
+    assert!(
+        trailers.contains(&format!("Airlock-Change: {good}")),
+        "{trailers}"
+    );
+    assert!(trailers.contains("Airlock-Agent: bot"), "{trailers}");
+    assert!(trailers.contains("Airlock-Approved-By: rita"), "{trailers}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("README.md")).unwrap(),
+        "hello, production\n"
+    );
+    let events_of = |id: &str| -> Vec<Value> {
+        ureq::get(&format!("{url}/v1/changes/{id}/events"))
+            .header("Authorization", &format!("Bearer {bot}"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json::<Vec<Value>>()
+            .unwrap()
+    };
+    let events = events_of(&good);
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    for kind in [
+        "staging.started",
+        "staging.passed",
+        "deploy.queued",
+        "deploy.started",
+        "deploy.committed",
+        "rollout.step",
+        "rollout.decision",
+        "rollout.completed",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+
+    // 2. A change that makes the service fail: staging's health check passes, the canary's
+    // errors roll it back with a revert commit.
+    let bad = propose("service.conf", "error_rate = 0", "error_rate = 1", "break");
+    let view = wait_for(
+        &bad,
+        &[
+            "rolled_back",
+            "deployed",
+            "rejected",
+            "failed",
+            "rollback_escalated",
+        ],
+    );
+    assert_eq!(view["state"], "rolled_back", "{view}");
+    let revert = view["deployment"]["revert_commit"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(git_output(&root, &["rev-parse", "main"]).trim(), revert);
+    let trailers = git_output(
+        &root,
+        &["log", "-1", "--format=%(trailers:only,unfold)", &revert],
+    );
+    assert!(
+        trailers.contains(&format!("Airlock-Rollback-Of: {bad}")),
+        "{trailers}"
+    );
+    assert!(
+        view["verdict"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("error rate"),
+        "{view}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("service.conf")).unwrap(),
+        "error_rate = 0\n",
+        "the revert restored the service"
+    );
+    assert_eq!(
+        git_output(&root, &["status", "--porcelain"])
+            .lines()
+            .filter(|l| !l.ends_with(".diff"))
+            .count(),
+        0
+    );
+
+    // 3. A manual rollback that later work builds on escalates and leaves the branch alone.
+    let later = propose(
+        "README.md",
+        "hello, production",
+        "hello, production and staging",
+        "greet-more",
+    );
+    let view = wait_for(&later, &["deployed", "rejected", "failed"]);
+    assert_eq!(view["state"], "deployed", "{view}");
+    let tip = git_output(&root, &["rev-parse", "main"]);
+    let escalated = run(
+        &["rollback", &good, "--reason", "greeting is wrong"],
+        &operator,
+    );
+    assert_eq!(escalated.status.code(), Some(2), "{}", text(&escalated));
+    assert!(
+        text(&escalated).contains("conflicts with later changes"),
+        "{}",
+        text(&escalated)
+    );
+    assert_eq!(
+        git_output(&root, &["rev-parse", "main"]),
+        tip,
+        "the branch is untouched"
+    );
+    let refused = run(&["rollback", &later, "--reason", "x"], &bot);
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "agents may not roll back: {}",
+        text(&refused)
+    );
+
+    // 4. Rolling back the latest change works: exit 1, revert on the branch.
+    let rolled = run(&["rollback", &later, "--reason", "wording"], &operator);
+    assert_eq!(rolled.status.code(), Some(1), "{}", text(&rolled));
+    assert_eq!(
+        std::fs::read_to_string(root.join("README.md")).unwrap(),
+        "hello, production\n"
+    );
+    let queue = run(&["queue", "--json"], &bot);
+    assert!(queue.status.success(), "{}", text(&queue));
+    let queue = json(&queue);
+    assert_eq!(queue["queue"].as_array().unwrap().len(), 0, "{queue}");
+    assert_eq!(
+        queue["stable"]["commit"].as_str().unwrap(),
+        git_output(&root, &["rev-parse", "main"]).trim()
+    );
+
+    // The deployments ran strictly one after another: no deploy.started between another
+    // change's deploy.started and its end.
+    let mut events: Vec<Value> = [&good, &bad, &later]
+        .iter()
+        .flat_map(|id| events_of(id))
+        .collect();
+    events.sort_by_key(|e| e["seq"].as_i64());
+    let mut running: Option<String> = None;
+    for event in &events {
+        let change = event["change_id"].as_str().unwrap_or_default().to_owned();
+        match event["kind"].as_str().unwrap_or_default() {
+            "deploy.started" => {
+                assert!(
+                    running.is_none() || running.as_deref() == Some(&change),
+                    "{change} started during {running:?}"
+                );
+                running = Some(change);
+            }
+            "rollout.completed" | "rollback.completed" | "rollback.escalated" => running = None,
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! Levels 3 and 4 as configuration and pure rules: the `[deploy]` section of
+//! `airlock.toml`: provider, staging, rollout steps, guards, metrics.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{positive_duration, validate_branch};
+use crate::ids::printable;
+
+/// Which provider shifts traffic and runs versions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    /// Versions run as local processes behind airlock's built-in weighted proxy.
+    Local,
+    /// Versions run as local processes; HAProxy's runtime API sets the weights.
+    Haproxy,
+    /// An operator's script does both (Kubernetes, cloud load balancers, ...).
+    Command,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Local => "local",
+            ProviderKind::Haproxy => "haproxy",
+            ProviderKind::Command => "command",
+        }
+    }
+}
+
+/// The validated `[deploy]` section. Without it, approved changes stay `approved`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeployConfig {
+    pub provider: ProviderKind,
+    /// The deployment target's name: one queue and one lease per target.
+    pub target: String,
+    /// Where commits land: None for the repository airlock serves, else a path or URL.
+    pub repository: Option<String>,
+    pub branch: String,
+    /// Run once in each version's files before it starts (`sh -c`).
+    pub build: Option<String>,
+    pub build_timeout: Duration,
+    /// Starts one instance of the service (`sh -c`, with `$PORT`); local and haproxy.
+    pub start: Option<String>,
+    pub ready_timeout: Duration,
+    /// When set, an instance is ready once `GET health_path` answers 2xx.
+    pub health_path: Option<String>,
+    /// Where the built-in proxy takes production traffic (local provider).
+    pub listen: String,
+    pub staging: StagingConfig,
+    /// Canary percentages, ascending, ending at 100.
+    pub steps: Vec<u32>,
+    /// How long each step is watched before the next.
+    pub soak: Duration,
+    /// How often metrics are read during a step.
+    pub poll: Duration,
+    pub guards: GuardConfig,
+    pub haproxy: Option<HaproxyConfig>,
+    pub command: Option<CommandConfig>,
+    pub prometheus: Option<PrometheusConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StagingConfig {
+    pub enabled: bool,
+    /// The integration tests, run with `AIRLOCK_STAGING_URL` (`sh -c`).
+    pub test: Option<String>,
+    pub timeout: Duration,
+}
+
+/// The absolute guards: the second line behind the baseline comparison.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GuardConfig {
+    pub max_error_rate: f64,
+    pub max_p99: Duration,
+    /// Requests a step must see before its guards can call it healthy.
+    pub min_requests: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HaproxyConfig {
+    /// The runtime API: a unix socket path, or `IP:PORT`.
+    pub socket: String,
+    pub backend: String,
+    pub staging_backend: Option<String>,
+    /// Where production traffic enters HAProxy (a frontend), for status output.
+    pub url: Option<String>,
+    /// Where staging traffic enters HAProxy: what integration tests get.
+    pub staging_url: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandConfig {
+    /// Relative to the repository root, or absolute.
+    pub program: String,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrometheusConfig {
+    pub url: String,
+    /// PromQL templates; `{version}` and `{slot}` are replaced.
+    pub requests: String,
+    pub errors: String,
+    pub latency_p99: Option<String>,
+    pub timeout: Duration,
+}
+
+pub const DEFAULT_STEPS: [u32; 5] = [1, 5, 25, 50, 100];
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDeploy {
+    provider: Option<ProviderKind>,
+    target: Option<String>,
+    repository: Option<String>,
+    branch: Option<String>,
+    build: Option<String>,
+    build_timeout: Option<String>,
+    start: Option<String>,
+    ready_timeout: Option<String>,
+    health_path: Option<String>,
+    listen: Option<String>,
+    steps: Option<Vec<i64>>,
+    soak: Option<String>,
+    poll: Option<String>,
+    #[serde(default)]
+    staging: RawStaging,
+    #[serde(default)]
+    guards: RawGuards,
+    haproxy: Option<RawHaproxy>,
+    command: Option<RawCommand>,
+    prometheus: Option<RawPrometheus>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStaging {
+    enabled: Option<bool>,
+    test: Option<String>,
+    timeout: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGuards {
+    max_error_rate: Option<f64>,
+    max_p99: Option<String>,
+    min_requests: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHaproxy {
+    socket: String,
+    backend: String,
+    staging_backend: Option<String>,
+    url: Option<String>,
+    staging_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommand {
+    program: String,
+    timeout: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrometheus {
+    url: String,
+    requests: String,
+    errors: String,
+    latency_p99: Option<String>,
+    timeout: Option<String>,
+}
+
+fn duration(value: Option<String>, key: &str, default: Duration) -> Result<Duration, String> {
+    match value {
+        None => Ok(default),
+        Some(text) => positive_duration(&text).map_err(|m| format!("key `deploy.{key}`: {m}")),
+    }
+}
+
+fn non_empty(value: Option<String>, key: &str, example: &str) -> Result<Option<String>, String> {
+    match value {
+        Some(text) if text.trim().is_empty() => Err(format!(
+            "key `deploy.{key}`: empty; accepted: {example}, or leave the key out"
+        )),
+        other => Ok(other),
+    }
+}
+
+/// A name for a target, backend or server: what HAProxy and a queue accept.
+fn simple_name(value: &str, key: &str) -> Result<(), String> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "key `deploy.{key}`: `{}` is not a name; accepted: 1 to 64 letters, digits, '-', '_' or '.'",
+            printable(value)
+        ))
+    }
+}
+
+impl RawDeploy {
+    pub(crate) fn validate(self, target_branch: &str) -> Result<DeployConfig, String> {
+        let provider = self.provider.unwrap_or(ProviderKind::Local);
+        let target = self.target.unwrap_or_else(|| "production".to_owned());
+        simple_name(&target, "target")?;
+        let branch = self.branch.unwrap_or_else(|| target_branch.to_owned());
+        validate_branch(&branch).map_err(|m| format!("key `deploy.branch`: {m}"))?;
+        let repository = non_empty(
+            self.repository,
+            "repository",
+            "a path or URL `git push` understands",
+        )?
+        .filter(|r| r != ".");
+        if let Some(repository) = &repository
+            && (repository.starts_with('-') || repository.chars().any(char::is_control))
+        {
+            return Err(format!(
+                "key `deploy.repository`: `{}` is not a repository; accepted: a path or a URL such as \"ssh://git@host/repo.git\"",
+                printable(repository)
+            ));
+        }
+        let build = non_empty(
+            self.build,
+            "build",
+            "a shell command such as \"make build\"",
+        )?;
+        let start = non_empty(
+            self.start,
+            "start",
+            "a shell command such as \"exec ./server --port $PORT\"",
+        )?;
+        if start.is_none() && provider != ProviderKind::Command {
+            return Err(format!(
+                "key `deploy.start`: missing; the {} provider runs the service itself and needs the command that starts it, such as \"exec ./server --port $PORT\"",
+                provider.as_str()
+            ));
+        }
+        let health_path = non_empty(
+            self.health_path,
+            "health_path",
+            "a path such as \"/healthz\"",
+        )?;
+        if let Some(path) = &health_path
+            && (!path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(format!(
+                "key `deploy.health_path`: `{}` is not a path; accepted: a path starting with '/', such as \"/healthz\"",
+                printable(path)
+            ));
+        }
+        let listen = self.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        if listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "key `deploy.listen`: `{}` is not an address; accepted: IP:PORT such as \"127.0.0.1:8080\"",
+                printable(&listen)
+            ));
+        }
+        let steps = match self.steps {
+            None => DEFAULT_STEPS.to_vec(),
+            Some(steps) => validate_steps(&steps)?,
+        };
+        let guards = GuardConfig {
+            max_error_rate: match self.guards.max_error_rate {
+                None => 0.02,
+                Some(rate) if rate > 0.0 && rate <= 1.0 => rate,
+                Some(rate) => {
+                    return Err(format!(
+                        "key `deploy.guards.max_error_rate`: {rate} is out of range; accepted: a fraction above 0 and at most 1, such as 0.02 for 2 %"
+                    ));
+                }
+            },
+            max_p99: duration(
+                self.guards.max_p99,
+                "guards.max_p99",
+                Duration::from_millis(500),
+            )?,
+            min_requests: match self.guards.min_requests {
+                None => 100,
+                Some(n) if (1..=100_000_000).contains(&n) => n as u64,
+                Some(n) => {
+                    return Err(format!(
+                        "key `deploy.guards.min_requests`: {n} is out of range; accepted: 1 to 100000000"
+                    ));
+                }
+            },
+        };
+        let haproxy = match self.haproxy {
+            None if provider == ProviderKind::Haproxy => {
+                return Err("key `deploy.haproxy`: missing; the haproxy provider needs `socket` (the runtime API) and `backend`".into());
+            }
+            None => None,
+            Some(raw) => {
+                if raw.socket.trim().is_empty() {
+                    return Err("key `deploy.haproxy.socket`: empty; accepted: a unix socket path or IP:PORT".into());
+                }
+                simple_name(&raw.backend, "haproxy.backend")?;
+                if let Some(staging) = &raw.staging_backend {
+                    simple_name(staging, "haproxy.staging_backend")?;
+                }
+                for (key, url) in [("url", &raw.url), ("staging_url", &raw.staging_url)] {
+                    if let Some(url) = url
+                        && !url.starts_with("http://")
+                        && !url.starts_with("https://")
+                    {
+                        return Err(format!(
+                            "key `deploy.haproxy.{key}`: `{}` is not an HTTP URL; accepted: a URL such as \"http://127.0.0.1:8081\"",
+                            printable(url)
+                        ));
+                    }
+                }
+                Some(HaproxyConfig {
+                    socket: raw.socket,
+                    backend: raw.backend,
+                    staging_backend: raw.staging_backend,
+                    url: raw.url,
+                    staging_url: raw.staging_url,
+                })
+            }
+        };
+        let command = match self.command {
+            None if provider == ProviderKind::Command => {
+                return Err("key `deploy.command`: missing; the command provider needs `program`, the script it calls".into());
+            }
+            None => None,
+            Some(raw) => {
+                if raw.program.trim().is_empty() {
+                    return Err(
+                        "key `deploy.command.program`: empty; accepted: a path to an executable"
+                            .into(),
+                    );
+                }
+                Some(CommandConfig {
+                    program: raw.program,
+                    timeout: duration(raw.timeout, "command.timeout", Duration::from_secs(300))?,
+                })
+            }
+        };
+        let prometheus = match self.prometheus {
+            None => None,
+            Some(raw) => {
+                if !(raw.url.starts_with("http://") || raw.url.starts_with("https://")) {
+                    return Err(format!(
+                        "key `deploy.prometheus.url`: `{}` is not an HTTP URL; accepted: a URL such as \"http://127.0.0.1:9090\"",
+                        printable(&raw.url)
+                    ));
+                }
+                for (key, query) in [("requests", &raw.requests), ("errors", &raw.errors)] {
+                    if !query.contains("{version}") && !query.contains("{slot}") {
+                        return Err(format!(
+                            "key `deploy.prometheus.{key}`: the query names neither `{{version}}` nor `{{slot}}`, so it cannot tell the canary from the baseline"
+                        ));
+                    }
+                }
+                Some(PrometheusConfig {
+                    url: raw.url,
+                    requests: raw.requests,
+                    errors: raw.errors,
+                    latency_p99: raw.latency_p99,
+                    timeout: duration(raw.timeout, "prometheus.timeout", Duration::from_secs(5))?,
+                })
+            }
+        };
+        Ok(DeployConfig {
+            provider,
+            target,
+            repository,
+            branch,
+            build,
+            build_timeout: duration(
+                self.build_timeout,
+                "build_timeout",
+                Duration::from_secs(600),
+            )?,
+            start,
+            ready_timeout: duration(self.ready_timeout, "ready_timeout", Duration::from_secs(30))?,
+            health_path,
+            listen,
+            staging: StagingConfig {
+                enabled: self.staging.enabled.unwrap_or(true),
+                test: non_empty(
+                    self.staging.test,
+                    "staging.test",
+                    "a shell command such as \"./integration-tests.sh\"",
+                )?,
+                timeout: duration(
+                    self.staging.timeout,
+                    "staging.timeout",
+                    Duration::from_secs(300),
+                )?,
+            },
+            steps,
+            soak: duration(self.soak, "soak", Duration::from_secs(30))?,
+            poll: duration(self.poll, "poll", Duration::from_secs(1))?,
+            guards,
+            haproxy,
+            command,
+            prometheus,
+        })
+    }
+}
+
+/// Steps are canary percentages: strictly ascending, each 1 to 100, the last 100.
+pub fn validate_steps(steps: &[i64]) -> Result<Vec<u32>, String> {
+    let accepted =
+        "accepted: ascending percentages from 1 to 100 ending at 100, such as [1, 5, 25, 50, 100]";
+    if steps.is_empty() || steps.len() > 20 {
+        return Err(format!(
+            "key `deploy.steps`: {} steps; {accepted}",
+            steps.len()
+        ));
+    }
+    let mut previous = 0;
+    for &step in steps {
+        if !(1..=100).contains(&step) || step <= previous {
+            return Err(format!(
+                "key `deploy.steps`: {step} after {previous}; {accepted}"
+            ));
+        }
+        previous = step;
+    }
+    if previous != 100 {
+        return Err(format!(
+            "key `deploy.steps`: ends at {previous}; {accepted}"
+        ));
+    }
+    Ok(steps.iter().map(|&s| s as u32).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_ascending_percentages_ending_at_100() {
+        assert_eq!(
+            validate_steps(&[1, 5, 25, 50, 100]).unwrap(),
+            vec![1, 5, 25, 50, 100]
+        );
+        assert_eq!(validate_steps(&[100]).unwrap(), vec![100]);
+        for bad in [
+            &[][..],
+            &[0, 100],
+            &[5, 5, 100],
+            &[50, 25, 100],
+            &[1, 50],
+            &[1, 101],
+        ] {
+            let error = validate_steps(bad).unwrap_err();
+            assert!(error.contains("accepted"), "{error}");
+        }
+    }
+}

@@ -1,0 +1,1624 @@
+//! Levels 3 and 4: the deployer of one target. It holds the target's deploy lease (whose
+//! fencing token every provider action carries) and does one thing at a time, in this
+//! order: a rollback, the deployment under way, the next change in the queue (first come,
+//! first served), then staging for the oldest approved change.
+//!
+//! A deployment lands the change on the target branch (re-applied with a three-way merge
+//! when the branch moved, and Level 1 run again on the result), then rolls it out step by
+//! step beside a fresh baseline of the previous version, judged by the absolute guards.
+//! Unhealthy: traffic back to stable, a revert commit, the reverted version redeployed as
+//! stable. A revert that conflicts with later work stops and waits for a person. Every
+//! step is recorded before the next, so a restart resumes where the last one stopped.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use airlock_core::change::{ChangeState, StepStatus, Verdict, VerdictOutcome};
+use airlock_core::config::SandboxMode;
+use airlock_core::deploy::DeployConfig;
+use airlock_core::event::{Actor, EventKind, NewEvent};
+use airlock_core::pipeline::PlannedStep;
+use airlock_core::review::ReviewVerdict;
+use airlock_git::{CommitId, CommitMessage, Landing, MergeConflict, PushOutcome, Remote};
+use airlock_rollout::{
+    Environment, Fence, FenceToken, GuardVerdict, Guards, Observed, PrometheusSource, Provider,
+    RolloutError, Slot, Version, Weights,
+};
+use airlock_store::{ChangeRecord, DeploymentRecord, DeploymentUpdate, StableVersion, Store};
+use tokio::sync::Notify;
+
+use crate::worker::system_event;
+use crate::{Shared, now_ms};
+
+/// The deploy lease: renewed every third of it while the deployer works.
+const LEASE_MS: i64 = 30_000;
+/// How often an idle deployer looks for work it was not told about.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+/// How many times a push is retried when the branch moved between fetch and push.
+const PUSH_ATTEMPTS: usize = 3;
+/// The newest commits searched for a change's trailer.
+const TRAILER_SEARCH_DEPTH: usize = 10_000;
+
+/// What the deployer needs beyond the shared service state.
+pub(crate) struct DeployRuntime {
+    pub(crate) config: DeployConfig,
+    pub(crate) provider: Arc<dyn Provider>,
+    pub(crate) landing: Landing,
+    pub(crate) remote: Remote,
+    /// Checked-out trees of versions, one directory per commit.
+    pub(crate) versions_dir: PathBuf,
+    pub(crate) prometheus: Option<PrometheusSource>,
+    pub(crate) guards: Guards,
+    /// Wakes the deployer when a change is approved or a rollback is asked for.
+    pub(crate) wake: Notify,
+}
+
+impl std::fmt::Debug for DeployRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeployRuntime")
+            .field("target", &self.config.target)
+            .field("provider", &self.provider.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The fencing check over the store: the provider layer calls it (from a blocking
+/// thread) before every action.
+pub(crate) struct StoreFence<S> {
+    pub(crate) shared: Weak<Shared<S>>,
+    pub(crate) runtime: tokio::runtime::Handle,
+}
+
+impl<S: Store> Fence for StoreFence<S> {
+    fn admit(&self, target: &str, token: FenceToken) -> Result<(), RolloutError> {
+        let unavailable = |message: String| RolloutError::FenceUnavailable {
+            target: target.to_owned(),
+            message,
+        };
+        let shared = self
+            .shared
+            .upgrade()
+            .ok_or_else(|| unavailable("the service is shutting down".into()))?;
+        let admitted = self
+            .runtime
+            .block_on(shared.store.admit_fence(target, token.0 as i64))
+            .map_err(|e| unavailable(e.to_string()))?;
+        if admitted {
+            Ok(())
+        } else {
+            Err(RolloutError::StaleFence {
+                target: target.to_owned(),
+                token: token.0,
+                current: 0,
+            })
+        }
+    }
+}
+
+/// Why a deployment stopped before its end; the change's state says what comes next.
+enum Stop {
+    /// Recorded (a verdict, a rollback, a return to the agent): move on.
+    Settled,
+    /// Lost the lease, or shutting down: leave the change as recorded for whoever resumes.
+    Interrupted,
+}
+
+type Outcome = Result<Stop, String>;
+
+pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>, stop: Arc<Notify>) {
+    let Some(runtime) = shared.deploy.get().cloned() else {
+        return;
+    };
+    let holder = format!("{}-deployer", std::process::id());
+    let target = runtime.config.target.clone();
+    let mut stable_running = false;
+    while !shared.shutting_down.load(Ordering::SeqCst) {
+        let notified = runtime.wake.notified();
+        let token = match shared
+            .store
+            .acquire_deploy_lease(&target, &holder, now_ms(), LEASE_MS)
+            .await
+        {
+            Ok(Some(token)) => token,
+            Ok(None) => {
+                tokio::time::sleep(IDLE_POLL).await;
+                continue;
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not take the deploy lease");
+                tokio::time::sleep(IDLE_POLL).await;
+                continue;
+            }
+        };
+        let renew = {
+            let shared = shared.clone();
+            let (target, holder) = (target.clone(), holder.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis((LEASE_MS / 3) as u64)).await;
+                    let renewed = shared
+                        .store
+                        .renew_deploy_lease(&target, &holder, token, now_ms() + LEASE_MS)
+                        .await;
+                    if !matches!(renewed, Ok(true)) {
+                        tracing::warn!(%target, "lost the deploy lease; provider actions will be refused");
+                        return;
+                    }
+                }
+            })
+        };
+        let worked = serve(
+            &shared,
+            &runtime,
+            &holder,
+            FenceToken(token as u64),
+            &mut stable_running,
+        )
+        .await;
+        renew.abort();
+        if let Err(error) = shared
+            .store
+            .release_deploy_lease(&target, &holder, token)
+            .await
+        {
+            tracing::warn!(%error, "could not release the deploy lease; it expires by itself");
+        }
+        shared.progress.send_modify(|n| *n += 1);
+        match worked {
+            Ok(true) => {}
+            Ok(false) => {
+                tokio::select! {
+                    _ = notified => {}
+                    _ = stop.notified() => break,
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "deployer step failed; retrying");
+                tokio::time::sleep(IDLE_POLL).await;
+            }
+        }
+    }
+    let provider = runtime.provider.clone();
+    let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+}
+
+/// One unit of work under the lease. Ok(false) when there was nothing to do.
+async fn serve<S: Store>(
+    shared: &Arc<Shared<S>>,
+    runtime: &Arc<DeployRuntime>,
+    holder: &str,
+    token: FenceToken,
+    stable_running: &mut bool,
+) -> Result<bool, String> {
+    if !*stable_running {
+        start_stable(shared, runtime, token).await?;
+        *stable_running = true;
+    }
+    let store = &shared.store;
+    let queue = store
+        .deploy_queue(&runtime.config.target)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some((change, deployment)) = queue.into_iter().next() {
+        let paused = store.pause().await.map_err(|e| e.to_string())?.is_some();
+        let (to, kind) = match change.state {
+            ChangeState::RollingBack => (ChangeState::RollingBack, EventKind::RollbackStarted),
+            ChangeState::Deploying => (ChangeState::Deploying, EventKind::DeployStarted),
+            // The kill switch: nothing new starts.
+            ChangeState::DeployQueued if paused => return Ok(false),
+            _ => (ChangeState::Deploying, EventKind::DeployStarted),
+        };
+        let resumed = change.state == to;
+        let event = system_event(
+            &change,
+            kind,
+            serde_json::json!({
+                "target": runtime.config.target,
+                "fence": token.0,
+                "resumed": resumed,
+                "holder": holder,
+            }),
+        );
+        let taken = store
+            .take_deployment(&change.id, change.state, to, holder, token.0 as i64, &event)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !taken {
+            return Ok(true);
+        }
+        let driver = Driver {
+            shared,
+            runtime,
+            holder,
+            token,
+        };
+        let outcome = if to == ChangeState::RollingBack {
+            driver.roll_back(&change, &deployment).await
+        } else {
+            driver.deploy(&change, deployment).await
+        };
+        return match outcome {
+            Ok(_) => Ok(true),
+            Err(error) => {
+                driver.fail(&change, to, &error).await;
+                Ok(true)
+            }
+        };
+    }
+    match store
+        .claim_for_staging(holder, now_ms(), LEASE_MS)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Some(change) => {
+            let driver = Driver {
+                shared,
+                runtime,
+                holder,
+                token,
+            };
+            if let Err(error) = driver.stage(&change).await {
+                driver.fail(&change, ChangeState::Staging, &error).await;
+            }
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// Makes sure the target's stable version serves: at start-up, the version recorded as
+/// stable (or, the first time, the tip of the target branch) is started at 100 %.
+async fn start_stable<S: Store>(
+    shared: &Arc<Shared<S>>,
+    runtime: &Arc<DeployRuntime>,
+    token: FenceToken,
+) -> Result<(), String> {
+    let stable = match shared
+        .store
+        .stable_version(&runtime.config.target)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Some(stable) => stable,
+        None => {
+            let tip = fetch_tip(runtime).await?;
+            let stable = StableVersion {
+                target: runtime.config.target.clone(),
+                commit: tip.to_string(),
+                change_id: None,
+                updated_at_ms: now_ms(),
+            };
+            let event = NewEvent {
+                change_id: None,
+                at_ms: now_ms(),
+                actor: Actor::system("deployer"),
+                kind: EventKind::StableStarted,
+                data: serde_json::json!({
+                    "target": runtime.config.target,
+                    "commit": stable.commit,
+                    "first": true,
+                }),
+            };
+            shared
+                .store
+                .init_stable_version(&stable, &event)
+                .await
+                .map_err(|e| e.to_string())?;
+            stable
+        }
+    };
+    let version = checkout(runtime, &stable.commit).await?;
+    blocking(runtime, move |provider| {
+        provider.deploy(token, Environment::Production, Slot::Stable, &version)?;
+        provider.set_weights(token, Environment::Production, Weights::STABLE_ONLY)?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| format!("could not start the stable version {}: {e}", stable.commit))?;
+    tracing::info!(target = %runtime.config.target, commit = %stable.commit, url = ?runtime.provider.url(Environment::Production), "stable version serving");
+    Ok(())
+}
+
+/// Runs a provider call on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    runtime: &Arc<DeployRuntime>,
+    call: impl FnOnce(&dyn Provider) -> Result<T, RolloutError> + Send + 'static,
+) -> Result<T, RolloutError> {
+    let provider = runtime.provider.clone();
+    tokio::task::spawn_blocking(move || call(provider.as_ref()))
+        .await
+        .map_err(|e| RolloutError::FenceUnavailable {
+            target: String::new(),
+            message: format!("provider task: {e}"),
+        })?
+}
+
+async fn git<T: Send + 'static>(
+    runtime: &Arc<DeployRuntime>,
+    call: impl FnOnce(&Landing, &Remote) -> Result<T, airlock_git::GitError> + Send + 'static,
+) -> Result<T, String> {
+    let runtime = runtime.clone();
+    tokio::task::spawn_blocking(move || call(&runtime.landing, &runtime.remote))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+async fn fetch_tip(runtime: &Arc<DeployRuntime>) -> Result<CommitId, String> {
+    let branch = runtime.config.branch.clone();
+    git(runtime, move |landing, remote| {
+        landing.fetch_tip(remote, &branch)
+    })
+    .await
+}
+
+/// The files of `commit`, checked out once under the versions directory.
+async fn checkout(runtime: &Arc<DeployRuntime>, commit: &str) -> Result<Version, String> {
+    let id: CommitId = commit.parse().map_err(|e| format!("{e}"))?;
+    let dir = runtime.versions_dir.join(id.as_str());
+    if !dir.join(".airlock-complete").exists() {
+        let partial = runtime.versions_dir.join(format!("{id}.partial"));
+        let _ = std::fs::remove_dir_all(&partial);
+        let _ = std::fs::remove_dir_all(&dir);
+        let (exported, target) = (partial.clone(), dir.clone());
+        git(runtime, move |landing, _| {
+            landing.export(&id, &exported)?;
+            std::fs::write(exported.join(".airlock-complete"), b"")
+                .map_err(|e| airlock_git::GitError::io("write", &exported, e))?;
+            std::fs::rename(&exported, &target)
+                .map_err(|e| airlock_git::GitError::io("rename", &exported, e))
+        })
+        .await?;
+    }
+    Ok(Version {
+        commit: commit.to_owned(),
+        tree: dir,
+    })
+}
+
+/// Cumulative per-slot measurements: the provider's own, or Prometheus's.
+async fn observe(
+    runtime: &Arc<DeployRuntime>,
+    canary: &str,
+    baseline: &str,
+) -> Result<BTreeMap<Slot, Observed>, String> {
+    let runtime = runtime.clone();
+    let (canary, baseline) = (canary.to_owned(), baseline.to_owned());
+    tokio::task::spawn_blocking(move || {
+        if let Some(observed) = runtime.provider.observe(Environment::Production)? {
+            return Ok(observed);
+        }
+        match &runtime.prometheus {
+            Some(prometheus) => prometheus.observe(&[
+                (Slot::Canary, canary.as_str()),
+                (Slot::Baseline, baseline.as_str()),
+            ]),
+            None => Err(RolloutError::InvalidOption {
+                what: "metrics source",
+                value: runtime.provider.name().to_owned(),
+                accepted: "a provider that measures (local) or a [deploy.prometheus] section",
+            }),
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())
+}
+
+fn observed_json(observed: &Observed) -> serde_json::Value {
+    serde_json::json!({
+        "requests": observed.requests,
+        "errors": observed.errors,
+        "p99_ms": observed.p99.map(|d| d.as_secs_f64() * 1000.0),
+    })
+}
+
+/// The deployer's hands for one change, under one fencing token.
+struct Driver<'a, S> {
+    shared: &'a Arc<Shared<S>>,
+    runtime: &'a Arc<DeployRuntime>,
+    holder: &'a str,
+    token: FenceToken,
+}
+
+impl<S: Store> Driver<'_, S> {
+    fn event(&self, change: &ChangeRecord, kind: EventKind, data: serde_json::Value) -> NewEvent {
+        let mut event = system_event(change, kind, data);
+        event.actor = Actor::system("deployer");
+        event
+    }
+
+    async fn finish(
+        &self,
+        change: &ChangeRecord,
+        from: ChangeState,
+        to: ChangeState,
+        verdict: Option<&Verdict>,
+        stable: Option<&StableVersion>,
+        event: NewEvent,
+    ) -> Outcome {
+        let moved = self
+            .shared
+            .store
+            .finish_deployment(&change.id, self.holder, from, to, verdict, stable, &event)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.shared.progress.send_modify(|n| *n += 1);
+        Ok(if moved {
+            Stop::Settled
+        } else {
+            Stop::Interrupted
+        })
+    }
+
+    async fn record(
+        &self,
+        change: &ChangeRecord,
+        update: DeploymentUpdate,
+        event: NewEvent,
+    ) -> Result<(), String> {
+        let recorded = self
+            .shared
+            .store
+            .update_deployment(&change.id, self.holder, &update, &event)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.shared.progress.send_modify(|n| *n += 1);
+        if recorded {
+            Ok(())
+        } else {
+            Err(format!(
+                "lost the deployment of {} to another holder",
+                change.id
+            ))
+        }
+    }
+
+    /// An error airlock could not handle: the change fails with the reason (traffic on
+    /// stable first, when a rollout was under way).
+    async fn fail(&self, change: &ChangeRecord, state: ChangeState, error: &str) {
+        tracing::error!(change = %change.id, %error, "deployment failed");
+        if state == ChangeState::Deploying {
+            let token = self.token;
+            let _ = blocking(self.runtime, move |provider| {
+                provider.set_weights(token, Environment::Production, Weights::STABLE_ONLY)?;
+                provider.stop(token, Environment::Production, Slot::Canary)?;
+                provider.stop(token, Environment::Production, Slot::Baseline)
+            })
+            .await;
+        }
+        let verdict = Verdict::without_step(VerdictOutcome::Failed, error.to_owned());
+        let event = self.event(
+            change,
+            EventKind::DeployFailed,
+            serde_json::json!({ "reason": error, "state": state }),
+        );
+        let to = ChangeState::Failed;
+        if state.can_become(to) {
+            let _ = self
+                .finish(change, state, to, Some(&verdict), None, event)
+                .await;
+        } else {
+            let _ = self.shared.store.append_event(&event).await;
+        }
+    }
+
+    /// Level 3: the change, applied on its base, deployed to staging and tested there.
+    async fn stage(&self, change: &ChangeRecord) -> Result<(), String> {
+        let config = &self.runtime.config;
+        let skip = if !config.staging.enabled {
+            Some("staging is disabled (`deploy.staging.enabled = false`)")
+        } else if config.staging.test.is_none() {
+            Some("no integration tests are configured (`deploy.staging.test`)")
+        } else if change.obligations.as_ref().is_some_and(|o| !o.staging) {
+            Some("the review policy does not require staging for this change")
+        } else {
+            None
+        };
+        if let Some(reason) = skip {
+            let event = self.event(
+                change,
+                EventKind::DeployQueued,
+                serde_json::json!({ "target": config.target, "staging": format!("skipped: {reason}") }),
+            );
+            self.shared
+                .store
+                .enqueue_deploy(
+                    &change.id,
+                    self.holder,
+                    change.state,
+                    &config.target,
+                    &event,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+        if change.state == ChangeState::Approved {
+            let event = self.event(
+                change,
+                EventKind::StagingStarted,
+                serde_json::json!({ "target": config.target }),
+            );
+            let moved = self
+                .shared
+                .store
+                .transition(
+                    &change.id,
+                    self.holder,
+                    ChangeState::Approved,
+                    ChangeState::Staging,
+                    None,
+                    &event,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            if !moved {
+                return Ok(());
+            }
+        }
+        let base: CommitId = change.base_commit.parse().map_err(|e| format!("{e}"))?;
+        let commit = self.change_commit(change, &base).await?;
+        let version = checkout(self.runtime, commit.as_str()).await?;
+        let token = self.token;
+        let staged = version.clone();
+        let deployed = blocking(self.runtime, move |provider| {
+            provider.deploy(token, Environment::Staging, Slot::Canary, &staged)?;
+            provider.set_weights(
+                token,
+                Environment::Staging,
+                Weights {
+                    stable: 0,
+                    baseline: 0,
+                    canary: 100,
+                },
+            )?;
+            Ok(provider.url(Environment::Staging))
+        })
+        .await;
+        let (passed, summary, output, exit_code, duration_ms) = match deployed {
+            Err(error) => (
+                false,
+                format!("the candidate could not be deployed to staging: {error}"),
+                String::new(),
+                None,
+                0,
+            ),
+            Ok(url) => {
+                let outcome = self.integration_tests(change, &version, url).await;
+                let _ = blocking(self.runtime, move |provider| {
+                    provider.stop(token, Environment::Staging, Slot::Canary)
+                })
+                .await;
+                outcome?
+            }
+        };
+        if passed {
+            let passed_event = self.event(
+                change,
+                EventKind::StagingPassed,
+                serde_json::json!({ "summary": summary, "output_excerpt": output, "duration_ms": duration_ms, "commit": commit.as_str() }),
+            );
+            self.shared
+                .store
+                .append_event(&passed_event)
+                .await
+                .map_err(|e| e.to_string())?;
+            let queued = self.event(
+                change,
+                EventKind::DeployQueued,
+                serde_json::json!({ "target": config.target, "staging": "passed" }),
+            );
+            self.shared
+                .store
+                .enqueue_deploy(
+                    &change.id,
+                    self.holder,
+                    ChangeState::Staging,
+                    &config.target,
+                    &queued,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+        } else {
+            let verdict = Verdict {
+                outcome: VerdictOutcome::Rejected,
+                summary: summary.clone(),
+                failed_step: Some("staging".to_owned()),
+                exit_code,
+                duration_ms: Some(duration_ms),
+                output_excerpt: Some(output.clone()),
+                isolation: None,
+            };
+            let event = self.event(
+                change,
+                EventKind::StagingFailed,
+                serde_json::json!({ "summary": summary, "output_excerpt": output, "exit_code": exit_code }),
+            );
+            self.shared
+                .store
+                .transition(
+                    &change.id,
+                    self.holder,
+                    ChangeState::Staging,
+                    ChangeState::Rejected,
+                    Some(&verdict),
+                    &event,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        self.shared.progress.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    /// Runs `[deploy.staging] test` in the candidate's files with `AIRLOCK_STAGING_URL`,
+    /// sandboxed like a check but with the host's network (staging listens on it).
+    async fn integration_tests(
+        &self,
+        change: &ChangeRecord,
+        version: &Version,
+        url: Option<String>,
+    ) -> Result<(bool, String, String, Option<i32>, u64), String> {
+        let Some(url) = url else {
+            return Ok((
+                false,
+                format!(
+                    "the {} provider reports no staging URL for the integration tests",
+                    self.runtime.provider.name()
+                ),
+                String::new(),
+                None,
+                0,
+            ));
+        };
+        let shared = self.shared;
+        let staging = &self.runtime.config.staging;
+        let mut env =
+            crate::worker::check_environment(&shared.config.pass_env, change, &version.tree);
+        env.push(("AIRLOCK_STAGING_URL".to_owned(), url));
+        let sandbox = airlock_sandbox::SandboxConfig {
+            mode: match shared.config.sandbox {
+                SandboxMode::Required => airlock_sandbox::SandboxMode::Required,
+                SandboxMode::BestEffort => airlock_sandbox::SandboxMode::BestEffort,
+                SandboxMode::Off => airlock_sandbox::SandboxMode::Off,
+            },
+            workspace: version.tree.clone(),
+            hidden_paths: crate::worker::hidden_paths(
+                &shared.options.state_dir,
+                &shared.options.repo_root,
+                &shared.config.server.database,
+            ),
+            env,
+            bwrap_path: shared.options.bwrap_path.clone(),
+            share_network: true,
+        };
+        let spec = airlock_sandbox::CommandSpec {
+            name: "staging".to_owned(),
+            command: staging.test.clone().unwrap_or_default(),
+            timeout: staging.timeout,
+            output_limit: shared.config.output_limit,
+        };
+        let cancel = shared.cancel.clone();
+        let outcome =
+            tokio::task::spawn_blocking(move || airlock_sandbox::run(&sandbox, &spec, &cancel))
+                .await
+                .map_err(|e| e.to_string())?;
+        Ok(match outcome {
+            Err(error) => (
+                false,
+                format!("the integration tests could not start: {error}"),
+                String::new(),
+                None,
+                0,
+            ),
+            Ok(outcome) => {
+                let output = String::from_utf8_lossy(&outcome.output).into_owned();
+                let duration = outcome.duration.as_millis() as u64;
+                if outcome.success() {
+                    (
+                        true,
+                        "integration tests passed against staging".to_owned(),
+                        output,
+                        outcome.exit_code,
+                        duration,
+                    )
+                } else if outcome.timed_out {
+                    (
+                        false,
+                        format!(
+                            "the integration tests timed out after {}",
+                            airlock_core::units::format_duration(staging.timeout)
+                        ),
+                        output,
+                        None,
+                        duration,
+                    )
+                } else {
+                    (
+                        false,
+                        format!(
+                            "the integration tests failed against staging (exit {})",
+                            outcome
+                                .exit_code
+                                .map(|c| c.to_string())
+                                .unwrap_or_else(|| "by signal".into())
+                        ),
+                        output,
+                        outcome.exit_code,
+                        duration,
+                    )
+                }
+            }
+        })
+    }
+
+    /// The change as a commit on `parent`, with airlock's trailers. No ref moves.
+    async fn change_commit(
+        &self,
+        change: &ChangeRecord,
+        parent: &CommitId,
+    ) -> Result<CommitId, String> {
+        let shared = self.shared.clone();
+        let diff = crate::worker::stored_diff(self.shared, change).await?;
+        let message = self.commit_message(change).await?;
+        let record = change.clone();
+        let parent = parent.clone();
+        let runtime = self.runtime.clone();
+        tokio::task::spawn_blocking(move || {
+            let base: CommitId = record.base_commit.parse().map_err(|e| format!("{e}"))?;
+            let writes = crate::intake::materialize(
+                &shared.repo,
+                &base,
+                &record.source,
+                &diff,
+                &record.files,
+            )?;
+            runtime
+                .landing
+                .commit_files(&parent, &writes, &message)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    async fn commit_message(&self, change: &ChangeRecord) -> Result<CommitMessage, String> {
+        let actions = self
+            .shared
+            .store
+            .review_actions(&change.id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut approvers: Vec<String> = actions
+            .iter()
+            .filter(|a| a.revision == change.revision && a.verdict == ReviewVerdict::Approve)
+            .map(|a| a.reviewer.name.clone())
+            .collect();
+        approvers.dedup();
+        let approved_by = if let Some(urgency) = &change.urgency {
+            format!("break-glass by {}", urgency.by.name)
+        } else if approvers.is_empty() {
+            "policy".to_owned()
+        } else {
+            approvers.join(", ")
+        };
+        Ok(CommitMessage {
+            subject: change.title.clone(),
+            body: change.description.clone(),
+            trailers: vec![
+                ("Airlock-Change".to_owned(), change.id.to_string()),
+                ("Airlock-Agent".to_owned(), change.agent.name.clone()),
+                ("Airlock-Approved-By".to_owned(), approved_by),
+            ],
+        })
+    }
+
+    /// Level 4 for one change, from wherever it stopped.
+    async fn deploy(&self, change: &ChangeRecord, mut deployment: DeploymentRecord) -> Outcome {
+        if deployment.commit_id.is_none() {
+            match self.land(change).await? {
+                Some(landed) => deployment = landed,
+                None => return Ok(Stop::Settled),
+            }
+        }
+        let commit = deployment.commit_id.clone().unwrap_or_default();
+        let previous = deployment.previous_commit.clone().unwrap_or_default();
+        let candidate = checkout(self.runtime, &commit).await?;
+        let baseline = checkout(self.runtime, &previous).await?;
+        let token = self.token;
+        let started = blocking(self.runtime, move |provider| {
+            provider.deploy(token, Environment::Production, Slot::Baseline, &baseline)?;
+            provider.deploy(token, Environment::Production, Slot::Canary, &candidate)
+        })
+        .await;
+        if let Err(error) = started {
+            return self
+                .abort_rollout(
+                    change,
+                    format!("the candidate could not start: {error}"),
+                    serde_json::Value::Null,
+                )
+                .await;
+        }
+        // The policy may prescribe the steps (for example more, smaller ones for high risk).
+        let steps = change
+            .obligations
+            .as_ref()
+            .map(|o| o.canary_steps.clone())
+            .filter(|steps| !steps.is_empty())
+            .unwrap_or_else(|| self.runtime.config.steps.clone());
+        let first = (deployment.step + 1).max(0) as usize;
+        for (index, &percent) in steps.iter().enumerate().skip(first) {
+            if self.shared.shutting_down.load(Ordering::SeqCst) {
+                return Ok(Stop::Interrupted);
+            }
+            let weights = Weights::step(percent).map_err(|e| e.to_string())?;
+            let set = blocking(self.runtime, move |provider| {
+                provider.set_weights(token, Environment::Production, weights)
+            })
+            .await;
+            let in_force = match set {
+                Ok(in_force) => in_force,
+                Err(error @ RolloutError::StaleFence { .. }) => return Err(error.to_string()),
+                Err(error) => {
+                    return self
+                        .abort_rollout(
+                            change,
+                            format!("traffic could not be set for the {percent} % step: {error}"),
+                            serde_json::Value::Null,
+                        )
+                        .await;
+                }
+            };
+            self.shared
+                .store
+                .append_event(&self.event(
+                    change,
+                    EventKind::RolloutStep,
+                    serde_json::json!({ "step": index, "percent": percent, "weights": in_force, "commit": commit }),
+                ))
+                .await
+                .map_err(|e| e.to_string())?;
+            match self.watch_step(change, &commit, &previous).await? {
+                StepResult::Healthy(evidence) => {
+                    let event = self.event(
+                        change,
+                        EventKind::RolloutDecision,
+                        serde_json::json!({ "step": index, "percent": percent, "decision": "pass", "evidence": evidence }),
+                    );
+                    self.record(
+                        change,
+                        DeploymentUpdate {
+                            step: Some(index as i64),
+                            ..Default::default()
+                        },
+                        event,
+                    )
+                    .await?;
+                }
+                StepResult::Unhealthy(reason, evidence) => {
+                    let event = self.event(
+                        change,
+                        EventKind::RolloutDecision,
+                        serde_json::json!({ "step": index, "percent": percent, "decision": "fail", "reason": reason, "evidence": evidence }),
+                    );
+                    self.shared
+                        .store
+                        .append_event(&event)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    return self.abort_rollout(change, reason, evidence).await;
+                }
+                StepResult::Interrupted => return Ok(Stop::Interrupted),
+            }
+        }
+        blocking(self.runtime, move |provider| {
+            provider.promote(token, Environment::Production)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let stable = StableVersion {
+            target: self.runtime.config.target.clone(),
+            commit: commit.clone(),
+            change_id: Some(change.id.clone()),
+            updated_at_ms: now_ms(),
+        };
+        let event = self.event(
+            change,
+            EventKind::RolloutCompleted,
+            serde_json::json!({ "commit": commit, "previous_commit": previous, "target": self.runtime.config.target }),
+        );
+        let done = self
+            .finish(
+                change,
+                ChangeState::Deploying,
+                ChangeState::Deployed,
+                None,
+                Some(&stable),
+                event,
+            )
+            .await;
+        tracing::info!(change = %change.id, %commit, "rolled out to 100 %");
+        done
+    }
+
+    /// Lands the change on the target branch: re-applied (and checked again) when the
+    /// branch moved, pushed as a fast-forward. None when the change went back to the
+    /// agent or was rejected.
+    async fn land(&self, change: &ChangeRecord) -> Result<Option<DeploymentRecord>, String> {
+        let base: CommitId = change.base_commit.parse().map_err(|e| format!("{e}"))?;
+        let previous = self
+            .shared
+            .store
+            .stable_version(&self.runtime.config.target)
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|s| s.commit)
+            .ok_or("the target has no stable version")?;
+        let original = self.change_commit(change, &base).await?;
+        let message = self.commit_message(change).await?;
+        for _ in 0..PUSH_ATTEMPTS {
+            let tip = fetch_tip(self.runtime).await?;
+            // A commit with this change's trailer already on the branch: a previous run
+            // pushed it and stopped before recording that.
+            let (search_tip, id) = (tip.clone(), change.id.to_string());
+            if let Some(found) = git(self.runtime, move |landing, _| {
+                landing.find_by_trailer(&search_tip, "Airlock-Change", &id, TRAILER_SEARCH_DEPTH)
+            })
+            .await?
+            {
+                return self
+                    .record_landed(change, &found, &previous, &tip, false)
+                    .await
+                    .map(Some);
+            }
+            let commit = if tip == base {
+                original.clone()
+            } else {
+                let (original, onto, message) = (original.clone(), tip.clone(), message.clone());
+                match git(self.runtime, move |landing, _| {
+                    landing.cherry_pick(&original, &onto, &message)
+                })
+                .await?
+                {
+                    Ok(commit) => {
+                        if !self.recheck(change, &tip, &commit).await? {
+                            return Ok(None);
+                        }
+                        commit
+                    }
+                    Err(conflict) => {
+                        self.return_to_agent(change, &tip, &conflict).await?;
+                        return Ok(None);
+                    }
+                }
+            };
+            let (pushed, expected, branch) = (
+                commit.clone(),
+                tip.clone(),
+                self.runtime.config.branch.clone(),
+            );
+            match git(self.runtime, move |landing, remote| {
+                landing.push(remote, &pushed, &branch, &expected)
+            })
+            .await?
+            {
+                PushOutcome::Updated => {
+                    return self
+                        .record_landed(change, &commit, &previous, &tip, tip != base)
+                        .await
+                        .map(Some);
+                }
+                PushOutcome::Rejected(reason) => {
+                    let now = fetch_tip(self.runtime).await?;
+                    if now == tip {
+                        return Err(format!("the target branch refused the commit: {reason}"));
+                    }
+                    tracing::info!(change = %change.id, "the target branch moved during the push; re-applying");
+                }
+            }
+        }
+        Err(format!(
+            "the target branch kept moving: {PUSH_ATTEMPTS} pushes were overtaken"
+        ))
+    }
+
+    async fn record_landed(
+        &self,
+        change: &ChangeRecord,
+        commit: &CommitId,
+        previous: &str,
+        tip: &CommitId,
+        rebased: bool,
+    ) -> Result<DeploymentRecord, String> {
+        let event = self.event(
+            change,
+            EventKind::DeployCommitted,
+            serde_json::json!({
+                "commit": commit.as_str(),
+                "parent": tip.as_str(),
+                "branch": self.runtime.config.branch,
+                "repository": match &self.runtime.remote { Remote::This => ".".to_owned(), Remote::Other(url) => url.clone() },
+                "rebased": rebased,
+                "previous_stable": previous,
+            }),
+        );
+        self.record(
+            change,
+            DeploymentUpdate {
+                commit_id: Some(commit.to_string()),
+                previous_commit: Some(previous.to_owned()),
+                ..Default::default()
+            },
+            event,
+        )
+        .await?;
+        self.shared
+            .store
+            .deployment(&change.id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("deployment of {} vanished", change.id))
+    }
+
+    async fn return_to_agent(
+        &self,
+        change: &ChangeRecord,
+        tip: &CommitId,
+        conflict: &MergeConflict,
+    ) -> Result<(), String> {
+        let summary = format!(
+            "the change no longer applies to `{}` at {}: {conflict}; send a revision based on the new tip",
+            self.runtime.config.branch,
+            tip.as_str()
+        );
+        let verdict = Verdict::without_step(VerdictOutcome::Rejected, summary.clone());
+        let event = self.event(
+            change,
+            EventKind::DeployConflict,
+            serde_json::json!({ "tip": tip.as_str(), "paths": conflict.paths, "messages": conflict.messages, "summary": summary }),
+        );
+        self.finish(
+            change,
+            ChangeState::Deploying,
+            ChangeState::ChangesRequested,
+            Some(&verdict),
+            None,
+            event,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Level 1 again on the change re-applied on `tip`: the scan of the new diff and every
+    /// check command in a workspace at the new commit. False when it failed (recorded).
+    async fn recheck(
+        &self,
+        change: &ChangeRecord,
+        tip: &CommitId,
+        commit: &CommitId,
+    ) -> Result<bool, String> {
+        let (from, to) = (tip.clone(), commit.clone());
+        let diff = git(self.runtime, move |landing, _| landing.diff(&from, &to)).await?;
+        let mut results = Vec::new();
+        let mut failure = None;
+        let mut workspace = None;
+        for (index, step) in self.shared.plan.iter().enumerate() {
+            let record = match step {
+                PlannedStep::Scan => {
+                    crate::worker::run_scan(self.shared, diff.clone(), index).await?
+                }
+                PlannedStep::Check(check) => {
+                    if workspace.is_none() {
+                        let shared = self.shared.clone();
+                        let at = commit.clone();
+                        workspace = Some(
+                            tokio::task::spawn_blocking(move || shared.workspaces.acquire(&at))
+                                .await
+                                .map_err(|e| e.to_string())?
+                                .map_err(|e| e.to_string())?,
+                        );
+                    }
+                    let tree = workspace
+                        .as_ref()
+                        .map(|w: &airlock_git::Workspace| w.tree().to_path_buf())
+                        .unwrap_or_default();
+                    match crate::worker::run_check(
+                        self.shared,
+                        self.holder,
+                        change,
+                        index,
+                        check,
+                        tree,
+                    )
+                    .await?
+                    {
+                        Some(record) => record,
+                        None => return Err("shutting down during the re-check".into()),
+                    }
+                }
+            };
+            results.push(serde_json::json!({ "step": record.name, "status": record.status, "exit_code": record.exit_code }));
+            if record.status == StepStatus::Failed {
+                failure = Some(record);
+                break;
+            }
+        }
+        if let Some(workspace) = workspace {
+            let _ = tokio::task::spawn_blocking(move || workspace.release()).await;
+        }
+        let event = self.event(
+            change,
+            EventKind::DeployRebased,
+            serde_json::json!({ "onto": tip.as_str(), "commit": commit.as_str(), "steps": results, "passed": failure.is_none() }),
+        );
+        match failure {
+            None => {
+                self.shared
+                    .store
+                    .append_event(&event)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(true)
+            }
+            Some(step) => {
+                let verdict = Verdict {
+                    outcome: VerdictOutcome::Rejected,
+                    summary: format!(
+                        "after re-applying the change on the moved target branch, `{}` failed{}",
+                        step.name,
+                        step.reason
+                            .as_deref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
+                    ),
+                    failed_step: Some(step.name.clone()),
+                    exit_code: step.exit_code,
+                    duration_ms: Some(step.duration_ms),
+                    output_excerpt: Some(step.output.clone()),
+                    isolation: Some(step.isolation.clone()),
+                };
+                self.finish(
+                    change,
+                    ChangeState::Deploying,
+                    ChangeState::Rejected,
+                    Some(&verdict),
+                    None,
+                    event,
+                )
+                .await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Watches the canary for one step: fails as soon as a guard is breached, passes once
+    /// the soak time is over and enough requests were seen. While the kill switch is on,
+    /// the step holds.
+    async fn watch_step(
+        &self,
+        change: &ChangeRecord,
+        commit: &str,
+        previous: &str,
+    ) -> Result<StepResult, String> {
+        let config = &self.runtime.config;
+        let start = observe(self.runtime, commit, previous).await?;
+        let began = Instant::now();
+        let mut waiting_noted = false;
+        loop {
+            tokio::time::sleep(config.poll).await;
+            if self.shared.shutting_down.load(Ordering::SeqCst) {
+                return Ok(StepResult::Interrupted);
+            }
+            let now = observe(self.runtime, commit, previous).await?;
+            let window = |slot: Slot| -> Observed {
+                match (now.get(&slot), start.get(&slot)) {
+                    (Some(now), Some(start)) => now.since(start),
+                    (Some(now), None) => now.clone(),
+                    _ => Observed::default(),
+                }
+            };
+            let canary = window(Slot::Canary);
+            let baseline = window(Slot::Baseline);
+            let evidence = serde_json::json!({
+                "canary": observed_json(&canary),
+                "baseline": observed_json(&baseline),
+                "guards": {
+                    "max_error_rate": config.guards.max_error_rate,
+                    "max_p99_ms": config.guards.max_p99.as_millis() as u64,
+                    "min_requests": config.guards.min_requests,
+                },
+                "seconds": began.elapsed().as_secs_f64(),
+            });
+            let soaked = began.elapsed() >= config.soak;
+            // While the kill switch is on, a healthy step holds instead of advancing.
+            let paused = self
+                .shared
+                .store
+                .pause()
+                .await
+                .map_err(|e| e.to_string())?
+                .is_some();
+            match self.runtime.guards.judge(&canary) {
+                GuardVerdict::Unhealthy { reason } => {
+                    return Ok(StepResult::Unhealthy(reason, evidence));
+                }
+                GuardVerdict::Healthy if soaked && !paused => {
+                    return Ok(StepResult::Healthy(evidence));
+                }
+                GuardVerdict::InsufficientData { seen, needed } if soaked && !waiting_noted => {
+                    waiting_noted = true;
+                    tracing::info!(change = %change.id, seen, needed, "the step waits for traffic; thin traffic never rolls back");
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Ends a rollout that went wrong: traffic back to stable at once, then the rollback.
+    async fn abort_rollout(
+        &self,
+        change: &ChangeRecord,
+        reason: String,
+        evidence: serde_json::Value,
+    ) -> Outcome {
+        let token = self.token;
+        let restored = blocking(self.runtime, move |provider| {
+            provider.set_weights(token, Environment::Production, Weights::STABLE_ONLY)
+        })
+        .await;
+        let event = self.event(
+            change,
+            EventKind::RollbackStarted,
+            serde_json::json!({
+                "reason": reason,
+                "automatic": true,
+                "evidence": evidence,
+                "traffic_on_stable": restored.is_ok(),
+            }),
+        );
+        if let Err(error) = restored {
+            tracing::error!(change = %change.id, %error, "could not move traffic back to stable");
+        }
+        let moved = self
+            .shared
+            .store
+            .finish_deployment(
+                &change.id,
+                self.holder,
+                ChangeState::Deploying,
+                ChangeState::RollingBack,
+                None,
+                None,
+                &event,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if !moved {
+            return Ok(Stop::Interrupted);
+        }
+        self.record(
+            change,
+            DeploymentUpdate {
+                rollback_reason: Some(reason),
+                rollback_by: Some(Actor::system("deployer")),
+                ..Default::default()
+            },
+            self.event(
+                change,
+                EventKind::RollbackStarted,
+                serde_json::json!({ "phase": "reverting" }),
+            ),
+        )
+        .await?;
+        let deployment = self
+            .shared
+            .store
+            .deployment(&change.id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("deployment record vanished")?;
+        self.roll_back(change, &deployment).await
+    }
+
+    /// The rollback: a revert commit of the change on the target branch (never a reset
+    /// or a force push), then the reverted version deployed as stable. A revert that
+    /// conflicts with later changes stops here for a person.
+    async fn roll_back(&self, change: &ChangeRecord, deployment: &DeploymentRecord) -> Outcome {
+        let token = self.token;
+        let reason = deployment
+            .rollback_reason
+            .clone()
+            .unwrap_or_else(|| "rollback requested".to_owned());
+        let Some(commit) = deployment.commit_id.clone() else {
+            // Never landed: nothing to revert.
+            let _ = blocking(self.runtime, move |provider| {
+                provider.set_weights(token, Environment::Production, Weights::STABLE_ONLY)?;
+                provider.stop(token, Environment::Production, Slot::Canary)?;
+                provider.stop(token, Environment::Production, Slot::Baseline)
+            })
+            .await;
+            let event = self.event(
+                change,
+                EventKind::RollbackCompleted,
+                serde_json::json!({ "reason": reason, "revert_commit": null }),
+            );
+            return self
+                .finish(
+                    change,
+                    ChangeState::RollingBack,
+                    ChangeState::RolledBack,
+                    None,
+                    None,
+                    event,
+                )
+                .await;
+        };
+        let commit: CommitId = commit.parse().map_err(|e| format!("{e}"))?;
+        let revert = match &deployment.revert_commit {
+            Some(revert) => revert.parse().map_err(|e| format!("{e}"))?,
+            None => match self.push_revert(change, &commit, &reason).await? {
+                Ok(revert) => revert,
+                Err(conflict) => {
+                    let summary = format!(
+                        "the revert of {} conflicts with later changes on `{}` ({conflict}); the branch is untouched and a person must decide",
+                        commit.as_str(),
+                        self.runtime.config.branch
+                    );
+                    let verdict = Verdict::without_step(VerdictOutcome::Failed, summary.clone());
+                    let event = self.event(
+                        change,
+                        EventKind::RollbackEscalated,
+                        serde_json::json!({ "reason": reason, "commit": commit.as_str(), "paths": conflict.paths, "summary": summary }),
+                    );
+                    return self
+                        .finish(
+                            change,
+                            ChangeState::RollingBack,
+                            ChangeState::RollbackEscalated,
+                            Some(&verdict),
+                            None,
+                            event,
+                        )
+                        .await;
+                }
+            },
+        };
+        let version = checkout(self.runtime, revert.as_str()).await?;
+        blocking(self.runtime, move |provider| {
+            provider.deploy(token, Environment::Production, Slot::Stable, &version)?;
+            provider.set_weights(token, Environment::Production, Weights::STABLE_ONLY)?;
+            provider.stop(token, Environment::Production, Slot::Canary)?;
+            provider.stop(token, Environment::Production, Slot::Baseline)
+        })
+        .await
+        .map_err(|e| format!("the reverted version could not be deployed as stable: {e}"))?;
+        let stable = StableVersion {
+            target: self.runtime.config.target.clone(),
+            commit: revert.to_string(),
+            change_id: None,
+            updated_at_ms: now_ms(),
+        };
+        let verdict =
+            Verdict::without_step(VerdictOutcome::Rejected, format!("rolled back: {reason}"));
+        let event = self.event(
+            change,
+            EventKind::RollbackCompleted,
+            serde_json::json!({ "reason": reason, "commit": commit.as_str(), "revert_commit": revert.as_str(), "branch": self.runtime.config.branch }),
+        );
+        let done = self
+            .finish(
+                change,
+                ChangeState::RollingBack,
+                ChangeState::RolledBack,
+                Some(&verdict),
+                Some(&stable),
+                event,
+            )
+            .await;
+        tracing::warn!(change = %change.id, revert = %revert, %reason, "rolled back");
+        done
+    }
+
+    async fn push_revert(
+        &self,
+        change: &ChangeRecord,
+        commit: &CommitId,
+        reason: &str,
+    ) -> Result<Result<CommitId, MergeConflict>, String> {
+        let message = CommitMessage {
+            subject: format!("Revert \"{}\"", change.title),
+            body: format!(
+                "This reverts commit {}.\n\nReason: {reason}",
+                commit.as_str()
+            ),
+            trailers: vec![("Airlock-Rollback-Of".to_owned(), change.id.to_string())],
+        };
+        for _ in 0..PUSH_ATTEMPTS {
+            let tip = fetch_tip(self.runtime).await?;
+            let (reverted, onto, text) = (commit.clone(), tip.clone(), message.clone());
+            let revert = match git(self.runtime, move |landing, _| {
+                landing.revert(&reverted, &onto, &text)
+            })
+            .await?
+            {
+                Ok(revert) => revert,
+                Err(conflict) => return Ok(Err(conflict)),
+            };
+            let (pushed, expected, branch) = (
+                revert.clone(),
+                tip.clone(),
+                self.runtime.config.branch.clone(),
+            );
+            match git(self.runtime, move |landing, remote| {
+                landing.push(remote, &pushed, &branch, &expected)
+            })
+            .await?
+            {
+                PushOutcome::Updated => {
+                    self.record(
+                        change,
+                        DeploymentUpdate { revert_commit: Some(revert.to_string()), ..Default::default() },
+                        self.event(change, EventKind::RollbackStarted, serde_json::json!({ "phase": "reverted", "revert_commit": revert.as_str() })),
+                    )
+                    .await?;
+                    return Ok(Ok(revert));
+                }
+                PushOutcome::Rejected(why) => {
+                    if fetch_tip(self.runtime).await? == tip {
+                        return Err(format!(
+                            "the target branch refused the revert commit: {why}"
+                        ));
+                    }
+                }
+            }
+        }
+        Err(format!(
+            "the target branch kept moving: {PUSH_ATTEMPTS} revert pushes were overtaken"
+        ))
+    }
+}
+
+enum StepResult {
+    Healthy(serde_json::Value),
+    Unhealthy(String, serde_json::Value),
+    Interrupted,
+}
+
+/// Builds the deploy runtime from `[deploy]`: the provider (fenced by the store), the
+/// landing for commits, the metrics source and the guards.
+pub(crate) async fn build<S: Store>(
+    shared: &Arc<Shared<S>>,
+    config: DeployConfig,
+) -> Result<DeployRuntime, String> {
+    use airlock_core::deploy::ProviderKind;
+    let state = shared.options.state_dir.join("deploy");
+    let fence: Arc<dyn Fence> = Arc::new(StoreFence {
+        shared: Arc::downgrade(shared),
+        runtime: tokio::runtime::Handle::current(),
+    });
+    let repo_root = &shared.options.repo_root;
+    let process_options = || -> Result<airlock_rollout::ProcessOptions, String> {
+        let start = config
+            .start
+            .clone()
+            .ok_or("`deploy.start` is required by this provider")?;
+        let mut options = airlock_rollout::ProcessOptions::new(start, state.join("logs"));
+        options.build = config.build.clone();
+        options.build_timeout = config.build_timeout;
+        options.ready_timeout = config.ready_timeout;
+        options.health_path = config.health_path.clone();
+        Ok(options)
+    };
+    let router: Box<dyn airlock_rollout::Router> = match config.provider {
+        ProviderKind::Command => {
+            let command = config
+                .command
+                .as_ref()
+                .ok_or("`[deploy.command]` is required by the command provider")?;
+            let mut options =
+                airlock_rollout::CommandOptions::new(repo_root.join(&command.program));
+            options.timeout = command.timeout;
+            let provider =
+                airlock_rollout::CommandProvider::new(options, config.target.clone(), fence)
+                    .map_err(|e| e.to_string())?;
+            return finish_build(shared, config, Arc::new(provider), &state);
+        }
+        ProviderKind::Local => {
+            let listen: std::net::SocketAddr = config
+                .listen
+                .parse()
+                .map_err(|e| format!("`deploy.listen`: {e}"))?;
+            Box::new(
+                airlock_rollout::BuiltinProxy::start(
+                    airlock_rollout::BuiltinProxyOptions {
+                        production: listen,
+                        ..Default::default()
+                    },
+                    &tokio::runtime::Handle::current(),
+                )
+                .map_err(|e| e.to_string())?,
+            )
+        }
+        ProviderKind::Haproxy => {
+            let haproxy = config
+                .haproxy
+                .as_ref()
+                .ok_or("`[deploy.haproxy]` is required by the haproxy provider")?;
+            let socket = match haproxy.socket.parse::<std::net::SocketAddr>() {
+                Ok(addr) => airlock_rollout::HaproxySocket::Tcp(addr),
+                Err(_) => airlock_rollout::HaproxySocket::Unix(repo_root.join(&haproxy.socket)),
+            };
+            let mut options = airlock_rollout::HaproxyOptions::new(socket);
+            let mut production = airlock_rollout::HaproxyBackend::new(haproxy.backend.clone());
+            production.url = haproxy.url.clone();
+            options.production = Some(production);
+            options.staging = haproxy.staging_backend.as_ref().map(|backend| {
+                let mut staging = airlock_rollout::HaproxyBackend::new(backend.clone());
+                staging.url = haproxy.staging_url.clone();
+                staging
+            });
+            Box::new(airlock_rollout::Haproxy::new(options).map_err(|e| e.to_string())?)
+        }
+    };
+    let runner =
+        airlock_rollout::ServiceRunner::new(process_options()?).map_err(|e| e.to_string())?;
+    let provider =
+        airlock_rollout::ProcessProvider::new(config.target.clone(), fence, runner, router);
+    finish_build(shared, config, Arc::new(provider), &state)
+}
+
+fn finish_build<S: Store>(
+    shared: &Arc<Shared<S>>,
+    config: DeployConfig,
+    provider: Arc<dyn Provider>,
+    state: &std::path::Path,
+) -> Result<DeployRuntime, String> {
+    let repo_root = &shared.options.repo_root;
+    let prometheus = match &config.prometheus {
+        None => None,
+        Some(prometheus) => {
+            let queries = airlock_rollout::PrometheusQueries {
+                requests: prometheus.requests.clone(),
+                errors: prometheus.errors.clone(),
+                latency_p99: prometheus.latency_p99.clone(),
+            };
+            let mut source = PrometheusSource::new(prometheus.url.clone(), queries)
+                .map_err(|e| e.to_string())?;
+            source.timeout = prometheus.timeout;
+            Some(source)
+        }
+    };
+    let landing = Landing::new(&shared.repo, state.join("scratch")).map_err(|e| e.to_string())?;
+    let remote = match &config.repository {
+        None => Remote::This,
+        Some(path)
+            if std::path::Path::new(path).is_relative()
+                && !path.contains("://")
+                && !path.contains('@') =>
+        {
+            Remote::Other(repo_root.join(path).display().to_string())
+        }
+        Some(url) => Remote::Other(url.clone()),
+    };
+    let guards = Guards {
+        max_error_rate: config.guards.max_error_rate,
+        max_p99: config.guards.max_p99,
+        min_requests: config.guards.min_requests,
+    };
+    Ok(DeployRuntime {
+        versions_dir: state.join("versions"),
+        config,
+        provider,
+        landing,
+        remote,
+        prometheus,
+        guards,
+        wake: Notify::new(),
+    })
+}

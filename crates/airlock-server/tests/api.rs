@@ -1279,6 +1279,14 @@ async fn every_role_against_every_endpoint_follows_the_authorization_table() {
             Value::Null,
             OPERATORS,
         ),
+        ("GET", "/v1/queue", "/v1/queue".into(), Value::Null, ALL),
+        (
+            "POST",
+            "/v1/changes/{id}/rollback",
+            format!("/v1/changes/{id}/rollback"),
+            json!({"reason": "r"}),
+            OPERATORS,
+        ),
     ];
     // The table covers every endpoint the server has, and nothing else.
     let mut served: Vec<(&str, &str)> = airlock_server::Endpoint::ALL

@@ -438,7 +438,18 @@ fn demo_runs_the_flow_end_to_end() {
     let summary = json(&output);
     assert_eq!(summary["as_expected"], true);
     let changes = summary["changes"].as_array().unwrap();
-    assert_eq!(changes[0]["state"], "approved");
+    assert_eq!(changes[0]["state"], "deployed");
+    assert!(
+        changes[0]["deployment"]["commit_id"].is_string(),
+        "{}",
+        changes[0]
+    );
+    assert_eq!(changes[2]["state"], "rolled_back");
+    assert!(
+        changes[2]["deployment"]["revert_commit"].is_string(),
+        "{}",
+        changes[2]
+    );
     assert_eq!(
         changes[0]["review"]["approvers"],
         serde_json::json!(["demo-reviewer"])

@@ -116,6 +116,30 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// Leases the oldest change in one of `states` (an SQL list of constants) that no
+    /// live lease holds, applying `also` (constant SQL assignments) in the same update.
+    async fn claim_oldest(
+        &self,
+        states: &'static str,
+        also: &'static str,
+        worker: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<ChangeRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "UPDATE changes SET lease_owner = ?1, lease_expires_ms = ?2, {also}updated_at_ms = ?3 \
+             WHERE seq = (SELECT seq FROM changes WHERE state IN {states} \
+                          AND (lease_expires_ms IS NULL OR lease_expires_ms < ?3) ORDER BY seq LIMIT 1) \
+             RETURNING {CHANGE_COLUMNS}"
+        ))
+        .bind(worker)
+        .bind(now_ms.saturating_add(lease_ms))
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(change_from_row).transpose()
+    }
 }
 
 fn corrupt(what: &'static str) -> impl Fn(String) -> StoreError {
@@ -467,18 +491,15 @@ impl Store for SqliteStore {
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Option<ChangeRecord>, StoreError> {
-        let row = sqlx::query(&format!(
-            "UPDATE changes SET lease_owner = ?1, lease_expires_ms = ?2, attempts = attempts + 1, updated_at_ms = ?3 \
-             WHERE seq = (SELECT seq FROM changes WHERE state IN ('queued', 'checking', 'checks_passed') \
-                          AND (lease_expires_ms IS NULL OR lease_expires_ms < ?3) ORDER BY seq LIMIT 1) \
-             RETURNING {CHANGE_COLUMNS}"
-        ))
-        .bind(worker)
-        .bind(now_ms.saturating_add(lease_ms))
-        .bind(now_ms)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(change_from_row).transpose()
+        // Level 1 counts attempts: a change that keeps crashing a worker ends as failed.
+        self.claim_oldest(
+            "('queued', 'checking', 'checks_passed')",
+            "attempts = attempts + 1, ",
+            worker,
+            now_ms,
+            lease_ms,
+        )
+        .await
     }
 
     async fn renew_lease(
@@ -1037,18 +1058,8 @@ impl Store for SqliteStore {
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Option<ChangeRecord>, StoreError> {
-        let row = sqlx::query(&format!(
-            "UPDATE changes SET lease_owner = ?1, lease_expires_ms = ?2, updated_at_ms = ?3 \
-             WHERE seq = (SELECT seq FROM changes WHERE state IN ('approved', 'staging') \
-                          AND (lease_expires_ms IS NULL OR lease_expires_ms < ?3) ORDER BY seq LIMIT 1) \
-             RETURNING {CHANGE_COLUMNS}"
-        ))
-        .bind(worker)
-        .bind(now_ms.saturating_add(lease_ms))
-        .bind(now_ms)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(change_from_row).transpose()
+        self.claim_oldest("('approved', 'staging')", "", worker, now_ms, lease_ms)
+            .await
     }
 
     async fn enqueue_deploy(

@@ -17,6 +17,8 @@ mod process;
 mod prometheus;
 mod provider;
 mod router;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod types;
 
 pub use builtin::{BuiltinProxy, BuiltinProxyOptions};

@@ -5,13 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpListener;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use airlock_proxy::sample::{self, SampleBehaviour};
+use airlock_rollout::testing::{HaproxyProcess, PrometheusProcess, free_port};
 use airlock_rollout::{
     BuiltinProxy, CommandOptions, CommandProvider, Environment, Fence, FenceToken, GuardVerdict,
     Guards, Haproxy, HaproxyBackend, HaproxyOptions, HaproxySocket, Observed, ProcessOptions,
@@ -618,106 +618,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
 '"#;
 
-/// A child process killed (and reaped) when dropped.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A free port on 127.0.0.1 for a program that cannot be handed a bound listener.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Fails (never skips) when a required program is missing, naming its Debian package.
-fn require_program(path: &str, package: &str) {
-    assert!(
-        Path::new(path).is_file(),
-        "{path} is missing: install the Debian package `{package}` (apt-get install {package})"
-    );
-}
-
-/// A real HAProxy with a runtime API socket, one frontend and a backend `app` whose three
-/// servers start disabled at weight 0.
-struct HaproxyProcess {
-    _dir: tempfile::TempDir,
-    socket: PathBuf,
-    frontend: SocketAddr,
-    _process: KillOnDrop,
-}
-
-impl HaproxyProcess {
-    fn start() -> HaproxyProcess {
-        require_program("/usr/sbin/haproxy", "haproxy");
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("admin.sock");
-        let frontend = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let config = format!(
-            "global
-    stats socket {socket} level admin
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 10s
-    timeout server 10s
-frontend web
-    bind {frontend}
-    default_backend app
-backend app
-    balance roundrobin
-    server stable 127.0.0.1:1 weight 0 disabled
-    server baseline 127.0.0.1:1 weight 0 disabled
-    server canary 127.0.0.1:1 weight 0 disabled
-",
-            socket = socket.display()
-        );
-        let config_path = dir.path().join("haproxy.cfg");
-        fs::write(&config_path, config).unwrap();
-        let log = fs::File::create(dir.path().join("haproxy.log")).unwrap();
-        let process = Command::new("/usr/sbin/haproxy")
-            .arg("-f")
-            .arg(&config_path)
-            .arg("-db")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("haproxy starts");
-        let mut process = KillOnDrop(process);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            if let Some(status) = process.0.try_wait().unwrap() {
-                panic!(
-                    "haproxy exited ({status}): {}",
-                    fs::read_to_string(dir.path().join("haproxy.log")).unwrap_or_default()
-                );
-            }
-            assert!(Instant::now() < deadline, "haproxy's socket did not appear");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        HaproxyProcess {
-            _dir: dir,
-            socket,
-            frontend,
-            _process: process,
-        }
-    }
-
-    fn router(&self) -> Haproxy {
-        let mut options = HaproxyOptions::new(HaproxySocket::Unix(self.socket.clone()));
-        let mut backend = HaproxyBackend::new("app");
-        backend.url = Some(format!("http://{}", self.frontend));
-        options.production = Some(backend);
-        Haproxy::new(options).unwrap()
-    }
+/// A router over `haproxy`'s backend `app`, whose frontend is production's URL.
+fn router(haproxy: &HaproxyProcess) -> Haproxy {
+    let mut options = HaproxyOptions::new(HaproxySocket::Unix(haproxy.socket.clone()));
+    let mut backend = HaproxyBackend::new("app");
+    backend.url = Some(format!("http://{}", haproxy.frontends[0]));
+    options.production = Some(backend);
+    Haproxy::new(options).unwrap()
 }
 
 /// Sends `count` GETs to `url` and counts the answers.
@@ -748,18 +655,18 @@ fn assert_near(answers: &BTreeMap<String, usize>, key: &str, expected: usize, sl
 
 #[test]
 fn haproxy_provider_deploys_shifts_traffic_verifies_and_promotes() {
-    let haproxy = HaproxyProcess::start();
+    let haproxy = HaproxyProcess::start(&["app"]);
     let root = tempfile::tempdir().unwrap();
     let runner = ServiceRunner::new(process_options(root.path(), ECHO_SERVICE)).unwrap();
     let fence = fence();
-    let provider = ProcessProvider::new("shop", fence, runner, Box::new(haproxy.router()));
+    let provider = ProcessProvider::new("shop", fence, runner, Box::new(router(&haproxy)));
     let production = Environment::Production;
     let token = FenceToken(1);
     let old = version(root.path(), "aaaa1111");
     let new = version(root.path(), "bbbb2222");
     let url = provider.url(production).unwrap();
     assert_eq!(provider.name(), "haproxy");
-    assert_eq!(url, format!("http://{}", haproxy.frontend));
+    assert_eq!(url, format!("http://{}", haproxy.frontends[0]));
 
     provider
         .deploy(token, production, Slot::Stable, &old)
@@ -805,7 +712,7 @@ fn haproxy_provider_deploys_shifts_traffic_verifies_and_promotes() {
     assert_near(&answers, "200 canary bbbb2222", 50, 10);
 
     // Someone changes a weight behind airlock's back: the verifying read notices.
-    let router = haproxy.router();
+    let router = router(&haproxy);
     assert_eq!(router.command("set weight app/canary 7").unwrap(), "");
     let error = provider.verify_weights(production, step).unwrap_err();
     let RolloutError::WeightMismatch { wanted, actual } = error else {
@@ -1108,77 +1015,6 @@ fn a_stale_fencing_token_is_refused_before_anything_is_touched() {
 // ---------------------------------------------------------------------------------------
 // Prometheus.
 
-/// A real Prometheus scraping the given targets every second, each labelled with its
-/// slot.
-struct PrometheusProcess {
-    _dir: tempfile::TempDir,
-    url: String,
-    _process: KillOnDrop,
-}
-
-impl PrometheusProcess {
-    fn start(targets: &[(Slot, SocketAddr)]) -> PrometheusProcess {
-        require_program("/usr/bin/prometheus", "prometheus");
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = String::from(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: sample\n    scrape_interval: 1s\n    static_configs:\n",
-        );
-        for (slot, addr) in targets {
-            config.push_str(&format!(
-                "      - targets: [\"{addr}\"]\n        labels:\n          slot: {slot}\n"
-            ));
-        }
-        let config_path = dir.path().join("prometheus.yml");
-        fs::write(&config_path, config).unwrap();
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let log = fs::File::create(dir.path().join("prometheus.log")).unwrap();
-        let process = Command::new("/usr/bin/prometheus")
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("prometheus starts");
-        let mut process = KillOnDrop(process);
-        let url = format!("http://{addr}");
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .proxy(None)
-            .timeout_global(Some(Duration::from_secs(2)))
-            .build()
-            .into();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(response) = agent.get(format!("{url}/-/ready")).call()
-                && response.status() == 200
-            {
-                break;
-            }
-            if let Some(status) = process.0.try_wait().unwrap() {
-                panic!(
-                    "prometheus exited ({status}): {}",
-                    fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus was not ready within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        PrometheusProcess {
-            _dir: dir,
-            url,
-            _process: process,
-        }
-    }
-}
-
 #[test]
 fn prometheus_source_reads_requests_errors_and_latency_per_slot() {
     let runtime = runtime();
@@ -1193,10 +1029,10 @@ fn prometheus_source_reads_requests_errors_and_latency_per_slot() {
     let stable = serve(SampleBehaviour::default(), "aaaa1111");
     let baseline = serve(SampleBehaviour::default(), "aaaa1111");
     let canary = serve(failing, "bbbb2222");
-    let prometheus = PrometheusProcess::start(&[
-        (Slot::Stable, stable.local_addr()),
-        (Slot::Baseline, baseline.local_addr()),
-        (Slot::Canary, canary.local_addr()),
+    let prometheus = PrometheusProcess::with_static_targets(&[
+        ("stable", stable.local_addr()),
+        ("baseline", baseline.local_addr()),
+        ("canary", canary.local_addr()),
     ]);
     tally(&format!("http://{}/", stable.local_addr()), 150);
     tally(&format!("http://{}/", baseline.local_addr()), 50);

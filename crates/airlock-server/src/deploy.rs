@@ -1207,7 +1207,11 @@ impl<S: Store> Driver<'_, S> {
         previous: &str,
     ) -> Result<StepResult, String> {
         let config = &self.runtime.config;
-        let start = observe(self.runtime, commit, previous).await?;
+        // A metrics source that has nothing yet (Prometheus before its first scrape of a
+        // new slot) or cannot be reached is missing data: the step waits for it, and
+        // never fails for it.
+        let mut start: Option<BTreeMap<Slot, Observed>> = None;
+        let mut missing_noted = false;
         let began = Instant::now();
         let mut waiting_noted = false;
         loop {
@@ -1215,7 +1219,17 @@ impl<S: Store> Driver<'_, S> {
             if self.shared.shutting_down.load(Ordering::SeqCst) {
                 return Ok(StepResult::Interrupted);
             }
-            let now = observe(self.runtime, commit, previous).await?;
+            let now = match observe(self.runtime, commit, previous).await {
+                Ok(now) => now,
+                Err(error) => {
+                    if !missing_noted {
+                        missing_noted = true;
+                        tracing::warn!(change = %change.id, %error, "no metrics for this poll; the step waits");
+                    }
+                    continue;
+                }
+            };
+            let start = start.get_or_insert_with(|| now.clone());
             let window = |slot: Slot| -> Observed {
                 match (now.get(&slot), start.get(&slot)) {
                     (Some(now), Some(start)) => now.since(start),

@@ -81,7 +81,7 @@ fn serve_with_env(root: &Path, port: u16, env: &[(&str, &str)]) -> Server {
         .envs(env.iter().copied())
         .current_dir(root)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(server_log(root, port)).unwrap())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -93,6 +93,12 @@ fn serve_with_env(root: &Path, port: u16, env: &[(&str, &str)]) -> Server {
         std::thread::sleep(Duration::from_millis(20));
     }
     Server(child)
+}
+
+/// Where the server on `port` for the repository `root` writes its log: beside the
+/// repository, so the tests' diffs do not see it.
+fn server_log(root: &Path, port: u16) -> PathBuf {
+    root.parent().unwrap().join(format!("server-{port}.log"))
 }
 
 fn json(output: &Output) -> Value {
@@ -1123,80 +1129,91 @@ fn git_output(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-#[test]
-fn approved_changes_are_staged_committed_rolled_out_and_rolled_back() {
-    let (_dir, root) = repository();
-    std::fs::write(root.join("service.conf"), "error_rate = 0\n").unwrap();
-    git(&root, &["add", "-A"]);
-    git(&root, &["commit", "-qm", "the service"]);
-    let bot = set_up(&root, "commands = []", "off");
-    let proxy_port = free_port();
-    let mut config = std::fs::read_to_string(root.join("airlock.toml")).unwrap();
-    // Staging: GET /healthz through the staging proxy must answer 200 (bash's /dev/tcp).
+/// Writes the integration test staging runs, GET /healthz through the staging URL must
+/// answer 200 (bash's /dev/tcp), and returns the command that runs it.
+fn write_staging_test(root: &Path) -> &'static str {
     std::fs::write(
         root.join("staging-test.sh"),
         "u=${AIRLOCK_STAGING_URL#http://}\nexec 3<>/dev/tcp/${u%:*}/${u##*:}\n\
          printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3\nhead -n 1 <&3 | grep ' 200 '\n",
     )
     .unwrap();
-    let staging_test = "bash staging-test.sh";
-    config.push_str(&format!(
-        "\n[deploy]\nstart = '''exec '{bin}' sample-service --port $PORT --config service.conf'''\n\
-         listen = \"127.0.0.1:{proxy_port}\"\nsteps = [50, 100]\nsoak = \"1s\"\npoll = \"100ms\"\nready_timeout = \"20s\"\n\
-         [deploy.staging]\ntest = '''{staging_test}'''\ntimeout = \"30s\"\n\
-         [deploy.guards]\nmin_requests = 20\n",
-        bin = env!("CARGO_BIN_EXE_airlock"),
-    ));
-    std::fs::write(root.join("airlock.toml"), config).unwrap();
-    git(&root, &["add", "-A"]);
-    git(&root, &["commit", "-qm", "airlock"]);
-    let reviewer = {
-        let output = airlock(
-            &root,
-            &[
-                "token", "create", "--role", "reviewer", "--name", "rita", "--json",
-            ],
-        );
-        json(&output)["token"].as_str().unwrap().to_owned()
-    };
-    let operator = {
-        let output = airlock(
-            &root,
-            &[
-                "token", "create", "--role", "operator", "--name", "otto", "--json",
-            ],
-        );
-        json(&output)["token"].as_str().unwrap().to_owned()
-    };
-    let port = free_port();
-    let _server = serve(&root, port);
-    let url = format!("http://127.0.0.1:{port}");
-    let run = |args: &[&str], token: &str| {
+    "bash staging-test.sh"
+}
+
+/// A served repository with a `[deploy]` section, and the people who use it: the agent
+/// `bot`, the reviewer `rita` and the operator `otto`.
+struct DeployBench {
+    root: PathBuf,
+    url: String,
+    log: PathBuf,
+    bot: String,
+    reviewer: String,
+    operator: String,
+    _server: Server,
+}
+
+impl DeployBench {
+    /// Appends `deploy` to `root`'s airlock.toml, commits it, creates the tokens and serves.
+    fn start(root: &Path, bot: String, deploy: &str) -> DeployBench {
+        let mut config = std::fs::read_to_string(root.join("airlock.toml")).unwrap();
+        config.push_str(deploy);
+        std::fs::write(root.join("airlock.toml"), config).unwrap();
+        git(root, &["add", "-A"]);
+        git(root, &["commit", "-qm", "airlock"]);
+        let token = |role: &str, name: &str| {
+            let output = airlock(
+                root,
+                &["token", "create", "--role", role, "--name", name, "--json"],
+            );
+            json(&output)["token"].as_str().unwrap().to_owned()
+        };
+        let (reviewer, operator) = (token("reviewer", "rita"), token("operator", "otto"));
+        let port = free_port();
+        let server = serve(root, port);
+        DeployBench {
+            root: root.to_owned(),
+            url: format!("http://127.0.0.1:{port}"),
+            log: server_log(root, port),
+            bot,
+            reviewer,
+            operator,
+            _server: server,
+        }
+    }
+
+    fn run(&self, args: &[&str], token: &str) -> Output {
         let mut all: Vec<&str> = args.to_vec();
-        all.extend(["--server", &url, "--token", token]);
-        airlock(&root, &all)
-    };
-    let wait_for = |id: &str, states: &[&str]| -> Value {
-        let deadline = Instant::now() + Duration::from_secs(90);
+        all.extend(["--server", &self.url, "--token", token]);
+        airlock(&self.root, &all)
+    }
+
+    fn wait_for(&self, id: &str, states: &[&str]) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let view = json(&run(&["status", id, "--json"], &bot));
+            let view = json(&self.run(&["status", id, "--json"], &self.bot));
             if states.contains(&view["state"].as_str().unwrap_or_default()) {
                 return view;
             }
-            assert!(Instant::now() < deadline, "{id} stuck in {}", view["state"]);
+            assert!(
+                Instant::now() < deadline,
+                "{id} stuck in {}: {view}\nserver log:\n{}",
+                view["state"],
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
-    };
-    // The stable version serves through the built-in proxy.
-    let _load = Load::start(proxy_port);
-    let propose = |file: &str, old: &str, new: &str, title: &str| -> String {
-        let patch = root.join(format!("{title}.diff"));
+    }
+
+    /// Proposes a one-line edit of `file` and waits for Level 1 to pass.
+    fn propose(&self, file: &str, old: &str, new: &str, title: &str) -> String {
+        let patch = self.root.join(format!("{title}.diff"));
         std::fs::write(
             &patch,
             format!("--- a/{file}\n+++ b/{file}\n@@ -1 +1 @@\n-{old}\n+{new}\n"),
         )
         .unwrap();
-        let output = run(
+        let output = self.run(
             &[
                 "propose",
                 "--patch",
@@ -1206,25 +1223,100 @@ fn approved_changes_are_staged_committed_rolled_out_and_rolled_back() {
                 "--wait",
                 "--json",
             ],
-            &bot,
+            &self.bot,
         );
         assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-        let id = json(&output)["id"].as_str().unwrap().to_owned();
-        let approved = run(&["review", "approve", &id], &reviewer);
+        json(&output)["id"].as_str().unwrap().to_owned()
+    }
+
+    fn approve(&self, id: &str) {
+        let approved = self.run(&["review", "approve", id], &self.reviewer);
         assert!(approved.status.success(), "{}", text(&approved));
+    }
+
+    fn events_of(&self, id: &str) -> Vec<Value> {
+        ureq::get(&format!("{}/v1/changes/{id}/events", self.url))
+            .header("Authorization", &format!("Bearer {}", self.bot))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json::<Vec<Value>>()
+            .unwrap()
+    }
+
+    /// The deployments of `ids` ran strictly one after another, in the order they were
+    /// queued: no deploy.started between another change's deploy.started and its end.
+    fn assert_serial_and_first_come_first_served(&self, ids: &[&str]) {
+        let mut events: Vec<Value> = ids.iter().flat_map(|id| self.events_of(id)).collect();
+        events.sort_by_key(|e| e["seq"].as_i64());
+        let mut running: Option<String> = None;
+        let (mut queued, mut started) = (Vec::new(), Vec::new());
+        for event in &events {
+            let change = event["change_id"].as_str().unwrap_or_default().to_owned();
+            match event["kind"].as_str().unwrap_or_default() {
+                "deploy.queued" => queued.push(change),
+                "deploy.started" => {
+                    assert!(
+                        running.is_none() || running.as_deref() == Some(&change),
+                        "{change} started during {running:?}"
+                    );
+                    if running.is_none() {
+                        started.push(change.clone());
+                    }
+                    running = Some(change);
+                }
+                "rollout.completed" | "rollback.completed" | "rollback.escalated" => running = None,
+                _ => {}
+            }
+        }
+        assert_eq!(started, queued, "deployments start in queue order");
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        git_output(&self.root, args)
+    }
+
+    /// The trailers of `commit`, unfolded.
+    fn trailers(&self, commit: &str) -> String {
+        self.git(&["log", "-1", "--format=%(trailers:only,unfold)", commit])
+    }
+}
+
+#[test]
+fn approved_changes_are_staged_committed_rolled_out_and_rolled_back() {
+    let (_dir, root) = repository();
+    std::fs::write(root.join("service.conf"), "error_rate = 0\n").unwrap();
+    git(&root, &["add", "-A"]);
+    git(&root, &["commit", "-qm", "the service"]);
+    let bot = set_up(&root, "commands = []", "off");
+    let proxy_port = free_port();
+    let staging_test = write_staging_test(&root);
+    let deploy = format!(
+        "\n[deploy]\nstart = '''exec '{bin}' sample-service --port $PORT --config service.conf'''\n\
+         listen = \"127.0.0.1:{proxy_port}\"\nsteps = [50, 100]\nsoak = \"1s\"\npoll = \"100ms\"\nready_timeout = \"20s\"\n\
+         [deploy.staging]\ntest = '''{staging_test}'''\ntimeout = \"30s\"\n\
+         [deploy.guards]\nmin_requests = 20\n",
+        bin = env!("CARGO_BIN_EXE_airlock"),
+    );
+    let bench = DeployBench::start(&root, bot, &deploy);
+    // The stable version serves through the built-in proxy.
+    let _load = Load::start(proxy_port);
+    let propose = |file: &str, old: &str, new: &str, title: &str| -> String {
+        let id = bench.propose(file, old, new, title);
+        bench.approve(&id);
         id
     };
+    let wait_for = |id: &str, states: &[&str]| bench.wait_for(id, states);
+    let run = |args: &[&str], token: &str| bench.run(args, token);
+    let (bot, operator) = (&bench.bot, &bench.operator);
 
     // 1. A healthy change: staged, committed with trailers, rolled out to 100 %.
     let good = propose("README.md", "hello", "hello, production", "greet");
     let view = wait_for(&good, &["deployed", "rejected", "failed", "rolled_back"]);
     assert_eq!(view["state"], "deployed", "{view}");
     let commit = view["deployment"]["commit_id"].as_str().unwrap().to_owned();
-    assert_eq!(git_output(&root, &["rev-parse", "main"]).trim(), commit);
-    let trailers = git_output(
-        &root,
-        &["log", "-1", "--format=%(trailers:only,unfold)", &commit],
-    );
+    assert_eq!(bench.git(&["rev-parse", "main"]).trim(), commit);
+    let trailers = bench.trailers(&commit);
     assert!(
         trailers.contains(&format!("Airlock-Change: {good}")),
         "{trailers}"
@@ -1235,15 +1327,7 @@ fn approved_changes_are_staged_committed_rolled_out_and_rolled_back() {
         std::fs::read_to_string(root.join("README.md")).unwrap(),
         "hello, production\n"
     );
-    let events_of = |id: &str| -> Vec<Value> {
-        ureq::get(&format!("{url}/v1/changes/{id}/events"))
-            .header("Authorization", &format!("Bearer {bot}"))
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_json::<Vec<Value>>()
-            .unwrap()
-    };
+    let events_of = |id: &str| bench.events_of(id);
     let events = events_of(&good);
     let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
     for kind in [
@@ -1278,10 +1362,7 @@ fn approved_changes_are_staged_committed_rolled_out_and_rolled_back() {
         .unwrap()
         .to_owned();
     assert_eq!(git_output(&root, &["rev-parse", "main"]).trim(), revert);
-    let trailers = git_output(
-        &root,
-        &["log", "-1", "--format=%(trailers:only,unfold)", &revert],
-    );
+    let trailers = bench.trailers(&revert);
     assert!(
         trailers.contains(&format!("Airlock-Rollback-Of: {bad}")),
         "{trailers}"
@@ -1318,7 +1399,7 @@ fn approved_changes_are_staged_committed_rolled_out_and_rolled_back() {
     let tip = git_output(&root, &["rev-parse", "main"]);
     let escalated = run(
         &["rollback", &good, "--reason", "greeting is wrong"],
-        &operator,
+        operator,
     );
     assert_eq!(escalated.status.code(), Some(2), "{}", text(&escalated));
     assert!(
@@ -1331,7 +1412,7 @@ fn approved_changes_are_staged_committed_rolled_out_and_rolled_back() {
         tip,
         "the branch is untouched"
     );
-    let refused = run(&["rollback", &later, "--reason", "x"], &bot);
+    let refused = run(&["rollback", &later, "--reason", "x"], bot);
     assert_eq!(
         refused.status.code(),
         Some(2),
@@ -1340,13 +1421,13 @@ fn approved_changes_are_staged_committed_rolled_out_and_rolled_back() {
     );
 
     // 4. Rolling back the latest change works: exit 1, revert on the branch.
-    let rolled = run(&["rollback", &later, "--reason", "wording"], &operator);
+    let rolled = run(&["rollback", &later, "--reason", "wording"], operator);
     assert_eq!(rolled.status.code(), Some(1), "{}", text(&rolled));
     assert_eq!(
         std::fs::read_to_string(root.join("README.md")).unwrap(),
         "hello, production\n"
     );
-    let queue = run(&["queue", "--json"], &bot);
+    let queue = run(&["queue", "--json"], bot);
     assert!(queue.status.success(), "{}", text(&queue));
     let queue = json(&queue);
     assert_eq!(queue["queue"].as_array().unwrap().len(), 0, "{queue}");
@@ -1355,26 +1436,273 @@ fn approved_changes_are_staged_committed_rolled_out_and_rolled_back() {
         git_output(&root, &["rev-parse", "main"]).trim()
     );
 
-    // The deployments ran strictly one after another: no deploy.started between another
-    // change's deploy.started and its end.
-    let mut events: Vec<Value> = [&good, &bad, &later]
+    bench.assert_serial_and_first_come_first_served(&[&good, &bad, &later]);
+}
+
+#[test]
+fn haproxy_and_prometheus_carry_a_queue_of_rollouts_and_a_rollback() {
+    use airlock_rollout::testing::{HaproxyProcess, PrometheusProcess};
+    let haproxy = HaproxyProcess::start(&["app", "staging"]);
+    let prometheus = PrometheusProcess::with_file_discovery();
+    let (_dir, root) = repository();
+    for (file, text) in [
+        ("service.conf", "latency_ms = 0\n"),
+        ("a.txt", "a\n"),
+        ("b.txt", "b\n"),
+        ("c.txt", "c\n"),
+    ] {
+        std::fs::write(root.join(file), text).unwrap();
+    }
+    git(&root, &["add", "-A"]);
+    git(&root, &["commit", "-qm", "the service"]);
+    let bot = set_up(&root, "commands = []", "off");
+    let staging_test = write_staging_test(&root);
+    // Each instance announces itself to Prometheus as it starts, in file_sd's format
+    // (written whole, then renamed), labelled with its slot and environment: how a service
+    // that gets its port at run time is found.
+    let selector = r#"version="{version}",slot="{slot}",environment="production""#;
+    let deploy = format!(
+        r#"
+[deploy]
+provider = "haproxy"
+start = '''printf '[{{"targets":["127.0.0.1:%s"],"labels":{{"slot":"%s","environment":"%s"}}}}]' "$PORT" "$AIRLOCK_SLOT" "$AIRLOCK_ENVIRONMENT" > "{targets}/$AIRLOCK_ENVIRONMENT-$AIRLOCK_SLOT.tmp" && mv "{targets}/$AIRLOCK_ENVIRONMENT-$AIRLOCK_SLOT.tmp" "{targets}/$AIRLOCK_ENVIRONMENT-$AIRLOCK_SLOT.json" && exec '{bin}' sample-service --port $PORT --config service.conf'''
+soak = "2s"
+poll = "250ms"
+ready_timeout = "20s"
+[deploy.staging]
+test = '''{staging_test}'''
+timeout = "30s"
+[deploy.guards]
+min_requests = 20
+max_p99 = "200ms"
+[deploy.haproxy]
+socket = "{socket}"
+backend = "app"
+url = "http://{production}"
+staging_backend = "staging"
+staging_url = "http://{staging}"
+[deploy.prometheus]
+url = "{prometheus}"
+requests = 'sum(sample_requests_total{{{selector}}})'
+errors = 'sum(sample_requests_total{{{selector},code="500"}})'
+latency_p99 = 'histogram_quantile(0.99, sum by (le) (rate(sample_request_duration_seconds_bucket{{{selector}}}[5s])))'
+"#,
+        targets = prometheus.targets_dir().display(),
+        bin = env!("CARGO_BIN_EXE_airlock"),
+        socket = haproxy.socket.display(),
+        production = haproxy.frontends[0],
+        staging = haproxy.frontends[1],
+        prometheus = prometheus.url,
+    );
+    let bench = DeployBench::start(&root, bot, &deploy);
+    let _load = Load::start(haproxy.frontends[0].port());
+
+    // 1. Three approved changes at once: deployed one after another, first come first
+    // served, each commit on the branch with its trailers.
+    let ids: Vec<String> = ["a", "b", "c"]
         .iter()
-        .flat_map(|id| events_of(id))
+        .map(|name| bench.propose(&format!("{name}.txt"), name, &format!("{name}2"), name))
         .collect();
-    events.sort_by_key(|e| e["seq"].as_i64());
-    let mut running: Option<String> = None;
-    for event in &events {
-        let change = event["change_id"].as_str().unwrap_or_default().to_owned();
-        match event["kind"].as_str().unwrap_or_default() {
-            "deploy.started" => {
-                assert!(
-                    running.is_none() || running.as_deref() == Some(&change),
-                    "{change} started during {running:?}"
-                );
-                running = Some(change);
-            }
-            "rollout.completed" | "rollback.completed" | "rollback.escalated" => running = None,
-            _ => {}
+    for id in &ids {
+        bench.approve(id);
+    }
+    for id in &ids {
+        let view = bench.wait_for(id, &["deployed", "rejected", "failed", "rolled_back"]);
+        assert_eq!(view["state"], "deployed", "{view}");
+        let commit = view["deployment"]["commit_id"].as_str().unwrap();
+        assert!(
+            bench
+                .trailers(commit)
+                .contains(&format!("Airlock-Change: {id}")),
+            "{}",
+            bench.trailers(commit)
+        );
+        let decisions: Vec<Value> = bench
+            .events_of(id)
+            .into_iter()
+            .filter(|e| e["kind"] == "rollout.decision")
+            .collect();
+        assert_eq!(
+            decisions.last().map(|d| d["data"]["percent"].clone()),
+            Some(100.into()),
+            "one decision per step, the last at 100 %: {decisions:?}"
+        );
+        for decision in &decisions {
+            assert_eq!(decision["data"]["decision"], "pass", "{decision}");
+            let requests = decision["data"]["evidence"]["canary"]["requests"]
+                .as_u64()
+                .unwrap();
+            assert!(requests >= 20, "Prometheus counted the canary: {decision}");
         }
     }
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    bench.assert_serial_and_first_come_first_served(&ids);
+    let log = bench.git(&[
+        "log",
+        "--format=%(trailers:key=Airlock-Change,valueonly)",
+        "-3",
+    ]);
+    let mut landed: Vec<&str> = log.split_whitespace().collect();
+    landed.reverse();
+    assert_eq!(landed, ids, "committed in queue order");
+
+    // 2. A change that makes the service slow: Prometheus's p99 breaches the guard, the
+    // canary is rolled back and the revert commit is on the branch.
+    let slow = bench.propose("service.conf", "latency_ms = 0", "latency_ms = 300", "slow");
+    bench.approve(&slow);
+    let view = bench.wait_for(
+        &slow,
+        &[
+            "rolled_back",
+            "deployed",
+            "rejected",
+            "failed",
+            "rollback_escalated",
+        ],
+    );
+    assert_eq!(view["state"], "rolled_back", "{view}");
+    assert!(
+        view["verdict"]["summary"].as_str().unwrap().contains("p99"),
+        "{view}"
+    );
+    let revert = view["deployment"]["revert_commit"].as_str().unwrap();
+    assert_eq!(bench.git(&["rev-parse", "main"]).trim(), revert);
+    assert!(
+        bench
+            .trailers(revert)
+            .contains(&format!("Airlock-Rollback-Of: {slow}")),
+        "{}",
+        bench.trailers(revert)
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("service.conf")).unwrap(),
+        "latency_ms = 0\n"
+    );
+    let kinds: Vec<String> = bench
+        .events_of(&slow)
+        .iter()
+        .filter_map(|e| e["kind"].as_str().map(str::to_owned))
+        .collect();
+    for kind in ["rollout.decision", "rollback.started", "rollback.completed"] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "{kind} missing from {kinds:?}"
+        );
+    }
+    // The stable version is the revert commit.
+    let queue = json(&bench.run(&["queue", "--json"], &bench.bot));
+    assert_eq!(
+        queue["stable"]["commit"].as_str().unwrap(),
+        bench.git(&["rev-parse", "main"]).trim(),
+        "{queue}"
+    );
+}
+
+#[test]
+fn a_moved_branch_is_rebased_and_rechecked_or_the_change_returns_to_the_agent() {
+    let (dir, root) = repository();
+    for (file, text) in [
+        ("a.txt", "a\n"),
+        ("b.txt", "b\n"),
+        ("c.txt", "c\n"),
+        ("service.conf", ""),
+    ] {
+        std::fs::write(root.join(file), text).unwrap();
+    }
+    git(&root, &["add", "-A"]);
+    git(&root, &["commit", "-qm", "files"]);
+    // A check that passes on each side alone and fails on their combination: why a change
+    // re-applied on a moved branch is checked again.
+    let bot = set_up(
+        &root,
+        r#"commands = [{name = "together", run = "! (grep -qx x b.txt && grep -qx y c.txt)"}]"#,
+        "off",
+    );
+    // Staging holds each change until the test has moved the branch and opened the gate.
+    let gate = dir.path().join("gate");
+    std::fs::write(
+        root.join("staging-test.sh"),
+        format!(
+            "until [ -e '{gate}' ]; do sleep 0.05; done\nrm '{gate}'\n",
+            gate = gate.display()
+        ),
+    )
+    .unwrap();
+    let proxy_port = free_port();
+    let deploy = format!(
+        "\n[deploy]\nstart = '''exec '{bin}' sample-service --port $PORT'''\n\
+         listen = \"127.0.0.1:{proxy_port}\"\nsoak = \"1s\"\npoll = \"100ms\"\n\
+         [deploy.staging]\ntest = \"bash staging-test.sh\"\ntimeout = \"60s\"\n\
+         [deploy.guards]\nmin_requests = 10\n",
+        bin = env!("CARGO_BIN_EXE_airlock"),
+    );
+    let bench = DeployBench::start(&root, bot, &deploy);
+    let _load = Load::start(proxy_port);
+    // Someone commits to the branch while `id` is in staging; then the gate opens.
+    let move_branch_during_staging = |id: &str, file: &str, text: &str| -> String {
+        bench.wait_for(id, &["staging"]);
+        std::fs::write(root.join(file), text).unwrap();
+        git(&root, &["commit", "-qam", &format!("by hand: {file}")]);
+        std::fs::write(&gate, "").unwrap();
+        bench.git(&["rev-parse", "main"]).trim().to_owned()
+    };
+    let final_states = [
+        "deployed",
+        "rejected",
+        "failed",
+        "rolled_back",
+        "changes_requested",
+    ];
+
+    // 1. The branch moved elsewhere: the change is re-applied on the new tip, checked again
+    // and deployed; its commit's parent is the moved tip.
+    let clean = bench.propose("a.txt", "a", "a2", "clean");
+    bench.approve(&clean);
+    let moved = move_branch_during_staging(&clean, "c.txt", "c2\n");
+    let view = bench.wait_for(&clean, &final_states);
+    assert_eq!(view["state"], "deployed", "{view}");
+    let commit = view["deployment"]["commit_id"].as_str().unwrap();
+    assert_eq!(
+        bench.git(&["rev-parse", &format!("{commit}^")]).trim(),
+        moved
+    );
+    let rebased = bench
+        .events_of(&clean)
+        .into_iter()
+        .find(|e| e["kind"] == "deploy.rebased")
+        .expect("a deploy.rebased event");
+    assert_eq!(rebased["data"]["onto"], moved.as_str(), "{rebased}");
+    assert_eq!(rebased["data"]["passed"], true, "{rebased}");
+    assert_eq!(rebased["data"]["steps"][1]["step"], "together", "{rebased}");
+
+    // 2. The branch changed the same line: the change goes back to the agent with the
+    // conflict, and the branch is left as it was.
+    let conflicting = bench.propose("a.txt", "a2", "a3", "conflicting");
+    bench.approve(&conflicting);
+    let moved = move_branch_during_staging(&conflicting, "a.txt", "a-by-hand\n");
+    let view = bench.wait_for(&conflicting, &final_states);
+    assert_eq!(view["state"], "changes_requested", "{view}");
+    assert_eq!(bench.git(&["rev-parse", "main"]).trim(), moved);
+    let conflict = bench
+        .events_of(&conflicting)
+        .into_iter()
+        .find(|e| e["kind"] == "deploy.conflict")
+        .expect("a deploy.conflict event");
+    assert_eq!(conflict["data"]["paths"], serde_json::json!(["a.txt"]));
+
+    // 3. The change still applies, but together with the branch's new commit the checks
+    // fail: rejected, and the branch is left as it was.
+    let semantic = bench.propose("b.txt", "b", "x", "semantic");
+    bench.approve(&semantic);
+    let moved = move_branch_during_staging(&semantic, "c.txt", "y\n");
+    let view = bench.wait_for(&semantic, &final_states);
+    assert_eq!(view["state"], "rejected", "{view}");
+    assert!(
+        view["verdict"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("moved target branch"),
+        "{view}"
+    );
+    assert_eq!(bench.git(&["rev-parse", "main"]).trim(), moved);
 }

@@ -678,7 +678,18 @@ database = ".airlock/airlock.db"
 # [deploy.staging]
 # test = "./integration-tests.sh"   # gets AIRLOCK_STAGING_URL; 5 minutes by default
 # timeout = "5m"
-# [deploy.guards]
+# [deploy.judge]                   # the canary against the baseline, by a sequential test
+# alpha = 0.01                      # false-alarm rate of a whole rollout
+# trust = "enforcing"               # or "advisory" (hold for a human), "shadow" (record only)
+# reference = "baseline_and_stable" # errors; or "baseline" alone (latency: always baseline)
+# latency_threshold = "baseline"    # slow = slower than stable's p99; or e.g. "250ms"
+# [[deploy.judge.metrics]]          # any counter pair from Prometheus
+# name = "db_queries"
+# events = 'sum(db_queries_total{{version="{{version}}",slot="{{slot}}"}})'
+# exposure = 'sum(http_requests_total{{version="{{version}}",slot="{{slot}}"}})'
+# direction = "higher_is_worse"     # or "lower_is_worse"
+# tolerance = 0.2                   # fail only beyond +20 %
+# [deploy.guards]                   # absolute limits: the second line
 # max_error_rate = 0.02
 # max_p99 = "500ms"
 # min_requests = 100
@@ -788,6 +799,46 @@ mod tests {
         check_error(
             "[deploy]\nstart = 'x'\n[deploy.prometheus]\nurl = 'http://p'\nrequests = 'sum(x)'\nerrors = 'sum(y)'\n",
             &["deploy.prometheus.requests", "canary"],
+        );
+        // The canary judge.
+        assert_eq!(deploy.judge.alpha, 0.01);
+        assert!(deploy.judge.pool_stable);
+        assert_eq!(deploy.judge.latency_threshold, None);
+        let judge = |section: &str| format!("[deploy]\nstart = 'x'\n[deploy.judge]\n{section}");
+        check_error(&judge("alpha = 0.9\n"), &["deploy.judge", "alpha"]);
+        check_error(&judge("trust = 'maybe'\n"), &["maybe", "enforcing"]);
+        check_error(&judge("reference = 'stable'\n"), &["stable", "baseline"]);
+        check_error(
+            &judge("latency_threshold = 'fast'\n"),
+            &["deploy.judge.latency_threshold", "baseline"],
+        );
+        let metric = "[[deploy.judge.metrics]]\nname = 'db'\nevents = 'sum(q{slot=\"{slot}\"})'\nexposure = 'sum(r{slot=\"{slot}\"})'\ndirection = 'higher_is_worse'\n";
+        check_error(&judge(metric), &["deploy.judge.metrics", "Prometheus"]);
+        let prometheus = "[deploy.prometheus]\nurl = 'http://p'\nrequests = 'sum(x{slot=\"{slot}\"})'\nerrors = 'sum(y{slot=\"{slot}\"})'\n";
+        let parsed = Config::parse(&format!("{}{prometheus}", judge(metric)), "airlock.toml")
+            .unwrap()
+            .deploy
+            .unwrap();
+        assert_eq!(parsed.judge.metrics[0].spec.name, "db");
+        assert_eq!(parsed.judge.metrics[0].spec.tolerance, 0.2);
+        assert_eq!(parsed.judge.judge_config(true).metrics.len(), 3);
+        check_error(
+            &format!("{}{prometheus}", judge(&metric.replace("'db'", "'errors'"))),
+            &["name", "built-in"],
+        );
+        check_error(
+            &format!(
+                "{}{prometheus}",
+                judge(&metric.replace("slot=\"{slot}\"", "job=\"x\""))
+            ),
+            &["events", "canary"],
+        );
+        check_error(
+            &format!(
+                "{}{prometheus}",
+                judge(&metric.replace("higher_is_worse", "up"))
+            ),
+            &["up", "higher_is_worse"],
         );
     }
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use airlock_judge::{Direction, Judge, JudgeConfig, MetricSpec, Trust};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{positive_duration, validate_branch};
@@ -60,6 +61,62 @@ pub struct DeployConfig {
     pub haproxy: Option<HaproxyConfig>,
     pub command: Option<CommandConfig>,
     pub prometheus: Option<PrometheusConfig>,
+    pub judge: JudgeSettings,
+}
+
+/// `[deploy.judge]`: how the canary is compared with the baseline beside it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JudgeSettings {
+    /// The false-alarm rate of a whole rollout, split across the metrics.
+    pub alpha: f64,
+    /// What a failed comparison of errors or latency does.
+    pub trust: Trust,
+    /// A request slower than this is slow; `None`: slower than the stable version's p99
+    /// before the rollout began.
+    pub latency_threshold: Option<Duration>,
+    /// Whether errors are compared with the baseline and the stable version together
+    /// (the same code, so the same error rate, and many times the canary's traffic:
+    /// faster detection) or with the baseline alone. Latency and custom metrics are
+    /// always compared with the baseline alone: it is as fresh as the canary, and fresh
+    /// processes are slower than warm ones.
+    pub pool_stable: bool,
+    /// Further metrics, read from Prometheus.
+    pub metrics: Vec<CustomMetric>,
+}
+
+/// A metric from Prometheus judged like errors: events per unit of exposure.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CustomMetric {
+    pub spec: MetricSpec,
+    /// PromQL templates of cumulative counters; `{version}` and `{slot}` are replaced.
+    pub events: String,
+    pub exposure: String,
+}
+
+/// The names the built-in metrics take in the judge's evidence.
+pub const ERRORS_METRIC: &str = "errors";
+pub const LATENCY_METRIC: &str = "slow_requests";
+
+impl JudgeSettings {
+    /// The judge's configuration: errors, then slow requests when `latency` (the source
+    /// measures latency per request), then the custom metrics.
+    pub fn judge_config(&self, latency: bool) -> JudgeConfig {
+        let mut metrics = vec![MetricSpec {
+            trust: self.trust,
+            ..MetricSpec::errors()
+        }];
+        if latency {
+            metrics.push(MetricSpec {
+                trust: self.trust,
+                ..MetricSpec::slow_requests()
+            });
+        }
+        metrics.extend(self.metrics.iter().map(|m| m.spec.clone()));
+        JudgeConfig {
+            alpha: self.alpha,
+            metrics,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,6 +190,41 @@ pub(crate) struct RawDeploy {
     haproxy: Option<RawHaproxy>,
     command: Option<RawCommand>,
     prometheus: Option<RawPrometheus>,
+    #[serde(default)]
+    judge: RawJudge,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawJudge {
+    alpha: Option<f64>,
+    trust: Option<Trust>,
+    latency_threshold: Option<String>,
+    reference: Option<Reference>,
+    #[serde(default)]
+    metrics: Vec<RawMetric>,
+}
+
+/// What the canary is compared with.
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Reference {
+    Baseline,
+    BaselineAndStable,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetric {
+    name: String,
+    events: String,
+    exposure: String,
+    direction: Direction,
+    tolerance: Option<f64>,
+    pass_margin: Option<f64>,
+    absolute_margin: Option<f64>,
+    min_exposure: Option<f64>,
+    trust: Option<Trust>,
 }
 
 #[derive(Deserialize, Default)]
@@ -373,6 +465,7 @@ impl RawDeploy {
                 })
             }
         };
+        let judge = self.judge.validate(prometheus.is_some())?;
         Ok(DeployConfig {
             provider,
             target,
@@ -408,7 +501,65 @@ impl RawDeploy {
             haproxy,
             command,
             prometheus,
+            judge,
         })
+    }
+}
+
+impl RawJudge {
+    fn validate(self, prometheus: bool) -> Result<JudgeSettings, String> {
+        let trust = self.trust.unwrap_or(Trust::Enforcing);
+        let latency_threshold = match self.latency_threshold.as_deref() {
+            None | Some("baseline") => None,
+            Some(text) => Some(positive_duration(text).map_err(|m| {
+                format!("key `deploy.judge.latency_threshold`: {m}; or \"baseline\" for the stable version's p99")
+            })?),
+        };
+        if !self.metrics.is_empty() && !prometheus {
+            return Err("key `deploy.judge.metrics`: custom metrics are read from Prometheus; add a [deploy.prometheus] section".into());
+        }
+        let mut metrics = Vec::with_capacity(self.metrics.len());
+        for (index, raw) in self.metrics.into_iter().enumerate() {
+            let key = format!("deploy.judge.metrics[{index}]");
+            simple_name(&raw.name, &format!("judge.metrics[{index}].name"))?;
+            if [ERRORS_METRIC, LATENCY_METRIC].contains(&raw.name.as_str()) {
+                return Err(format!(
+                    "key `{key}.name`: `{}` is a built-in metric; choose another name",
+                    raw.name
+                ));
+            }
+            for (field, query) in [("events", &raw.events), ("exposure", &raw.exposure)] {
+                if !query.contains("{version}") && !query.contains("{slot}") {
+                    return Err(format!(
+                        "key `{key}.{field}`: the query names neither `{{version}}` nor `{{slot}}`, so it cannot tell the canary from the baseline"
+                    ));
+                }
+            }
+            let defaults = MetricSpec::errors();
+            metrics.push(CustomMetric {
+                spec: MetricSpec {
+                    name: raw.name,
+                    direction: raw.direction,
+                    tolerance: raw.tolerance.unwrap_or(0.2),
+                    pass_margin: raw.pass_margin.unwrap_or(defaults.pass_margin),
+                    absolute_margin: raw.absolute_margin.unwrap_or(0.0),
+                    min_exposure: raw.min_exposure.unwrap_or(defaults.min_exposure),
+                    trust: raw.trust.unwrap_or(trust),
+                },
+                events: raw.events,
+                exposure: raw.exposure,
+            });
+        }
+        let settings = JudgeSettings {
+            alpha: self.alpha.unwrap_or(0.01),
+            trust,
+            latency_threshold,
+            pool_stable: !matches!(self.reference, Some(Reference::Baseline)),
+            metrics,
+        };
+        // The judge's own checks (α's range, margins, unique names) name what is wrong.
+        Judge::new(settings.judge_config(true)).map_err(|e| format!("key `deploy.judge`: {e}"))?;
+        Ok(settings)
     }
 }
 

@@ -274,13 +274,14 @@ deny contains reason if {
 
 # ---- stages ---------------------------------------------------------------------------
 #
-# Staging always. Canary traffic in 5 steps, or in 7 smaller ones for critical changes.
+# Staging always. Canary traffic in the deployment's steps (`deploy.steps`, by default
+# 1, 5, 25, 50, 100 %), or in 7 smaller ones for critical changes.
 
 stages := {"staging": true, "canary_steps": _canary_steps}
 
 _canary_steps := [1, 2, 5, 10, 25, 50, 100] if risk == "critical"
 
-_canary_steps := [1, 5, 25, 50, 100] if risk != "critical"
+_canary_steps := [] if risk != "critical"
 
 # ---- auto_approve ---------------------------------------------------------------------
 #

@@ -107,7 +107,8 @@ fn default_policy() -> Policy {
     Policy::from_modules(&[("policy.rego", DEFAULT_POLICY)]).unwrap()
 }
 
-const NORMAL_CANARY: [u32; 5] = [1, 5, 25, 50, 100];
+/// Below critical, the deployment's own steps (`deploy.steps`).
+const NORMAL_CANARY: [u32; 0] = [];
 const CRITICAL_CANARY: [u32; 7] = [1, 2, 5, 10, 25, 50, 100];
 
 /// The obligations the default policy documents for each risk tier.

@@ -108,14 +108,18 @@ impl PrometheusSource {
     /// series. Fails when it returned several series (aggregate them), a range vector or
     /// a string, or when Prometheus refuses it or cannot be reached.
     pub fn query(&self, promql: &str) -> Result<Option<f64>, RolloutError> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        self.query_with(&self.agent(), promql)
+    }
+
+    /// An HTTP client for one round of queries: no redirects, no proxy, the timeout.
+    fn agent(&self) -> ureq::Agent {
+        ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .proxy(None)
             .timeout_global(Some(self.timeout))
             .build()
-            .into();
-        self.query_with(&agent, promql)
+            .into()
     }
 
     fn query_with(&self, agent: &ureq::Agent, promql: &str) -> Result<Option<f64>, RolloutError> {
@@ -185,6 +189,31 @@ impl PrometheusSource {
             .ok_or_else(|| refused(format!("its value `{value}` is not a number")))
     }
 
+    /// The value of a counter query `template` for `slot` running `commit`: a finite
+    /// number ≥ 0. A query without data is [`RolloutError::NoData`], never zero.
+    pub fn count(&self, template: &str, slot: Slot, commit: &str) -> Result<f64, RolloutError> {
+        self.count_with(&self.agent(), template, slot, commit)
+    }
+
+    fn count_with(
+        &self,
+        agent: &ureq::Agent,
+        template: &str,
+        slot: Slot,
+        commit: &str,
+    ) -> Result<f64, RolloutError> {
+        validate_commit(commit)?;
+        let query = fill(template, slot, commit);
+        match self.query_with(agent, &query)? {
+            None => Err(RolloutError::NoData { slot, query }),
+            Some(value) if value.is_finite() && value >= 0.0 => Ok(value),
+            Some(value) => Err(RolloutError::PrometheusQuery {
+                query,
+                message: format!("a count must be a finite number ≥ 0, not {value}"),
+            }),
+        }
+    }
+
     /// The cumulative requests and errors, and the p99 latency if a query is configured,
     /// of each `(slot, commit)`. Fails on the first query that fails; a requests or errors
     /// query without data is [`RolloutError::NoData`].
@@ -192,29 +221,12 @@ impl PrometheusSource {
         &self,
         slots: &[(Slot, &str)],
     ) -> Result<BTreeMap<Slot, Observed>, RolloutError> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .proxy(None)
-            .timeout_global(Some(self.timeout))
-            .build()
-            .into();
+        let agent = self.agent();
         let mut observed = BTreeMap::new();
         for &(slot, commit) in slots {
-            validate_commit(commit)?;
+            // Counters are whole; `as` saturates for absurd values.
             let count = |template: &str| -> Result<u64, RolloutError> {
-                let query = fill(template, slot, commit);
-                match self.query_with(&agent, &query)? {
-                    None => Err(RolloutError::NoData { slot, query }),
-                    Some(value) if value.is_finite() && value >= 0.0 => {
-                        // Counters are whole; `as` saturates for absurd values.
-                        Ok(value.round() as u64)
-                    }
-                    Some(value) => Err(RolloutError::PrometheusQuery {
-                        query,
-                        message: format!("a count must be a finite number ≥ 0, not {value}"),
-                    }),
-                }
+                Ok(self.count_with(&agent, template, slot, commit)?.round() as u64)
             };
             let requests = count(&self.queries.requests)?;
             let errors = count(&self.queries.errors)?;

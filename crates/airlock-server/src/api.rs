@@ -1149,6 +1149,11 @@ pub struct ChangeView {
     /// For a single change that entered the deployment queue: its deployment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment: Option<airlock_store::DeploymentRecord>,
+    /// For a single change in or past its rollout: the last rollout decision (the step,
+    /// the decision, and the evidence: the judge's per-metric counts, statistic, bound,
+    /// α and margins; the guards' windows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<serde_json::Value>,
 }
 
 impl std::ops::Deref for ChangeView {
@@ -1214,11 +1219,23 @@ async fn get_change<S: Store>(
             let steps = shared.store.steps(&id, record.revision).await?;
             let review = crate::review::status(&shared, &record).await?;
             let deployment = shared.store.deployment(&id).await?;
+            let canary = match deployment {
+                Some(_) => shared
+                    .store
+                    .events(Some(&id))
+                    .await?
+                    .into_iter()
+                    .rev()
+                    .find(|event| event.kind == EventKind::RolloutDecision.as_str())
+                    .map(|event| event.data),
+                None => None,
+            };
             return Ok(Json(ChangeView {
                 change: record,
                 steps,
                 review,
                 deployment,
+                canary,
             }));
         }
     }
@@ -1282,6 +1299,7 @@ async fn list_changes<S: Store>(
                 steps: Vec::new(),
                 review: None,
                 deployment: None,
+                canary: None,
             })
             .collect(),
     ))

@@ -23,13 +23,17 @@ use airlock_core::event::{Actor, EventKind, NewEvent};
 use airlock_core::pipeline::PlannedStep;
 use airlock_core::review::ReviewVerdict;
 use airlock_git::{CommitId, CommitMessage, Landing, MergeConflict, PushOutcome, Remote};
+use airlock_judge::Verdict as JudgeVerdict;
 use airlock_rollout::{
     Environment, Fence, FenceToken, GuardVerdict, Guards, Observed, PrometheusSource, Provider,
     RolloutError, Slot, Version, Weights,
 };
-use airlock_store::{ChangeRecord, DeploymentRecord, DeploymentUpdate, StableVersion, Store};
+use airlock_store::{
+    ChangeRecord, DeploymentRecord, DeploymentUpdate, FenceCheck, StableVersion, Store,
+};
 use tokio::sync::Notify;
 
+use crate::canary::{self, Canary, Reading};
 use crate::worker::system_event;
 use crate::{Shared, now_ms};
 
@@ -52,6 +56,8 @@ pub(crate) struct DeployRuntime {
     pub(crate) versions_dir: PathBuf,
     pub(crate) prometheus: Option<PrometheusSource>,
     pub(crate) guards: Guards,
+    /// Where each rollout's judge recording is kept.
+    pub(crate) recordings_dir: PathBuf,
     /// Wakes the deployer when a change is approved or a rollback is asked for.
     pub(crate) wake: Notify,
 }
@@ -82,18 +88,17 @@ impl<S: Store> Fence for StoreFence<S> {
             .shared
             .upgrade()
             .ok_or_else(|| unavailable("the service is shutting down".into()))?;
-        let admitted = self
+        let check = self
             .runtime
             .block_on(shared.store.admit_fence(target, token.0 as i64))
             .map_err(|e| unavailable(e.to_string()))?;
-        if admitted {
-            Ok(())
-        } else {
-            Err(RolloutError::StaleFence {
+        match check {
+            FenceCheck::Admitted => Ok(()),
+            FenceCheck::Stale { current } => Err(RolloutError::StaleFence {
                 target: target.to_owned(),
                 token: token.0,
-                current: 0,
-            })
+                current: current as u64,
+            }),
         }
     }
 }
@@ -380,33 +385,67 @@ async fn checkout(runtime: &Arc<DeployRuntime>, commit: &str) -> Result<Version,
     })
 }
 
-/// Cumulative per-slot measurements: the provider's own, or Prometheus's.
-async fn observe(
+/// One poll of the rollout's measurements: per slot (the provider's own, or
+/// Prometheus's for the canary and the baseline), and the custom metrics. What a source
+/// could not give is missing (None), never zero: the judge waits for it.
+async fn read(
     runtime: &Arc<DeployRuntime>,
     canary: &str,
     baseline: &str,
-) -> Result<BTreeMap<Slot, Observed>, String> {
+) -> (Reading, Option<String>) {
     let runtime = runtime.clone();
+    let custom_count = runtime.config.judge.metrics.len();
     let (canary, baseline) = (canary.to_owned(), baseline.to_owned());
-    tokio::task::spawn_blocking(move || {
-        if let Some(observed) = runtime.provider.observe(Environment::Production)? {
-            return Ok(observed);
-        }
-        match &runtime.prometheus {
-            Some(prometheus) => prometheus.observe(&[
-                (Slot::Canary, canary.as_str()),
-                (Slot::Baseline, baseline.as_str()),
-            ]),
-            None => Err(RolloutError::InvalidOption {
-                what: "metrics source",
-                value: runtime.provider.name().to_owned(),
-                accepted: "a provider that measures (local) or a [deploy.prometheus] section",
-            }),
-        }
+    let joined = tokio::task::spawn_blocking(move || {
+        let slots = match runtime.provider.observe(Environment::Production) {
+            Ok(Some(observed)) => Ok(observed),
+            Ok(None) => match &runtime.prometheus {
+                Some(prometheus) => prometheus
+                    .observe(&[
+                        (Slot::Canary, canary.as_str()),
+                        (Slot::Baseline, baseline.as_str()),
+                    ])
+                    .map_err(|e| e.to_string()),
+                None => Err(RolloutError::InvalidOption {
+                    what: "metrics source",
+                    value: runtime.provider.name().to_owned(),
+                    accepted: "a provider that measures (local) or a [deploy.prometheus] section",
+                }
+                .to_string()),
+            },
+            Err(error) => Err(error.to_string()),
+        };
+        let custom = match &runtime.prometheus {
+            Some(prometheus) => canary::read_custom(
+                prometheus,
+                &runtime.config.judge.metrics,
+                &canary,
+                &baseline,
+            ),
+            None => Vec::new(),
+        };
+        (slots, custom)
     })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())
+    .await;
+    match joined {
+        Ok((slots, custom)) => {
+            let missing = slots.as_ref().err().cloned();
+            (
+                Reading {
+                    slots: slots.ok(),
+                    custom,
+                },
+                missing,
+            )
+        }
+        Err(error) => (
+            Reading {
+                slots: None,
+                custom: vec![None; custom_count],
+            },
+            Some(error.to_string()),
+        ),
+    }
 }
 
 fn observed_json(observed: &Observed) -> serde_json::Value {
@@ -830,6 +869,20 @@ impl<S: Store> Driver<'_, S> {
         let previous = deployment.previous_commit.clone().unwrap_or_default();
         let candidate = checkout(self.runtime, &commit).await?;
         let baseline = checkout(self.runtime, &previous).await?;
+        // The stable version before the rollout: its p99 is what "slow" means.
+        let (before, _) = read(self.runtime, &commit, &previous).await;
+        let resumed = match deployment.step {
+            -1 => None,
+            _ => self.load_recording(change),
+        };
+        let mut canary = Canary::new(
+            &self.runtime.config.judge,
+            before
+                .slots
+                .as_ref()
+                .and_then(|slots| slots.get(&Slot::Stable)),
+            resumed.as_ref(),
+        )?;
         let token = self.token;
         let started = blocking(self.runtime, move |provider| {
             provider.deploy(token, Environment::Production, Slot::Baseline, &baseline)?;
@@ -858,6 +911,10 @@ impl<S: Store> Driver<'_, S> {
                 return Ok(Stop::Interrupted);
             }
             let weights = Weights::step(percent).map_err(|e| e.to_string())?;
+            // What was served under the previous split counts in the previous step.
+            let (reading, _) = read(self.runtime, &commit, &previous).await;
+            canary.observe(&reading)?;
+            canary.begin_step(percent);
             let set = blocking(self.runtime, move |provider| {
                 provider.set_weights(token, Environment::Production, weights)
             })
@@ -884,8 +941,12 @@ impl<S: Store> Driver<'_, S> {
                 ))
                 .await
                 .map_err(|e| e.to_string())?;
-            match self.watch_step(change, &commit, &previous).await? {
-                StepResult::Healthy(evidence) => {
+            match self
+                .watch_step(change, &commit, &previous, &mut canary)
+                .await?
+            {
+                StepResult::Healthy(mut evidence) => {
+                    evidence["recording"] = self.save_recording(change, &canary);
                     let event = self.event(
                         change,
                         EventKind::RolloutDecision,
@@ -912,6 +973,8 @@ impl<S: Store> Driver<'_, S> {
                         .append_event(&event)
                         .await
                         .map_err(|e| e.to_string())?;
+                    let mut evidence = evidence;
+                    evidence["recording"] = self.save_recording(change, &canary);
                     return self.abort_rollout(change, reason, evidence).await;
                 }
                 StepResult::Interrupted => return Ok(Stop::Interrupted),
@@ -931,7 +994,12 @@ impl<S: Store> Driver<'_, S> {
         let event = self.event(
             change,
             EventKind::RolloutCompleted,
-            serde_json::json!({ "commit": commit, "previous_commit": previous, "target": self.runtime.config.target }),
+            serde_json::json!({
+                "commit": commit,
+                "previous_commit": previous,
+                "target": self.runtime.config.target,
+                "recording": self.save_recording(change, &canary),
+            }),
         );
         let done = self
             .finish(
@@ -1197,51 +1265,55 @@ impl<S: Store> Driver<'_, S> {
         }
     }
 
-    /// Watches the canary for one step: fails as soon as a guard is breached, passes once
-    /// the soak time is over and enough requests were seen. While the kill switch is on,
-    /// the step holds.
+    /// Watches the canary for one step. The judge compares it with the baseline at every
+    /// poll: its failure ends the step at once (an advisory failure holds it for a
+    /// human); the absolute guards stay as a second line. The step passes once the soak
+    /// time is over, the judge passes it and the guards see enough healthy traffic.
+    /// Missing or thin data makes the step wait, never fail. While the kill switch is on,
+    /// a healthy step holds.
     async fn watch_step(
         &self,
         change: &ChangeRecord,
         commit: &str,
         previous: &str,
+        canary: &mut Canary,
     ) -> Result<StepResult, String> {
         let config = &self.runtime.config;
-        // A metrics source that has nothing yet (Prometheus before its first scrape of a
-        // new slot) or cannot be reached is missing data: the step waits for it, and
-        // never fails for it.
+        // The guards judge what was served since the step began.
         let mut start: Option<BTreeMap<Slot, Observed>> = None;
-        let mut missing_noted = false;
         let began = Instant::now();
-        let mut waiting_noted = false;
+        let (mut missing_noted, mut waiting_noted, mut hold_noted) = (false, false, false);
         loop {
             tokio::time::sleep(config.poll).await;
             if self.shared.shutting_down.load(Ordering::SeqCst) {
                 return Ok(StepResult::Interrupted);
             }
-            let now = match observe(self.runtime, commit, previous).await {
-                Ok(now) => now,
-                Err(error) => {
-                    if !missing_noted {
-                        missing_noted = true;
-                        tracing::warn!(change = %change.id, %error, "no metrics for this poll; the step waits");
-                    }
-                    continue;
+            let (reading, missing) = read(self.runtime, commit, previous).await;
+            if let Some(error) = missing
+                && !missing_noted
+            {
+                missing_noted = true;
+                tracing::warn!(change = %change.id, %error, "no metrics for this poll; the step waits");
+            }
+            let decision = canary.observe(&reading)?;
+            let (window_canary, window_baseline) = match &reading.slots {
+                Some(now) => {
+                    let start = start.get_or_insert_with(|| now.clone());
+                    let window = |slot: Slot| -> Observed {
+                        match (now.get(&slot), start.get(&slot)) {
+                            (Some(now), Some(start)) => now.since(start),
+                            (Some(now), None) => now.clone(),
+                            _ => Observed::default(),
+                        }
+                    };
+                    (window(Slot::Canary), window(Slot::Baseline))
                 }
+                None => (Observed::default(), Observed::default()),
             };
-            let start = start.get_or_insert_with(|| now.clone());
-            let window = |slot: Slot| -> Observed {
-                match (now.get(&slot), start.get(&slot)) {
-                    (Some(now), Some(start)) => now.since(start),
-                    (Some(now), None) => now.clone(),
-                    _ => Observed::default(),
-                }
-            };
-            let canary = window(Slot::Canary);
-            let baseline = window(Slot::Baseline);
             let evidence = serde_json::json!({
-                "canary": observed_json(&canary),
-                "baseline": observed_json(&baseline),
+                "judge": decision,
+                "canary": observed_json(&window_canary),
+                "baseline": observed_json(&window_baseline),
                 "guards": {
                     "max_error_rate": config.guards.max_error_rate,
                     "max_p99_ms": config.guards.max_p99.as_millis() as u64,
@@ -1249,8 +1321,37 @@ impl<S: Store> Driver<'_, S> {
                 },
                 "seconds": began.elapsed().as_secs_f64(),
             });
+            match &decision.verdict {
+                JudgeVerdict::Fail { metric } => {
+                    return Ok(StepResult::Unhealthy(
+                        canary::failure_reason(&decision, metric),
+                        evidence,
+                    ));
+                }
+                JudgeVerdict::Hold { metric } => {
+                    if !hold_noted {
+                        hold_noted = true;
+                        let event = self.event(
+                            change,
+                            EventKind::RolloutDecision,
+                            serde_json::json!({
+                                "decision": "hold",
+                                "reason": canary::failure_reason(&decision, metric),
+                                "evidence": evidence,
+                            }),
+                        );
+                        self.shared
+                            .store
+                            .append_event(&event)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                    // Advisory: a human decides (`airlock rollback`); the step never advances.
+                    continue;
+                }
+                _ => {}
+            }
             let soaked = began.elapsed() >= config.soak;
-            // While the kill switch is on, a healthy step holds instead of advancing.
             let paused = self
                 .shared
                 .store
@@ -1258,18 +1359,62 @@ impl<S: Store> Driver<'_, S> {
                 .await
                 .map_err(|e| e.to_string())?
                 .is_some();
-            match self.runtime.guards.judge(&canary) {
+            match self.runtime.guards.judge(&window_canary) {
                 GuardVerdict::Unhealthy { reason } => {
                     return Ok(StepResult::Unhealthy(reason, evidence));
                 }
-                GuardVerdict::Healthy if soaked && !paused => {
+                GuardVerdict::Healthy
+                    if soaked && !paused && decision.verdict == JudgeVerdict::Pass =>
+                {
                     return Ok(StepResult::Healthy(evidence));
                 }
-                GuardVerdict::InsufficientData { seen, needed } if soaked && !waiting_noted => {
+                _ if soaked && !waiting_noted => {
                     waiting_noted = true;
-                    tracing::info!(change = %change.id, seen, needed, "the step waits for traffic; thin traffic never rolls back");
+                    tracing::info!(change = %change.id, verdict = ?decision.verdict, "the step waits for evidence; thin traffic never rolls back");
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// The judge's recording of `change`'s rollout, when one was saved and still reads.
+    fn load_recording(&self, change: &ChangeRecord) -> Option<airlock_judge::Recording> {
+        let path = self.recording_path(change);
+        let bytes = std::fs::read(&path).ok()?;
+        match serde_json::from_slice(&bytes) {
+            Ok(recording) => Some(recording),
+            Err(error) => {
+                tracing::warn!(change = %change.id, %error, "the judge's recording does not read; the judge starts afresh");
+                None
+            }
+        }
+    }
+
+    fn recording_path(&self, change: &ChangeRecord) -> PathBuf {
+        self.runtime
+            .recordings_dir
+            .join(format!("{}.json", change.id))
+    }
+
+    /// Writes the judge's recording of this rollout where `airlock canary replay` can
+    /// read it, and returns its path and SHA-256 for the event that ends the rollout (so
+    /// the audit log vouches for the file).
+    fn save_recording(&self, change: &ChangeRecord, canary: &Canary) -> serde_json::Value {
+        let path = self.recording_path(change);
+        let bytes = match serde_json::to_vec_pretty(&canary.recording()) {
+            Ok(bytes) => bytes,
+            Err(error) => return serde_json::json!({ "error": error.to_string() }),
+        };
+        let written = std::fs::create_dir_all(&self.runtime.recordings_dir)
+            .and_then(|()| std::fs::write(&path, &bytes));
+        match written {
+            Ok(()) => serde_json::json!({
+                "path": path.display().to_string(),
+                "sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+            }),
+            Err(error) => {
+                tracing::warn!(change = %change.id, %error, "could not save the judge's recording");
+                serde_json::json!({ "error": error.to_string() })
             }
         }
     }
@@ -1632,6 +1777,7 @@ fn finish_build<S: Store>(
         landing,
         remote,
         prometheus,
+        recordings_dir: state.join("recordings"),
         guards,
         wake: Notify::new(),
     })

@@ -5,6 +5,7 @@
 
 mod api;
 pub mod audit;
+mod canary;
 mod deploy;
 mod intake;
 pub mod review;

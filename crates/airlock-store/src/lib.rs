@@ -267,6 +267,17 @@ pub struct StableVersion {
     pub updated_at_ms: i64,
 }
 
+/// The answer of [`Store::admit_fence`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FenceCheck {
+    Admitted,
+    /// The token is not the lease's: `current` is the token the lease is at (0 when the
+    /// target never had a lease).
+    Stale {
+        current: i64,
+    },
+}
+
 /// The storage operations airlock needs. Implementations must make each method atomic.
 pub trait Store: Send + Sync + 'static {
     fn insert_token(
@@ -504,13 +515,14 @@ pub trait Store: Send + Sync + 'static {
         holder: &str,
         token: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// The fencing check: true when `token` is the target's current lease token and no
-    /// higher token was admitted before; it becomes the high-water mark.
+    /// The fencing check: admitted when `token` is the target's current lease token and
+    /// no higher token was admitted before (it becomes the high-water mark); otherwise
+    /// stale, with the token the lease is at.
     fn admit_fence(
         &self,
         target: &str,
         token: i64,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    ) -> impl Future<Output = Result<FenceCheck, StoreError>> + Send;
     /// The target's queue in the order the deployer serves it: rollbacks first, then the
     /// deployment under way, then the waiting changes first come first served.
     fn deploy_queue(

@@ -26,9 +26,9 @@ use airlock_core::event::Actor;
 use airlock_core::review::TrackRecord;
 
 use crate::{
-    AgentActivity, ChangeRecord, DeploymentRecord, DeploymentUpdate, EventRecord, NewChange,
-    NewRevision, OpenReview, Pause, PolicyDecision, PostReviewOpen, PostReviewRecord, ReviewAction,
-    ReviewRecorded, SlaMark, StableVersion, Store, StoreError, TokenRecord, Urgency,
+    AgentActivity, ChangeRecord, DeploymentRecord, DeploymentUpdate, EventRecord, FenceCheck,
+    NewChange, NewRevision, OpenReview, Pause, PolicyDecision, PostReviewOpen, PostReviewRecord,
+    ReviewAction, ReviewRecorded, SlaMark, StableVersion, Store, StoreError, TokenRecord, Urgency,
 };
 
 /// Migrations are compiled into the binary: a deployed airlock never depends on files
@@ -1170,7 +1170,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn admit_fence(&self, target: &str, token: i64) -> Result<bool, StoreError> {
+    async fn admit_fence(&self, target: &str, token: i64) -> Result<FenceCheck, StoreError> {
         let result = sqlx::query(
             "UPDATE deploy_leases SET admitted = ?1 WHERE target = ?2 AND token = ?1 AND admitted <= ?1",
         )
@@ -1178,7 +1178,17 @@ impl Store for SqliteStore {
         .bind(target)
         .execute(&self.pool)
         .await?;
-        Ok(result.rows_affected() == 1)
+        if result.rows_affected() == 1 {
+            return Ok(FenceCheck::Admitted);
+        }
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT token FROM deploy_leases WHERE target = ?")
+                .bind(target)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(FenceCheck::Stale {
+            current: current.unwrap_or(0),
+        })
     }
 
     async fn deploy_queue(

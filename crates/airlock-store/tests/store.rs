@@ -6,7 +6,7 @@ use airlock_core::change::{
 };
 use airlock_core::event::{Actor, ActorKind, EventKind, NewEvent};
 use airlock_core::ids::{ChangeId, Role, TokenId};
-use airlock_store::{NewChange, SqliteStore, Store, TokenRecord};
+use airlock_store::{FenceCheck, NewChange, SqliteStore, Store, TokenRecord};
 
 fn event(change: Option<&ChangeId>, kind: EventKind) -> NewEvent {
     NewEvent {
@@ -770,7 +770,10 @@ async fn the_deploy_queue_is_first_come_first_served_under_a_fenced_lease() {
             .unwrap(),
         None
     );
-    assert!(store.admit_fence("production", token).await.unwrap());
+    assert_eq!(
+        store.admit_fence("production", token).await.unwrap(),
+        FenceCheck::Admitted
+    );
     assert!(
         store
             .take_deployment(
@@ -791,8 +794,9 @@ async fn the_deploy_queue_is_first_come_first_served_under_a_fenced_lease() {
         .unwrap()
         .unwrap();
     assert!(newer > token);
-    assert!(
-        !store.admit_fence("production", token).await.unwrap(),
+    assert_eq!(
+        store.admit_fence("production", token).await.unwrap(),
+        FenceCheck::Stale { current: newer },
         "a stale holder is refused"
     );
     assert!(
@@ -801,8 +805,14 @@ async fn the_deploy_queue_is_first_come_first_served_under_a_fenced_lease() {
             .await
             .unwrap()
     );
-    assert!(store.admit_fence("production", newer).await.unwrap());
-    assert!(!store.admit_fence("production", token).await.unwrap());
+    assert_eq!(
+        store.admit_fence("production", newer).await.unwrap(),
+        FenceCheck::Admitted
+    );
+    assert_eq!(
+        store.admit_fence("production", token).await.unwrap(),
+        FenceCheck::Stale { current: newer }
+    );
 
     // The running deployment is resumed by the new holder, and only it records progress.
     let queue = store.deploy_queue("production").await.unwrap();

@@ -146,6 +146,9 @@ pub enum Command {
     /// The tamper-evident audit log: verify, show, prove, export evidence.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The canary judge, offline.
+    #[command(subcommand)]
+    Canary(CanaryCommand),
     /// Run the whole flow on a generated sample repository, with no setup.
     Demo {
         /// Print the summary as JSON.
@@ -154,6 +157,20 @@ pub enum Command {
         /// Keep the sample repository instead of deleting it.
         #[arg(long)]
         keep: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CanaryCommand {
+    /// Re-run the judge on a rollout's recorded metrics (written by the deployer under
+    /// .airlock/deploy/recordings/, or by hand), deterministically: every decision it
+    /// makes, step by step. Exit 1 when the judge fails the canary.
+    Replay {
+        /// The recording, JSON.
+        file: PathBuf,
+        /// Print every decision with its evidence as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 

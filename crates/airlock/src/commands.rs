@@ -15,7 +15,9 @@ use airlock_store::{SqliteStore, Store};
 use anyhow::{Context, bail};
 
 use crate::Outcome;
-use crate::cli::{Args, ClientArgs, Command, ProposeArgs, ReviewCommand, TokenCommand};
+use crate::cli::{
+    Args, CanaryCommand, ClientArgs, Command, ProposeArgs, ReviewCommand, TokenCommand,
+};
 use crate::client::Client;
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
@@ -98,6 +100,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             crate::scan::run(&cwd, &patch, format)
         }
         Command::Audit(command) => crate::audit::run(&cwd, command),
+        Command::Canary(CanaryCommand::Replay { file, json }) => {
+            crate::canary::replay(&cwd.join(file), json)
+        }
         Command::Demo { json, keep } => crate::demo::run(json, keep),
     }
 }
@@ -704,6 +709,9 @@ pub fn print_change(view: &ChangeView) {
             println!("  rollback: {reason}");
         }
     }
+    if let Some(canary) = &view.canary {
+        print_canary(canary);
+    }
     if let Some(verdict) = &view.verdict {
         println!("  verdict: {}", verdict.summary);
         if let Some(isolation) = &verdict.isolation {
@@ -770,4 +778,43 @@ pub fn strings(value: &serde_json::Value) -> Vec<&str> {
         .flatten()
         .filter_map(|v| v.as_str())
         .collect()
+}
+
+/// The last rollout decision and the evidence behind it: per metric, the counts of the
+/// canary and of its reference, the ratio's confidence bounds, the statistic against its
+/// bound, α and the margins.
+fn print_canary(canary: &serde_json::Value) {
+    let judge = &canary["evidence"]["judge"];
+    println!(
+        "  canary: {} at the {} % step{}",
+        canary["decision"].as_str().unwrap_or("?"),
+        canary["percent"],
+        canary["reason"]
+            .as_str()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default()
+    );
+    for metric in judge["metrics"].as_array().into_iter().flatten() {
+        let number = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+        println!(
+            "    {}: {} (canary {}/{}, reference {}/{}; ratio in [{:.2}, {:.2}]; ln E {:.2} of {:.2} at α {}; tolerance {}, margins {} / {})",
+            metric["name"].as_str().unwrap_or("?"),
+            metric["verdict"].as_str().unwrap_or("?"),
+            number(&metric["canary"]["events"]),
+            number(&metric["canary"]["exposure"]),
+            number(&metric["reference"]["events"]),
+            number(&metric["reference"]["exposure"]),
+            number(&metric["ratio_lower"]),
+            number(&metric["ratio_upper"]),
+            number(&metric["log_e_value"]),
+            number(&metric["log_bound"]),
+            number(&metric["alpha"]),
+            number(&metric["tolerance"]),
+            number(&metric["pass_margin"]),
+            number(&metric["absolute_margin"]),
+        );
+        if let Some(reasoning) = metric["reasoning"].as_str() {
+            println!("      {reasoning}");
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! in one place: 0 success or accepted, 1 rejected, 2 usage, input or operational error.
 
 mod audit;
+mod canary;
 mod cli;
 mod client;
 mod commands;

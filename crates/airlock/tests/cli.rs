@@ -1084,10 +1084,16 @@ struct Load {
 }
 
 impl Load {
+    /// Four threads, as fast as the service answers.
     fn start(port: u16) -> Load {
+        Load::with(port, 4, Duration::ZERO)
+    }
+
+    /// `threads` threads, each pausing `pause` between requests.
+    fn with(port: u16, threads: usize, pause: Duration) -> Load {
         use std::io::{Read, Write};
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let threads = (0..4)
+        let threads = (0..threads)
             .map(|_| {
                 let stop = stop.clone();
                 std::thread::spawn(move || {
@@ -1099,6 +1105,7 @@ impl Load {
                             );
                             let mut answer = Vec::new();
                             let _ = stream.read_to_end(&mut answer);
+                            std::thread::sleep(pause);
                         } else {
                             std::thread::sleep(Duration::from_millis(20));
                         }
@@ -1129,6 +1136,22 @@ fn git_output(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// The path of the judge's recording of `id`'s rollout, from the event that ended it.
+fn view_recording(bench: &DeployBench, id: &str) -> String {
+    let events = bench.events_of(id);
+    let recording = events
+        .iter()
+        .rev()
+        .find_map(|e| {
+            let data = &e["data"];
+            data["recording"]["path"]
+                .as_str()
+                .or(data["evidence"]["recording"]["path"].as_str())
+        })
+        .unwrap_or_else(|| panic!("no recording in {events:?}"));
+    recording.to_owned()
+}
+
 /// Writes the integration test staging runs, GET /healthz through the staging URL must
 /// answer 200 (bash's /dev/tcp), and returns the command that runs it.
 fn write_staging_test(root: &Path) -> &'static str {
@@ -1150,7 +1173,8 @@ struct DeployBench {
     bot: String,
     reviewer: String,
     operator: String,
-    _server: Server,
+    port: u16,
+    server: Option<Server>,
 }
 
 impl DeployBench {
@@ -1178,8 +1202,16 @@ impl DeployBench {
             bot,
             reviewer,
             operator,
-            _server: server,
+            port,
+            server: Some(server),
         }
+    }
+
+    /// SIGKILL, then a new server on the same port and state.
+    fn restart(&mut self) {
+        self.server.take();
+        self.server = Some(serve(&self.root, self.port));
+        self.log = server_log(&self.root, self.port);
     }
 
     fn run(&self, args: &[&str], token: &str) -> Output {
@@ -1276,6 +1308,32 @@ impl DeployBench {
         git_output(&self.root, args)
     }
 
+    /// Waits for `id` to end its rollout, and checks it was rolled back for `reason`: its
+    /// revert commit, with the `Airlock-Rollback-Of` trailer, is the branch's tip.
+    fn assert_rolled_back(&self, id: &str, reason: &str) -> Value {
+        let view = self.wait_for(
+            id,
+            &[
+                "rolled_back",
+                "deployed",
+                "rejected",
+                "failed",
+                "rollback_escalated",
+            ],
+        );
+        assert_eq!(view["state"], "rolled_back", "{view}");
+        let summary = view["verdict"]["summary"].as_str().unwrap();
+        assert!(summary.contains(reason), "{summary}");
+        let revert = view["deployment"]["revert_commit"].as_str().unwrap();
+        assert_eq!(self.git(&["rev-parse", "main"]).trim(), revert);
+        let trailers = self.trailers(revert);
+        assert!(
+            trailers.contains(&format!("Airlock-Rollback-Of: {id}")),
+            "{trailers}"
+        );
+        view
+    }
+
     /// The trailers of `commit`, unfolded.
     fn trailers(&self, commit: &str) -> String {
         self.git(&["log", "-1", "--format=%(trailers:only,unfold)", commit])
@@ -1299,8 +1357,8 @@ fn approved_changes_are_staged_committed_rolled_out_and_rolled_back() {
         bin = env!("CARGO_BIN_EXE_airlock"),
     );
     let bench = DeployBench::start(&root, bot, &deploy);
-    // The stable version serves through the built-in proxy.
-    let _load = Load::start(proxy_port);
+    // The stable version serves through the built-in proxy; traffic is thin at first.
+    let thin = Load::with(proxy_port, 1, Duration::from_millis(200));
     let propose = |file: &str, old: &str, new: &str, title: &str| -> String {
         let id = bench.propose(file, old, new, title);
         bench.approve(&id);
@@ -1310,8 +1368,24 @@ fn approved_changes_are_staged_committed_rolled_out_and_rolled_back() {
     let run = |args: &[&str], token: &str| bench.run(args, token);
     let (bot, operator) = (&bench.bot, &bench.operator);
 
-    // 1. A healthy change: staged, committed with trailers, rolled out to 100 %.
+    // 1. A healthy change: staged, committed with trailers, rolled out to 100 %. On thin
+    // traffic the judge cannot pass a step yet, and waits: thin traffic never rolls back.
     let good = propose("README.md", "hello", "hello, production", "greet");
+    wait_for(&good, &["deploying"]);
+    std::thread::sleep(Duration::from_secs(4));
+    let view = wait_for(&good, &["deploying"]);
+    assert_eq!(view["deployment"]["step"], -1, "no step passed yet: {view}");
+    let kinds: Vec<String> = bench
+        .events_of(&good)
+        .iter()
+        .filter_map(|e| e["kind"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        !kinds.iter().any(|k| k.starts_with("rollback")),
+        "{kinds:?}"
+    );
+    drop(thin);
+    let _load = Load::start(proxy_port);
     let view = wait_for(&good, &["deployed", "rejected", "failed", "rolled_back"]);
     assert_eq!(view["state"], "deployed", "{view}");
     let commit = view["deployment"]["commit_id"].as_str().unwrap().to_owned();
@@ -1346,38 +1420,42 @@ fn approved_changes_are_staged_committed_rolled_out_and_rolled_back() {
     // 2. A change that makes the service fail: staging's health check passes, the canary's
     // errors roll it back with a revert commit.
     let bad = propose("service.conf", "error_rate = 0", "error_rate = 1", "break");
-    let view = wait_for(
-        &bad,
-        &[
-            "rolled_back",
-            "deployed",
-            "rejected",
-            "failed",
-            "rollback_escalated",
-        ],
-    );
-    assert_eq!(view["state"], "rolled_back", "{view}");
-    let revert = view["deployment"]["revert_commit"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(git_output(&root, &["rev-parse", "main"]).trim(), revert);
-    let trailers = bench.trailers(&revert);
-    assert!(
-        trailers.contains(&format!("Airlock-Rollback-Of: {bad}")),
-        "{trailers}"
-    );
-    assert!(
-        view["verdict"]["summary"]
-            .as_str()
-            .unwrap()
-            .contains("error rate"),
-        "{view}"
-    );
+    bench.assert_rolled_back(&bad, "error rate");
     assert_eq!(
         std::fs::read_to_string(root.join("service.conf")).unwrap(),
         "error_rate = 0\n",
         "the revert restored the service"
+    );
+
+    // 2b. A change that only makes the service slower, well within the absolute p99
+    // guard: the judge sees the canary's requests are slow where the baseline's are not.
+    let slow = propose("service.conf", "error_rate = 0", "latency_ms = 60", "slow");
+    let view = bench.assert_rolled_back(&slow, "slow requests");
+    assert_eq!(view["canary"]["decision"], "fail", "{view}");
+    let metrics = view["canary"]["evidence"]["judge"]["metrics"]
+        .as_array()
+        .unwrap();
+    let slow_metric = metrics
+        .iter()
+        .find(|m| m["name"] == "slow_requests")
+        .unwrap();
+    assert_eq!(slow_metric["verdict"], "fail", "{slow_metric}");
+    assert!(
+        slow_metric["log_e_value"].as_f64().unwrap() >= slow_metric["log_bound"].as_f64().unwrap(),
+        "{slow_metric}"
+    );
+    // The recording replays offline to the same failure.
+    let recording = view_recording(&bench, &slow);
+    let replayed = airlock(&root, &["canary", "replay", &recording]);
+    assert_eq!(replayed.status.code(), Some(1), "{}", text(&replayed));
+    assert!(
+        text(&replayed).contains("fail (slow_requests)"),
+        "{}",
+        text(&replayed)
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("service.conf")).unwrap(),
+        "error_rate = 0\n",
     );
     assert_eq!(
         git_output(&root, &["status", "--porcelain"])
@@ -1466,6 +1544,7 @@ fn haproxy_and_prometheus_carry_a_queue_of_rollouts_and_a_rollback() {
 [deploy]
 provider = "haproxy"
 start = '''printf '[{{"targets":["127.0.0.1:%s"],"labels":{{"slot":"%s","environment":"%s"}}}}]' "$PORT" "$AIRLOCK_SLOT" "$AIRLOCK_ENVIRONMENT" > "{targets}/$AIRLOCK_ENVIRONMENT-$AIRLOCK_SLOT.tmp" && mv "{targets}/$AIRLOCK_ENVIRONMENT-$AIRLOCK_SLOT.tmp" "{targets}/$AIRLOCK_ENVIRONMENT-$AIRLOCK_SLOT.json" && exec '{bin}' sample-service --port $PORT --config service.conf'''
+steps = [50, 100]
 soak = "2s"
 poll = "250ms"
 ready_timeout = "20s"
@@ -1550,30 +1629,7 @@ latency_p99 = 'histogram_quantile(0.99, sum by (le) (rate(sample_request_duratio
     // canary is rolled back and the revert commit is on the branch.
     let slow = bench.propose("service.conf", "latency_ms = 0", "latency_ms = 300", "slow");
     bench.approve(&slow);
-    let view = bench.wait_for(
-        &slow,
-        &[
-            "rolled_back",
-            "deployed",
-            "rejected",
-            "failed",
-            "rollback_escalated",
-        ],
-    );
-    assert_eq!(view["state"], "rolled_back", "{view}");
-    assert!(
-        view["verdict"]["summary"].as_str().unwrap().contains("p99"),
-        "{view}"
-    );
-    let revert = view["deployment"]["revert_commit"].as_str().unwrap();
-    assert_eq!(bench.git(&["rev-parse", "main"]).trim(), revert);
-    assert!(
-        bench
-            .trailers(revert)
-            .contains(&format!("Airlock-Rollback-Of: {slow}")),
-        "{}",
-        bench.trailers(revert)
-    );
+    bench.assert_rolled_back(&slow, "p99");
     assert_eq!(
         std::fs::read_to_string(root.join("service.conf")).unwrap(),
         "latency_ms = 0\n"
@@ -1705,4 +1761,60 @@ fn a_moved_branch_is_rebased_and_rechecked_or_the_change_returns_to_the_agent() 
         "{view}"
     );
     assert_eq!(bench.git(&["rev-parse", "main"]).trim(), moved);
+}
+
+#[test]
+fn a_server_killed_mid_rollout_resumes_the_rollout_and_lands_the_commit_once() {
+    let (_dir, root) = repository();
+    std::fs::write(root.join("service.conf"), "").unwrap();
+    git(&root, &["add", "-A"]);
+    git(&root, &["commit", "-qm", "the service"]);
+    let bot = set_up(&root, "commands = []", "off");
+    let proxy_port = free_port();
+    let deploy = format!(
+        "\n[deploy]\nstart = '''exec '{bin}' sample-service --port $PORT'''\n\
+         listen = \"127.0.0.1:{proxy_port}\"\nsteps = [50, 100]\nsoak = \"1s\"\npoll = \"100ms\"\n\
+         [deploy.guards]\nmin_requests = 20\n",
+        bin = env!("CARGO_BIN_EXE_airlock"),
+    );
+    let mut bench = DeployBench::start(&root, bot, &deploy);
+    // Thin traffic holds the rollout in its first step; the server dies there.
+    let thin = Load::with(proxy_port, 1, Duration::from_millis(200));
+    let id = bench.propose("README.md", "hello", "hello, again", "greet");
+    bench.approve(&id);
+    bench.wait_for(&id, &["deploying"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !bench
+        .events_of(&id)
+        .iter()
+        .any(|e| e["kind"] == "rollout.step")
+    {
+        assert!(Instant::now() < deadline, "the rollout never began");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let commit = bench.git(&["rev-parse", "main"]).trim().to_owned();
+    bench.restart();
+    drop(thin);
+    let _load = Load::start(proxy_port);
+    let view = bench.wait_for(&id, &["deployed", "rolled_back", "failed"]);
+    assert_eq!(view["state"], "deployed", "{view}");
+    assert_eq!(view["deployment"]["commit_id"], commit.as_str(), "{view}");
+    assert_eq!(
+        bench.git(&["rev-parse", "main"]).trim(),
+        commit,
+        "landed once"
+    );
+    let log = bench.git(&["log", "--format=%(trailers:key=Airlock-Change,valueonly)"]);
+    assert_eq!(log.matches(id.as_str()).count(), 1, "{log}");
+    let started: Vec<Value> = bench
+        .events_of(&id)
+        .into_iter()
+        .filter(|e| e["kind"] == "deploy.started")
+        .collect();
+    assert_eq!(started.len(), 2, "{started:?}");
+    assert_eq!(started[1]["data"]["resumed"], true, "{started:?}");
+    assert!(
+        started[1]["data"]["fence"].as_i64() > started[0]["data"]["fence"].as_i64(),
+        "the new deployer holds a newer fencing token: {started:?}"
+    );
 }

@@ -1553,7 +1553,6 @@ test = '''{staging_test}'''
 timeout = "30s"
 [deploy.guards]
 min_requests = 20
-max_p99 = "200ms"
 [deploy.haproxy]
 socket = "{socket}"
 backend = "app"
@@ -1565,6 +1564,12 @@ url = "{prometheus}"
 requests = 'sum(sample_requests_total{{{selector}}})'
 errors = 'sum(sample_requests_total{{{selector},code="500"}})'
 latency_p99 = 'histogram_quantile(0.99, sum by (le) (rate(sample_request_duration_seconds_bucket{{{selector}}}[5s])))'
+[[deploy.judge.metrics]]
+name = "over_100ms"
+events = 'sum(sample_request_duration_seconds_count{{{selector}}}) - sum(sample_request_duration_seconds_bucket{{{selector},le="0.1"}})'
+exposure = 'sum(sample_request_duration_seconds_count{{{selector}}})'
+direction = "higher_is_worse"
+absolute_margin = 0.01
 "#,
         targets = prometheus.targets_dir().display(),
         bin = env!("CARGO_BIN_EXE_airlock"),
@@ -1625,11 +1630,14 @@ latency_p99 = 'histogram_quantile(0.99, sum by (le) (rate(sample_request_duratio
     landed.reverse();
     assert_eq!(landed, ids, "committed in queue order");
 
-    // 2. A change that makes the service slow: Prometheus's p99 breaches the guard, the
-    // canary is rolled back and the revert commit is on the branch.
-    let slow = bench.propose("service.conf", "latency_ms = 0", "latency_ms = 300", "slow");
+    // 2. A change that makes the service slower, within the p99 guard (500 ms): the
+    // judge's custom metric, requests over 100 ms from Prometheus's histogram, sees the
+    // canary's are where the baseline's are not; the canary is rolled back and the revert
+    // commit is on the branch.
+    let slow = bench.propose("service.conf", "latency_ms = 0", "latency_ms = 150", "slow");
     bench.approve(&slow);
-    bench.assert_rolled_back(&slow, "p99");
+    let view = bench.assert_rolled_back(&slow, "over_100ms");
+    assert_eq!(view["canary"]["decision"], "fail", "{view}");
     assert_eq!(
         std::fs::read_to_string(root.join("service.conf")).unwrap(),
         "latency_ms = 0\n"

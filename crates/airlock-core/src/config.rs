@@ -689,6 +689,11 @@ database = ".airlock/airlock.db"
 # exposure = 'sum(http_requests_total{{version="{{version}}",slot="{{slot}}"}})'
 # direction = "higher_is_worse"     # or "lower_is_worse"
 # tolerance = 0.2                   # fail only beyond +20 %
+# [deploy.watch]                   # after 100 %: production against the stable before it
+# period = "24h"
+# error_ratio = 1.5                 # error rate ×1.5
+# latency_increase = 0.2            # p99 +20 %
+# rollback = false                  # true: roll back (a conflicting revert escalates)
 # [deploy.guards]                   # absolute limits: the second line
 # max_error_rate = 0.02
 # max_p99 = "500ms"
@@ -799,6 +804,18 @@ mod tests {
         check_error(
             "[deploy]\nstart = 'x'\n[deploy.prometheus]\nurl = 'http://p'\nrequests = 'sum(x)'\nerrors = 'sum(y)'\n",
             &["deploy.prometheus.requests", "canary"],
+        );
+        // The watch after the rollout.
+        assert_eq!(deploy.watch.period, Duration::from_secs(24 * 3600));
+        assert_eq!(deploy.watch.error_ratio, 1.5);
+        assert!(!deploy.watch.rollback);
+        check_error(
+            "[deploy]\nstart = 'x'\n[deploy.watch]\nerror_ratio = 0.5\n",
+            &["deploy.watch.error_ratio", "above 1"],
+        );
+        check_error(
+            "[deploy]\nstart = 'x'\n[deploy.watch]\nperiod = 'forever'\n",
+            &["deploy.watch.period"],
         );
         // The canary judge.
         assert_eq!(deploy.judge.alpha, 0.01);

@@ -62,6 +62,21 @@ pub struct DeployConfig {
     pub command: Option<CommandConfig>,
     pub prometheus: Option<PrometheusConfig>,
     pub judge: JudgeSettings,
+    pub watch: WatchConfig,
+}
+
+/// `[deploy.watch]`: after a rollout reaches 100 %, production is compared with the
+/// stable version's measurements from before the rollout for `period`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WatchConfig {
+    pub period: Duration,
+    /// A regression: the error rate above this multiple of the one before...
+    pub error_ratio: f64,
+    /// ...or more than 1 % of requests slower than the p99 before × (1 + this).
+    pub latency_increase: f64,
+    /// Roll the change back on a regression (when its revert applies; otherwise the
+    /// rollback escalates to a person). Off: alert only.
+    pub rollback: bool,
 }
 
 /// `[deploy.judge]`: how the canary is compared with the baseline beside it.
@@ -192,6 +207,17 @@ pub(crate) struct RawDeploy {
     prometheus: Option<RawPrometheus>,
     #[serde(default)]
     judge: RawJudge,
+    #[serde(default)]
+    watch: RawWatch,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWatch {
+    period: Option<String>,
+    error_ratio: Option<f64>,
+    latency_increase: Option<f64>,
+    rollback: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -466,6 +492,34 @@ impl RawDeploy {
             }
         };
         let judge = self.judge.validate(prometheus.is_some())?;
+        let watch = WatchConfig {
+            period: duration(
+                self.watch.period,
+                "watch.period",
+                Duration::from_secs(24 * 3600),
+            )?,
+            error_ratio: match self.watch.error_ratio {
+                None => 1.5,
+                Some(ratio) if ratio.is_finite() && ratio > 1.0 && ratio <= 100.0 => ratio,
+                Some(ratio) => {
+                    return Err(format!(
+                        "key `deploy.watch.error_ratio`: {ratio} is out of range; accepted: a multiple above 1 and at most 100, such as 1.5"
+                    ));
+                }
+            },
+            latency_increase: match self.watch.latency_increase {
+                None => 0.2,
+                Some(increase) if increase.is_finite() && increase > 0.0 && increase <= 10.0 => {
+                    increase
+                }
+                Some(increase) => {
+                    return Err(format!(
+                        "key `deploy.watch.latency_increase`: {increase} is out of range; accepted: a fraction above 0 and at most 10, such as 0.2 for +20 %"
+                    ));
+                }
+            },
+            rollback: self.watch.rollback.unwrap_or(false),
+        };
         Ok(DeployConfig {
             provider,
             target,
@@ -502,6 +556,7 @@ impl RawDeploy {
             command,
             prometheus,
             judge,
+            watch,
         })
     }
 }

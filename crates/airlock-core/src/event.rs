@@ -155,6 +155,12 @@ pub enum EventKind {
     /// The revert conflicts with later changes: a human must decide; the branch is untouched.
     #[serde(rename = "rollback.escalated")]
     RollbackEscalated,
+    /// After the rollout, production regressed against the pre-deployment baseline.
+    #[serde(rename = "watch.regression")]
+    WatchRegression,
+    /// The watch period ended without a regression.
+    #[serde(rename = "watch.completed")]
+    WatchCompleted,
 }
 
 impl EventKind {
@@ -203,6 +209,8 @@ impl EventKind {
             EventKind::RollbackStarted => "rollback.started",
             EventKind::RollbackCompleted => "rollback.completed",
             EventKind::RollbackEscalated => "rollback.escalated",
+            EventKind::WatchRegression => "watch.regression",
+            EventKind::WatchCompleted => "watch.completed",
         }
     }
 }

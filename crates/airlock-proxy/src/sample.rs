@@ -36,9 +36,12 @@ pub struct SampleBehaviour {
     pub error_rate: f64,
     /// Delay added before answering each request to `/`.
     pub latency: Duration,
+    /// `error_rate` applies only this long after the service started: a regression that
+    /// shows in production after the rollout (a leak, a cache that fills).
+    pub errors_after: Duration,
 }
 
-const ACCEPTED_KEYS: &str = "accepted keys are `error_rate` and `latency_ms`";
+const ACCEPTED_KEYS: &str = "accepted keys are `error_rate`, `latency_ms` and `errors_after_ms`";
 const ACCEPTED_ERROR_RATE: &str = "a number from 0 to 1, e.g. `0.05`";
 const ACCEPTED_LATENCY_MS: &str = "a whole number of milliseconds from 0 to 3600000, e.g. `50`";
 /// An hour: more is a typo, and would outlast any timeout in front of the service.
@@ -46,7 +49,8 @@ const MAX_LATENCY_MS: u64 = 3_600_000;
 
 impl SampleBehaviour {
     /// Parses the `key = value` text format: one setting per line, keys `error_rate`
-    /// (a number in `[0, 1]`) and `latency_ms` (whole milliseconds, at most an hour);
+    /// (a number in `[0, 1]`), `latency_ms` and `errors_after_ms` (how long after the
+    /// start errors begin; both whole milliseconds, at most an hour);
     /// blank lines and lines starting with `#` are ignored; a key left out keeps its
     /// default (0).
     ///
@@ -101,6 +105,7 @@ fn parse_from(text: &str, origin: &str) -> Result<SampleBehaviour, ProxyError> {
     let mut behaviour = SampleBehaviour::default();
     let mut seen_error_rate = false;
     let mut seen_latency = false;
+    let mut seen_errors_after = false;
     for (index, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -121,6 +126,7 @@ fn parse_from(text: &str, origin: &str) -> Result<SampleBehaviour, ProxyError> {
         let seen = match key {
             "error_rate" => &mut seen_error_rate,
             "latency_ms" => &mut seen_latency,
+            "errors_after_ms" => &mut seen_errors_after,
             _ => {
                 return Err(invalid(
                     Some(key),
@@ -145,11 +151,18 @@ fn parse_from(text: &str, origin: &str) -> Result<SampleBehaviour, ProxyError> {
                 }
             },
             _ => match value.parse::<u64>() {
-                Ok(ms) if ms <= MAX_LATENCY_MS => behaviour.latency = Duration::from_millis(ms),
+                Ok(ms) if ms <= MAX_LATENCY_MS => {
+                    let duration = Duration::from_millis(ms);
+                    if key == "latency_ms" {
+                        behaviour.latency = duration;
+                    } else {
+                        behaviour.errors_after = duration;
+                    }
+                }
                 _ => {
                     return Err(invalid(
                         Some(key),
-                        format!("`latency_ms` is {value:?}; accepted: {ACCEPTED_LATENCY_MS}"),
+                        format!("`{key}` is {value:?}; accepted: {ACCEPTED_LATENCY_MS}"),
                     ));
                 }
             },
@@ -195,6 +208,7 @@ pub fn serve(
         version,
         next_request: AtomicU64::new(0),
         stats: Mutex::new(Stats::default()),
+        started: Instant::now(),
     });
     let (shutdown, _) = tokio::sync::watch::channel(false);
     let server = Server::start(listener, runtime, shutdown, move |request, _client| {
@@ -229,6 +243,7 @@ struct SampleState {
     /// Number of the next request to `/`, which decides whether it fails.
     next_request: AtomicU64,
     stats: Mutex<Stats>,
+    started: Instant,
 }
 
 /// The Prometheus histogram's standard buckets (`le` values, in seconds), as the
@@ -267,7 +282,8 @@ async fn answer(state: Arc<SampleState>, request: Request<Incoming>) -> Response
             if !state.behaviour.latency.is_zero() {
                 tokio::time::sleep(state.behaviour.latency).await;
             }
-            let fails = state.behaviour.fails(n);
+            let fails =
+                state.started.elapsed() >= state.behaviour.errors_after && state.behaviour.fails(n);
             let seconds = started.elapsed().as_secs_f64();
             {
                 let mut stats = lock(&state.stats);
@@ -427,6 +443,7 @@ mod tests {
         Ok(SampleBehaviour {
             error_rate,
             latency: Duration::from_millis(latency_ms),
+            errors_after: Duration::ZERO,
         })
     }
 
@@ -438,6 +455,13 @@ mod tests {
         check("# comment\n\nerror_rate = 1\r\n", behaviour(1.0, 0));
         check("error_rate = 0", behaviour(0.0, 0));
         check("latency_ms = 3600000", behaviour(0.0, 3_600_000));
+        check(
+            "errors_after_ms = 1500\nerror_rate = 1",
+            Ok(SampleBehaviour {
+                errors_after: Duration::from_millis(1500),
+                ..behaviour(1.0, 0).unwrap()
+            }),
+        );
     }
 
     #[test]
@@ -445,7 +469,7 @@ mod tests {
         check(
             "error_rate = 0.5\nlatency = 5",
             Err(
-                "sample behaviour line 2: unknown key \"latency\"; accepted keys are `error_rate` and `latency_ms`",
+                "sample behaviour line 2: unknown key \"latency\"; accepted keys are `error_rate`, `latency_ms` and `errors_after_ms`",
             ),
         );
         check(
@@ -487,7 +511,7 @@ mod tests {
         check(
             "\n\nerror_rate 0.5",
             Err(
-                "sample behaviour line 3: expected `key = value`, found \"error_rate 0.5\"; accepted keys are `error_rate` and `latency_ms`",
+                "sample behaviour line 3: expected `key = value`, found \"error_rate 0.5\"; accepted keys are `error_rate`, `latency_ms` and `errors_after_ms`",
             ),
         );
         check(
@@ -513,6 +537,7 @@ mod tests {
             let behaviour = SampleBehaviour {
                 error_rate: rate,
                 latency: Duration::ZERO,
+                ..SampleBehaviour::default()
             };
             let mut failures = 0u64;
             for n in 0..1000u64 {
@@ -527,6 +552,7 @@ mod tests {
         let half = SampleBehaviour {
             error_rate: 0.5,
             latency: Duration::ZERO,
+            ..SampleBehaviour::default()
         };
         let pattern: Vec<bool> = (0..4).map(|n| half.fails(n)).collect();
         assert_eq!(pattern, [false, true, false, true]);

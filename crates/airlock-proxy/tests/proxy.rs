@@ -518,6 +518,7 @@ fn latency_quantiles_separate_a_slow_backend() {
         SampleBehaviour {
             error_rate: 0.0,
             latency: delay,
+            ..SampleBehaviour::default()
         },
         "slow".to_owned(),
         runtime.handle(),
@@ -979,6 +980,7 @@ fn sample_health_always_answers_and_unknown_paths_get_404() {
     let out_of_range = SampleBehaviour {
         error_rate: 2.0,
         latency: Duration::ZERO,
+        ..SampleBehaviour::default()
     };
     let refused = sample::serve(bind(), out_of_range, "v".to_owned(), runtime.handle());
     assert!(

@@ -34,6 +34,7 @@ use airlock_store::{
 use tokio::sync::Notify;
 
 use crate::canary::{self, Canary, Reading};
+use crate::watch::{Before, Look, Watch};
 use crate::worker::system_event;
 use crate::{Shared, now_ms};
 
@@ -120,6 +121,7 @@ pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>, stop: Arc<Notify>) {
     let holder = format!("{}-deployer", std::process::id());
     let target = runtime.config.target.clone();
     let mut stable_running = false;
+    let mut watch: Option<Watch> = None;
     while !shared.shutting_down.load(Ordering::SeqCst) {
         let notified = runtime.wake.notified();
         let token = match shared
@@ -161,6 +163,7 @@ pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>, stop: Arc<Notify>) {
             &holder,
             FenceToken(token as u64),
             &mut stable_running,
+            &mut watch,
         )
         .await;
         renew.abort();
@@ -198,6 +201,7 @@ async fn serve<S: Store>(
     holder: &str,
     token: FenceToken,
     stable_running: &mut bool,
+    watch: &mut Option<Watch>,
 ) -> Result<bool, String> {
     if !*stable_running {
         start_stable(shared, runtime, token).await?;
@@ -271,7 +275,135 @@ async fn serve<S: Store>(
             }
             Ok(true)
         }
-        None => Ok(false),
+        None => watch_production(shared, runtime, watch).await,
+    }
+}
+
+/// Between deployments: the watch of the change production runs. True when it asked for
+/// a rollback (there is work now).
+async fn watch_production<S: Store>(
+    shared: &Arc<Shared<S>>,
+    runtime: &Arc<DeployRuntime>,
+    watch: &mut Option<Watch>,
+) -> Result<bool, String> {
+    let config = &runtime.config.watch;
+    let store = &shared.store;
+    let stable = store
+        .stable_version(&runtime.config.target)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some((change_id, commit)) = stable.and_then(|s| Some((s.change_id?, s.commit))) else {
+        *watch = None;
+        return Ok(false);
+    };
+    if watch.as_ref().map(|w| &w.change) != Some(&change_id) {
+        let events = store
+            .events(Some(&change_id))
+            .await
+            .map_err(|e| e.to_string())?;
+        let ended = events.iter().any(|e| {
+            e.kind == EventKind::WatchRegression.as_str()
+                || e.kind == EventKind::WatchCompleted.as_str()
+        });
+        let completed = events
+            .iter()
+            .rev()
+            .find(|e| e.kind == EventKind::RolloutCompleted.as_str());
+        *watch = Some(match completed {
+            Some(event) => Watch::new(
+                change_id.clone(),
+                commit,
+                event.at_ms,
+                &event.data,
+                config,
+                ended,
+            ),
+            None => Watch::new(
+                change_id.clone(),
+                commit,
+                0,
+                &serde_json::Value::Null,
+                config,
+                true,
+            ),
+        });
+    }
+    let Some(watch) = watch.as_mut().filter(|w| w.active()) else {
+        return Ok(false);
+    };
+    let production = {
+        let runtime = runtime.clone();
+        let commit = watch.commit.clone();
+        tokio::task::spawn_blocking(move || -> Option<Observed> {
+            match runtime.provider.observe(Environment::Production) {
+                Ok(Some(mut slots)) => slots.remove(&Slot::Stable),
+                Ok(None) => runtime
+                    .prometheus
+                    .as_ref()?
+                    .observe(&[(Slot::Stable, commit.as_str())])
+                    .ok()?
+                    .remove(&Slot::Stable),
+                Err(_) => None,
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    };
+    // Missing data is no regression: the next look covers the gap.
+    let Some(production) = production else {
+        return Ok(false);
+    };
+    let event = |kind: EventKind, data: serde_json::Value| NewEvent {
+        change_id: Some(change_id.clone()),
+        at_ms: now_ms(),
+        actor: Actor::system("watch"),
+        kind,
+        data,
+    };
+    match watch.look(&production, now_ms(), config) {
+        Look::Quiet => Ok(false),
+        Look::Completed { evidence } => {
+            store
+                .append_event(&event(
+                    EventKind::WatchCompleted,
+                    serde_json::json!({ "evidence": evidence, "period_s": config.period.as_secs() }),
+                ))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(false)
+        }
+        Look::Regressed { reason, evidence } => {
+            tracing::warn!(change = %change_id, %reason, "production regressed after the rollout");
+            store
+                .append_event(&event(
+                    EventKind::WatchRegression,
+                    serde_json::json!({
+                        "summary": format!("{change_id}: {reason}"),
+                        "reason": reason,
+                        "evidence": evidence,
+                        "rollback": config.rollback,
+                    }),
+                ))
+                .await
+                .map_err(|e| e.to_string())?;
+            if !config.rollback {
+                return Ok(false);
+            }
+            let rollback = event(
+                EventKind::RollbackStarted,
+                serde_json::json!({ "reason": reason, "automatic": true, "by": "watch", "summary": format!("rollback after the watch: {reason}") }),
+            );
+            store
+                .request_rollback(
+                    &change_id,
+                    ChangeState::Deployed,
+                    &reason,
+                    &Actor::system("watch"),
+                    &rollback,
+                )
+                .await
+                .map_err(|e| e.to_string())
+        }
     }
 }
 
@@ -871,6 +1003,12 @@ impl<S: Store> Driver<'_, S> {
         let baseline = checkout(self.runtime, &previous).await?;
         // The stable version before the rollout: its p99 is what "slow" means.
         let (before, _) = read(self.runtime, &commit, &previous).await;
+        // What the watch after the rollout compares production with.
+        let stable_before = before
+            .slots
+            .as_ref()
+            .and_then(|slots| slots.get(&Slot::Stable))
+            .map(Before::of);
         let resumed = match deployment.step {
             -1 => None,
             _ => self.load_recording(change),
@@ -999,6 +1137,7 @@ impl<S: Store> Driver<'_, S> {
                 "previous_commit": previous,
                 "target": self.runtime.config.target,
                 "recording": self.save_recording(change, &canary),
+                "before": stable_before.as_ref().map(|b| b.to_json()),
             }),
         );
         let done = self

@@ -10,6 +10,7 @@ mod deploy;
 mod intake;
 pub mod review;
 pub mod tokens;
+mod watch;
 mod worker;
 
 use std::net::SocketAddr;

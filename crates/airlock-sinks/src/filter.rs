@@ -25,6 +25,7 @@ pub const NOTIFICATION_KINDS: &[&str] = &[
     "rollback.started",
     "rollback.completed",
     "rollback.escalated",
+    "watch.regression",
 ];
 
 /// The longest pattern accepted; kinds are short dotted words.

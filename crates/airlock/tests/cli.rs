@@ -1152,6 +1152,26 @@ fn view_recording(bench: &DeployBench, id: &str) -> String {
     recording.to_owned()
 }
 
+/// A repository whose service is the sample service (behaviour `service_conf`), deployed
+/// with the local provider in steps of 50 and 100 %, with `extra` appended to its
+/// `[deploy]` section; and the port of its production proxy.
+fn sample_service_bench(service_conf: &str, extra: &str) -> (tempfile::TempDir, DeployBench, u16) {
+    let (dir, root) = repository();
+    std::fs::write(root.join("service.conf"), service_conf).unwrap();
+    git(&root, &["add", "-A"]);
+    git(&root, &["commit", "-qm", "the service"]);
+    let bot = set_up(&root, "commands = []", "off");
+    let proxy_port = free_port();
+    let deploy = format!(
+        "\n[deploy]\nstart = '''exec '{bin}' sample-service --port $PORT'''\n\
+         listen = \"127.0.0.1:{proxy_port}\"\nsteps = [50, 100]\nsoak = \"1s\"\npoll = \"100ms\"\n\
+         [deploy.guards]\nmin_requests = 20\n{extra}",
+        bin = env!("CARGO_BIN_EXE_airlock"),
+    );
+    let bench = DeployBench::start(&root, bot, &deploy);
+    (dir, bench, proxy_port)
+}
+
 /// Writes the integration test staging runs, GET /healthz through the staging URL must
 /// answer 200 (bash's /dev/tcp), and returns the command that runs it.
 fn write_staging_test(root: &Path) -> &'static str {
@@ -1239,12 +1259,16 @@ impl DeployBench {
 
     /// Proposes a one-line edit of `file` and waits for Level 1 to pass.
     fn propose(&self, file: &str, old: &str, new: &str, title: &str) -> String {
-        let patch = self.root.join(format!("{title}.diff"));
-        std::fs::write(
-            &patch,
-            format!("--- a/{file}\n+++ b/{file}\n@@ -1 +1 @@\n-{old}\n+{new}\n"),
+        self.propose_patch(
+            title,
+            &format!("--- a/{file}\n+++ b/{file}\n@@ -1 +1 @@\n-{old}\n+{new}\n"),
         )
-        .unwrap();
+    }
+
+    /// Proposes `diff` and waits for Level 1 to pass.
+    fn propose_patch(&self, title: &str, diff: &str) -> String {
+        let patch = self.root.join(format!("{title}.diff"));
+        std::fs::write(&patch, diff).unwrap();
         let output = self.run(
             &[
                 "propose",
@@ -1773,19 +1797,7 @@ fn a_moved_branch_is_rebased_and_rechecked_or_the_change_returns_to_the_agent() 
 
 #[test]
 fn a_server_killed_mid_rollout_resumes_the_rollout_and_lands_the_commit_once() {
-    let (_dir, root) = repository();
-    std::fs::write(root.join("service.conf"), "").unwrap();
-    git(&root, &["add", "-A"]);
-    git(&root, &["commit", "-qm", "the service"]);
-    let bot = set_up(&root, "commands = []", "off");
-    let proxy_port = free_port();
-    let deploy = format!(
-        "\n[deploy]\nstart = '''exec '{bin}' sample-service --port $PORT'''\n\
-         listen = \"127.0.0.1:{proxy_port}\"\nsteps = [50, 100]\nsoak = \"1s\"\npoll = \"100ms\"\n\
-         [deploy.guards]\nmin_requests = 20\n",
-        bin = env!("CARGO_BIN_EXE_airlock"),
-    );
-    let mut bench = DeployBench::start(&root, bot, &deploy);
+    let (_dir, mut bench, proxy_port) = sample_service_bench("", "");
     // Thin traffic holds the rollout in its first step; the server dies there.
     let thin = Load::with(proxy_port, 1, Duration::from_millis(200));
     let id = bench.propose("README.md", "hello", "hello, again", "greet");
@@ -1824,5 +1836,42 @@ fn a_server_killed_mid_rollout_resumes_the_rollout_and_lands_the_commit_once() {
     assert!(
         started[1]["data"]["fence"].as_i64() > started[0]["data"]["fence"].as_i64(),
         "the new deployer holds a newer fencing token: {started:?}"
+    );
+}
+
+#[test]
+fn production_is_watched_after_the_rollout_and_a_late_regression_rolls_back() {
+    let (_dir, bench, proxy_port) = sample_service_bench(
+        "latency_ms = 0\n",
+        "[deploy.watch]\nperiod = \"5m\"\nrollback = true\n",
+    );
+    let root = bench.root.clone();
+    let _load = Load::start(proxy_port);
+    // Healthy through the rollout; a third of the requests fail from 12 s after the new
+    // version started, once it serves all of production.
+    let id = bench.propose_patch(
+        "late",
+        "--- a/service.conf\n+++ b/service.conf\n@@ -1 +1,2 @@\n-latency_ms = 0\n+errors_after_ms = 12000\n+error_rate = 0.33\n",
+    );
+    bench.approve(&id);
+    let view = bench.wait_for(&id, &["deployed", "rolled_back", "failed"]);
+    assert_eq!(view["state"], "deployed", "the canary passed: {view}");
+    bench.wait_for(&id, &["rolled_back", "rollback_escalated", "failed"]);
+    let view = bench.assert_rolled_back(&id, "after the rollout, production's error rate");
+    let events = bench.events_of(&id);
+    let regression = events
+        .iter()
+        .find(|e| e["kind"] == "watch.regression")
+        .expect("a watch.regression event");
+    let evidence = &regression["data"]["evidence"];
+    assert!(
+        evidence["error_rate_lower_bound"].as_f64().unwrap()
+            > evidence["allowed_error_rate"].as_f64().unwrap(),
+        "{regression}"
+    );
+    assert_eq!(view["deployment"]["rollback_by"]["name"], "watch", "{view}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("service.conf")).unwrap(),
+        "latency_ms = 0\n"
     );
 }

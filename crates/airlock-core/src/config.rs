@@ -694,6 +694,10 @@ database = ".airlock/airlock.db"
 # error_ratio = 1.5                 # error rate ×1.5
 # latency_increase = 0.2            # p99 +20 %
 # rollback = false                  # true: roll back (a conflicting revert escalates)
+# [deploy.drift]                   # across the last changes, each of which passed alone
+# changes = 10
+# p99_budget = 0.25                 # p99 +25 % in all pauses deployments
+# error_budget = 1.0                # so does a doubled error rate
 # [deploy.guards]                   # absolute limits: the second line
 # max_error_rate = 0.02
 # max_p99 = "500ms"
@@ -816,6 +820,17 @@ mod tests {
         check_error(
             "[deploy]\nstart = 'x'\n[deploy.watch]\nperiod = 'forever'\n",
             &["deploy.watch.period"],
+        );
+        // Drift across changes.
+        assert_eq!(deploy.drift.changes, 10);
+        assert_eq!(deploy.drift.p99_budget, 0.25);
+        check_error(
+            "[deploy]\nstart = 'x'\n[deploy.drift]\nchanges = 1\n",
+            &["deploy.drift.changes", "2 to 1000"],
+        );
+        check_error(
+            "[deploy]\nstart = 'x'\n[deploy.drift]\np99_budget = -1\n",
+            &["deploy.drift.p99_budget", "above 0"],
         );
         // The canary judge.
         assert_eq!(deploy.judge.alpha, 0.01);

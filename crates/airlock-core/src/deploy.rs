@@ -63,6 +63,18 @@ pub struct DeployConfig {
     pub prometheus: Option<PrometheusConfig>,
     pub judge: JudgeSettings,
     pub watch: WatchConfig,
+    pub drift: DriftConfig,
+}
+
+/// `[deploy.drift]`: the cumulative degradation of a target across its last `changes`
+/// rollouts, each of which passed alone. Beyond a budget, deployments pause.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DriftConfig {
+    pub changes: u32,
+    /// The p99 may grow by at most this fraction across the window (0.25: +25 %)...
+    pub p99_budget: f64,
+    /// ...and the error rate by at most this fraction (1.0: doubled).
+    pub error_budget: f64,
 }
 
 /// `[deploy.watch]`: after a rollout reaches 100 %, production is compared with the
@@ -209,6 +221,16 @@ pub(crate) struct RawDeploy {
     judge: RawJudge,
     #[serde(default)]
     watch: RawWatch,
+    #[serde(default)]
+    drift: RawDrift,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDrift {
+    changes: Option<i64>,
+    p99_budget: Option<f64>,
+    error_budget: Option<f64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -520,6 +542,26 @@ impl RawDeploy {
             },
             rollback: self.watch.rollback.unwrap_or(false),
         };
+        let budget = |value: Option<f64>, key: &str, default: f64| match value {
+            None => Ok(default),
+            Some(v) if v.is_finite() && v > 0.0 && v <= 100.0 => Ok(v),
+            Some(v) => Err(format!(
+                "key `deploy.drift.{key}`: {v} is out of range; accepted: a fraction above 0 and at most 100, such as 0.25 for +25 %"
+            )),
+        };
+        let drift = DriftConfig {
+            changes: match self.drift.changes {
+                None => 10,
+                Some(n) if (2..=1000).contains(&n) => n as u32,
+                Some(n) => {
+                    return Err(format!(
+                        "key `deploy.drift.changes`: {n} is out of range; accepted: 2 to 1000"
+                    ));
+                }
+            },
+            p99_budget: budget(self.drift.p99_budget, "p99_budget", 0.25)?,
+            error_budget: budget(self.drift.error_budget, "error_budget", 1.0)?,
+        };
         Ok(DeployConfig {
             provider,
             target,
@@ -557,6 +599,7 @@ impl RawDeploy {
             prometheus,
             judge,
             watch,
+            drift,
         })
     }
 }

@@ -161,6 +161,10 @@ pub enum EventKind {
     /// The watch period ended without a regression.
     #[serde(rename = "watch.completed")]
     WatchCompleted,
+    /// Changes that each passed alone have together degraded the target beyond its
+    /// budget; deployments are paused.
+    #[serde(rename = "drift.exceeded")]
+    DriftExceeded,
 }
 
 impl EventKind {
@@ -211,6 +215,7 @@ impl EventKind {
             EventKind::RollbackEscalated => "rollback.escalated",
             EventKind::WatchRegression => "watch.regression",
             EventKind::WatchCompleted => "watch.completed",
+            EventKind::DriftExceeded => "drift.exceeded",
         }
     }
 }

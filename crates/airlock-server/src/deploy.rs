@@ -29,11 +29,13 @@ use airlock_rollout::{
     RolloutError, Slot, Version, Weights,
 };
 use airlock_store::{
-    ChangeRecord, DeploymentRecord, DeploymentUpdate, FenceCheck, StableVersion, Store,
+    ChangeRecord, DeploymentRecord, DeploymentUpdate, FenceCheck, Pause, StableVersion,
+    SteadyState, Store,
 };
 use tokio::sync::Notify;
 
 use crate::canary::{self, Canary, Reading};
+use crate::drift;
 use crate::watch::{Before, Look, Watch};
 use crate::worker::system_event;
 use crate::{Shared, now_ms};
@@ -1118,6 +1120,11 @@ impl<S: Store> Driver<'_, S> {
                 StepResult::Interrupted => return Ok(Stop::Interrupted),
             }
         }
+        // The canary's figures over the rollout: the steady state drift is measured on.
+        let (after, _) = read(self.runtime, &commit, &previous).await;
+        let after = after
+            .slots
+            .and_then(|mut slots| slots.remove(&Slot::Canary));
         blocking(self.runtime, move |provider| {
             provider.promote(token, Environment::Production)
         })
@@ -1151,7 +1158,73 @@ impl<S: Store> Driver<'_, S> {
             )
             .await;
         tracing::info!(change = %change.id, %commit, "rolled out to 100 %");
+        if done.is_ok()
+            && let (Some(after), Some(before)) = (after, stable_before)
+            && let Err(error) = self.track_drift(change, &after, &before).await
+        {
+            tracing::warn!(change = %change.id, %error, "could not measure drift");
+        }
         done
+    }
+
+    /// Records the rollout's steady state and, when the target's last rollouts together
+    /// degraded it beyond `[deploy.drift]`'s budget, says so and pauses deployments.
+    async fn track_drift(
+        &self,
+        change: &ChangeRecord,
+        after: &Observed,
+        before: &Before,
+    ) -> Result<(), String> {
+        let config = &self.runtime.config;
+        let store = &self.shared.store;
+        let millis = |p: Option<Duration>| p.map(|p| p.as_secs_f64() * 1000.0);
+        store
+            .record_steady_state(&SteadyState {
+                target: config.target.clone(),
+                change_id: change.id.clone(),
+                completed_ms: now_ms(),
+                requests: after.requests as i64,
+                errors: after.errors as i64,
+                p99_ms: millis(after.p99()),
+                before_requests: before.requests as i64,
+                before_errors: before.errors as i64,
+                before_p99_ms: millis(before.p99),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let states = store
+            .steady_states(&config.target, config.drift.changes)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some((reason, evidence)) = drift::exceeded(&states, &config.drift) else {
+            return Ok(());
+        };
+        tracing::warn!(target = %config.target, %reason, "drift beyond budget; deployments pause");
+        store
+            .append_event(&self.event(
+                change,
+                EventKind::DriftExceeded,
+                serde_json::json!({ "summary": format!("{}: {reason}", config.target), "reason": reason, "evidence": evidence }),
+            ))
+            .await
+            .map_err(|e| e.to_string())?;
+        let pause = Pause {
+            reason: format!("drift on {}: {reason}", config.target),
+            by: Actor::system("drift"),
+            at_ms: now_ms(),
+        };
+        let event = NewEvent {
+            change_id: None,
+            at_ms: now_ms(),
+            actor: Actor::system("drift"),
+            kind: EventKind::DeploymentsPaused,
+            data: serde_json::json!({ "summary": format!("deployments paused: {}", pause.reason), "reason": pause.reason }),
+        };
+        store
+            .set_pause(Some(&pause), &event)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
     }
 
     /// Lands the change on the target branch: re-applied (and checked again) when the

@@ -7,6 +7,7 @@ mod api;
 pub mod audit;
 mod canary;
 mod deploy;
+mod drift;
 mod intake;
 pub mod review;
 pub mod tokens;

@@ -26,6 +26,7 @@ pub const NOTIFICATION_KINDS: &[&str] = &[
     "rollback.completed",
     "rollback.escalated",
     "watch.regression",
+    "drift.exceeded",
 ];
 
 /// The longest pattern accepted; kinds are short dotted words.

@@ -258,6 +258,21 @@ pub struct DeploymentUpdate {
     pub rollback_by: Option<Actor>,
 }
 
+/// A rollout's steady state: production's figures after the change reached 100 % and
+/// the stable version's before it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SteadyState {
+    pub target: String,
+    pub change_id: ChangeId,
+    pub completed_ms: i64,
+    pub requests: i64,
+    pub errors: i64,
+    pub p99_ms: Option<f64>,
+    pub before_requests: i64,
+    pub before_errors: i64,
+    pub before_p99_ms: Option<f64>,
+}
+
 /// The version serving a target's traffic.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StableVersion {
@@ -569,6 +584,16 @@ pub trait Store: Send + Sync + 'static {
         &self,
         target: &str,
     ) -> impl Future<Output = Result<Option<StableVersion>, StoreError>> + Send;
+    fn record_steady_state(
+        &self,
+        state: &SteadyState,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The target's last `limit` steady states, newest first.
+    fn steady_states(
+        &self,
+        target: &str,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<SteadyState>, StoreError>> + Send;
     /// Records a target's stable version when it has none yet (first start).
     fn init_stable_version(
         &self,

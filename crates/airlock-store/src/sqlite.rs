@@ -28,7 +28,8 @@ use airlock_core::review::TrackRecord;
 use crate::{
     AgentActivity, ChangeRecord, DeploymentRecord, DeploymentUpdate, EventRecord, FenceCheck,
     NewChange, NewRevision, OpenReview, Pause, PolicyDecision, PostReviewOpen, PostReviewRecord,
-    ReviewAction, ReviewRecorded, SlaMark, StableVersion, Store, StoreError, TokenRecord, Urgency,
+    ReviewAction, ReviewRecorded, SlaMark, StableVersion, SteadyState, Store, StoreError,
+    TokenRecord, Urgency,
 };
 
 /// Migrations are compiled into the binary: a deployed airlock never depends on files
@@ -48,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "deploy",
         include_str!("../migrations/sqlite/0003_deploy.sql"),
+    ),
+    (
+        4,
+        "drift",
+        include_str!("../migrations/sqlite/0004_drift.sql"),
     ),
 ];
 
@@ -1325,6 +1331,56 @@ impl Store for SqliteStore {
             tx.commit().await?;
         }
         Ok(moved)
+    }
+
+    async fn record_steady_state(&self, state: &SteadyState) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO steady_states (target, change_id, completed_ms, requests, errors, p99_ms, \
+             before_requests, before_errors, before_p99_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&state.target)
+        .bind(state.change_id.as_str())
+        .bind(state.completed_ms)
+        .bind(state.requests)
+        .bind(state.errors)
+        .bind(state.p99_ms)
+        .bind(state.before_requests)
+        .bind(state.before_errors)
+        .bind(state.before_p99_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn steady_states(
+        &self,
+        target: &str,
+        limit: u32,
+    ) -> Result<Vec<SteadyState>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT target, change_id, completed_ms, requests, errors, p99_ms, before_requests, \
+             before_errors, before_p99_ms FROM steady_states WHERE target = ? ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(target)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let change: String = row.try_get("change_id")?;
+                Ok(SteadyState {
+                    target: row.try_get("target")?,
+                    change_id: change.parse().map_err(corrupt("change id"))?,
+                    completed_ms: row.try_get("completed_ms")?,
+                    requests: row.try_get("requests")?,
+                    errors: row.try_get("errors")?,
+                    p99_ms: row.try_get("p99_ms")?,
+                    before_requests: row.try_get("before_requests")?,
+                    before_errors: row.try_get("before_errors")?,
+                    before_p99_ms: row.try_get("before_p99_ms")?,
+                })
+            })
+            .collect()
     }
 
     async fn stable_version(&self, target: &str) -> Result<Option<StableVersion>, StoreError> {

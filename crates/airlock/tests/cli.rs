@@ -1358,6 +1358,23 @@ impl DeployBench {
         view
     }
 
+    /// The first event of `kind` about `id`, waited for.
+    fn wait_for_event(&self, id: &str, kind: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(event) = self.events_of(id).into_iter().find(|e| e["kind"] == kind) {
+                return event;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {kind} event for {id}: {:?}\nserver log:\n{}",
+                self.events_of(id),
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The trailers of `commit`, unfolded.
     fn trailers(&self, commit: &str) -> String {
         self.git(&["log", "-1", "--format=%(trailers:only,unfold)", commit])
@@ -1719,7 +1736,7 @@ fn a_moved_branch_is_rebased_and_rechecked_or_the_change_returns_to_the_agent() 
     let proxy_port = free_port();
     let deploy = format!(
         "\n[deploy]\nstart = '''exec '{bin}' sample-service --port $PORT'''\n\
-         listen = \"127.0.0.1:{proxy_port}\"\nsoak = \"1s\"\npoll = \"100ms\"\n\
+         listen = \"127.0.0.1:{proxy_port}\"\nsteps = [50, 100]\nsoak = \"1s\"\npoll = \"100ms\"\n\
          [deploy.staging]\ntest = \"bash staging-test.sh\"\ntimeout = \"60s\"\n\
          [deploy.guards]\nmin_requests = 10\n",
         bin = env!("CARGO_BIN_EXE_airlock"),
@@ -1874,4 +1891,49 @@ fn production_is_watched_after_the_rollout_and_a_late_regression_rolls_back() {
         std::fs::read_to_string(root.join("service.conf")).unwrap(),
         "latency_ms = 0\n"
     );
+}
+
+#[test]
+fn drift_across_changes_that_each_passed_pauses_deployments() {
+    let (_dir, bench, proxy_port) = sample_service_bench(
+        "latency_ms = 0\n",
+        "[deploy.judge]\nlatency_threshold = \"50ms\"\n[deploy.drift]\nchanges = 2\np99_budget = 0.25\n",
+    );
+    let _load = Load::start(proxy_port);
+    // The stable version's figures before the rollout need traffic.
+    std::thread::sleep(Duration::from_secs(3));
+    // 7 ms more per request: within the 50 ms the judge counts as slow and the 500 ms
+    // guard, so the canary passes; production's p99 is several times what it was.
+    let slower = bench.propose("service.conf", "latency_ms = 0", "latency_ms = 7", "slower");
+    bench.approve(&slower);
+    let view = bench.wait_for(&slower, &["deployed", "rolled_back", "failed"]);
+    assert_eq!(view["state"], "deployed", "the canary passed: {view}");
+    // Drift is measured once the change is deployed.
+    let drift = bench.wait_for_event(&slower, "drift.exceeded");
+    let reason = drift["data"]["reason"].as_str().unwrap();
+    assert!(reason.contains("the p99 went from"), "{reason}");
+    let paused = ureq::get(&format!("{}/v1/pause", bench.url))
+        .header("Authorization", &format!("Bearer {}", bench.bot))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json::<Value>()
+        .unwrap();
+    assert!(
+        paused.to_string().contains("drift on production"),
+        "{paused}"
+    );
+    // The next change waits in the queue until a person lifts the pause.
+    let next = bench.propose("README.md", "hello", "hello, later", "later");
+    bench.approve(&next);
+    bench.wait_for(&next, &["deploy_queued"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        bench.wait_for(&next, &["deploy_queued", "deploying", "deployed"])["state"],
+        "deploy_queued"
+    );
+    let resumed = bench.run(&["resume"], &bench.operator);
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    let view = bench.wait_for(&next, &["deployed", "rolled_back", "failed"]);
+    assert_eq!(view["state"], "deployed", "{view}");
 }

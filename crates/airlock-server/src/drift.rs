@@ -9,6 +9,9 @@ use airlock_store::SteadyState;
 
 /// The requests a figure needs before drift is judged on it.
 const MIN_REQUESTS: i64 = 500;
+/// The p99 must also grow by this much: sub-millisecond tails move by a third from one
+/// run to the next on a busy machine, and no user notices them.
+const MIN_P99_GROWTH_MS: f64 = 5.0;
 /// The confidence of each error-rate bound.
 const ALPHA: f64 = 0.01;
 
@@ -43,6 +46,7 @@ pub(crate) fn exceeded(
     if let (Some(now), Some(before)) = (newest.p99_ms, oldest.before_p99_ms)
         && before > 0.0
         && now > before * (1.0 + config.p99_budget)
+        && now - before >= MIN_P99_GROWTH_MS
     {
         return Some((
             format!(
@@ -123,6 +127,9 @@ mod tests {
         assert_eq!(evidence["before"]["change"], A);
         // The two newest alone are within budget (+21 %).
         assert_eq!(exceeded(&newest_first[..2], &config()), None);
+        // +34 % of a sub-millisecond p99 is noise, not drift.
+        let tiny = [state(A, (50_000, 50, 0.8), (50_000, 50, 0.6))];
+        assert_eq!(exceeded(&tiny, &config()), None);
     }
 
     #[test]

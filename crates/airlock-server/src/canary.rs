@@ -130,26 +130,17 @@ impl Canary {
         })];
         if let Some(threshold) = self.latency_threshold {
             let slow = |observed: &Observed| {
-                observed
-                    .latency
-                    .as_ref()
-                    .map(|h| (h.count_above(threshold) as f64, h.count() as f64))
+                observed.latency.as_ref().map(|h| Counter {
+                    events: h.count_above(threshold) as f64,
+                    exposure: h.count() as f64,
+                })
             };
             // Latency is compared with the baseline alone, whatever the errors' reference:
             // a fresh process answers its first requests slower than a warm one (caches,
             // connection pools, JIT), and the canary is as fresh as the baseline, never as
             // warm as stable.
             samples.push(match (slow(&canary), slow(&reference)) {
-                (Some(canary), Some(reference)) => Some(Sample {
-                    canary: Counter {
-                        events: canary.0,
-                        exposure: canary.1,
-                    },
-                    reference: Counter {
-                        events: reference.0,
-                        exposure: reference.1,
-                    },
-                }),
+                (Some(canary), Some(reference)) => Some(Sample { canary, reference }),
                 _ => None,
             });
         }

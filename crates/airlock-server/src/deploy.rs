@@ -311,24 +311,16 @@ async fn watch_production<S: Store>(
             .iter()
             .rev()
             .find(|e| e.kind == EventKind::RolloutCompleted.as_str());
-        *watch = Some(match completed {
-            Some(event) => Watch::new(
-                change_id.clone(),
-                commit,
-                event.at_ms,
-                &event.data,
-                config,
-                ended,
-            ),
-            None => Watch::new(
-                change_id.clone(),
-                commit,
-                0,
-                &serde_json::Value::Null,
-                config,
-                true,
-            ),
-        });
+        // Without a recorded completion there is no baseline to compare with.
+        let (at_ms, data) = completed.map_or((0, &serde_json::Value::Null), |e| (e.at_ms, &e.data));
+        *watch = Some(Watch::new(
+            change_id.clone(),
+            commit,
+            at_ms,
+            data,
+            config,
+            ended || completed.is_none(),
+        ));
     }
     let Some(watch) = watch.as_mut().filter(|w| w.active()) else {
         return Ok(false);

@@ -229,12 +229,16 @@ impl Mount {
 /// Hidden directories are remounted read-only last: bubblewrap can create mount points in
 /// a tmpfs only while it is still writable.
 ///
+/// With `late_env`, the shell first reads those variables from file descriptor 3 (see
+/// `crate::prepare`).
+///
 /// With `share_network`, the command keeps the host's network namespace (integration tests
 /// must reach the staging deployment); every other namespace stays private.
 pub(crate) fn arguments(
     workspace: &Path,
     hidden: &[HiddenPath],
     command: &str,
+    late_env: &[String],
     share_network: bool,
 ) -> Vec<OsString> {
     let mut mounts = vec![
@@ -283,7 +287,12 @@ pub(crate) fn arguments(
         }
     }
     arguments.extend([OsString::from("--chdir"), workspace.into()]);
-    arguments.extend(["--", "/bin/sh", "-c", command].map(OsString::from));
+    arguments.extend(["--", "/bin/sh", "-c"].map(OsString::from));
+    arguments.extend(
+        crate::shell_arguments(command, late_env)
+            .into_iter()
+            .map(OsString::from),
+    );
     arguments
 }
 

@@ -17,7 +17,7 @@ mod process;
 mod tail;
 
 use std::fmt;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::str::FromStr;
@@ -274,6 +274,8 @@ pub enum SandboxError {
         #[source]
         source: io::Error,
     },
+    #[error("late variable `{name}`: {detail}")]
+    LateVariable { name: String, detail: String },
     #[error("could not wait for the command")]
     Wait {
         #[source]
@@ -297,34 +299,231 @@ pub fn run(
     spec: &CommandSpec,
     cancel: &Cancel,
 ) -> Result<Outcome, SandboxError> {
+    let (command, isolation) = build(config, &spec.command, &[])?;
+    let finished = process::run_to_completion(command, spec.timeout, spec.output_limit, cancel)?;
+    Ok(outcome(finished, isolation))
+}
+
+/// Builds the sandbox for `spec` now and leaves the command waiting, so that a later
+/// [`Prepared::run`] pays only for the command itself.
+///
+/// Creating a bubblewrap sandbox (namespaces, mounts) takes several milliseconds, more than
+/// the rest of a short check; a worker waiting for work can spend them in advance. The
+/// shell in the sandbox blocks until `run` hands it the values of `late_env`, variables
+/// not known yet (which change it is for); everything else, workspace included, is fixed
+/// now, and the workspace's content may still change before `run`: it is bound, not
+/// copied. Dropping a `Prepared` that never ran kills its sandbox.
+///
+/// Unsandboxed, there is nothing to build: the command is spawned by `run`.
+pub fn prepare(
+    config: &SandboxConfig,
+    spec: &CommandSpec,
+    late_env: &[&str],
+) -> Result<Prepared, SandboxError> {
+    let late_env: Vec<String> = late_env.iter().map(|name| name.to_string()).collect();
+    for name in &late_env {
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid || config.env.iter().any(|(fixed, _)| fixed == name) {
+            return Err(SandboxError::LateVariable {
+                name: name.clone(),
+                detail: "a late variable must be a shell name (letters, digits, `_`) not already in the environment".into(),
+            });
+        }
+    }
+    let waiting = match choose_isolation(config)?.0 {
+        Isolation::Unsandboxed { .. } => {
+            let (command, isolation) = build(config, &spec.command, &[])?;
+            (Waiting::Direct { command }, isolation)
+        }
+        Isolation::Bubblewrap { .. } => {
+            let (command, isolation) = build(config, &spec.command, &late_env)?;
+            let (values_reader, values) =
+                io::pipe().map_err(|source| SandboxError::Pipe { source })?;
+            let spawned = process::spawn(command, Some(values_reader.into()))?;
+            (Waiting::Sandboxed { spawned, values }, isolation)
+        }
+    };
+    Ok(Prepared {
+        spec: spec.clone(),
+        isolation: waiting.1,
+        workspace: resolve_workspace(&config.workspace)?,
+        late_env,
+        waiting: Some(waiting.0),
+    })
+}
+
+/// A command whose sandbox is built and waiting (see [`prepare`]).
+#[derive(Debug)]
+pub struct Prepared {
+    spec: CommandSpec,
+    isolation: Isolation,
+    workspace: PathBuf,
+    late_env: Vec<String>,
+    /// `None` once run.
+    waiting: Option<Waiting>,
+}
+
+#[derive(Debug)]
+enum Waiting {
+    /// bubblewrap has built the sandbox; the shell in it blocks on reading `values`.
+    Sandboxed {
+        spawned: process::Spawned,
+        values: io::PipeWriter,
+    },
+    /// Spawned by `run`, with the late variables added to its environment.
+    Direct { command: Command },
+}
+
+impl Prepared {
+    /// The command it will run.
+    pub fn spec(&self) -> &CommandSpec {
+        &self.spec
+    }
+
+    /// The workspace it is bound to (canonical).
+    pub fn workspace(&self) -> &Path {
+        &self.workspace
+    }
+
+    /// Starts the command with the values of the late variables (each named exactly once,
+    /// with no newline or NUL in a value) and blocks until it exits, times out (counted
+    /// from now) or is cancelled, as [`run`] does.
+    pub fn run(
+        mut self,
+        late_values: &[(&str, &str)],
+        cancel: &Cancel,
+    ) -> Result<Outcome, SandboxError> {
+        let mut ordered = Vec::with_capacity(self.late_env.len());
+        for name in &self.late_env {
+            let mut given = late_values.iter().filter(|(given, _)| given == name);
+            let value = match (given.next(), given.next()) {
+                (Some((_, value)), None) => *value,
+                _ => {
+                    return Err(SandboxError::LateVariable {
+                        name: name.clone(),
+                        detail: "it must be given exactly once".into(),
+                    });
+                }
+            };
+            if value.contains(['\n', '\0']) {
+                return Err(SandboxError::LateVariable {
+                    name: name.clone(),
+                    detail: "a value may not contain a newline or NUL".into(),
+                });
+            }
+            ordered.push((name.as_str(), value));
+        }
+        if let Some((name, _)) = late_values
+            .iter()
+            .find(|(name, _)| !self.late_env.iter().any(|late| late == name))
+        {
+            return Err(SandboxError::LateVariable {
+                name: name.to_string(),
+                detail: "it was not declared when the command was prepared".into(),
+            });
+        }
+        let waiting = self.waiting.take().expect("a Prepared runs once");
+        let spawned = match waiting {
+            Waiting::Direct { mut command } => {
+                command.envs(ordered.iter().copied());
+                process::spawn(command, None)?
+            }
+            Waiting::Sandboxed {
+                spawned,
+                mut values,
+            } => {
+                let mut lines = Vec::new();
+                for (_, value) in &ordered {
+                    lines.extend_from_slice(value.as_bytes());
+                    lines.push(b'\n');
+                }
+                // If the sandbox died while it waited, the write fails; its exit status and
+                // bubblewrap's message are then the outcome, as with `run`.
+                let _ = values.write_all(&lines);
+                drop(values);
+                spawned
+            }
+        };
+        let finished =
+            process::supervise(spawned, self.spec.timeout, self.spec.output_limit, cancel)?;
+        Ok(outcome(finished, self.isolation.clone()))
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Some(Waiting::Sandboxed { spawned, .. }) = self.waiting.take() {
+            spawned.kill();
+        }
+    }
+}
+
+/// The command that runs `command` (a shell command line) under `config`, with the shell
+/// first reading `late_env` from file descriptor 3 when there are any.
+fn build(
+    config: &SandboxConfig,
+    command: &str,
+    late_env: &[String],
+) -> Result<(Command, Isolation), SandboxError> {
     let workspace = resolve_workspace(&config.workspace)?;
     let (isolation, hidden) = choose_isolation(config)?;
-    let mut command = match &isolation {
+    let mut built = match &isolation {
         Isolation::Bubblewrap { bwrap, .. } => {
             if hidden.contains(&bubblewrap::HiddenPath::Directory(workspace.clone())) {
                 return Err(SandboxError::WorkspaceHidden { path: workspace });
             }
-            let mut command = Command::new(bwrap);
-            command.args(bubblewrap::arguments(
+            let mut built = Command::new(bwrap);
+            built.args(bubblewrap::arguments(
                 &workspace,
                 &hidden,
-                &spec.command,
+                command,
+                late_env,
                 config.share_network,
             ));
-            command
+            built
         }
         Isolation::Unsandboxed { .. } => {
-            let mut command = Command::new("/bin/sh");
-            command.arg("-c").arg(&spec.command).current_dir(&workspace);
-            command
+            let mut built = Command::new("/bin/sh");
+            built
+                .arg("-c")
+                .args(shell_arguments(command, late_env))
+                .current_dir(&workspace);
+            built
         }
     };
     // The environment goes to bubblewrap's own process rather than through --setenv, which
     // would put every value on a command line readable by any user of the host.
-    command.env_clear().envs(command_environment(&config.env));
+    built.env_clear().envs(command_environment(&config.env));
+    Ok((built, isolation))
+}
 
-    let finished = process::run_to_completion(command, spec.timeout, spec.output_limit, cancel)?;
-    Ok(Outcome {
+/// What follows `/bin/sh -c` to run `command`: the command itself or, with late
+/// variables, a fixed script that reads one line per variable from file descriptor 3,
+/// exports them, closes the descriptor and runs `command` (passed as `$0`, never pasted
+/// into the script).
+pub(crate) fn shell_arguments(command: &str, late_env: &[String]) -> Vec<String> {
+    if late_env.is_empty() {
+        return vec![command.to_string()];
+    }
+    let mut script = String::new();
+    for name in late_env {
+        script.push_str(&format!(
+            "IFS= read -r {name} <&3 || {{ echo 'airlock: the prepared command was never started' >&2; exit 125; }}; "
+        ));
+    }
+    script.push_str(&format!(
+        "export {}; exec 3<&-; exec /bin/sh -c \"$0\"",
+        late_env.join(" ")
+    ));
+    vec![script, command.to_string()]
+}
+
+fn outcome(finished: process::Finished, isolation: Isolation) -> Outcome {
+    Outcome {
         exit_code: finished.exit_code,
         signal: finished.signal,
         timed_out: finished.timed_out,
@@ -333,7 +532,7 @@ pub fn run(
         output: finished.output,
         output_total_bytes: finished.output_total_bytes,
         isolation,
-    })
+    }
 }
 
 /// The isolation `run` would use with `config`, without running a command (for

@@ -2,8 +2,9 @@
 //! buffer, a deadline, cancellation, and killing every process it left behind.
 
 use std::io::{self, PipeReader, Read};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -39,16 +40,27 @@ pub(crate) struct Finished {
     pub(crate) output_total_bytes: u64,
 }
 
+/// A command spawned in its own process group, with stdin from /dev/null and stdout and
+/// stderr on one pipe, not yet supervised.
+#[derive(Debug)]
+pub(crate) struct Spawned {
+    child: Child,
+    output: PipeReader,
+}
+
+impl Spawned {
+    /// Kills the command's process group and reaps it: a prepared command never started.
+    pub(crate) fn kill(mut self) {
+        ProcessGroup::new(&self.child).kill_while_leader_unreaped();
+        let _ = self.child.wait();
+    }
+}
+
 /// Spawns `command` (program, arguments, environment and directory already set) in its own
-/// process group with stdin from /dev/null and stdout and stderr on one pipe, then waits
-/// for it under `timeout` and `cancel`.
-pub(crate) fn run_to_completion(
-    mut command: Command,
-    timeout: Duration,
-    output_limit: usize,
-    cancel: &Cancel,
-) -> Result<Finished, SandboxError> {
-    let (reader, stdout_writer) = io::pipe().map_err(|source| SandboxError::Pipe { source })?;
+/// process group with stdin from /dev/null and stdout and stderr on one pipe. With
+/// `fd3`, that descriptor is the command's file descriptor 3.
+pub(crate) fn spawn(mut command: Command, fd3: Option<OwnedFd>) -> Result<Spawned, SandboxError> {
+    let (output, stdout_writer) = io::pipe().map_err(|source| SandboxError::Pipe { source })?;
     let stderr_writer = stdout_writer
         .try_clone()
         .map_err(|source| SandboxError::Pipe { source })?;
@@ -57,27 +69,67 @@ pub(crate) fn run_to_completion(
         .stdout(stdout_writer)
         .stderr(stderr_writer)
         .process_group(0);
+    let fd3_raw = fd3.as_ref().map(|fd| fd.as_raw_fd());
     // If airlock itself dies (SIGKILL, a crash), the command dies with it rather than run
     // on unsupervised: after a restart the step runs again from its last recorded state.
-    // The signal fires when the spawning thread exits; this thread waits for the command.
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    // The signal fires when the spawning thread exits, so every command is spawned by one
+    // thread that lives as long as the process (a prepared command may wait for minutes
+    // and be started from another thread).
+    // SAFETY: prctl, dup2 and fcntl are async-signal-safe and touch no memory of the parent.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
                 return Err(io::Error::last_os_error());
+            }
+            if let Some(fd) = fd3_raw {
+                // dup2 clears close-on-exec on the copy; a descriptor that already is 3
+                // must have it cleared by hand.
+                let result = if fd == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(fd, 3)
+                };
+                if result == -1 {
+                    return Err(io::Error::last_os_error());
+                }
             }
             Ok(())
         });
     }
-
-    let program = command.get_program().into();
-    let start = Instant::now();
-    let spawned = command.spawn();
-    // The Command still owns airlock's copies of the pipe's write end; the reader sees EOF
-    // only once every copy is closed, so drop them now rather than at the end of scope.
-    drop(command);
+    let program: PathBuf = command.get_program().into();
+    let spawned = spawner::spawn(command);
+    // Airlock's copies of the pipe's write end (in the Command, dropped by the spawner)
+    // and of fd 3 must be closed, or the reader never sees EOF and the command never
+    // sees its input end.
+    drop(fd3);
     let child = spawned.map_err(|source| SandboxError::Spawn { program, source })?;
+    Ok(Spawned { child, output })
+}
 
+/// Spawns `command` as [`spawn`] does, then waits for it under `timeout` and `cancel`.
+pub(crate) fn run_to_completion(
+    command: Command,
+    timeout: Duration,
+    output_limit: usize,
+    cancel: &Cancel,
+) -> Result<Finished, SandboxError> {
+    let spawned = spawn(command, None)?;
+    supervise(spawned, timeout, output_limit, cancel)
+}
+
+/// Waits for a spawned command under `timeout` (counted from now) and `cancel`, reading
+/// its output, then kills whatever it left running.
+pub(crate) fn supervise(
+    spawned: Spawned,
+    timeout: Duration,
+    output_limit: usize,
+    cancel: &Cancel,
+) -> Result<Finished, SandboxError> {
+    let Spawned {
+        child,
+        output: reader,
+    } = spawned;
+    let start = Instant::now();
     let tail = Arc::new(Mutex::new(TailBuffer::new(output_limit)));
     let command_finished = Arc::new(AtomicBool::new(false));
     let reader_thread = {
@@ -280,5 +332,44 @@ fn read_output(mut reader: PipeReader, tail: &Mutex<TailBuffer>, command_finishe
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return,
         }
+    }
+}
+
+/// The one thread that spawns every command (see `spawn` for why).
+mod spawner {
+    use std::io;
+    use std::process::{Child, Command};
+    use std::sync::mpsc::{self, Sender};
+    use std::sync::{Mutex, OnceLock, PoisonError};
+    use std::thread;
+
+    type Request = (Command, Sender<io::Result<Child>>);
+
+    pub(super) fn spawn(command: Command) -> io::Result<Child> {
+        static REQUESTS: OnceLock<Mutex<Sender<Request>>> = OnceLock::new();
+        let requests = REQUESTS.get_or_init(|| {
+            let (sender, receiver) = mpsc::channel::<Request>();
+            thread::Builder::new()
+                .name("airlock-spawner".into())
+                .spawn(move || {
+                    for (mut command, reply) in receiver {
+                        let spawned = command.spawn();
+                        // Closes airlock's copies of the output pipe's write end.
+                        drop(command);
+                        let _ = reply.send(spawned);
+                    }
+                })
+                .expect("the spawner thread starts");
+            Mutex::new(sender)
+        });
+        let (reply, answer) = mpsc::channel();
+        requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .send((command, reply))
+            .map_err(|_| io::Error::other("the spawner thread is gone"))?;
+        answer
+            .recv()
+            .map_err(|_| io::Error::other("the spawner thread is gone"))?
     }
 }

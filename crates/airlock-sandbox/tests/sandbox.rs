@@ -953,3 +953,139 @@ fn bubblewrap_reports_exit_codes_and_signals_as_exit_codes() {
     let outcome = run_ok(&config, &spec("echo out; echo err >&2; echo out2"));
     assert_eq!(output_text(&outcome), "out\nerr\nout2\n");
 }
+
+/// A prepared command gets its late variables, exactly the given environment besides, and
+/// sees what was written to the workspace after it was prepared (the workspace is bound,
+/// not copied).
+fn check_prepared_command(mode: SandboxMode) {
+    let fixture = Fixture::new();
+    let config = fixture.config(mode);
+    let prepared = airlock_sandbox::prepare(
+        &config,
+        &spec("printf 'id: %s\\n' \"$AIRLOCK_CHANGE_ID\"; cat written-later.txt; env"),
+        &["AIRLOCK_CHANGE_ID"],
+    )
+    .unwrap();
+    assert_eq!(
+        prepared.workspace(),
+        fixture.workspace.path().canonicalize().unwrap()
+    );
+    fs::write(
+        fixture.workspace.path().join("written-later.txt"),
+        "the change\n",
+    )
+    .unwrap();
+    // The timeout counts from `run`, not from `prepare`.
+    thread::sleep(Duration::from_millis(300));
+    let outcome = prepared
+        .run(&[("AIRLOCK_CHANGE_ID", "01J9 with spaces")], &Cancel::new())
+        .unwrap();
+    let text = output_text(&outcome);
+    assert!(outcome.success(), "{mode}: {outcome:?}");
+    assert_eq!(
+        outcome.isolation.is_sandboxed(),
+        mode == SandboxMode::Required
+    );
+    assert!(outcome.duration < Duration::from_millis(300), "{outcome:?}");
+    assert!(
+        text.starts_with("id: 01J9 with spaces\nthe change\n"),
+        "{text}"
+    );
+    let expected: BTreeSet<String> = ["PATH", "LANG", "TMPDIR", "AIRLOCK_CHANGE_ID"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    assert_eq!(environment_names(&outcome), expected, "{mode}: {text}");
+}
+
+#[test]
+fn a_prepared_command_runs_later_with_its_late_variables_unsandboxed() {
+    check_prepared_command(SandboxMode::Off);
+}
+
+#[test]
+fn a_prepared_command_runs_later_with_its_late_variables_under_bubblewrap() {
+    if bubblewrap_available(
+        "a_prepared_command_runs_later_with_its_late_variables_under_bubblewrap",
+    ) {
+        check_prepared_command(SandboxMode::Required);
+        // The prepared sandbox is the same sandbox: the database stays hidden and nothing
+        // outside the workspace is writable.
+        let fixture = Fixture::new();
+        let database = fixture.database();
+        let command = format!(
+            "cat {} && echo READ; touch {}/escaped && echo WROTE; exit 0",
+            database.display(),
+            fixture.state.path().display()
+        );
+        let prepared = airlock_sandbox::prepare(
+            &fixture.config(SandboxMode::Required),
+            &spec(&command),
+            &["AIRLOCK_CHANGE_ID"],
+        )
+        .unwrap();
+        let outcome = prepared
+            .run(&[("AIRLOCK_CHANGE_ID", "x")], &Cancel::new())
+            .unwrap();
+        let text = output_text(&outcome);
+        assert!(
+            !text.contains("READ") && !text.contains(HIDDEN_DATABASE_CONTENT),
+            "{text}"
+        );
+        assert!(!text.contains("WROTE"), "{text}");
+        assert!(!fixture.state.path().join("escaped").exists());
+    }
+}
+
+#[test]
+fn late_variables_are_checked_and_a_prepared_sandbox_never_run_is_killed() {
+    if !bubblewrap_available(
+        "late_variables_are_checked_and_a_prepared_sandbox_never_run_is_killed",
+    ) {
+        return;
+    }
+    let fixture = Fixture::new();
+    let config = fixture.config(SandboxMode::Required);
+    for bad in ["1X", "A-B", "", "PATH"] {
+        let error = airlock_sandbox::prepare(&config, &spec("true"), &[bad]).unwrap_err();
+        assert!(
+            matches!(error, SandboxError::LateVariable { ref name, .. } if name == bad),
+            "{bad:?}: {error}"
+        );
+    }
+    let given: [&[(&str, &str)]; 4] = [
+        &[],
+        &[("ID", "a\nb")],
+        &[("ID", "a"), ("ID", "b")],
+        &[("ID", "a"), ("OTHER", "b")],
+    ];
+    for values in given {
+        let marker = format!("airlock-prepared-{}", std::process::id());
+        let prepared =
+            airlock_sandbox::prepare(&config, &spec(&format!("echo {marker}")), &["ID"]).unwrap();
+        let error = prepared.run(values, &Cancel::new()).unwrap_err();
+        assert!(
+            matches!(error, SandboxError::LateVariable { .. }),
+            "{values:?}: {error}"
+        );
+        // The refused command never ran, and its sandbox is gone.
+        assert!(
+            eventually(|| processes_with_argument(&marker).is_empty()),
+            "{:?}",
+            processes_with_argument(&marker)
+        );
+    }
+
+    let marker = format!("airlock-dropped-{}", std::process::id());
+    let prepared = airlock_sandbox::prepare(&config, &spec(&marker), &["ID"]).unwrap();
+    assert!(
+        eventually(|| !processes_with_argument(&marker).is_empty()),
+        "the prepared sandbox waits"
+    );
+    drop(prepared);
+    assert!(
+        eventually(|| processes_with_argument(&marker).is_empty()),
+        "{:?}",
+        processes_with_argument(&marker)
+    );
+}

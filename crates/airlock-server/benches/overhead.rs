@@ -171,8 +171,11 @@ fn main() {
             );
             continue;
         }
+        // Every sample stays awaiting review, so the per-agent limits must cover them all.
         let config_text = format!(
-            "[checks]\nsandbox = '{sandbox}'\ncommands = [{{ name = 'test', run = 'true' }}]\n"
+            "[checks]\nsandbox = '{sandbox}'\ncommands = [{{ name = 'test', run = 'true' }}]\n\
+             [limits]\nagent_changes_in_flight = {runs}\nagent_proposals_per_hour = {runs}\n",
+            runs = iterations + 3
         );
         let config = Config::parse(&config_text, "airlock.toml").unwrap();
         let state_dir = root.join(".airlock");

@@ -25,6 +25,8 @@ use crate::Shared;
 
 /// Events copied per batch: one log append (one fsync) each.
 const BATCH: u32 = 500;
+/// How long the follower waits, once woken, for more events to batch with the first.
+const GATHER: Duration = Duration::from_millis(20);
 /// How often the follower looks for events written by other processes (the CLI's token
 /// commands) when nothing in this process woke it.
 const POLL: Duration = Duration::from_millis(500);
@@ -150,7 +152,15 @@ pub(crate) async fn follow<S: Store>(
         }
         tokio::select! {
             _ = stop.notified() => stopping = true,
-            _ = wake.changed() => {}
+            _ = wake.changed() => {
+                // Let the burst of events one change makes (a step, its verdict, the
+                // policy's decision) gather into one batch and one fsync, appended after
+                // the change's verdict rather than competing with it.
+                tokio::select! {
+                    _ = stop.notified() => stopping = true,
+                    _ = tokio::time::sleep(GATHER) => {}
+                }
+            }
             _ = tokio::time::sleep(POLL) => {}
             _ = tokio::time::sleep_until(next) => {}
         }

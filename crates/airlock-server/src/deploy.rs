@@ -17,7 +17,6 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use airlock_core::change::{ChangeState, StepStatus, Verdict, VerdictOutcome};
-use airlock_core::config::SandboxMode;
 use airlock_core::deploy::DeployConfig;
 use airlock_core::event::{Actor, EventKind, NewEvent};
 use airlock_core::pipeline::PlannedStep;
@@ -843,25 +842,9 @@ impl<S: Store> Driver<'_, S> {
         };
         let shared = self.shared;
         let staging = &self.runtime.config.staging;
-        let mut env =
-            crate::worker::check_environment(&shared.config.pass_env, change, &version.tree);
-        env.push(("AIRLOCK_STAGING_URL".to_owned(), url));
-        let sandbox = airlock_sandbox::SandboxConfig {
-            mode: match shared.config.sandbox {
-                SandboxMode::Required => airlock_sandbox::SandboxMode::Required,
-                SandboxMode::BestEffort => airlock_sandbox::SandboxMode::BestEffort,
-                SandboxMode::Off => airlock_sandbox::SandboxMode::Off,
-            },
-            workspace: version.tree.clone(),
-            hidden_paths: crate::worker::hidden_paths(
-                &shared.options.state_dir,
-                &shared.options.repo_root,
-                &shared.config.server.database,
-            ),
-            env,
-            bwrap_path: shared.options.bwrap_path.clone(),
-            share_network: true,
-        };
+        let mut sandbox =
+            crate::worker::sandbox_config(shared, version.tree.clone(), Some(&change.id), true);
+        sandbox.env.push(("AIRLOCK_STAGING_URL".to_owned(), url));
         let spec = airlock_sandbox::CommandSpec {
             name: "staging".to_owned(),
             command: staging.test.clone().unwrap_or_default(),
@@ -1407,6 +1390,7 @@ impl<S: Store> Driver<'_, S> {
                         index,
                         check,
                         tree,
+                        None,
                     )
                     .await?
                     {

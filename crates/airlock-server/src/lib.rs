@@ -10,6 +10,7 @@ mod deploy;
 mod drift;
 mod intake;
 pub mod review;
+mod standby;
 pub mod tokens;
 mod watch;
 mod worker;
@@ -125,6 +126,10 @@ struct Shared<S> {
     /// Levels 3 and 4, when `[deploy]` is configured; set once the provider is built
     /// (its fencing check needs this struct).
     deploy: std::sync::OnceLock<Arc<deploy::DeployRuntime>>,
+    /// A workspace at the target branch's tip with its first check prepared.
+    standby: std::sync::Mutex<Option<standby::Standby>>,
+    /// Wakes the standby's keeper: the standby was taken, or airlock is stopping.
+    standby_wanted: Notify,
 }
 
 /// A running service. Drop does not stop it: call [`Running::shutdown`].
@@ -133,6 +138,7 @@ pub struct Running {
     stop: Arc<dyn Fn() + Send + Sync>,
     http: JoinHandle<std::io::Result<()>>,
     workers: Vec<JoinHandle<()>>,
+    standby_keeper: JoinHandle<()>,
     auditor: JoinHandle<()>,
     stop_auditor: Arc<Notify>,
     review_timer: JoinHandle<()>,
@@ -159,6 +165,7 @@ impl Running {
         for worker in self.workers {
             let _ = worker.await;
         }
+        let _ = self.standby_keeper.await;
         self.stop_review_timer.notify_one();
         let _ = self.review_timer.await;
         // The deployer stops between steps (a rollout resumes from its record) and stops
@@ -277,6 +284,8 @@ pub async fn start<S: Store>(
         policy,
         clock,
         deploy: std::sync::OnceLock::new(),
+        standby: std::sync::Mutex::new(None),
+        standby_wanted: Notify::new(),
     });
     if let Some(config) = &shared.config.deploy {
         let runtime = deploy::build(&shared, config.clone())
@@ -309,6 +318,7 @@ pub async fn start<S: Store>(
             ))
         })
         .collect();
+    let standby_keeper = tokio::spawn(standby::keep(shared.clone()));
     let stop_auditor = Arc::new(Notify::new());
     let auditor = tokio::spawn(audit::follow(
         shared.clone(),
@@ -325,6 +335,7 @@ pub async fn start<S: Store>(
             shared.shutting_down.store(true, Ordering::SeqCst);
             shared.cancel.cancel();
             shared.work_available.notify_waiters();
+            shared.standby_wanted.notify_one();
             stop_http.notify_one();
         })
     };
@@ -333,6 +344,7 @@ pub async fn start<S: Store>(
         stop,
         http,
         workers,
+        standby_keeper,
         auditor,
         stop_auditor,
         review_timer,

@@ -12,12 +12,14 @@ use airlock_core::change::{ChangeState, StepRecord, StepStatus, Verdict, Verdict
 use airlock_core::config::CheckCommand;
 use airlock_core::config::SandboxMode;
 use airlock_core::event::{Actor, EventKind, NewEvent};
+use airlock_core::ids::ChangeId;
 use airlock_core::pipeline::{NextStep, PlannedStep, next_step};
 use airlock_git::{CommitId, Workspace};
 use airlock_sandbox::{CommandSpec, SandboxConfig};
 use airlock_store::{ChangeRecord, Store};
 
 use crate::api::file_hashes;
+use crate::standby::{self, PreparedCheck};
 use crate::{Shared, now_ms};
 
 /// A change that could not be checked this many times ends as `failed` instead of
@@ -26,7 +28,8 @@ const MAX_ATTEMPTS: i64 = 3;
 const LEASE_MS: i64 = 60_000;
 /// How long an idle worker sleeps before looking for work it was not told about.
 const IDLE_POLL: Duration = Duration::from_secs(2);
-/// Niceness of workspace resets (0 is normal, 19 the lowest priority).
+/// Niceness of background work: workspace resets and the standby (0 is normal, 19 the
+/// lowest priority).
 const RESET_NICENESS: libc::c_int = 10;
 
 pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>, worker: String) {
@@ -80,7 +83,7 @@ async fn check_change<S: Store>(
                 "airlock could not complete Level 1 after {MAX_ATTEMPTS} attempts; see the server log"
             ),
         );
-        finish(shared, worker, &change, verdict).await?;
+        finish(shared, worker, &change, change.state, verdict).await?;
         return Ok(());
     }
     if change.state == ChangeState::ChecksPassed {
@@ -129,29 +132,44 @@ async fn check_change<S: Store>(
     let mut workspace: Option<Workspace> = None;
     let result = run_steps(shared, worker, &change, &mut workspace).await;
     if let Some(workspace) = workspace {
-        // Resetting the workspace (O(repository): it must find whatever the checks wrote)
-        // runs detached, so the worker takes the next change at once, and at a lower CPU
-        // priority, so it does not slow the verdicts and intakes running beside it. A thread
-        // of its own: niceness is per thread on Linux, inherited by the git processes it
-        // starts, and must not stick to a pooled thread. The pool bounds how many
-        // workspaces exist; a reset cut short by an exit leaves the workspace marked
-        // dirty, and the next acquire resets it.
-        let spawned = std::thread::Builder::new()
-            .name("workspace-reset".into())
-            .spawn(move || {
-                // SAFETY: setpriority(2) on the calling thread; raising niceness needs no privilege.
-                unsafe {
-                    libc::setpriority(libc::PRIO_PROCESS, 0, RESET_NICENESS);
-                }
-                if let Err(error) = workspace.release() {
-                    tracing::warn!(%error, "workspace reset failed; it will be rebuilt");
-                }
-            });
-        if let Err(error) = spawned {
-            tracing::warn!(%error, "could not start a workspace reset; the workspace will be reset when next used");
-        }
+        release_in_background(workspace);
     }
+    // A standby taken by this change is rebuilt now that its verdict is recorded, not
+    // while the change still competes for the CPU.
+    shared.standby_wanted.notify_one();
     result
+}
+
+/// Returns a workspace to the pool without waiting for it.
+///
+/// Resetting a workspace (O(repository): it must find whatever the checks wrote) runs
+/// detached, so the worker takes the next change at once, and at a lower CPU priority
+/// (see [`in_background`]). The pool bounds how many workspaces exist; a reset cut short
+/// by an exit leaves the workspace marked dirty, and the next acquire resets it.
+pub(crate) fn release_in_background(workspace: Workspace) {
+    in_background("workspace-reset", move || {
+        if let Err(error) = workspace.release() {
+            tracing::warn!(%error, "workspace reset failed; it will be rebuilt");
+        }
+    });
+}
+
+/// Runs `work` detached, at a lower CPU priority, so that it does not slow the verdicts
+/// and intakes running beside it. A thread of its own: niceness is per thread on Linux,
+/// inherited by the git processes it starts, and must not stick to a pooled thread.
+pub(crate) fn in_background(name: &str, work: impl FnOnce() + Send + 'static) {
+    let spawned = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            // SAFETY: setpriority(2) on the calling thread; raising niceness needs no privilege.
+            unsafe {
+                libc::setpriority(libc::PRIO_PROCESS, 0, RESET_NICENESS);
+            }
+            work();
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "could not start a background thread ({name}); its work waits for the next use");
+    }
 }
 
 async fn run_steps<S: Store>(
@@ -162,6 +180,8 @@ async fn run_steps<S: Store>(
 ) -> Result<(), String> {
     // Break-glass: whether the policy lets this urgent change skip its check commands.
     let mut skip_checks: Option<bool> = None;
+    // The first check, already prepared by the standby this change's workspace came from.
+    let mut prepared: Option<PreparedCheck> = None;
     loop {
         if shared.shutting_down.load(Ordering::SeqCst) {
             return Ok(());
@@ -172,7 +192,9 @@ async fn run_steps<S: Store>(
             .await
             .map_err(|e| e.to_string())?;
         let index = match next_step(&shared.plan, &done) {
-            NextStep::Finish(verdict) => return finish(shared, worker, change, verdict).await,
+            NextStep::Finish(verdict) => {
+                return finish(shared, worker, change, ChangeState::Checking, verdict).await;
+            }
             NextStep::Run(index) => index,
         };
         let step = match &shared.plan[index] {
@@ -208,11 +230,15 @@ async fn run_steps<S: Store>(
             PlannedStep::Check(check) => {
                 if workspace.is_none() {
                     match prepare_workspace(shared, change).await? {
-                        Ok(prepared) => *workspace = Some(prepared),
+                        Ok((ready, first_check)) => {
+                            *workspace = Some(ready);
+                            prepared = first_check;
+                        }
                         Err(reason) => {
                             // The change no longer materializes: a verdict, not a retry.
                             let verdict = Verdict::without_step(VerdictOutcome::Rejected, reason);
-                            return finish(shared, worker, change, verdict).await;
+                            return finish(shared, worker, change, ChangeState::Checking, verdict)
+                                .await;
                         }
                     }
                 }
@@ -220,7 +246,8 @@ async fn run_steps<S: Store>(
                     .as_ref()
                     .map(|w| w.tree().to_path_buf())
                     .unwrap_or_default();
-                match run_check(shared, worker, change, index, check, tree).await? {
+                let prepared = prepared.take();
+                match run_check(shared, worker, change, index, check, tree, prepared).await? {
                     Some(step) => step,
                     None => return Ok(()), // Cancelled by shutdown: unrecorded, so it runs again.
                 }
@@ -265,11 +292,13 @@ pub(crate) async fn stored_diff<S: Store>(
         .ok_or_else(|| format!("change {} has no stored diff", change.id))
 }
 
-/// The outer error is airlock's (retry); the inner one is the change's (reject).
+/// The change's workspace, holding exactly its base and its files, and the first check
+/// when it was already prepared there (the standby). The outer error is airlock's
+/// (retry); the inner one is the change's (reject).
 async fn prepare_workspace<S: Store>(
     shared: &Arc<Shared<S>>,
     change: &ChangeRecord,
-) -> Result<Result<Workspace, String>, String> {
+) -> Result<Result<(Workspace, Option<PreparedCheck>), String>, String> {
     let diff = stored_diff(shared, change).await?;
     let shared = shared.clone();
     let change = change.clone();
@@ -288,12 +317,18 @@ async fn prepare_workspace<S: Store>(
             Ok(writes) => writes,
             Err(reason) => return Ok(Err(reason)),
         };
-        let mut workspace = shared
-            .workspaces
-            .acquire(&base)
-            .map_err(|e| e.to_string())?;
+        let (mut workspace, first_check) = match standby::take(&shared, &base) {
+            Some(standby) => standby,
+            None => (
+                shared
+                    .workspaces
+                    .acquire(&base)
+                    .map_err(|e| e.to_string())?,
+                None,
+            ),
+        };
         workspace.apply(&writes).map_err(|e| e.to_string())?;
-        Ok(Ok(workspace))
+        Ok(Ok((workspace, first_check)))
     })
     .await
     .map_err(|e| e.to_string())?
@@ -372,31 +407,14 @@ pub(crate) async fn run_check<S: Store>(
     index: usize,
     check: &CheckCommand,
     tree: PathBuf,
+    prepared: Option<PreparedCheck>,
 ) -> Result<Option<StepRecord>, String> {
     let check = check.clone();
-    let sandbox = SandboxConfig {
-        mode: match shared.config.sandbox {
-            SandboxMode::Required => airlock_sandbox::SandboxMode::Required,
-            SandboxMode::BestEffort => airlock_sandbox::SandboxMode::BestEffort,
-            SandboxMode::Off => airlock_sandbox::SandboxMode::Off,
-        },
-        workspace: tree.clone(),
-        hidden_paths: hidden_paths(
-            &shared.options.state_dir,
-            &shared.options.repo_root,
-            &shared.config.server.database,
-        ),
-        env: check_environment(&shared.config.pass_env, change, &tree),
-        bwrap_path: shared.options.bwrap_path.clone(),
-        share_network: false,
-    };
-    let spec = CommandSpec {
-        name: check.name.clone(),
-        command: check.run.clone(),
-        timeout: check.timeout,
-        output_limit: shared.config.output_limit,
-    };
-
+    let spec = check_spec(shared, &check);
+    let prepared = prepared
+        .filter(|prepared| prepared.is_for(index, &spec, &tree))
+        .map(|prepared| prepared.prepared);
+    let sandbox = sandbox_config(shared, tree, Some(&change.id), false);
     // Keep the lease alive while the command runs; it may take up to its timeout.
     let renew = {
         let shared = shared.clone();
@@ -417,8 +435,13 @@ pub(crate) async fn run_check<S: Store>(
         })
     };
     let cancel = shared.cancel.clone();
-    let outcome =
-        tokio::task::spawn_blocking(move || airlock_sandbox::run(&sandbox, &spec, &cancel)).await;
+    let change_id = change.id.to_string();
+    let built_in_advance = prepared.is_some();
+    let outcome = tokio::task::spawn_blocking(move || match prepared {
+        Some(prepared) => prepared.run(&[(CHANGE_ID_VARIABLE, &change_id)], &cancel),
+        None => airlock_sandbox::run(&sandbox, &spec, &cancel),
+    })
+    .await;
     renew.abort();
     let outcome = outcome.map_err(|e| e.to_string())?;
 
@@ -447,7 +470,11 @@ pub(crate) async fn run_check<S: Store>(
                 duration_ms: outcome.duration.as_millis() as u64,
                 output: String::from_utf8_lossy(&outcome.output).into_owned(),
                 output_total_bytes: outcome.output_total_bytes,
-                isolation: outcome.isolation.to_string(),
+                isolation: if built_in_advance && outcome.isolation.is_sandboxed() {
+                    format!("{}; {BUILT_IN_ADVANCE}", outcome.isolation)
+                } else {
+                    outcome.isolation.to_string()
+                },
                 reason,
                 findings: Vec::new(),
             }
@@ -472,10 +499,13 @@ pub(crate) async fn run_check<S: Store>(
     Ok(Some(step))
 }
 
+/// Records the verdict on a change this worker holds in state `from` (compare-and-set:
+/// nothing moves if the change is no longer there), then runs the policy stage.
 async fn finish<S: Store>(
     shared: &Arc<Shared<S>>,
     worker: &str,
     change: &ChangeRecord,
+    from: ChangeState,
     verdict: Verdict,
 ) -> Result<(), String> {
     let kind = match verdict.outcome {
@@ -493,15 +523,6 @@ async fn finish<S: Store>(
             "isolation": verdict.isolation,
         }),
     );
-    let from = shared
-        .store
-        .change(&change.id)
-        .await
-        .map_err(|e| e.to_string())?
-        .map(|c| c.state);
-    let Some(from) = from.filter(|s| !s.is_final()) else {
-        return Ok(());
-    };
     let to = verdict.state();
     let moved = shared
         .store
@@ -515,6 +536,46 @@ async fn finish<S: Store>(
         }
     }
     Ok(())
+}
+
+/// Said of a check whose sandbox the standby built before the change arrived.
+const BUILT_IN_ADVANCE: &str = "sandbox built before the change arrived";
+
+/// How a configured check command runs.
+pub(crate) fn check_spec<S>(shared: &Shared<S>, check: &CheckCommand) -> CommandSpec {
+    CommandSpec {
+        name: check.name.clone(),
+        command: check.run.clone(),
+        timeout: check.timeout,
+        output_limit: shared.config.output_limit,
+    }
+}
+
+/// Where and how a command runs for a change in `tree`: the configured sandbox mode, the
+/// hidden paths and the check environment. Without `change_id` the environment lacks
+/// `AIRLOCK_CHANGE_ID`, which a prepared command receives when it starts.
+pub(crate) fn sandbox_config<S>(
+    shared: &Shared<S>,
+    tree: PathBuf,
+    change_id: Option<&ChangeId>,
+    share_network: bool,
+) -> SandboxConfig {
+    SandboxConfig {
+        mode: match shared.config.sandbox {
+            SandboxMode::Required => airlock_sandbox::SandboxMode::Required,
+            SandboxMode::BestEffort => airlock_sandbox::SandboxMode::BestEffort,
+            SandboxMode::Off => airlock_sandbox::SandboxMode::Off,
+        },
+        hidden_paths: hidden_paths(
+            &shared.options.state_dir,
+            &shared.options.repo_root,
+            &shared.config.server.database,
+        ),
+        env: check_environment(&shared.config.pass_env, change_id, &tree),
+        workspace: tree,
+        bwrap_path: shared.options.bwrap_path.clone(),
+        share_network,
+    }
 }
 
 /// What check commands must not see: airlock's state (database, tokens, workspaces'
@@ -553,11 +614,15 @@ pub(crate) fn hidden_paths(
     paths
 }
 
-/// The complete environment of a check: a fixed, minimal set plus what `pass_env` names.
-/// Nothing else of the server's environment (tokens, cloud credentials) gets through.
+/// The variable naming the change a check runs for.
+pub(crate) const CHANGE_ID_VARIABLE: &str = "AIRLOCK_CHANGE_ID";
+
+/// The complete environment of a check: a fixed, minimal set plus what `pass_env` names,
+/// and the change's id when given. Nothing else of the server's environment (tokens,
+/// cloud credentials) gets through, and `pass_env` cannot override the change's id.
 pub(crate) fn check_environment(
     pass_env: &[String],
-    change: &ChangeRecord,
+    change_id: Option<&ChangeId>,
     tree: &std::path::Path,
 ) -> Vec<(String, String)> {
     // The workspace lives inside the user's checkout (.airlock/workspaces/...): without a
@@ -576,13 +641,15 @@ pub(crate) fn check_environment(
         ("LANG".to_owned(), "C.UTF-8".to_owned()),
         ("TMPDIR".to_owned(), "/tmp".to_owned()),
         ("CI".to_owned(), "true".to_owned()),
-        ("AIRLOCK_CHANGE_ID".to_owned(), change.id.to_string()),
     ];
-    for name in pass_env {
+    for name in pass_env.iter().filter(|name| *name != CHANGE_ID_VARIABLE) {
         if let Ok(value) = std::env::var(name) {
             env.retain(|(existing, _)| existing != name);
             env.push((name.clone(), value));
         }
+    }
+    if let Some(id) = change_id {
+        env.push((CHANGE_ID_VARIABLE.to_owned(), id.to_string()));
     }
     env
 }

@@ -879,7 +879,15 @@ async fn checks_are_sandboxed_and_the_verdict_says_why_an_escape_failed() {
             };
             server.boot_configured(config, None).await;
             let port: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
-            let name = probes(port, &root, &home).swap_remove(index).0;
+            let (name, run) = probes(port, &root, &home).swap_remove(index);
+            if !expect_pass {
+                // The escape runs in the sandbox the standby built before the change
+                // arrived: the isolation must be the same as a sandbox built for it.
+                assert!(
+                    standby_workspace(&run).await.is_some(),
+                    "no standby sandbox for `{run}`"
+                );
+            }
             let view = server.decide(diff_body("--- a/README.md\n+++ b/README.md\n@@ -1,3 +1,3 @@\n # sample\n \n-line three\n+line 3\n")).await;
             let verdict = view.verdict.clone().unwrap();
             let _ = std::fs::remove_file(format!("{home}/airlock-escape-{port}"));
@@ -896,12 +904,9 @@ async fn checks_are_sandboxed_and_the_verdict_says_why_an_escape_failed() {
                     "{name} escaped the sandbox: {verdict:?}"
                 );
                 assert_eq!(verdict.failed_step.as_deref(), Some(name));
+                let isolation = verdict.isolation.as_deref().unwrap();
                 assert!(
-                    verdict
-                        .isolation
-                        .as_deref()
-                        .unwrap()
-                        .starts_with("bubblewrap"),
+                    isolation.starts_with("bubblewrap") && isolation.ends_with(BUILT_IN_ADVANCE),
                     "{verdict:?}"
                 );
                 let excerpt = verdict.output_excerpt.unwrap();
@@ -917,6 +922,125 @@ async fn checks_are_sandboxed_and_the_verdict_says_why_an_escape_failed() {
         }
         server.stop().await;
     }
+}
+
+/// What a step's isolation says when the standby built its sandbox.
+const BUILT_IN_ADVANCE: &str = "sandbox built before the change arrived";
+
+/// The workspace of the standby sandbox waiting to run `command`, once there is one
+/// (waits up to 10 s, letting the server's tasks run).
+async fn standby_workspace(command: &str) -> Option<PathBuf> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Some(arguments) = processes_with_argument(command)
+            .into_iter()
+            .find(|arguments| arguments[0].ends_with("bwrap"))
+        {
+            let chdir = arguments.iter().position(|a| a == "--chdir").unwrap();
+            return Some(PathBuf::from(&arguments[chdir + 1]));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// The arguments of each process that has `argument` as one of them.
+fn processes_with_argument(argument: &str) -> Vec<Vec<String>> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+        .map(|cmdline| {
+            cmdline
+                .split(|byte| *byte == 0)
+                .map(|part| String::from_utf8_lossy(part).into_owned())
+                .collect::<Vec<String>>()
+        })
+        .filter(|arguments| arguments.iter().any(|a| a == argument))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_standby_sandbox_serves_changes_on_the_tip_and_steps_aside_for_others() {
+    if !bwrap_available() {
+        return;
+    }
+    let marker = format!("standby-{}", std::process::id());
+    let run = format!("echo {marker}; printf 'change %s\\n' \"$AIRLOCK_CHANGE_ID\"; cat added.txt");
+    let config = format!(
+        "[checks]\nsandbox = 'required'\ncommands = [{{ name = 'test', run = '''{run}''' }}]\n"
+    );
+    let mut server = TestServer::start(&config).await;
+    let add = |content: &str| {
+        diff_body(&format!(
+            "--- /dev/null\n+++ b/added.txt\n@@ -0,0 +1 @@\n+{content}\n"
+        ))
+    };
+    let first_base = git(&server.root, &["rev-parse", "HEAD"]).trim().to_owned();
+
+    // On the tip: the standby's workspace and sandbox, which see the change's files and
+    // receive its id when it starts.
+    assert!(
+        standby_workspace(&run).await.is_some(),
+        "no standby sandbox"
+    );
+    let view = server.decide(add("on the tip")).await;
+    assert_eq!(view.state.as_str(), "awaiting_review", "{:?}", view.steps);
+    let step = &view.steps[1];
+    assert!(step.isolation.ends_with(BUILT_IN_ADVANCE), "{step:?}");
+    assert_eq!(
+        step.output,
+        format!("{marker}\nchange {}\non the tip\n", view.change.id),
+        "{step:?}"
+    );
+
+    // The tip moves, and the standby follows it.
+    std::fs::write(server.root.join("docs/guide.md"), "guide, second edition\n").unwrap();
+    git(&server.root, &["commit", "-qam", "second"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let workspace = standby_workspace(&run).await.expect("a standby sandbox");
+        let guide = std::fs::read_to_string(workspace.join("docs/guide.md")).unwrap_or_default();
+        if guide == "guide, second edition\n" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the standby stays on the old tip"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A change on the old base releases the standby and gets a workspace and a sandbox of
+    // its own, at its base.
+    let mut body = add("on the old base");
+    body["base"] = first_base.clone().into();
+    let view = server.decide(body).await;
+    assert_eq!(view.state.as_str(), "awaiting_review", "{:?}", view.steps);
+    let step = &view.steps[1];
+    assert!(step.isolation.starts_with("bubblewrap"), "{step:?}");
+    assert!(!step.isolation.ends_with(BUILT_IN_ADVANCE), "{step:?}");
+    assert_eq!(
+        step.output,
+        format!("{marker}\nchange {}\non the old base\n", view.change.id),
+        "{step:?}"
+    );
+    assert_eq!(view.change.base_commit, first_base);
+
+    // A new standby, on the new tip, serves the next change there.
+    assert!(
+        standby_workspace(&run).await.is_some(),
+        "no standby sandbox"
+    );
+    let view = server.decide(add("on the new tip")).await;
+    assert!(
+        view.steps[1].isolation.ends_with(BUILT_IN_ADVANCE),
+        "{:?}",
+        view.steps
+    );
+
+    // Shutdown leaves no sandbox behind.
+    server.stop().await;
+    assert_eq!(processes_with_argument(&run), Vec::<Vec<String>>::new());
 }
 
 #[tokio::test]

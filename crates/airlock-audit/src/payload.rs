@@ -67,6 +67,11 @@ impl PayloadStore {
         std::fs::read(self.path(&reference.salted_sha256)).ok()
     }
 
+    /// Whether the payload's file is still there (not read).
+    pub fn contains(&self, reference: &PayloadRef) -> bool {
+        is_hex_digest(&reference.salted_sha256) && self.path(&reference.salted_sha256).exists()
+    }
+
     pub fn get(&self, reference: &PayloadRef) -> PayloadState {
         match self.get_raw(reference) {
             None => PayloadState::Purged,
@@ -88,6 +93,67 @@ impl PayloadStore {
             ))(e)),
         }
     }
+}
+
+/// What a retention pass did (or, dry, would do).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Purged {
+    /// Entries selected that referenced at least one payload.
+    pub entries: u64,
+    /// Payload files deleted (or that a dry run would delete).
+    pub payloads: u64,
+    /// Their content bytes.
+    pub bytes: u64,
+    /// Payloads of selected entries that were already gone.
+    pub already_purged: u64,
+}
+
+/// What a retention pass does with one entry's payloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Select {
+    Purge,
+    Keep,
+    /// Keep this one and stop: the entries after it are newer.
+    Stop,
+}
+
+/// Deletes the payloads of the entries of `log` from index `from` on that `select` picks
+/// (by age, by change), reading the entries in batches; with `dry_run`, only counts them.
+/// Returns what it did and the index it stopped at. The entries stay, so the tree and
+/// every proof are unchanged, and a verifier reports the payloads as purged.
+pub fn purge_selected(
+    log: &crate::AuditLog,
+    store: &PayloadStore,
+    from: u64,
+    mut select: impl FnMut(&crate::entry::AuditEntry) -> Select,
+    dry_run: bool,
+) -> Result<(Purged, u64), AuditError> {
+    let mut purged = Purged::default();
+    let mut at = from;
+    while at < log.len() {
+        for (index, bytes) in log.read(at, 1000)? {
+            let entry = crate::entry::AuditEntry::decode(&bytes)
+                .map_err(|e| AuditError::Refused(format!("entry {index} does not decode: {e}")))?;
+            match select(&entry) {
+                Select::Stop => return Ok((purged, index)),
+                Select::Keep => {}
+                Select::Purge if entry.payloads.is_empty() => {}
+                Select::Purge => {
+                    purged.entries += 1;
+                    for reference in &entry.payloads {
+                        if !store.contains(reference) {
+                            purged.already_purged += 1;
+                        } else if dry_run || store.purge(reference)? {
+                            purged.payloads += 1;
+                            purged.bytes += reference.bytes;
+                        }
+                    }
+                }
+            }
+            at = index + 1;
+        }
+    }
+    Ok((purged, at))
 }
 
 /// Checks salt-and-content bytes against a reference.

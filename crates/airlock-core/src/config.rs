@@ -92,6 +92,9 @@ pub struct AuditConfig {
     pub checkpoint_interval: Duration,
     /// Where entries are forwarded (JSONL mirror, syslog, webhook), validated.
     pub sinks: Vec<airlock_sinks::SinkSpec>,
+    /// Payloads (test output) of entries older than this are deleted; the entries stay.
+    /// None keeps them forever.
+    pub payload_retention: Option<Duration>,
 }
 
 /// The dangerous-change scan that opens Level 1.
@@ -183,6 +186,7 @@ struct RawReview {
 #[serde(deny_unknown_fields)]
 struct RawAudit {
     checkpoint_interval: Option<String>,
+    payload_retention: Option<String>,
     #[serde(default)]
     sinks: Vec<airlock_sinks::SinkConfig>,
 }
@@ -383,6 +387,13 @@ impl Config {
                 .map_err(|e| error(format!("key `audit.checkpoint_interval`: {e}")))?,
         };
 
+        let payload_retention = raw
+            .audit
+            .payload_retention
+            .as_deref()
+            .map(positive_duration)
+            .transpose()
+            .map_err(|e| error(format!("key `audit.payload_retention`: {e}")))?;
         let sinks =
             airlock_sinks::validate_sinks(&raw.audit.sinks).map_err(|e| error(e.to_string()))?;
         let review = review_config(raw.review).map_err(error)?;
@@ -414,6 +425,7 @@ impl Config {
             audit: AuditConfig {
                 checkpoint_interval,
                 sinks,
+                payload_retention,
             },
             review,
             deploy,
@@ -625,6 +637,9 @@ allow_fingerprints = []
 # Every event goes to a Merkle-tree log under .airlock/audit; a signed checkpoint of it
 # is published this often while it grows (and on demand: `airlock audit checkpoint`).
 checkpoint_interval = "10s"
+# Delete kept payloads (test output) of entries older than this; the entries, and every
+# proof, stay. Unset: keep them. Also on demand: `airlock audit purge`.
+# payload_retention = "365d"
 # Forward every entry to central logging; each sink keeps its own durable cursor, and a
 # slow or dead one never blocks the log. Kinds: "jsonl", "syslog" (udp|tcp), "webhook".
 # [[audit.sinks]]
@@ -932,6 +947,10 @@ mod tests {
         check_error(
             "[audit]\ncheckpoint_interval = '0s'\n",
             &["audit.checkpoint_interval", "positive duration"],
+        );
+        check_error(
+            "[audit]\npayload_retention = 'forever'\n",
+            &["audit.payload_retention"],
         );
         check_error(
             "[[audit.sinks]]\nname = 'siem'\nkind = 'syslog'\naddress = '127.0.0.1:514'\nprotocol = 'sctp'\n",

@@ -165,6 +165,10 @@ pub enum EventKind {
     /// budget; deployments are paused.
     #[serde(rename = "drift.exceeded")]
     DriftExceeded,
+    /// Kept audit payloads were deleted (retention, or a change's on request); the
+    /// entries that commit to them stay.
+    #[serde(rename = "audit.purged")]
+    AuditPurged,
 }
 
 impl EventKind {
@@ -216,6 +220,7 @@ impl EventKind {
             EventKind::WatchRegression => "watch.regression",
             EventKind::WatchCompleted => "watch.completed",
             EventKind::DriftExceeded => "drift.exceeded",
+            EventKind::AuditPurged => "audit.purged",
         }
     }
 }

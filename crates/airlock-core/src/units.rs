@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-/// Parses `<integer><unit>` with unit `ms`, `s`, `m` or `h`. Zero is accepted; the caller
+/// Parses `<integer><unit>` with unit `ms`, `s`, `m`, `h` or `d` (24 hours). Zero is accepted; the caller
 /// decides whether zero makes sense for its key.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| {
         format!(
-            "`{text}` has no unit; accepted: a whole number followed by ms, s, m or h, e.g. \"10m\""
+            "`{text}` has no unit; accepted: a whole number followed by ms, s, m, h or d, e.g. \"10m\""
         )
     })?;
     let (number, unit) = text.split_at(split);
@@ -23,9 +23,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => value.checked_mul(1_000),
         "m" => value.checked_mul(60_000),
         "h" => value.checked_mul(3_600_000),
+        "d" => value.checked_mul(86_400_000),
         _ => {
             return Err(format!(
-                "`{text}` has unknown unit `{unit}`; accepted units: ms, s, m, h"
+                "`{text}` has unknown unit `{unit}`; accepted units: ms, s, m, h, d"
             ));
         }
     };
@@ -69,7 +70,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 /// Formats a duration the way `parse_duration` reads it, choosing the largest exact unit.
 pub fn format_duration(duration: Duration) -> String {
     let ms = duration.as_millis();
-    if ms != 0 && ms.is_multiple_of(3_600_000) {
+    if ms != 0 && ms.is_multiple_of(86_400_000) {
+        format!("{}d", ms / 86_400_000)
+    } else if ms != 0 && ms.is_multiple_of(3_600_000) {
         format!("{}h", ms / 3_600_000)
     } else if ms != 0 && ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
@@ -135,7 +138,7 @@ mod tests {
 
     #[test]
     fn format_round_trips() {
-        for text in ["10m", "4h", "30s", "250ms", "0s"] {
+        for text in ["10m", "4h", "2d", "30s", "250ms", "0s"] {
             assert_eq!(format_duration(parse_duration(text).unwrap()), text);
         }
     }

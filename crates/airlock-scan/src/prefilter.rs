@@ -11,13 +11,17 @@
 //! found.
 //!
 //! The search reads the text in four-byte windows with ASCII letters folded to lower
-//! case. The first three bytes of a window and the low three bits of its fourth, hashed,
-//! select a byte of a 64 KiB table, set for the searched windows (a three-byte literal
-//! sets the eight slots its possible fourth bytes fall in). The few windows flagged are
-//! verified against the literals that contain them. A table lookup per byte is slower
-//! than SIMD literal search on a few patterns, but its cost does not grow with the number
-//! of literals (hundreds here), where Aho-Corasick automata and Teddy slow down to a
-//! fraction; a keyword automaton over every line cost four times as much.
+//! case, at every second byte. The first three bytes of a window and the low three bits
+//! of its fourth, hashed, select a byte of a 64 KiB table, set for the searched windows.
+//! Every literal is given two windows, one byte apart, so that wherever it starts one of
+//! them falls on a searched position: two adjacent windows of the literal when it is
+//! five bytes or longer; for a shorter one, windows reaching past its end or before its
+//! start, of which only the literal's bytes are known (the table slots of every byte that
+//! may fill the rest are set). The few windows flagged are verified against the literals
+//! they may belong to. A table lookup per two bytes is slower than SIMD literal search on
+//! a few patterns, but its cost does not grow with the number of literals (hundreds
+//! here), where Aho-Corasick automata and Teddy slow down to a fraction; a keyword
+//! automaton over every line cost eight times as much.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -116,13 +120,25 @@ impl LiteralCheck {
     }
 }
 
+/// The symbols one position of a searched literal accepts: one, or several where the
+/// literals it stands for differ (`\s` of a rule's regex expands to six literals that
+/// differ in one byte).
+type SymbolClass = Vec<Symbol>;
+
+/// A searched literal: literals of the same sets that differ only where a regex had a
+/// small class, searched and verified as one. The literals it stands for are every choice
+/// of one symbol per position, exactly the literals merged into it (`group_literals`).
 #[derive(Debug)]
 struct PrefilterLiteral {
-    symbols: Literal,
+    classes: Vec<SymbolClass>,
+    /// The literal as `Pattern::matches_at` compares it.
+    pattern: Pattern,
     /// The sets this literal belongs to.
     sets: Vec<u32>,
-    /// Where its searched window starts: the four-symbol window least likely to occur in
-    /// code, which keeps verifications rare. 0 for a three-symbol literal.
+    /// Where the first of its two searched windows starts (the second starts a byte
+    /// later): for a literal of five symbols or more, the pair of adjacent four-symbol
+    /// windows least likely to occur in code, which keeps verifications rare; 0 for a
+    /// shorter one.
     window: u8,
 }
 
@@ -147,15 +163,18 @@ const MAX_SEARCHERS: usize = 64;
 /// A search for the trigger literals of some rules.
 #[derive(Debug)]
 pub(crate) struct Searcher {
-    /// At the slots of searched windows (`table_index`): `LONG` for a window of a longer
-    /// literal, `SHORT` for a three-byte literal, so that a flagged window is looked up
-    /// only where it can be.
+    /// At the slots of searched windows (`table_index`): `WHOLE`, `HEAD` or `TAIL` for
+    /// the kind of window, so that a flagged window is looked up only where it can be.
     table: Box<[u8; 1 << TABLE_BITS]>,
-    /// Folded four-byte windows of literals of four or more bytes → (literal, offset of
-    /// the window in the literal).
-    long: WindowMap,
-    /// Folded three-byte literals → (literal, 0).
-    short: WindowMap,
+    /// Folded four-byte windows wholly inside a literal → (literal, offset of the window
+    /// in the literal).
+    whole: WindowMap,
+    /// Windows whose last byte follows the literal, by their first three folded bytes →
+    /// (literal, offset of the window in the literal).
+    head: WindowMap,
+    /// Windows whose first byte precedes the literal, by their last three folded bytes
+    /// → (literal, -1).
+    tail: WindowMap,
 }
 
 /// Where the literals found by `scan_run` are: (index of the line in the run, literal).
@@ -170,8 +189,16 @@ fn table_index(window: u32) -> usize {
     usize::from(((window & 0x07ff_ffff).wrapping_mul(0x9E37_79B1) >> (32 - TABLE_BITS)) as u16)
 }
 
-const LONG: u8 = 1;
-const SHORT: u8 = 2;
+/// Kinds of flagged windows, bits of a table slot.
+const WHOLE: u8 = 1;
+const HEAD: u8 = 2;
+const TAIL: u8 = 4;
+
+/// Searched windows start this many bytes apart.
+const STRIDE: usize = 2;
+/// Windows are searched no further into a literal than this, so that a window's offset
+/// in its literal, and the next one's, fit an `i8` (`WindowMap` entries).
+const MAX_WINDOW_OFFSET: usize = 126;
 
 fn flagged(table: &[u8; 1 << TABLE_BITS], window: u32) -> u8 {
     table[table_index(window)]
@@ -187,31 +214,202 @@ fn folded_window(symbols: &[Symbol]) -> u32 {
     })
 }
 
-/// Whether `literal` occurs at `at` in `text`: caseless letters in either case, every
-/// other symbol exactly.
-fn literal_at(text: &[u8], at: usize, literal: &[Symbol]) -> bool {
-    let Some(slice) = text.get(at..at + literal.len()) else {
-        return false;
-    };
-    slice.iter().zip(literal).all(|(&byte, &symbol)| {
-        if symbol & CASELESS != 0 {
-            byte | 0x20 == symbol_byte(symbol)
-        } else {
-            byte == symbol_byte(symbol)
-        }
+/// Every literal a run of classes stands for: one symbol from each.
+fn expand(classes: &[SymbolClass]) -> Vec<Literal> {
+    classes.iter().fold(vec![Vec::new()], |prefixes, class| {
+        prefixes
+            .iter()
+            .flat_map(|prefix| {
+                class.iter().map(move |&symbol| {
+                    let mut literal = prefix.clone();
+                    literal.push(symbol);
+                    literal
+                })
+            })
+            .collect()
     })
+}
+
+/// The folded windows of every literal that `classes` (at most four) stand for.
+fn folded_windows(classes: &[SymbolClass]) -> Vec<u32> {
+    let mut windows: Vec<u32> = expand(classes).iter().map(|l| folded_window(l)).collect();
+    windows.sort_unstable();
+    windows.dedup();
+    windows
+}
+
+/// Merges literals that differ at one position only into one literal with a class
+/// there, until no two can be merged: `R × {a}` and `R × {b}` are `R × {a, b}`, so the
+/// result stands for exactly the literals given. Every merged literal is verified once
+/// per flagged window where its parts were verified one by one (`\sfrom\s`: 36 times).
+fn group_literals(literals: Vec<Literal>) -> Vec<Vec<SymbolClass>> {
+    let mut groups: Vec<Vec<SymbolClass>> = literals
+        .into_iter()
+        .map(|literal| literal.into_iter().map(|symbol| vec![symbol]).collect())
+        .collect();
+    let longest = groups.iter().map(Vec::len).max().unwrap_or(0);
+    loop {
+        let mut merged = false;
+        for position in 0..longest {
+            // Groups by everything but `position` (left empty), merged there.
+            let mut index: HashMap<Vec<SymbolClass>, usize> = HashMap::new();
+            let mut out: Vec<Vec<SymbolClass>> = Vec::with_capacity(groups.len());
+            for group in groups {
+                if group.len() <= position {
+                    out.push(group);
+                    continue;
+                }
+                let mut rest = group.clone();
+                rest[position] = Vec::new();
+                if let Some(&at) = index.get(&rest) {
+                    let class = &mut out[at][position];
+                    class.extend_from_slice(&group[position]);
+                    class.sort_unstable();
+                    class.dedup();
+                    merged = true;
+                } else {
+                    index.insert(rest, out.len());
+                    out.push(group);
+                }
+            }
+            groups = out;
+        }
+        if !merged {
+            return groups;
+        }
+    }
+}
+
+/// A literal laid out for verifying a flagged window: most flagged windows are not the
+/// literal (another literal sharing the window, or a hash collision), so it is compared
+/// eight bytes at a time rather than symbol by symbol.
+#[derive(Debug)]
+struct Pattern {
+    len: usize,
+    /// Its first eight bytes, which decide most verifications.
+    head: Piece,
+    /// Pieces covering the rest, by offset (the last may overlap the one before).
+    rest: Box<[(usize, Piece)]>,
+    /// Positions of several symbols, which the pieces leave out, with the bytes each
+    /// accepts (a bit per byte).
+    classes: Box<[(usize, [u64; 4])]>,
+}
+
+/// Eight bytes of a literal (fewer at the end of one shorter than eight).
+#[derive(Debug, Clone, Copy)]
+struct Piece {
+    /// Each symbol's byte, lowercase for a caseless letter.
+    bytes: u64,
+    /// `0x20` at a caseless letter: or'ed into the text, it folds upper case onto lower.
+    fold: u64,
+    /// `0xff` at the bytes that belong to the literal.
+    mask: u64,
+}
+
+impl Piece {
+    /// The piece for the first eight positions of `classes`; a position of several
+    /// symbols is left to `Pattern::classes`.
+    fn new(classes: &[SymbolClass]) -> Piece {
+        let (mut bytes, mut fold, mut mask) = ([0u8; 8], [0u8; 8], [0u8; 8]);
+        for (index, class) in classes.iter().take(8).enumerate() {
+            let &[symbol] = class.as_slice() else {
+                continue;
+            };
+            bytes[index] = symbol_byte(symbol);
+            fold[index] = if symbol & CASELESS != 0 { 0x20 } else { 0 };
+            mask[index] = 0xff;
+        }
+        Piece {
+            bytes: u64::from_le_bytes(bytes),
+            fold: u64::from_le_bytes(fold),
+            mask: u64::from_le_bytes(mask),
+        }
+    }
+
+    /// Whether the piece is at the start of `text`, which may end sooner than eight
+    /// bytes on (the piece is then not there unless it is shorter).
+    fn matches(&self, text: &[u8]) -> bool {
+        let mut eight = [0u8; 8];
+        match text.first_chunk::<8>() {
+            Some(first) => eight = *first,
+            None => eight[..text.len()].copy_from_slice(text),
+        }
+        ((u64::from_le_bytes(eight) | self.fold) ^ self.bytes) & self.mask == 0
+    }
+}
+
+impl Pattern {
+    fn new(literal: &[SymbolClass]) -> Pattern {
+        let len = literal.len();
+        let rest = (8..len)
+            .step_by(8)
+            .map(|offset| {
+                let offset = offset.min(len - 8);
+                (offset, Piece::new(&literal[offset..]))
+            })
+            .collect();
+        let classes = literal
+            .iter()
+            .enumerate()
+            .filter(|(_, class)| class.len() > 1)
+            .map(|(offset, class)| {
+                let mut accepted = [0u64; 4];
+                for &symbol in class {
+                    let byte = symbol_byte(symbol);
+                    let cases = if symbol & CASELESS != 0 {
+                        [byte, byte.to_ascii_uppercase()]
+                    } else {
+                        [byte, byte]
+                    };
+                    for byte in cases {
+                        accepted[usize::from(byte >> 6)] |= 1 << (byte & 63);
+                    }
+                }
+                (offset, accepted)
+            })
+            .collect();
+        Pattern {
+            len,
+            head: Piece::new(literal),
+            rest,
+            classes,
+        }
+    }
+
+    /// Whether the literal occurs at `at` in `text`: caseless letters in either case,
+    /// every other symbol exactly.
+    fn matches_at(&self, text: &[u8], at: usize) -> bool {
+        let Some(found) = text.get(at..).filter(|found| found.len() >= self.len) else {
+            return false;
+        };
+        self.head.matches(found)
+            && self
+                .rest
+                .iter()
+                .all(|(offset, piece)| piece.matches(&found[*offset..]))
+            && self.classes.iter().all(|(offset, accepted)| {
+                let byte = found[*offset];
+                accepted[usize::from(byte >> 6)] >> (byte & 63) & 1 == 1
+            })
+    }
+}
+
+/// A literal as classes of one symbol each.
+fn singletons(literal: &[Symbol]) -> Vec<SymbolClass> {
+    literal.iter().map(|&symbol| vec![symbol]).collect()
 }
 
 /// Whether a keyword (lowercase, matched caseless) occurs in `literal` wherever the
 /// literal occurs: at some offset every symbol of the literal can only be the keyword's
 /// byte in one case or the other.
-fn literal_implies_keyword(literal: &[Symbol], keyword: &[u8]) -> bool {
+fn literal_implies_keyword(literal: &[SymbolClass], keyword: &[u8]) -> bool {
     keyword.len() <= literal.len()
         && literal.windows(keyword.len()).any(|window| {
-            window
-                .iter()
-                .zip(keyword)
-                .all(|(&symbol, &byte)| symbol_byte(symbol).to_ascii_lowercase() == byte)
+            window.iter().zip(keyword).all(|(class, &byte)| {
+                class
+                    .iter()
+                    .all(|&symbol| symbol_byte(symbol).to_ascii_lowercase() == byte)
+            })
         })
 }
 
@@ -260,9 +458,9 @@ impl Prefilter {
             // A keyword must be on the line unless every trigger literal holds one.
             let keywords_implied = trigger_list.as_ref().is_some_and(|trigger| {
                 trigger.iter().all(|literal| {
-                    rule.keywords
-                        .iter()
-                        .any(|keyword| literal_implies_keyword(literal, keyword.as_bytes()))
+                    rule.keywords.iter().any(|keyword| {
+                        literal_implies_keyword(&singletons(literal), keyword.as_bytes())
+                    })
                 })
             });
             let keyword_texts: Vec<Vec<u8>> = rule
@@ -301,32 +499,55 @@ impl Prefilter {
             });
         }
 
-        let mut literal_ids: HashMap<Literal, u32> = HashMap::new();
-        let mut literals: Vec<PrefilterLiteral> = Vec::new();
-        let mut set_literals = Vec::with_capacity(sets.sets.len());
+        // Each distinct literal with the sets holding it, in first-seen order.
+        let mut membership: HashMap<&Literal, usize> = HashMap::new();
+        let mut distinct: Vec<(&Literal, Vec<u32>)> = Vec::new();
         for (set_id, set) in sets.sets.iter().enumerate() {
-            let mut ids = Vec::with_capacity(set.len());
+            let set_id = u32::try_from(set_id).unwrap_or(u32::MAX);
             for literal in set {
-                let id = *literal_ids.entry(literal.clone()).or_insert_with(|| {
-                    let window = literal
-                        .windows(4)
-                        .enumerate()
-                        .map(|(offset, window)| (window_cost(window), offset))
-                        .min_by(|a, b| a.0.total_cmp(&b.0))
-                        .map_or(0, |(_, offset)| offset);
-                    literals.push(PrefilterLiteral {
-                        symbols: literal.clone(),
-                        sets: Vec::new(),
-                        window: u8::try_from(window).unwrap_or(0),
-                    });
-                    u32::try_from(literals.len() - 1).unwrap_or(u32::MAX)
+                let at = *membership.entry(literal).or_insert_with(|| {
+                    distinct.push((literal, Vec::new()));
+                    distinct.len() - 1
                 });
-                literals[id as usize]
-                    .sets
-                    .push(u32::try_from(set_id).unwrap_or(u32::MAX));
-                ids.push(id);
+                distinct[at].1.push(set_id);
             }
-            set_literals.push(ids);
+        }
+        // Literals of the same sets merge where they differ in a class; a merged literal
+        // found on a line means one of its parts is, and so do all of its sets.
+        let mut by_sets: Vec<(Vec<u32>, Vec<Literal>)> = Vec::new();
+        for (literal, literal_sets) in distinct {
+            match by_sets.iter_mut().find(|(sets, _)| *sets == literal_sets) {
+                Some((_, group)) => group.push(literal.clone()),
+                None => by_sets.push((literal_sets, vec![literal.clone()])),
+            }
+        }
+        let mut literals: Vec<PrefilterLiteral> = Vec::new();
+        let mut set_literals: Vec<Vec<u32>> = vec![Vec::new(); sets.sets.len()];
+        for (literal_sets, group) in by_sets {
+            for classes in group_literals(group) {
+                // Two adjacent windows are searched; the pair flagged least often.
+                let costs: Vec<f64> = classes
+                    .windows(4)
+                    .map(|window| expand(window).iter().map(|w| window_cost(w)).sum())
+                    .collect();
+                let window = costs
+                    .windows(2)
+                    .take(MAX_WINDOW_OFFSET)
+                    .enumerate()
+                    .map(|(offset, pair)| (pair[0] + pair[1], offset))
+                    .min_by(|a, b| a.0.total_cmp(&b.0))
+                    .map_or(0, |(_, offset)| offset);
+                let id = u32::try_from(literals.len()).unwrap_or(u32::MAX);
+                for &set in &literal_sets {
+                    set_literals[set as usize].push(id);
+                }
+                literals.push(PrefilterLiteral {
+                    pattern: Pattern::new(&classes),
+                    classes,
+                    sets: literal_sets.clone(),
+                    window: u8::try_from(window).unwrap_or(0),
+                });
+            }
         }
         for (plan, rule) in plans.iter_mut().zip(rules) {
             if let (Some(_), Trigger::Set(set)) = (&plan.keywords, plan.trigger) {
@@ -336,7 +557,7 @@ impl Prefilter {
                     .filter(|&id| {
                         rule.keywords.iter().any(|keyword| {
                             literal_implies_keyword(
-                                &literals[id as usize].symbols,
+                                &literals[id as usize].classes,
                                 keyword.as_bytes(),
                             )
                         })
@@ -385,31 +606,62 @@ impl Prefilter {
             }
         }
         let mut table = Box::new([0u8; 1 << TABLE_BITS]);
-        let mut long: Vec<(u32, u32, u8)> = Vec::new();
-        let mut short: Vec<(u32, u32, u8)> = Vec::new();
+        let mut whole: Vec<(u32, u32, i8)> = Vec::new();
+        let mut head: Vec<(u32, u32, i8)> = Vec::new();
+        let mut tail: Vec<(u32, u32, i8)> = Vec::new();
         for (id, literal) in self.literals.iter().enumerate() {
             if !wanted[id] {
                 continue;
             }
             let id = u32::try_from(id).unwrap_or(u32::MAX);
-            let symbols = &literal.symbols;
-            if symbols.len() > MIN_LITERAL {
-                let offset = usize::from(literal.window);
-                let window = folded_window(&symbols[offset..offset + 4]);
-                table[table_index(window)] |= LONG;
-                long.push((window, id, literal.window));
-            } else {
-                let prefix = folded_window(symbols);
-                for low_bits in 0..8u32 {
-                    table[table_index(prefix | low_bits << 24)] |= SHORT;
+            // The windows of every literal the merged one stands for.
+            let classes = &literal.classes;
+            match classes.len() {
+                // Literals are at least `MIN_LITERAL` (3) long.
+                0..=3 => {
+                    // At the literal, its three symbols and any fourth byte; a byte
+                    // before it, any byte and the literal (whose last byte only counts
+                    // with its low three bits in the table index).
+                    for key in folded_windows(classes) {
+                        for low_bits in 0..8u32 {
+                            table[table_index(key | low_bits << 24)] |= HEAD;
+                        }
+                        head.push((key, id, 0));
+                        for byte in 0..=u8::MAX {
+                            table[table_index(key << 8 | u32::from(byte | 0x20))] |= TAIL;
+                        }
+                        tail.push((key, id, -1));
+                    }
                 }
-                short.push((prefix, id, 0));
+                4 => {
+                    for key in folded_windows(classes) {
+                        table[table_index(key)] |= WHOLE;
+                        whole.push((key, id, 0));
+                    }
+                    for key in folded_windows(&classes[1..]) {
+                        for low_bits in 0..8u32 {
+                            table[table_index(key | low_bits << 24)] |= HEAD;
+                        }
+                        head.push((key, id, 1));
+                    }
+                }
+                _ => {
+                    for offset in [literal.window, literal.window + 1] {
+                        let at = usize::from(offset);
+                        for key in folded_windows(&classes[at..at + 4]) {
+                            table[table_index(key)] |= WHOLE;
+                            // At most `MAX_WINDOW_OFFSET`: positive as an `i8`.
+                            whole.push((key, id, offset.cast_signed()));
+                        }
+                    }
+                }
             }
         }
         Searcher {
             table,
-            long: WindowMap::new(long),
-            short: WindowMap::new(short),
+            whole: WindowMap::new(whole),
+            head: WindowMap::new(head),
+            tail: WindowMap::new(tail),
         }
     }
 
@@ -428,9 +680,9 @@ impl Prefilter {
         &self.literals[literal as usize].sets
     }
 
-    /// The symbols of a literal.
-    fn literal(&self, literal: u32) -> &[Symbol] {
-        &self.literals[literal as usize].symbols
+    /// A literal, as the search verifies it.
+    fn pattern(&self, literal: u32) -> &Pattern {
+        &self.literals[literal as usize].pattern
     }
 }
 
@@ -464,13 +716,13 @@ impl Searcher {
                 let mut eight = [0u8; 8];
                 eight.copy_from_slice(bytes);
                 let word = u64::from_le_bytes(eight) | FOLD_64;
-                // Five windows per eight-byte read; branch once for all of them.
+                // Three windows per eight-byte read; branch once for all of them.
                 let mut any = 0u8;
-                for shift in 0..5 {
+                for shift in [0, 2, 4] {
                     any |= flagged(table, (word >> (8 * shift)) as u32);
                 }
                 if any != 0 {
-                    for shift in 0..5 {
+                    for shift in [0, 2, 4] {
                         let window = (word >> (8 * shift)) as u32;
                         let kinds = flagged(table, window);
                         if at + shift < end && kinds != 0 {
@@ -478,7 +730,7 @@ impl Searcher {
                         }
                     }
                 }
-                at += 5;
+                at += 3 * STRIDE;
             } else {
                 // The last bytes of the input: pad with a newline, which no literal holds.
                 let mut four = [b'\n'; 4];
@@ -490,40 +742,51 @@ impl Searcher {
                 if kinds != 0 {
                     self.verify(&mut run, at, window, kinds);
                 }
-                at += 1;
+                at += STRIDE;
             }
         }
     }
 
-    /// Checks the literals that hold the folded `window` found at `at`.
+    /// Checks the literals whose windows may be the folded `window` found at `at`.
     fn verify(&self, run: &mut RunState<'_, '_>, at: usize, window: u32, kinds: u8) {
-        if kinds & LONG != 0 {
-            for &(literal, offset) in self.long.get(window) {
-                if let Some(start) = at.checked_sub(usize::from(offset)) {
-                    self.found(run, at, start, literal);
-                }
+        if kinds & WHOLE != 0 {
+            for &(literal, offset) in self.whole.get(window) {
+                self.found(run, at, offset, literal);
             }
         }
-        if kinds & SHORT != 0 {
-            for &(literal, _) in self.short.get(window & 0x00ff_ffff) {
-                self.found(run, at, at, literal);
+        if kinds & HEAD != 0 {
+            for &(literal, offset) in self.head.get(window & 0x00ff_ffff) {
+                self.found(run, at, offset, literal);
+            }
+        }
+        if kinds & TAIL != 0 {
+            for &(literal, offset) in self.tail.get(window >> 8) {
+                self.found(run, at, offset, literal);
             }
         }
     }
 
-    fn found(&self, run: &mut RunState<'_, '_>, at: usize, start: usize, literal: u32) {
-        let symbols = run.prefilter.literal(literal);
-        if !literal_at(run.input, start, symbols) {
+    /// Records `literal` if it starts `offset` bytes before the window at `at` (after it,
+    /// for a negative offset) on one line.
+    fn found(&self, run: &mut RunState<'_, '_>, at: usize, offset: i8, literal: u32) {
+        let Some(start) = at.checked_sub_signed(isize::from(offset)) else {
+            return;
+        };
+        let pattern = run.prefilter.pattern(literal);
+        if !pattern.matches_at(run.input, start) {
             return;
         }
-        // Windows come in increasing order, so the line holding `at` only moves forward.
-        while run.line < run.lines.len() && run.lines[run.line].1 < at {
+        // A byte of the literal: the window's first byte, or the literal's when the
+        // window starts before it. Windows come in increasing order, a stride apart, so
+        // this only moves forward, and so does the line holding it.
+        let inside = at.max(start);
+        while run.line < run.lines.len() && run.lines[run.line].1 < inside {
             run.line += 1;
         }
         let Some(&(line_start, line_end)) = run.lines.get(run.line) else {
             return;
         };
-        if start >= line_start && start + symbols.len() <= line_end {
+        if start >= line_start && start + pattern.len <= line_end {
             run.hits
                 .push((u32::try_from(run.line).unwrap_or(u32::MAX), literal));
         }
@@ -574,13 +837,16 @@ struct WindowMap {
     keys: Vec<u32>,
     /// Range of `entries` for the key in the same slot.
     ranges: Vec<(u32, u32)>,
-    entries: Vec<(u32, u8)>,
+    /// (literal, offset of the window in the literal).
+    entries: Vec<(u32, i8)>,
     mask: usize,
 }
 
 impl WindowMap {
-    fn new(mut items: Vec<(u32, u32, u8)>) -> WindowMap {
+    fn new(mut items: Vec<(u32, u32, i8)>) -> WindowMap {
         items.sort_unstable();
+        // Two parts of a merged literal may share a window, in the same place.
+        items.dedup();
         let distinct = items
             .windows(2)
             .filter(|pair| pair[0].0 != pair[1].0)
@@ -614,7 +880,7 @@ impl WindowMap {
         map
     }
 
-    fn get(&self, key: u32) -> &[(u32, u8)] {
+    fn get(&self, key: u32) -> &[(u32, i8)] {
         let mut slot = table_index(key) & self.mask;
         loop {
             match self.keys[slot] {
@@ -624,6 +890,127 @@ impl WindowMap {
                     return &self.entries[begin as usize..end as usize];
                 }
                 _ => slot = (slot + 1) & self.mask,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CASELESS, Prefilter, expand, group_literals, symbol_byte};
+    use crate::literals::{Literal, caseless_symbol, exact_symbol};
+    use crate::rule::RulePack;
+
+    /// Merging is exact: the merged literals stand for the literals given, no more (a
+    /// literal found that is none of them would make a rule a candidate for nothing) and
+    /// no fewer (one missing would lose findings).
+    #[test]
+    fn merged_literals_stand_for_exactly_their_parts() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet = [b'a', b'b', b' ', b'\t', b'X'];
+        for round in 0..500 {
+            let count = 1 + next() % 40;
+            let mut literals: Vec<Literal> = (0..count)
+                .map(|_| {
+                    let len = 3 + next() % 4;
+                    (0..len)
+                        .map(|_| {
+                            let byte = alphabet[(next() % 5) as usize];
+                            if next() % 2 == 0 {
+                                caseless_symbol(byte)
+                            } else {
+                                exact_symbol(byte)
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            let mut expanded: Vec<Literal> = group_literals(literals.clone())
+                .iter()
+                .flat_map(|classes| expand(classes))
+                .collect();
+            literals.sort_unstable();
+            literals.dedup();
+            expanded.sort_unstable();
+            assert_eq!(expanded, literals, "round {round}");
+        }
+        // `\sfrom\s` without the newline: 25 literals, one merged literal.
+        let spaces = [b' ', b'\t', b'\r', 0x0b, 0x0c];
+        let mut literals = Vec::new();
+        for before in spaces {
+            for after in spaces {
+                let mut literal = vec![exact_symbol(before)];
+                literal.extend(b"from".iter().map(|&byte| caseless_symbol(byte)));
+                literal.push(exact_symbol(after));
+                literals.push(literal);
+            }
+        }
+        assert_eq!(group_literals(literals).len(), 1);
+    }
+
+    /// Windows are searched at every second byte only: each literal of the built-in
+    /// rules must still be found at either parity, at a line's start and at the input's
+    /// end, with caseless letters in upper case, and not across a line break.
+    #[test]
+    fn every_literal_is_found_wherever_it_starts() {
+        let pack = RulePack::builtin();
+        let prefilter = Prefilter::new(pack.rules());
+        let searcher = prefilter.build_searcher(&vec![u64::MAX; pack.rules().len().div_ceil(64)]);
+        let parts = prefilter
+            .literals
+            .iter()
+            .enumerate()
+            .flat_map(|(id, literal)| {
+                expand(&literal.classes)
+                    .into_iter()
+                    .map(move |part| (u32::try_from(id).unwrap(), part))
+            });
+        for (id, part) in parts {
+            let text: Vec<u8> = part
+                .iter()
+                .map(|&symbol| match symbol & CASELESS {
+                    0 => symbol_byte(symbol),
+                    _ => symbol_byte(symbol).to_ascii_uppercase(),
+                })
+                .collect();
+            for pad in 0..4 {
+                // `+<pad><literal>\n+<pad><literal>`: the second line ends the input.
+                let mut input = Vec::new();
+                let mut lines = Vec::new();
+                for _ in 0..2 {
+                    input.push(b'+');
+                    let start = input.len();
+                    input.extend(std::iter::repeat_n(b'.', pad));
+                    input.extend_from_slice(&text);
+                    lines.push((start, input.len()));
+                    input.push(b'\n');
+                }
+                input.pop();
+                let mut hits = Vec::new();
+                searcher.scan_run(&prefilter, &input, &lines, &mut hits);
+                assert!(
+                    hits.contains(&(0, id)) && hits.contains(&(1, id)),
+                    "{:?} after {pad} bytes: {hits:?}",
+                    String::from_utf8_lossy(&text)
+                );
+                // Cut in two by a line break, it is on neither line.
+                let cut = pad + text.len() / 2 + 1;
+                let split = [(1, cut), (cut + 2, lines[0].1 + 2)];
+                let mut joined = input[..lines[0].1].to_vec();
+                joined.splice(cut..cut, *b"\n+");
+                let mut hits = Vec::new();
+                searcher.scan_run(&prefilter, &joined, &split, &mut hits);
+                assert!(
+                    hits.iter().all(|&(_, literal)| literal != id),
+                    "{:?} cut after {cut} bytes: {hits:?}",
+                    String::from_utf8_lossy(&text)
+                );
             }
         }
     }

@@ -13,7 +13,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
 use airlock_diff::{FileChangeKind, FilePatchRef, HunkLineRef, LineKind};
 use regex_automata::meta::Regex;
 use regex_automata::util::syntax;
-use regex_automata::{Anchored, Input, MatchKind, PatternSet};
+use regex_automata::{Anchored, Input, MatchKind, PatternID, PatternSet};
 use serde::{Deserialize, Serialize};
 
 use crate::allow::inline_allow;
@@ -183,7 +183,7 @@ pub struct Scanner {
     /// Which rules can fire on which lines, before any regex runs.
     prefilter: Prefilter,
     /// The distinct glob lists of the rules' `paths` and `exclude_paths`.
-    path_globs: Vec<PathGlobs>,
+    path_globs: PathGlobs,
 }
 
 #[derive(Debug)]
@@ -195,7 +195,8 @@ struct CompiledRule {
     key_group: Option<usize>,
     confirm: Vec<Regex>,
     reject: Vec<Regex>,
-    /// Index in `Scanner::path_globs` of the rule's `paths` and `exclude_paths`.
+    /// Index in `Scanner::path_globs` (a pattern of its set) of the rule's `paths` and
+    /// `exclude_paths`.
     include: Option<usize>,
     exclude: Option<usize>,
 }
@@ -220,30 +221,64 @@ fn build_set(patterns: &[&str]) -> Result<Regex, String> {
         .map_err(|error| error.to_string())
 }
 
-/// One rule's `paths` or `exclude_paths`: globs as anchored regexes.
+/// The distinct glob lists of the rules' `paths` and `exclude_paths`, one pattern per
+/// list in a single regex set: a file's path is read once for every list, where a regex
+/// per list paid a search's setup for each of them (dozens per file).
 #[derive(Debug)]
 struct PathGlobs {
-    regex: Regex,
+    set: Regex,
 }
 
+/// One glob list of a rule: its globs, and the rule and key it was written under, to
+/// name them when it does not compile.
+type GlobList<'a> = (&'a Rule, &'static str, &'a [String]);
+
 impl PathGlobs {
-    /// The globs of one key of a rule; fails naming the rule and key.
-    fn new(rule: &Rule, key: &'static str, globs: &[String]) -> Result<PathGlobs, RuleError> {
-        let regexes: Vec<String> = globs.iter().map(|glob| glob_to_regex(glob)).collect();
-        let refs: Vec<&str> = regexes.iter().map(String::as_str).collect();
-        let regex = build_regex(&refs).map_err(|reason| RuleError::BadPattern {
-            id: rule.id.clone(),
-            key,
-            pattern: globs.join(", "),
-            reason,
-        })?;
-        Ok(PathGlobs { regex })
+    /// Compiles the lists; fails naming the rule and key of a list that does not compile.
+    fn new(lists: &[GlobList<'_>]) -> Result<PathGlobs, RuleError> {
+        // Every glob regex is anchored at both ends and has balanced groups, so the
+        // alternation of a list's globs matches exactly the paths one of them matches.
+        let patterns: Vec<String> = lists
+            .iter()
+            .map(|(_, _, globs)| {
+                globs
+                    .iter()
+                    .map(|glob| glob_to_regex(glob))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect();
+        let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
+        match build_set(&refs) {
+            Ok(set) => Ok(PathGlobs { set }),
+            Err(reason) => {
+                // Compile each list alone to learn which one is wrong.
+                for ((rule, key, globs), pattern) in lists.iter().zip(&refs) {
+                    if let Err(reason) = build_set(&[pattern]) {
+                        return Err(RuleError::BadPattern {
+                            id: rule.id.clone(),
+                            key,
+                            pattern: globs.join(", "),
+                            reason,
+                        });
+                    }
+                }
+                Err(RuleError::BadPattern {
+                    id: "(all rules)".to_owned(),
+                    key: "paths",
+                    pattern: "(the combined glob set)".to_owned(),
+                    reason,
+                })
+            }
+        }
     }
 
-    fn is_match(&self, path: &str) -> bool {
+    /// Sets in `matched` the lists that match `path`.
+    fn matching(&self, path: &str, matched: &mut PatternSet) {
+        matched.clear();
         // Every glob is anchored at both ends: an anchored search from the start decides.
-        self.regex
-            .is_match(Input::new(path).anchored(Anchored::Yes).earliest(true))
+        self.set
+            .which_overlapping_matches(&Input::new(path).anchored(Anchored::Yes), matched);
     }
 }
 
@@ -428,8 +463,8 @@ impl Scanner {
             .collect::<Result<Vec<_>, _>>()?;
         // Many rules share a glob list (CI files, test files, one language); each list
         // is matched once per file.
-        let mut path_globs: Vec<PathGlobs> = Vec::new();
-        let mut glob_lists: HashMap<&[String], usize> = HashMap::new();
+        let mut glob_lists: Vec<GlobList<'_>> = Vec::new();
+        let mut glob_index: HashMap<&[String], usize> = HashMap::new();
         for (rule, compiled_rule) in rules.iter().zip(&mut compiled) {
             for (key, globs) in [
                 ("paths", &rule.paths),
@@ -438,14 +473,10 @@ impl Scanner {
                 if globs.is_empty() {
                     continue;
                 }
-                let index = match glob_lists.get(globs.as_slice()) {
-                    Some(&index) => index,
-                    None => {
-                        path_globs.push(PathGlobs::new(rule, key, globs)?);
-                        glob_lists.insert(globs, path_globs.len() - 1);
-                        path_globs.len() - 1
-                    }
-                };
+                let index = *glob_index.entry(globs.as_slice()).or_insert_with(|| {
+                    glob_lists.push((rule, key, globs));
+                    glob_lists.len() - 1
+                });
                 if key == "paths" {
                     compiled_rule.include = Some(index);
                 } else {
@@ -453,6 +484,7 @@ impl Scanner {
                 }
             }
         }
+        let path_globs = PathGlobs::new(&glob_lists)?;
         let mut keyword_index: HashMap<&str, usize> = HashMap::new();
         let mut keyword_list: Vec<&str> = Vec::new();
         let mut keyword_rules: Vec<Vec<usize>> = Vec::new();
@@ -553,11 +585,12 @@ impl Scanner {
         mut state: ScanState,
     ) -> Result<ScanReport, ScanError> {
         self.mass_deletion(files, options, &mut state);
+        let migration_dirs = migration_dirs(&options.migration_dirs);
         let migration_in_change = files.iter().any(|file| {
             [file.old_path, file.new_path]
                 .into_iter()
                 .flatten()
-                .any(|path| is_migration_path(path, &options.migration_dirs))
+                .any(|path| is_migration_path(path, &migration_dirs))
         });
         let mut findings = state.findings;
         if migration_in_change {
@@ -619,15 +652,13 @@ impl Scanner {
     /// Marks in `plan.applies` the rules whose `paths` and `exclude_paths` let them apply
     /// to `path`.
     fn add_path_rules(&self, path: &str, plan: &mut FilePlan) {
-        // Each glob list is matched at most once: `None` until it is.
-        plan.glob_matches.clear();
-        plan.glob_matches.resize(self.path_globs.len(), None);
-        let mut matches = |index: usize| {
-            *plan.glob_matches[index].get_or_insert_with(|| self.path_globs[index].is_match(path))
-        };
+        let matched = plan
+            .glob_matches
+            .get_or_insert_with(|| PatternSet::new(self.path_globs.set.pattern_len()));
+        self.path_globs.matching(path, matched);
+        let matches = |index: usize| matched.contains(PatternID::new_unchecked(index));
         for (slot, compiled) in plan.applies.iter_mut().zip(&self.compiled) {
-            *slot |= compiled.include.is_none_or(&mut matches)
-                && !compiled.exclude.is_some_and(&mut matches);
+            *slot |= compiled.include.is_none_or(matches) && !compiled.exclude.is_some_and(matches);
         }
     }
 
@@ -1193,7 +1224,7 @@ struct FilePlan {
     /// The search for those triggers; `None` when there is nothing to search for.
     searcher: Option<Arc<Searcher>>,
     /// Scratch of `Scanner::add_path_rules`: which glob lists match the path.
-    glob_matches: Vec<Option<bool>>,
+    glob_matches: Option<PatternSet>,
 }
 
 impl FilePlan {
@@ -1272,11 +1303,18 @@ fn change_verb(change: ChangeKind) -> &'static str {
     }
 }
 
-fn is_migration_path(path: &str, migration_dirs: &[String]) -> bool {
-    migration_dirs.iter().any(|dir| {
-        let dir = dir.trim_matches('/');
-        !dir.is_empty() && has_directory(path, dir)
-    })
+/// The migration directories as `is_migration_path` takes them: without the slashes
+/// around them, and none empty. Done once per scan rather than for each path.
+fn migration_dirs(configured: &[String]) -> Vec<&str> {
+    configured
+        .iter()
+        .map(|dir| dir.trim_matches('/'))
+        .filter(|dir| !dir.is_empty())
+        .collect()
+}
+
+fn is_migration_path(path: &str, migration_dirs: &[&str]) -> bool {
+    migration_dirs.iter().any(|dir| has_directory(path, dir))
 }
 
 /// Whether `path` has the directory `dir` (one or more components) at its root or below
@@ -1491,7 +1529,9 @@ impl Scanner {
 
 #[cfg(test)]
 mod tests {
-    use super::{common_directory, has_directory, is_generated_path, is_migration_path};
+    use super::{
+        common_directory, has_directory, is_generated_path, is_migration_path, migration_dirs,
+    };
 
     /// Servers share one scanner between worker threads; its searcher cache must not
     /// change that.
@@ -1503,7 +1543,13 @@ mod tests {
 
     #[test]
     fn paths() {
-        let dirs = vec!["migrations/".to_owned(), "db/migrate/".to_owned()];
+        let configured = vec![
+            "migrations/".to_owned(),
+            "/db/migrate/".to_owned(),
+            "/".to_owned(),
+        ];
+        let dirs = migration_dirs(&configured);
+        assert_eq!(dirs, ["migrations", "db/migrate"]);
         assert!(is_migration_path("app/migrations/0002_x.py", &dirs));
         assert!(is_migration_path("db/migrate/2024_add.rb", &dirs));
         assert!(!is_migration_path("app/models.py", &dirs));

@@ -18,7 +18,7 @@ use airlock_audit::entry::{
 use airlock_audit::payload::PayloadStore;
 use airlock_audit::{AuditError, AuditLog, LogOptions, Recovery, SharedLog};
 use airlock_core::change::StepRecord;
-use airlock_core::event::ActorKind;
+use airlock_core::event::{Actor, ActorKind, EventKind, NewEvent};
 use airlock_store::{EventRecord, Store};
 
 use crate::Shared;
@@ -30,6 +30,11 @@ const GATHER: Duration = Duration::from_millis(20);
 /// How often the follower looks for events written by other processes (the CLI's token
 /// commands) when nothing in this process woke it.
 const POLL: Duration = Duration::from_millis(500);
+
+/// Where the log's payloads (outside the tree) are kept.
+pub fn payload_dir(audit_dir: &Path) -> PathBuf {
+    audit_dir.join("payloads")
+}
 
 /// The audit log directory inside a state directory.
 pub fn audit_dir(state_dir: &Path) -> PathBuf {
@@ -76,7 +81,7 @@ pub(crate) struct AuditTrail {
     pub log: Arc<SharedLog>,
     /// Wakes the sinks after each durable append.
     pub appended: airlock_sinks::AppendSignal,
-    payloads: PayloadStore,
+    pub payloads: PayloadStore,
     repository: String,
     /// SHA-256 of the airlock.toml that decides Level 1 (recorded with its decisions).
     config_sha256: String,
@@ -92,7 +97,7 @@ impl AuditTrail {
         AuditTrail {
             log: Arc::new(SharedLog::new(log)),
             appended: airlock_sinks::AppendSignal::new(),
-            payloads: PayloadStore::new(&audit_dir(state_dir).join("payloads")),
+            payloads: PayloadStore::new(&payload_dir(&audit_dir(state_dir))),
             repository: repo_root.display().to_string(),
             config_sha256,
         }
@@ -130,6 +135,8 @@ pub(crate) async fn follow<S: Store>(
     let mut next = tokio::time::Instant::now() + checkpoint_every;
     let mut stopping = false;
     let mut after = None;
+    // Entries before this index have no payload left to purge by age.
+    let mut retention_cursor = 0;
     loop {
         match copy_new_events(store, &trail, &mut after).await {
             Ok(copied) if copied >= BATCH as usize => continue,
@@ -137,6 +144,11 @@ pub(crate) async fn follow<S: Store>(
             Err(error) => tracing::error!(%error, "could not extend the audit log; retrying"),
         }
         if stopping || tokio::time::Instant::now() >= next {
+            if let Some(retention) = shared.config.audit.payload_retention
+                && !stopping
+            {
+                retention_cursor = apply_retention(&shared, retention, retention_cursor).await;
+            }
             let trail = trail.clone();
             match tokio::task::spawn_blocking(move || trail.checkpoint()).await {
                 Ok(Ok(signed)) => {
@@ -165,6 +177,68 @@ pub(crate) async fn follow<S: Store>(
             _ = tokio::time::sleep_until(next) => {}
         }
     }
+}
+
+/// Deletes the payloads of entries older than `retention`, from `cursor` on (entries are
+/// in time order, so the pass stops at the first one still young), records what it
+/// purged as an event, and returns where the next pass starts.
+async fn apply_retention<S: Store>(
+    shared: &Arc<Shared<S>>,
+    retention: Duration,
+    cursor: u64,
+) -> u64 {
+    let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    let before = rfc3339(shared.clock.now_ms().saturating_sub(retention_ms));
+    let trail = shared.audit.clone();
+    let cutoff = before.clone();
+    let pass = tokio::task::spawn_blocking(move || {
+        trail.log.with(|log| {
+            airlock_audit::payload::purge_selected(
+                log,
+                &trail.payloads,
+                cursor,
+                |entry| {
+                    if entry.time < cutoff {
+                        airlock_audit::payload::Select::Purge
+                    } else {
+                        airlock_audit::payload::Select::Stop
+                    }
+                },
+                false,
+            )
+        })
+    })
+    .await;
+    let (purged, next) = match pass {
+        Ok(Ok(done)) => done,
+        Ok(Err(error)) => {
+            tracing::error!(%error, "could not apply the payload retention; retrying");
+            return cursor;
+        }
+        Err(error) => {
+            tracing::error!(%error, "the payload retention task failed; retrying");
+            return cursor;
+        }
+    };
+    if purged.payloads > 0 {
+        let event = NewEvent {
+            change_id: None,
+            at_ms: shared.clock.now_ms(),
+            actor: Actor::system("retention"),
+            kind: EventKind::AuditPurged,
+            data: serde_json::json!({
+                "retention": airlock_core::units::format_duration(retention),
+                "before": before,
+                "entries": purged.entries,
+                "payloads": purged.payloads,
+                "bytes": purged.bytes,
+            }),
+        };
+        if let Err(error) = shared.store.append_event(&event).await {
+            tracing::error!(%error, "could not record the payload retention pass");
+        }
+    }
+    next
 }
 
 /// Copies the next batch of events after `after` (the last event already in the log,
@@ -389,8 +463,9 @@ fn findings_summary(findings: &[airlock_scan::Finding]) -> serde_json::Value {
     })
 }
 
-/// RFC 3339 UTC with milliseconds.
-pub(crate) fn rfc3339(at_ms: i64) -> String {
+/// RFC 3339 UTC with milliseconds: the time of every audit entry, fixed-width, so that
+/// text order is time order.
+pub fn rfc3339(at_ms: i64) -> String {
     let format = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );

@@ -25,6 +25,8 @@ use airlock_store::Store;
 use crate::Shared;
 use crate::worker::{CHANGE_ID_VARIABLE, in_background, release_in_background, sandbox_config};
 
+/// How long the keeper waits, after a change took the standby, before building the next.
+const REBUILD_DELAY: Duration = Duration::from_millis(50);
 /// How often the keeper looks whether the target branch moved.
 const TIP_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -87,7 +89,14 @@ pub(crate) async fn keep<S: Store>(shared: Arc<Shared<S>>) {
             Err(_) => tracing::warn!("the standby task stopped without an answer"),
             Ok(Ok(())) => {}
         }
-        let _ = tokio::time::timeout(TIP_CHECK_INTERVAL, wanted).await;
+        if tokio::time::timeout(TIP_CHECK_INTERVAL, wanted)
+            .await
+            .is_ok()
+        {
+            // Woken because a change took the standby and has its verdict: let the
+            // answers to whoever waits for that verdict go out first.
+            tokio::time::sleep(REBUILD_DELAY).await;
+        }
     }
     let standby = shared
         .standby

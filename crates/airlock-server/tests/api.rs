@@ -2149,3 +2149,78 @@ async fn break_glass_skips_check_commands_only_when_the_policy_allows_it() {
     assert_eq!(view.steps[1].exit_code, Some(3));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn payloads_older_than_the_retention_are_purged_and_the_purge_is_recorded() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let clock = std::sync::Arc::new(airlock_server::ManualClock::new(now));
+    let config = "[checks]\nsandbox = 'off'\ncommands = [{ name = 'test', run = 'echo output to keep for a while; exit 1' }]\n\
+                  [audit]\ncheckpoint_interval = '1s'\npayload_retention = '1d'\n";
+    let mut server = TestServer::start_custom(config, None, None, clock.clone()).await;
+    let view = server.decide(create_file("src/new.py", "N = 1\n")).await;
+    assert_eq!(view.state.as_str(), "rejected");
+    let payloads = server.root.join(".airlock/audit/payloads");
+    let count = || {
+        std::fs::read_dir(&payloads)
+            .map(|entries| entries.count())
+            .unwrap_or(0)
+    };
+    let purge_events = || async {
+        server
+            .store()
+            .await
+            .events(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|event| event.kind == "audit.purged")
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the test output never reached the log"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Younger than the retention: kept across several checkpoints.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(count() > 0);
+    assert!(purge_events().await.is_empty());
+
+    clock.advance(Duration::from_secs(2 * 86_400));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count() > 0 || purge_events().await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "payloads past the retention are kept"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let events = purge_events().await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].actor.name, "retention");
+    assert!(
+        events[0].data["payloads"].as_u64().unwrap() >= 1,
+        "{:?}",
+        events[0]
+    );
+    server.stop().await;
+    // The log still verifies with its payloads gone.
+    let dir = server.root.join(".airlock/audit");
+    let verifier =
+        airlock_audit::keys::load_verifier_file(&airlock_audit::keys::verifier_key_path(&dir))
+            .unwrap();
+    let report = airlock_audit::verify::verify_dir(
+        &dir,
+        &verifier,
+        &[],
+        airlock_audit::verify::VerifyOptions { deep: true },
+    )
+    .unwrap();
+    assert!(report.is_ok(), "{:?}", report.problem);
+}

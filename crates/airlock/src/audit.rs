@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use airlock_audit::bundle;
 use airlock_audit::entry::AuditEntry;
-use airlock_audit::payload::PayloadStore;
+use airlock_audit::payload::{PayloadStore, Select};
 use airlock_audit::verify::{VerifyOptions, verify_dir};
 use airlock_audit::{AuditError, AuditLog, LogOptions, VerifierKey, leaf_hash};
 use anyhow::{Context, bail};
@@ -41,6 +41,19 @@ pub fn run(cwd: &Path, command: AuditCommand) -> anyhow::Result<Outcome> {
         AuditCommand::VerifyBundle { file, key, json } => {
             verify_bundle(&file, key.as_deref(), json)
         }
+        AuditCommand::Purge {
+            older_than,
+            change,
+            dry_run,
+            json,
+        } => purge(
+            cwd,
+            &dir()?,
+            older_than.as_deref(),
+            change.as_deref(),
+            dry_run,
+            json,
+        ),
         AuditCommand::Key => {
             println!("{}", verifier(&dir()?, None)?.to_text());
             Ok(Outcome::Success)
@@ -180,6 +193,79 @@ fn show(
     Ok(Outcome::Success)
 }
 
+fn purge(
+    cwd: &Path,
+    dir: &Path,
+    older_than: Option<&str>,
+    change: Option<&str>,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<Outcome> {
+    if older_than.is_none() && change.is_none() {
+        bail!(
+            "say which payloads to purge: --older-than AGE (for example 90d), --change ID, or both"
+        );
+    }
+    let cutoff = older_than
+        .map(|age| {
+            let age = airlock_core::units::parse_duration(age)
+                .map_err(|e| anyhow::anyhow!("--older-than {age:?}: {e}"))?;
+            let age_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+            Ok::<_, anyhow::Error>(airlock_server::audit::rfc3339(
+                airlock_server::now_ms().saturating_sub(age_ms),
+            ))
+        })
+        .transpose()?;
+    let log = open(dir)?;
+    let payloads = PayloadStore::new(&airlock_server::audit::payload_dir(dir));
+    // Entry times are fixed-width RFC 3339 in UTC, so text order is time order.
+    let select = |entry: &AuditEntry| {
+        if cutoff.as_ref().is_none_or(|cutoff| entry.time < *cutoff)
+            && change.is_none_or(|c| entry.change_id.as_deref() == Some(c))
+        {
+            Select::Purge
+        } else {
+            Select::Keep
+        }
+    };
+    let (purged, _) = airlock_audit::payload::purge_selected(&log, &payloads, 0, select, dry_run)?;
+    if !dry_run && purged.payloads > 0 {
+        crate::commands::record_audit_purge(
+            cwd,
+            serde_json::json!({
+                "older_than": older_than,
+                "before": cutoff,
+                "change": change,
+                "entries": purged.entries,
+                "payloads": purged.payloads,
+                "bytes": purged.bytes,
+            }),
+        )?;
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "dry_run": dry_run,
+                "entries": purged.entries,
+                "payloads": purged.payloads,
+                "bytes": purged.bytes,
+                "already_purged": purged.already_purged,
+            })
+        );
+    } else {
+        println!(
+            "{} {} payloads ({} bytes) of {} entries; {} were already purged",
+            if dry_run { "would purge" } else { "purged" },
+            purged.payloads,
+            purged.bytes,
+            purged.entries,
+            purged.already_purged
+        );
+    }
+    Ok(Outcome::Success)
+}
+
 fn prove(dir: &Path, index: u64, size: Option<u64>, json: bool) -> anyhow::Result<Outcome> {
     let log = open(dir)?;
     let size = match size {
@@ -268,7 +354,11 @@ fn export(dir: &Path, change: &str, out: Option<&Path>) -> anyhow::Result<Outcom
             "entry {newest} of {change} is newer than the latest signed checkpoint (size {covered}); wait for the next one or run `airlock audit checkpoint`"
         );
     }
-    let bundle = bundle::export(&log, &PayloadStore::new(&dir.join("payloads")), &indices)?;
+    let bundle = bundle::export(
+        &log,
+        &PayloadStore::new(&airlock_server::audit::payload_dir(dir)),
+        &indices,
+    )?;
     let text = serde_json::to_string_pretty(&bundle)? + "\n";
     match out {
         Some(path) => {

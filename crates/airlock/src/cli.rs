@@ -321,6 +321,22 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Delete kept payloads (test output and other large or sensitive content) by age or
+    /// by change. The entries that commit to them stay: the log still verifies, and
+    /// proofs and bundles report the payloads as purged. The purge is itself recorded.
+    Purge {
+        /// Payloads of entries older than this age (for example 90d, 12h).
+        #[arg(long, value_name = "AGE")]
+        older_than: Option<String>,
+        /// Payloads of this change's entries (for example a secret that reached test output).
+        #[arg(long, value_name = "ID")]
+        change: Option<String>,
+        /// Count what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the log's public verifier key.
     Key,
     /// Publish a signed checkpoint now (through the server when it is running).

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use airlock_core::change::ChangeState;
 use airlock_core::config::{self, Config};
-use airlock_core::event::{Actor, ActorKind};
+use airlock_core::event::{Actor, ActorKind, EventKind, NewEvent};
 use airlock_core::ids::{Role, TokenId};
 use airlock_git::Repo;
 use airlock_server::ChangeView;
@@ -277,6 +277,28 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminated => {}
     }
+}
+
+/// Records a purge of audit payloads as an event, which the server's follower turns into
+/// an audit entry (at once when it runs, else at its next start).
+pub(crate) fn record_audit_purge(dir: &Path, data: serde_json::Value) -> anyhow::Result<()> {
+    let (repo, config) = load(dir)?;
+    let database = database_path(&repo, &config);
+    runtime()?.block_on(async move {
+        let store = SqliteStore::open(&database)
+            .await
+            .with_context(|| format!("cannot open {}", database.display()))?;
+        store
+            .append_event(&NewEvent {
+                change_id: None,
+                at_ms: airlock_server::now_ms(),
+                actor: local_actor(),
+                kind: EventKind::AuditPurged,
+                data,
+            })
+            .await?;
+        Ok(())
+    })
 }
 
 /// Local administration acts as the operating system user running the command.

@@ -808,37 +808,118 @@ fn the_audit_log_records_every_event_and_verifies_offline() {
     ));
     assert!(!proof["proof"].as_array().unwrap().is_empty());
 
-    let bundle = root.join(".airlock/bundle.json");
-    let exported = airlock(
-        &root,
-        &[
-            "audit",
-            "export",
-            "--change",
-            &id,
-            "--out",
-            bundle.to_str().unwrap(),
-        ],
-    );
-    assert!(exported.status.success(), "{}", text(&exported));
-    let key = root.join(".airlock/audit/verifier.key");
-    let checked = airlock(
-        &root,
-        &[
-            "audit",
-            "verify-bundle",
-            bundle.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-            "--json",
-        ],
-    );
-    assert_eq!(checked.status.code(), Some(0), "{}", text(&checked));
-    let report = json(&checked);
+    // Exports the change's bundle and checks it offline against the pinned key.
+    let export_and_check = || {
+        let bundle = root.join(".airlock/bundle.json");
+        let key = root.join(".airlock/audit/verifier.key");
+        let exported = airlock(
+            &root,
+            &[
+                "audit",
+                "export",
+                "--change",
+                &id,
+                "--out",
+                bundle.to_str().unwrap(),
+            ],
+        );
+        assert!(exported.status.success(), "{}", text(&exported));
+        let checked = airlock(
+            &root,
+            &[
+                "audit",
+                "verify-bundle",
+                bundle.to_str().unwrap(),
+                "--key",
+                key.to_str().unwrap(),
+                "--json",
+            ],
+        );
+        assert_eq!(checked.status.code(), Some(0), "{}", text(&checked));
+        json(&checked)
+    };
+    let report = export_and_check();
     assert!(report["entries"].as_u64().unwrap() >= 4);
     assert!(
         report["payloads_present"].as_u64().unwrap() >= 1,
         "the failing test's output travels with the bundle"
+    );
+
+    // Retention: payloads go, entries stay. Bad selections change nothing.
+    for (args, says) in [
+        (vec!["audit", "purge"], "--older-than AGE"),
+        (
+            vec!["audit", "purge", "--older-than", "soon"],
+            "--older-than \"soon\"",
+        ),
+    ] {
+        let refused = airlock(&root, &args);
+        assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+        assert!(text(&refused).contains(says), "{}", text(&refused));
+    }
+    let payload_files = || {
+        std::fs::read_dir(root.join(".airlock/audit/payloads"))
+            .unwrap()
+            .count()
+    };
+    let kept = payload_files();
+    assert!(kept >= 1);
+    let young = json(&airlock(
+        &root,
+        &["audit", "purge", "--older-than", "1h", "--json"],
+    ));
+    assert_eq!(young["payloads"], 0, "{young}");
+    let dry = json(&airlock(
+        &root,
+        &["audit", "purge", "--change", &id, "--dry-run", "--json"],
+    ));
+    assert_eq!(dry["payloads"].as_u64().unwrap() as usize, kept, "{dry}");
+    assert_eq!(payload_files(), kept, "a dry run deletes nothing");
+    let purged = json(&airlock(
+        &root,
+        &["audit", "purge", "--change", &id, "--json"],
+    ));
+    assert_eq!(
+        purged["payloads"].as_u64().unwrap() as usize,
+        kept,
+        "{purged}"
+    );
+    assert_eq!(payload_files(), 0);
+    let verified = airlock(&root, &["audit", "verify", "--deep"]);
+    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+    let report = export_and_check();
+    assert_eq!(report["payloads_present"], 0, "{report}");
+    assert_eq!(
+        report["payloads_purged"].as_u64().unwrap() as usize,
+        kept,
+        "{report}"
+    );
+    // The purge is itself on the record, with who did it, once the server runs.
+    let purge_entry = {
+        let _server = serve(&root, port);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let shown = String::from_utf8(
+                airlock(&root, &["audit", "show", "--json", "--limit", "1000"]).stdout,
+            )
+            .unwrap();
+            if let Some(entry) = shown
+                .lines()
+                .map(|line| serde_json::from_str::<Value>(line).unwrap())
+                .find(|e| e["entry"]["kind"] == "audit.purged")
+            {
+                break entry;
+            }
+            assert!(Instant::now() < deadline, "no audit.purged entry: {shown}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    assert!(
+        purge_entry["entry"]["actor"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("local:"),
+        "{purge_entry}"
     );
 
     // One flipped byte in the middle of the segment: named by index, exit 1.

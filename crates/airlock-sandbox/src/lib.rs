@@ -299,7 +299,7 @@ pub fn run(
     spec: &CommandSpec,
     cancel: &Cancel,
 ) -> Result<Outcome, SandboxError> {
-    let (command, isolation) = build(config, &spec.command, &[])?;
+    let (command, isolation, _) = build(config, &spec.command, &[])?;
     let finished = process::run_to_completion(command, spec.timeout, spec.output_limit, cancel)?;
     Ok(outcome(finished, isolation))
 }
@@ -334,25 +334,20 @@ pub fn prepare(
             });
         }
     }
-    let waiting = match choose_isolation(config)?.0 {
-        Isolation::Unsandboxed { .. } => {
-            let (command, isolation) = build(config, &spec.command, &[])?;
-            (Waiting::Direct { command }, isolation)
-        }
-        Isolation::Bubblewrap { .. } => {
-            let (command, isolation) = build(config, &spec.command, &late_env)?;
-            let (values_reader, values) =
-                io::pipe().map_err(|source| SandboxError::Pipe { source })?;
-            let spawned = process::spawn(command, Some(values_reader.into()))?;
-            (Waiting::Sandboxed { spawned, values }, isolation)
-        }
+    let (command, isolation, workspace) = build(config, &spec.command, &late_env)?;
+    let waiting = if isolation.is_sandboxed() {
+        let (values_reader, values) = io::pipe().map_err(|source| SandboxError::Pipe { source })?;
+        let spawned = process::spawn(command, Some(values_reader.into()))?;
+        Waiting::Sandboxed { spawned, values }
+    } else {
+        Waiting::Direct { command }
     };
     Ok(Prepared {
         spec: spec.clone(),
-        isolation: waiting.1,
-        workspace: resolve_workspace(&config.workspace)?,
+        isolation,
+        workspace,
         late_env,
-        waiting: Some(waiting.0),
+        waiting: Some(waiting),
     })
 }
 
@@ -462,13 +457,15 @@ impl Drop for Prepared {
     }
 }
 
-/// The command that runs `command` (a shell command line) under `config`, with the shell
-/// first reading `late_env` from file descriptor 3 when there are any.
+/// The command that runs `command` (a shell command line) under `config`, the isolation
+/// it gets and the canonical workspace. Under bubblewrap the shell first reads `late_env`
+/// from file descriptor 3; unsandboxed, the late variables are set in the environment
+/// when the command is spawned, so `late_env` is not read.
 fn build(
     config: &SandboxConfig,
     command: &str,
     late_env: &[String],
-) -> Result<(Command, Isolation), SandboxError> {
+) -> Result<(Command, Isolation, PathBuf), SandboxError> {
     let workspace = resolve_workspace(&config.workspace)?;
     let (isolation, hidden) = choose_isolation(config)?;
     let mut built = match &isolation {
@@ -490,7 +487,7 @@ fn build(
             let mut built = Command::new("/bin/sh");
             built
                 .arg("-c")
-                .args(shell_arguments(command, late_env))
+                .args(shell_arguments(command, &[]))
                 .current_dir(&workspace);
             built
         }
@@ -498,7 +495,7 @@ fn build(
     // The environment goes to bubblewrap's own process rather than through --setenv, which
     // would put every value on a command line readable by any user of the host.
     built.env_clear().envs(command_environment(&config.env));
-    Ok((built, isolation))
+    Ok((built, isolation, workspace))
 }
 
 /// What follows `/bin/sh -c` to run `command`: the command itself or, with late

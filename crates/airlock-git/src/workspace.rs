@@ -100,6 +100,8 @@ struct PoolShared {
 struct Slots {
     slots: Vec<Slot>,
     clock: u64,
+    /// Blocking acquires waiting for a workspace: `try_acquire` leaves freed ones to them.
+    waiting: usize,
 }
 
 /// What this process believes about one workspace. The marker on disk, read under the
@@ -155,7 +157,11 @@ impl WorkspacePool {
                 repo: repo.clone(),
                 root,
                 objects_dir,
-                slots: Mutex::new(Slots { slots, clock: 0 }),
+                slots: Mutex::new(Slots {
+                    slots,
+                    clock: 0,
+                    waiting: 0,
+                }),
                 slot_freed: Condvar::new(),
                 reused: AtomicU64::new(0),
                 moved: AtomicU64::new(0),
@@ -187,7 +193,7 @@ impl WorkspacePool {
     }
 
     /// Like [`WorkspacePool::acquire`], but `Ok(None)` instead of waiting when every
-    /// workspace is in use.
+    /// workspace is in use, or when a blocking `acquire` is waiting (it comes first).
     pub fn try_acquire(&self, base: &CommitId) -> Result<Option<Workspace>, GitError> {
         self.acquire_inner(base, false)
     }
@@ -207,12 +213,21 @@ impl WorkspacePool {
     fn acquire_inner(&self, base: &CommitId, wait: bool) -> Result<Option<Workspace>, GitError> {
         let shared = &self.shared;
         let mut locked_elsewhere = HashSet::new();
+        let mut waited = false;
         loop {
             let mut slots = shared.lock_slots();
-            let choice = choose_slot(&slots.slots, base, &locked_elsewhere);
+            let choice = if wait || slots.waiting == 0 {
+                choose_slot(&slots.slots, base, &locked_elsewhere)
+            } else {
+                None
+            };
             let Some(index) = choice else {
                 if !wait {
                     return Ok(None);
+                }
+                if !waited {
+                    waited = true;
+                    slots.waiting += 1;
                 }
                 // Workspaces locked by another process may be free by now.
                 locked_elsewhere.clear();
@@ -224,6 +239,10 @@ impl WorkspacePool {
                 );
                 continue;
             };
+            if waited {
+                waited = false;
+                slots.waiting -= 1;
+            }
             slots.clock += 1;
             let clock = slots.clock;
             let slot = &mut slots.slots[index];

@@ -1104,6 +1104,35 @@ fn pool_is_shared_by_threads_and_bounded_by_its_capacity() {
 }
 
 #[test]
+fn a_waiting_acquire_comes_before_try_acquire() {
+    let fixture = Fixture::new();
+    let base = head(&fixture.root);
+    let pool = fixture.pool(1);
+    let held = pool.acquire(&base).unwrap();
+    std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| pool.acquire(&base).unwrap());
+        // The waiter is blocked on the only workspace.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(!waiter.is_finished());
+        held.release().unwrap();
+        // Freed while someone waits: `try_acquire` leaves it to the waiter, however
+        // often it asks.
+        for _ in 0..50 {
+            assert!(pool.try_acquire(&base).unwrap().is_none());
+            if waiter.is_finished() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let workspace = waiter.join().unwrap();
+        assert!(pool.try_acquire(&base).unwrap().is_none(), "capacity 1");
+        workspace.release().unwrap();
+    });
+    // Nobody waits any more: `try_acquire` takes it.
+    assert!(pool.try_acquire(&base).unwrap().is_some());
+}
+
+#[test]
 fn acquire_at_an_unknown_commit_changes_no_workspace() {
     let fixture = Fixture::new();
     let base = head(&fixture.root);

@@ -314,7 +314,8 @@ pub fn run(
 /// now, and the workspace's content may still change before `run`: it is bound, not
 /// copied. Dropping a `Prepared` that never ran kills its sandbox.
 ///
-/// Unsandboxed, there is nothing to build: the command is spawned by `run`.
+/// Unsandboxed, the shell is started now all the same (the process start is then what
+/// is saved), waiting in the workspace.
 pub fn prepare(
     config: &SandboxConfig,
     spec: &CommandSpec,
@@ -335,19 +336,14 @@ pub fn prepare(
         }
     }
     let (command, isolation, workspace) = build(config, &spec.command, &late_env)?;
-    let waiting = if isolation.is_sandboxed() {
-        let (values_reader, values) = io::pipe().map_err(|source| SandboxError::Pipe { source })?;
-        let spawned = process::spawn(command, Some(values_reader.into()))?;
-        Waiting::Sandboxed { spawned, values }
-    } else {
-        Waiting::Direct { command }
-    };
+    let (values_reader, values) = io::pipe().map_err(|source| SandboxError::Pipe { source })?;
+    let spawned = process::spawn(command, Some(values_reader.into()))?;
     Ok(Prepared {
         spec: spec.clone(),
         isolation,
         workspace,
         late_env,
-        waiting: Some(waiting),
+        waiting: Some(Waiting { spawned, values }),
     })
 }
 
@@ -362,15 +358,12 @@ pub struct Prepared {
     waiting: Option<Waiting>,
 }
 
+/// The started command: its shell (in the sandbox, when there is one) blocks on reading
+/// the late variables' values from `values`.
 #[derive(Debug)]
-enum Waiting {
-    /// bubblewrap has built the sandbox; the shell in it blocks on reading `values`.
-    Sandboxed {
-        spawned: process::Spawned,
-        values: io::PipeWriter,
-    },
-    /// Spawned by `run`, with the late variables added to its environment.
-    Direct { command: Command },
+struct Waiting {
+    spawned: process::Spawned,
+    values: io::PipeWriter,
 }
 
 impl Prepared {
@@ -421,28 +414,19 @@ impl Prepared {
                 detail: "it was not declared when the command was prepared".into(),
             });
         }
-        let waiting = self.waiting.take().expect("a Prepared runs once");
-        let spawned = match waiting {
-            Waiting::Direct { mut command } => {
-                command.envs(ordered.iter().copied());
-                process::spawn(command, None)?
-            }
-            Waiting::Sandboxed {
-                spawned,
-                mut values,
-            } => {
-                let mut lines = Vec::new();
-                for (_, value) in &ordered {
-                    lines.extend_from_slice(value.as_bytes());
-                    lines.push(b'\n');
-                }
-                // If the sandbox died while it waited, the write fails; its exit status and
-                // bubblewrap's message are then the outcome, as with `run`.
-                let _ = values.write_all(&lines);
-                drop(values);
-                spawned
-            }
-        };
+        let Waiting {
+            spawned,
+            mut values,
+        } = self.waiting.take().expect("a Prepared runs once");
+        let mut lines = Vec::new();
+        for (_, value) in &ordered {
+            lines.extend_from_slice(value.as_bytes());
+            lines.push(b'\n');
+        }
+        // If the command died while it waited, the write fails; its exit status and its
+        // message (bubblewrap's, say) are then the outcome, as with `run`.
+        let _ = values.write_all(&lines);
+        drop(values);
         let finished =
             process::supervise(spawned, self.spec.timeout, self.spec.output_limit, cancel)?;
         Ok(outcome(finished, self.isolation.clone()))
@@ -451,16 +435,15 @@ impl Prepared {
 
 impl Drop for Prepared {
     fn drop(&mut self) {
-        if let Some(Waiting::Sandboxed { spawned, .. }) = self.waiting.take() {
+        if let Some(Waiting { spawned, .. }) = self.waiting.take() {
             spawned.kill();
         }
     }
 }
 
 /// The command that runs `command` (a shell command line) under `config`, the isolation
-/// it gets and the canonical workspace. Under bubblewrap the shell first reads `late_env`
-/// from file descriptor 3; unsandboxed, the late variables are set in the environment
-/// when the command is spawned, so `late_env` is not read.
+/// it gets and the canonical workspace. The shell first reads `late_env` from file
+/// descriptor 3 (see [`shell_arguments`]).
 fn build(
     config: &SandboxConfig,
     command: &str,
@@ -487,7 +470,7 @@ fn build(
             let mut built = Command::new("/bin/sh");
             built
                 .arg("-c")
-                .args(shell_arguments(command, &[]))
+                .args(shell_arguments(command, late_env))
                 .current_dir(&workspace);
             built
         }

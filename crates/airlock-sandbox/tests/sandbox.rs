@@ -1039,13 +1039,22 @@ fn a_prepared_command_runs_later_with_its_late_variables_under_bubblewrap() {
 
 #[test]
 fn late_variables_are_checked_and_a_prepared_sandbox_never_run_is_killed() {
-    if !bubblewrap_available(
-        "late_variables_are_checked_and_a_prepared_sandbox_never_run_is_killed",
-    ) {
-        return;
+    if bubblewrap_available("late_variables_are_checked_and_a_prepared_sandbox_never_run_is_killed")
+    {
+        check_late_variables_and_dropping(SandboxMode::Required);
     }
+}
+
+#[test]
+fn late_variables_are_checked_and_a_prepared_command_never_run_is_killed_unsandboxed() {
+    check_late_variables_and_dropping(SandboxMode::Off);
+}
+
+/// Bad late variables are refused, and a prepared command that is refused or dropped
+/// leaves no process behind.
+fn check_late_variables_and_dropping(mode: SandboxMode) {
     let fixture = Fixture::new();
-    let config = fixture.config(SandboxMode::Required);
+    let config = fixture.config(mode);
     for bad in ["1X", "A-B", "", "PATH"] {
         let error = airlock_sandbox::prepare(&config, &spec("true"), &[bad]).unwrap_err();
         assert!(

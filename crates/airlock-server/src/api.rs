@@ -460,6 +460,23 @@ fn proposal_body(
     }
 }
 
+/// The agent's limits, then its proposal's content: a proposal over the limits is
+/// answered 429 whatever its content. Both only read, so they run side by side.
+async fn limits_then_intake<S: Store>(
+    shared: &Arc<Shared<S>>,
+    token: &TokenRecord,
+    new_change: bool,
+    base: Option<String>,
+    body: ProposalBody,
+) -> Result<crate::intake::Accepted, ApiError> {
+    let (limits, accepted) = tokio::join!(
+        check_agent_limits(shared, token, new_change),
+        run_intake(shared, base, body)
+    );
+    limits?;
+    accepted
+}
+
 /// Validates a proposal's content against the repository (on a blocking thread: git).
 async fn run_intake<S: Store>(
     shared: &Arc<Shared<S>>,
@@ -588,8 +605,7 @@ async fn propose<S: Store>(
         }
     };
     let body = proposal_body(request.diff, request.edits, request.git_ref)?;
-    check_agent_limits(&shared, &token, true).await?;
-    let accepted = run_intake(&shared, request.base, body).await?;
+    let accepted = limits_then_intake(&shared, &token, true, request.base, body).await?;
 
     let mut id_bytes = [0u8; 16];
     id_bytes.copy_from_slice(uuid::Uuid::now_v7().as_bytes());
@@ -700,8 +716,7 @@ async fn revise<S: Store>(
         ));
     }
     let body = proposal_body(request.diff, request.edits, request.git_ref)?;
-    check_agent_limits(&shared, &token, false).await?;
-    let accepted = run_intake(&shared, request.base, body).await?;
+    let accepted = limits_then_intake(&shared, &token, false, request.base, body).await?;
     let now = shared.clock.now_ms();
     let change_set = accepted.change_set;
     let revision = airlock_store::NewRevision {

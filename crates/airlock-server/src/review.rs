@@ -10,7 +10,7 @@ use airlock_core::change::{ChangeState, StepRecord, Verdict, VerdictOutcome};
 use airlock_core::event::{Actor, EventKind, NewEvent};
 use airlock_core::review::{
     self, AgentFacts, Approval, ChangeFacts, FileFacts, FindingFacts, LineCounts, Obligations,
-    PolicyInput, ReviewClock, ReviewVerdict, Reviewer, TimeFacts,
+    PolicyInput, ReviewClock, ReviewVerdict, Reviewer, TimeFacts, TrackRecord,
 };
 use airlock_policy::{CodeOwners, Policy};
 use airlock_store::{
@@ -106,19 +106,75 @@ fn code_owners(repo: &airlock_git::Repo, base: &str) -> Result<Option<CodeOwners
     Ok(None)
 }
 
+/// What the policy is told about a change beside its checks' findings: known as soon
+/// as the change is, so it is looked up while the checks run (see [`Facts::prefetch`]).
+pub(crate) struct Facts {
+    owners: Option<CodeOwners>,
+    agent_owner: Option<String>,
+    track_record: TrackRecord,
+}
+
+impl Facts {
+    /// Looks the facts up, the three lookups side by side.
+    pub(crate) async fn gather<S: Store>(
+        shared: &Arc<Shared<S>>,
+        change: &ChangeRecord,
+    ) -> Result<Facts, String> {
+        let owners = {
+            let shared = shared.clone();
+            let base = change.base_commit.clone();
+            async move {
+                tokio::task::spawn_blocking(move || code_owners(&shared.repo, &base))
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        let (owners, agent_owner, track_record) = tokio::join!(
+            owners,
+            agent_owner(&shared.store, change),
+            shared.store.track_record(&change.agent.name)
+        );
+        Ok(Facts {
+            owners: owners?,
+            agent_owner: agent_owner.map_err(|e| e.to_string())?,
+            track_record: track_record.map_err(|e| e.to_string())?,
+        })
+    }
+
+    /// Starts [`Facts::gather`] in the background; the answer waits in the handle.
+    pub(crate) fn prefetch<S: Store>(
+        shared: &Arc<Shared<S>>,
+        change: &ChangeRecord,
+    ) -> tokio::task::JoinHandle<Result<Facts, String>> {
+        let (shared, change) = (shared.clone(), change.clone());
+        tokio::spawn(async move { Facts::gather(&shared, &change).await })
+    }
+
+    /// The facts from a [`Facts::prefetch`] when there is one, else looked up now.
+    pub(crate) async fn get<S: Store>(
+        shared: &Arc<Shared<S>>,
+        change: &ChangeRecord,
+        prefetched: Option<tokio::task::JoinHandle<Result<Facts, String>>>,
+    ) -> Result<Facts, String> {
+        match prefetched {
+            Some(handle) => handle.await.map_err(|e| e.to_string())?,
+            None => Facts::gather(shared, change).await,
+        }
+    }
+}
+
 /// What the policy is told about a change.
-async fn policy_input<S: Store>(
-    shared: &Arc<Shared<S>>,
+fn policy_input<S: Store>(
+    shared: &Shared<S>,
     change: &ChangeRecord,
     steps: &[StepRecord],
-) -> Result<PolicyInput, String> {
-    let owners = {
-        let shared = shared.clone();
-        let base = change.base_commit.clone();
-        tokio::task::spawn_blocking(move || code_owners(&shared.repo, &base))
-            .await
-            .map_err(|e| e.to_string())??
-    };
+    facts: Facts,
+) -> PolicyInput {
+    let Facts {
+        owners,
+        agent_owner: owner,
+        track_record,
+    } = facts;
     let owners_of = |path: &str| -> Vec<String> {
         owners
             .as_ref()
@@ -154,20 +210,12 @@ async fn policy_input<S: Store>(
         .iter()
         .flat_map(|step| step.findings.iter().cloned())
         .collect();
-    let owner = agent_owner(&shared.store, change)
-        .await
-        .map_err(|e| e.to_string())?;
-    let track_record = shared
-        .store
-        .track_record(&change.agent.name)
-        .await
-        .map_err(|e| e.to_string())?;
     let gate_files = paths
         .iter()
         .filter(|p| review::is_gate_file(p))
         .cloned()
         .collect();
-    Ok(PolicyInput {
+    PolicyInput {
         change: ChangeFacts {
             id: change.id.to_string(),
             title: change.title.clone(),
@@ -195,7 +243,7 @@ async fn policy_input<S: Store>(
         owners: all_owners.into_iter().collect(),
         gate_files,
         time: TimeFacts::at(shared.clock.now_ms()),
-    })
+    }
 }
 
 /// Evaluates the policy for a change, within the configured time limit.
@@ -203,8 +251,9 @@ pub(crate) async fn evaluate<S: Store>(
     shared: &Arc<Shared<S>>,
     change: &ChangeRecord,
     steps: &[StepRecord],
+    facts: Result<Facts, String>,
 ) -> Result<Obligations, String> {
-    let input = policy_input(shared, change, steps).await?;
+    let input = policy_input(shared, change, steps, facts?);
     let evaluating = shared.clone();
     tokio::task::spawn_blocking(move || {
         evaluating
@@ -235,9 +284,8 @@ fn change_event(
     }
 }
 
-/// The policy stage: runs after Level 1 passed (state `checks_passed`, leased to
-/// `worker`). The change ends awaiting review, approved (by rule or break-glass),
-/// rejected (denied), or failed (the policy could not be evaluated: fail closed).
+/// The policy stage, resumed on a change left in `checks_passed` (leased to `worker`):
+/// Level 1 usually writes the policy's decision with its verdict (see [`decision`]).
 pub(crate) async fn decide<S: Store>(
     shared: &Arc<Shared<S>>,
     worker: &str,
@@ -248,10 +296,33 @@ pub(crate) async fn decide<S: Store>(
         .steps(&change.id, change.revision)
         .await
         .map_err(|e| e.to_string())?;
+    let facts = Facts::gather(shared, change).await;
+    let (decision, events) = decision(shared, change, &steps, facts).await;
+    let settled = shared
+        .store
+        .settle_policy(&change.id, worker, change.revision, &decision, &events)
+        .await
+        .map_err(|e| e.to_string())?;
+    shared.progress.send_modify(|n| *n += 1);
+    if settled {
+        tracing::info!(change = %change.id, state = %decision.to, "policy decided");
+    }
+    Ok(())
+}
+
+/// The policy stage's decision for a revision whose checks (`steps`) passed, with its
+/// events: the change goes on awaiting review, approved (by rule or break-glass),
+/// rejected (denied), or failed (the policy could not be evaluated: fail closed).
+pub(crate) async fn decision<S: Store>(
+    shared: &Arc<Shared<S>>,
+    change: &ChangeRecord,
+    steps: &[StepRecord],
+    facts: Result<Facts, String>,
+) -> (PolicyDecision, Vec<NewEvent>) {
     let now = shared.clock.now_ms();
     let sha = shared.policy.sha256.clone();
     let system = Actor::system("policy");
-    let decision = match evaluate(shared, change, &steps).await {
+    match evaluate(shared, change, steps, facts).await {
         Err(reason) => {
             let summary = format!(
                 "the review policy could not be evaluated, so the change is not approved: {reason}"
@@ -358,18 +429,7 @@ pub(crate) async fn decide<S: Store>(
                 )
             }
         }
-    };
-    let (decision, events) = decision;
-    let settled = shared
-        .store
-        .settle_policy(&change.id, worker, change.revision, &decision, &events)
-        .await
-        .map_err(|e| e.to_string())?;
-    shared.progress.send_modify(|n| *n += 1);
-    if settled {
-        tracing::info!(change = %change.id, state = %decision.to, "policy decided");
     }
-    Ok(())
 }
 
 /// The decision for an urgent change whose checks passed: approved by break-glass, with

@@ -10,8 +10,11 @@
 //! workspace as before. The keeper builds a new standby, at a low CPU priority, once the
 //! change that took the last one has its verdict, and rebuilds it when the tip moves.
 //!
-//! The standby holds one workspace of the pool; a worker that finds it on another base
-//! releases it before acquiring, so it never holds a slot a worker waits for.
+//! The standby holds one workspace of the pool, so it is kept only when the pool has
+//! more workspaces than there are workers: then every worker finds one without taking
+//! the standby, and one stuck waiting for the standby's slot (which only a worker frees,
+//! by taking the standby) cannot happen. A worker that finds the standby on another base
+//! releases it, and the keeper never takes a workspace someone waits for.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -112,6 +115,10 @@ pub(crate) async fn keep<S: Store>(shared: Arc<Shared<S>>) {
 /// Makes sure the standby is at the target branch's tip, building it when a workspace is
 /// free. Never waits for a workspace: workers come first.
 fn refresh<S>(shared: &Shared<S>) -> Result<(), String> {
+    let server = &shared.config.server;
+    if server.workspaces <= server.workers {
+        return Ok(());
+    }
     let tip = shared
         .repo
         .resolve_commit(&shared.config.target_branch)

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
+
 use airlock_core::change::{ChangeState, StepRecord, StepStatus, Verdict, VerdictOutcome};
 use airlock_core::config::CheckCommand;
 use airlock_core::config::SandboxMode;
@@ -16,9 +18,10 @@ use airlock_core::ids::ChangeId;
 use airlock_core::pipeline::{NextStep, PlannedStep, next_step};
 use airlock_git::{CommitId, Workspace};
 use airlock_sandbox::{CommandSpec, SandboxConfig};
-use airlock_store::{ChangeRecord, Store};
+use airlock_store::{ChangeRecord, Claim, Conclusion, Store};
 
 use crate::api::file_hashes;
+use crate::review::Facts;
 use crate::standby::{self, PreparedCheck};
 use crate::{Shared, now_ms};
 
@@ -37,10 +40,18 @@ pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>, worker: String) {
         // Register interest before looking, so a notification between the look and the
         // wait is not lost.
         let notified = shared.work_available.notified();
-        match shared.store.claim_next(&worker, now_ms(), LEASE_MS).await {
-            Ok(Some(change)) => {
-                let id = change.id.clone();
-                if let Err(error) = check_change(&shared, &worker, change).await {
+        let started = |change: &ChangeRecord| {
+            let data = serde_json::json!({ "worker": worker });
+            system_event(change, EventKind::ChecksStarted, data)
+        };
+        match shared
+            .store
+            .claim_next(&worker, now_ms(), LEASE_MS, started)
+            .await
+        {
+            Ok(Some(claim)) => {
+                let id = claim.change.id.clone();
+                if let Err(error) = check_change(&shared, &worker, claim).await {
                     tracing::error!(change = %id, %error, "Level 1 could not run; it will be retried");
                 }
             }
@@ -74,8 +85,9 @@ pub(crate) fn system_event(
 async fn check_change<S: Store>(
     shared: &Arc<Shared<S>>,
     worker: &str,
-    change: ChangeRecord,
+    claim: Claim,
 ) -> Result<(), String> {
+    let change = claim.change;
     if change.attempts > MAX_ATTEMPTS {
         let verdict = Verdict::without_step(
             VerdictOutcome::Failed,
@@ -83,34 +95,17 @@ async fn check_change<S: Store>(
                 "airlock could not complete Level 1 after {MAX_ATTEMPTS} attempts; see the server log"
             ),
         );
-        finish(shared, worker, &change, change.state, verdict).await?;
-        return Ok(());
+        return finish(shared, worker, &change, verdict, &[], None, None).await;
     }
     if change.state == ChangeState::ChecksPassed {
         // Level 1 is done; the policy stage was interrupted.
         return crate::review::decide(shared, worker, &change).await;
     }
-    if change.state == ChangeState::Queued {
-        let event = system_event(
-            &change,
-            EventKind::ChecksStarted,
-            serde_json::json!({ "worker": worker }),
-        );
-        let moved = shared
-            .store
-            .transition(
-                &change.id,
-                worker,
-                ChangeState::Queued,
-                ChangeState::Checking,
-                None,
-                &event,
-            )
-            .await;
-        shared.progress.send_modify(|n| *n += 1);
-        if !moved.map_err(|e| e.to_string())? {
-            return Ok(()); // Someone else moved it; nothing to do.
-        }
+    shared.progress.send_modify(|n| *n += 1);
+    // Every way into `queued` starts a new revision, so a change the claim started has
+    // no steps yet; one that resumes may have some.
+    let done = if claim.started {
+        Vec::new()
     } else {
         let done = shared
             .store
@@ -127,17 +122,65 @@ async fn check_change<S: Store>(
             .append_event(&event)
             .await
             .map_err(|e| e.to_string())?;
-    }
+        done
+    };
 
-    let mut workspace: Option<Workspace> = None;
-    let result = run_steps(shared, worker, &change, &mut workspace).await;
-    if let Some(workspace) = workspace {
-        release_in_background(workspace);
-    }
+    let mut tree = Tree::Unneeded;
+    let result = run_steps(shared, worker, &change, done, &mut tree).await;
+    tree.release();
     // A standby taken by this change is rebuilt now that its verdict is recorded, not
     // while the change still competes for the CPU.
     shared.standby_wanted.notify_one();
     result
+}
+
+/// The change's workspace, holding exactly its base and its files, with the first check
+/// when it was already prepared there (the standby); or why the change no longer
+/// materializes (a verdict, not a retry).
+type Materialized = Result<(Workspace, Option<PreparedCheck>), String>;
+
+/// The change's workspace, for its check commands.
+enum Tree {
+    Unneeded,
+    /// Being prepared while the scan runs (see [`prepare_workspace`]).
+    Preparing(JoinHandle<Result<Materialized, String>>),
+    Ready(Workspace),
+}
+
+impl Tree {
+    /// Starts preparing the workspace when a check will need it after the scan that
+    /// runs next: the two then overlap. Not for an urgent change, whose checks the policy
+    /// may skip.
+    fn prepare_early<S: Store>(
+        shared: &Arc<Shared<S>>,
+        change: &ChangeRecord,
+        done: &[StepRecord],
+    ) -> Tree {
+        let plan = &shared.plan[done.len().min(shared.plan.len())..];
+        let scan_then_check = matches!(plan, [PlannedStep::Scan, PlannedStep::Check(_), ..]);
+        if !scan_then_check || change.urgency.is_some() {
+            return Tree::Unneeded;
+        }
+        let (shared, change) = (shared.clone(), change.clone());
+        Tree::Preparing(tokio::spawn(async move {
+            prepare_workspace(&shared, &change).await
+        }))
+    }
+
+    /// Returns the workspace to the pool, once ready if it is still being prepared.
+    fn release(self) {
+        match self {
+            Tree::Unneeded => {}
+            Tree::Ready(workspace) => release_in_background(workspace),
+            Tree::Preparing(preparing) => {
+                tokio::spawn(async move {
+                    if let Ok(Ok(Ok((workspace, _)))) = preparing.await {
+                        release_in_background(workspace);
+                    }
+                });
+            }
+        }
+    }
 }
 
 /// Returns a workspace to the pool without waiting for it.
@@ -172,12 +215,18 @@ pub(crate) fn in_background(name: &str, work: impl FnOnce() + Send + 'static) {
     }
 }
 
+/// Runs the steps after `done`, recording each before the next starts. The last one is
+/// recorded with the verdict instead (see [`finish`]).
 async fn run_steps<S: Store>(
     shared: &Arc<Shared<S>>,
     worker: &str,
     change: &ChangeRecord,
-    workspace: &mut Option<Workspace>,
+    mut done: Vec<StepRecord>,
+    tree: &mut Tree,
 ) -> Result<(), String> {
+    *tree = Tree::prepare_early(shared, change, &done);
+    // The policy's facts beside the findings, looked up while the steps run.
+    let mut facts = Some(Facts::prefetch(shared, change));
     // Break-glass: whether the policy lets this urgent change skip its check commands.
     let mut skip_checks: Option<bool> = None;
     // The first check, already prepared by the standby this change's workspace came from.
@@ -186,14 +235,9 @@ async fn run_steps<S: Store>(
         if shared.shutting_down.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let done = shared
-            .store
-            .steps(&change.id, change.revision)
-            .await
-            .map_err(|e| e.to_string())?;
         let index = match next_step(&shared.plan, &done) {
             NextStep::Finish(verdict) => {
-                return finish(shared, worker, change, ChangeState::Checking, verdict).await;
+                return finish(shared, worker, change, verdict, &done, None, facts).await;
             }
             NextStep::Run(index) => index,
         };
@@ -204,9 +248,14 @@ async fn run_steps<S: Store>(
                     && *match &mut skip_checks {
                         Some(known) => known,
                         None => skip_checks.insert(
-                            crate::review::evaluate(shared, change, &done)
-                                .await
-                                .is_ok_and(|o| o.break_glass_skips_checks),
+                            crate::review::evaluate(
+                                shared,
+                                change,
+                                &done,
+                                Facts::get(shared, change, facts.take()).await,
+                            )
+                            .await
+                            .is_ok_and(|o| o.break_glass_skips_checks),
                         ),
                     } =>
             {
@@ -228,26 +277,26 @@ async fn run_steps<S: Store>(
                 }
             }
             PlannedStep::Check(check) => {
-                if workspace.is_none() {
-                    match prepare_workspace(shared, change).await? {
-                        Ok((ready, first_check)) => {
-                            *workspace = Some(ready);
-                            prepared = first_check;
-                        }
-                        Err(reason) => {
-                            // The change no longer materializes: a verdict, not a retry.
-                            let verdict = Verdict::without_step(VerdictOutcome::Rejected, reason);
-                            return finish(shared, worker, change, ChangeState::Checking, verdict)
-                                .await;
-                        }
+                let ready = match std::mem::replace(tree, Tree::Unneeded) {
+                    Tree::Ready(ready) => Ok((ready, None)),
+                    Tree::Preparing(preparing) => preparing.await.map_err(|e| e.to_string())??,
+                    Tree::Unneeded => prepare_workspace(shared, change).await?,
+                };
+                let path = match ready {
+                    Ok((ready, first_check)) => {
+                        prepared = prepared.or(first_check);
+                        let path = ready.tree().to_path_buf();
+                        *tree = Tree::Ready(ready);
+                        path
                     }
-                }
-                let tree = workspace
-                    .as_ref()
-                    .map(|w| w.tree().to_path_buf())
-                    .unwrap_or_default();
+                    Err(reason) => {
+                        // The change no longer materializes: a verdict, not a retry.
+                        let verdict = Verdict::without_step(VerdictOutcome::Rejected, reason);
+                        return finish(shared, worker, change, verdict, &done, None, facts).await;
+                    }
+                };
                 let prepared = prepared.take();
-                match run_check(shared, worker, change, index, check, tree, prepared).await? {
+                match run_check(shared, worker, change, index, check, path, prepared).await? {
                     Some(step) => step,
                     None => return Ok(()), // Cancelled by shutdown: unrecorded, so it runs again.
                 }
@@ -266,9 +315,15 @@ async fn run_steps<S: Store>(
                 "isolation": step.isolation,
             }),
         );
+        done.push(step);
+        if let NextStep::Finish(verdict) = next_step(&shared.plan, &done) {
+            // The last step: recorded with the verdict, in one transaction.
+            return finish(shared, worker, change, verdict, &done, Some(&event), facts).await;
+        }
+        let step = done.last().expect("just pushed");
         let recorded = shared
             .store
-            .record_step(&change.id, worker, change.revision, &step, &event)
+            .record_step(&change.id, worker, change.revision, step, &event)
             .await;
         shared.progress.send_modify(|n| *n += 1);
         if !recorded.map_err(|e| e.to_string())? {
@@ -292,13 +347,12 @@ pub(crate) async fn stored_diff<S: Store>(
         .ok_or_else(|| format!("change {} has no stored diff", change.id))
 }
 
-/// The change's workspace, holding exactly its base and its files, and the first check
-/// when it was already prepared there (the standby). The outer error is airlock's
-/// (retry); the inner one is the change's (reject).
+/// Prepares the change's workspace (see [`Materialized`]). The error is airlock's
+/// (retry).
 async fn prepare_workspace<S: Store>(
     shared: &Arc<Shared<S>>,
     change: &ChangeRecord,
-) -> Result<Result<(Workspace, Option<PreparedCheck>), String>, String> {
+) -> Result<Materialized, String> {
     let diff = stored_diff(shared, change).await?;
     let shared = shared.clone();
     let change = change.clone();
@@ -499,14 +553,19 @@ pub(crate) async fn run_check<S: Store>(
     Ok(Some(step))
 }
 
-/// Records the verdict on a change this worker holds in state `from` (compare-and-set:
-/// nothing moves if the change is no longer there), then runs the policy stage.
+/// Ends Level 1 on a change this worker holds (compare-and-set: nothing is written if
+/// the change is no longer in the state it was claimed in). When the checks passed, the
+/// policy stage runs first, on `facts` when they were prefetched, so that the last step
+/// (`last_step`: the event of `steps`' last, when it ran now), the verdict and the
+/// policy's decision are written at once.
 async fn finish<S: Store>(
     shared: &Arc<Shared<S>>,
     worker: &str,
     change: &ChangeRecord,
-    from: ChangeState,
     verdict: Verdict,
+    steps: &[StepRecord],
+    last_step: Option<&NewEvent>,
+    facts: Option<JoinHandle<Result<Facts, String>>>,
 ) -> Result<(), String> {
     let kind = match verdict.outcome {
         VerdictOutcome::Passed => EventKind::ChecksPassed,
@@ -523,17 +582,38 @@ async fn finish<S: Store>(
             "isolation": verdict.isolation,
         }),
     );
-    let to = verdict.state();
-    let moved = shared
+    let policy = match verdict.outcome {
+        VerdictOutcome::Passed => {
+            let facts = Facts::get(shared, change, facts).await;
+            Some(crate::review::decision(shared, change, steps, facts).await)
+        }
+        VerdictOutcome::Rejected | VerdictOutcome::Failed => None,
+    };
+    let conclusion = Conclusion {
+        last_step: last_step.and_then(|event| Some((steps.last()?, event))),
+        verdict: &verdict,
+        verdict_event: &event,
+        policy: policy
+            .as_ref()
+            .map(|(decision, events)| (decision, events.as_slice())),
+    };
+    let concluded = shared
         .store
-        .transition(&change.id, worker, from, to, Some(&verdict), &event)
+        .conclude_checks(
+            &change.id,
+            worker,
+            change.revision,
+            change.state,
+            &conclusion,
+        )
         .await;
     shared.progress.send_modify(|n| *n += 1);
-    if moved.map_err(|e| e.to_string())? {
-        tracing::info!(change = %change.id, state = %to, summary = %verdict.summary, "Level 1 finished");
-        if to == ChangeState::ChecksPassed {
-            return crate::review::decide(shared, worker, change).await;
-        }
+    if concluded.map_err(|e| e.to_string())? {
+        let state = match &policy {
+            Some((decision, _)) => decision.to,
+            None => verdict.state(),
+        };
+        tracing::info!(change = %change.id, %state, summary = %verdict.summary, "Level 1 finished");
     }
     Ok(())
 }

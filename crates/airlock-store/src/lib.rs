@@ -103,6 +103,25 @@ pub struct Urgency {
     pub at_ms: i64,
 }
 
+/// A change just claimed by [`Store::claim_next`].
+#[derive(Clone, Debug)]
+pub struct Claim {
+    pub change: ChangeRecord,
+    /// The claim moved it from `queued` to `checking` (otherwise Level 1 resumes).
+    pub started: bool,
+}
+
+/// The end of Level 1, written at once by [`Store::conclude_checks`].
+#[derive(Clone, Copy, Debug)]
+pub struct Conclusion<'a> {
+    /// The last step, when it ran now and is not recorded yet, with its event.
+    pub last_step: Option<(&'a StepRecord, &'a NewEvent)>,
+    pub verdict: &'a Verdict,
+    pub verdict_event: &'a NewEvent,
+    /// The policy stage's decision and events, when the checks passed.
+    pub policy: Option<(&'a PolicyDecision, &'a [NewEvent])>,
+}
+
 /// What the policy concluded for one revision, written with the state it leads to.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PolicyDecision {
@@ -335,15 +354,19 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<ChangeRecord>, StoreError>> + Send;
 
-    /// Claims the oldest change that still needs Level 1 work (`queued`, or `checking`
-    /// with no live lease), leases it to `worker` until `now_ms + lease_ms` and counts the
-    /// attempt. None when there is nothing to do.
+    /// Claims the oldest change that still needs Level 1 work (`queued`, or `checking` or
+    /// `checks_passed` with no live lease), leases it to `worker` until
+    /// `now_ms + lease_ms` and counts the attempt. A `queued` change starts in the same
+    /// transaction: it moves to `checking` with the event `started` makes for it. The
+    /// record returned is the claimed change as it now is; `started` tells whether this
+    /// claim started it. None when there is nothing to do.
     fn claim_next(
         &self,
         worker: &str,
         now_ms: i64,
         lease_ms: i64,
-    ) -> impl Future<Output = Result<Option<ChangeRecord>, StoreError>> + Send;
+        started: impl FnOnce(&ChangeRecord) -> NewEvent + Send,
+    ) -> impl Future<Output = Result<Option<Claim>, StoreError>> + Send;
     /// Extends a lease; false if the worker no longer holds it.
     fn renew_lease(
         &self,
@@ -394,6 +417,19 @@ pub trait Store: Send + Sync + 'static {
         seq: i64,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<EventRecord>, StoreError>> + Send;
+    /// Ends Level 1 on a change `worker` holds in `from`, in one transaction: records the
+    /// step that ran last (unless it is recorded already), writes the verdict with its
+    /// event, and when the checks passed and the policy was evaluated, settles the policy
+    /// stage as [`Store::settle_policy`] does. Nothing is written when the lease or the
+    /// state moved on (false).
+    fn conclude_checks(
+        &self,
+        id: &ChangeId,
+        worker: &str,
+        revision: i64,
+        from: ChangeState,
+        conclusion: &Conclusion<'_>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Ends Level 2's policy stage of `revision`: moves the change from `checks_passed`
     /// to `decision.to` if `worker` still holds it, writes the obligations, opens the
     /// review or post-review, appends `events`. False when the change moved on.

@@ -26,10 +26,10 @@ use airlock_core::event::Actor;
 use airlock_core::review::TrackRecord;
 
 use crate::{
-    AgentActivity, ChangeRecord, DeploymentRecord, DeploymentUpdate, EventRecord, FenceCheck,
-    NewChange, NewRevision, OpenReview, Pause, PolicyDecision, PostReviewOpen, PostReviewRecord,
-    ReviewAction, ReviewRecorded, SlaMark, StableVersion, SteadyState, Store, StoreError,
-    TokenRecord, Urgency,
+    AgentActivity, ChangeRecord, Claim, Conclusion, DeploymentRecord, DeploymentUpdate,
+    EventRecord, FenceCheck, NewChange, NewRevision, OpenReview, Pause, PolicyDecision,
+    PostReviewOpen, PostReviewRecord, ReviewAction, ReviewRecorded, SlaMark, StableVersion,
+    SteadyState, Store, StoreError, TokenRecord, Urgency,
 };
 
 /// Migrations are compiled into the binary: a deployed airlock never depends on files
@@ -133,6 +133,20 @@ impl SqliteStore {
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Option<ChangeRecord>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        claim_oldest(&mut conn, states, also, worker, now_ms, lease_ms).await
+    }
+}
+
+async fn claim_oldest(
+    conn: &mut sqlx::SqliteConnection,
+    states: &'static str,
+    also: &'static str,
+    worker: &str,
+    now_ms: i64,
+    lease_ms: i64,
+) -> Result<Option<ChangeRecord>, StoreError> {
+    {
         let row = sqlx::query(&format!(
             "UPDATE changes SET lease_owner = ?1, lease_expires_ms = ?2, {also}updated_at_ms = ?3 \
              WHERE seq = (SELECT seq FROM changes WHERE state IN {states} \
@@ -142,7 +156,7 @@ impl SqliteStore {
         .bind(worker)
         .bind(now_ms.saturating_add(lease_ms))
         .bind(now_ms)
-        .fetch_optional(&self.pool)
+        .fetch_optional(conn)
         .await?;
         row.as_ref().map(change_from_row).transpose()
     }
@@ -358,6 +372,103 @@ async fn insert_event(
     Ok(())
 }
 
+/// Settles the policy stage on a change `worker` holds in `checks_passed` (see
+/// [`Store::settle_policy`]); false, writing nothing, when it is no longer there.
+async fn settle_policy(
+    conn: &mut sqlx::SqliteConnection,
+    id: &ChangeId,
+    worker: &str,
+    revision: i64,
+    decision: &PolicyDecision,
+    events: &[NewEvent],
+) -> Result<bool, StoreError> {
+    let at_ms = events.first().map_or(0, |e| e.at_ms);
+    {
+        let moved = sqlx::query(
+
+            "UPDATE changes SET state = ?, verdict = COALESCE(?, verdict), obligations = ?, policy_sha256 = ?, \
+             updated_at_ms = ?, lease_owner = NULL, lease_expires_ms = NULL \
+             WHERE id = ? AND state = 'checks_passed' AND lease_owner = ? AND revision = ?",
+        )
+        .bind(decision.to.as_str())
+        .bind(decision.verdict.as_ref().map(to_json))
+        .bind(decision.obligations.as_ref().map(to_json))
+        .bind(&decision.policy_sha256)
+        .bind(at_ms)
+        .bind(id.as_str())
+        .bind(worker)
+        .bind(revision)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+            == 1;
+        if !moved {
+            return Ok(false);
+        }
+        if let Some(clock) = &decision.review {
+            sqlx::query(
+                "INSERT INTO reviews (change_id, revision, requested_at_ms, remind_at_ms, escalate_at_ms, expire_at_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(id.as_str())
+            .bind(revision)
+            .bind(clock.requested_at_ms)
+            .bind(clock.remind_at_ms)
+            .bind(clock.escalate_at_ms)
+            .bind(clock.expire_at_ms)
+            .execute(&mut *conn)
+            .await?;
+        }
+        if let Some(post) = &decision.post_review {
+            open_post_review(&mut *conn, id, post).await?;
+        }
+        insert_events(conn, events).await?;
+        Ok(true)
+    }
+}
+
+fn check_policy_move(from: ChangeState, decision: &PolicyDecision) -> Result<(), StoreError> {
+    if from.can_become(decision.to) {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!(
+            "the policy cannot move a change to {}",
+            decision.to
+        )))
+    }
+}
+
+/// Records a finished step if `worker` still holds the change in `checking` and the step
+/// is not recorded yet; its event goes with it. The lease check and the insert are one
+/// statement: a worker whose lease expired cannot record a result another worker may
+/// already be producing.
+async fn insert_step(
+    conn: &mut sqlx::SqliteConnection,
+    id: &ChangeId,
+    worker: &str,
+    revision: i64,
+    step: &StepRecord,
+    event: &NewEvent,
+) -> Result<bool, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT OR IGNORE INTO steps (change_id, revision, idx, record) \
+         SELECT id, ?, ?, ? FROM changes WHERE id = ? AND lease_owner = ? AND state = 'checking'",
+    )
+    .bind(revision)
+    .bind(step.index as i64)
+    .bind(to_json(step))
+    .bind(id.as_str())
+    .bind(worker)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    if inserted {
+        insert_event(conn, event).await?;
+    }
+    Ok(inserted)
+}
+
 impl Store for SqliteStore {
     async fn insert_token(&self, token: &TokenRecord, event: &NewEvent) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -496,16 +607,41 @@ impl Store for SqliteStore {
         worker: &str,
         now_ms: i64,
         lease_ms: i64,
-    ) -> Result<Option<ChangeRecord>, StoreError> {
+        started: impl FnOnce(&ChangeRecord) -> NewEvent + Send,
+    ) -> Result<Option<Claim>, StoreError> {
+        let mut tx = self.pool.begin().await?;
         // Level 1 counts attempts: a change that keeps crashing a worker ends as failed.
-        self.claim_oldest(
+        let Some(mut change) = claim_oldest(
+            &mut tx,
             "('queued', 'checking', 'checks_passed')",
             "attempts = attempts + 1, ",
             worker,
             now_ms,
             lease_ms,
         )
-        .await
+        .await?
+        else {
+            return Ok(None);
+        };
+        let start = change.state == ChangeState::Queued;
+        if start {
+            let event = started(&change);
+            let (from, to) = (ChangeState::Queued, ChangeState::Checking);
+            if !move_leased(&mut tx, &change.id, worker, from, to, None, event.at_ms).await? {
+                return Err(StoreError::Conflict(format!(
+                    "{} moved while it was being claimed",
+                    change.id
+                )));
+            }
+            insert_event(&mut tx, &event).await?;
+            change.state = to;
+            change.updated_at_ms = event.at_ms;
+        }
+        tx.commit().await?;
+        Ok(Some(Claim {
+            change,
+            started: start,
+        }))
     }
 
     async fn renew_lease(
@@ -568,24 +704,7 @@ impl Store for SqliteStore {
         event: &NewEvent,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        // The lease check and the insert are one statement: a worker whose lease expired
-        // cannot record a result another worker may already be producing.
-        let inserted = sqlx::query(
-            "INSERT OR IGNORE INTO steps (change_id, revision, idx, record) \
-             SELECT id, ?, ?, ? FROM changes WHERE id = ? AND lease_owner = ? AND state = 'checking'",
-        )
-        .bind(revision)
-        .bind(step.index as i64)
-        .bind(to_json(step))
-        .bind(id.as_str())
-        .bind(worker)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if inserted {
-            insert_event(&mut tx, event).await?;
-        }
+        let inserted = insert_step(&mut tx, id, worker, revision, step, event).await?;
         tx.commit().await?;
         Ok(inserted)
     }
@@ -606,6 +725,43 @@ impl Store for SqliteStore {
         insert_event(&mut conn, event).await
     }
 
+    async fn conclude_checks(
+        &self,
+        id: &ChangeId,
+        worker: &str,
+        revision: i64,
+        from: ChangeState,
+        conclusion: &Conclusion<'_>,
+    ) -> Result<bool, StoreError> {
+        let to = conclusion.verdict.state();
+        if !from.can_become(to) {
+            return Err(StoreError::Conflict(format!(
+                "a change cannot go from {from} to {to}"
+            )));
+        }
+        if let Some((decision, _)) = conclusion.policy {
+            check_policy_move(to, decision)?;
+        }
+        let mut tx = self.pool.begin().await?;
+        if let Some((step, event)) = conclusion.last_step {
+            // Already recorded (by an earlier attempt that lost its verdict) is fine.
+            insert_step(&mut tx, id, worker, revision, step, event).await?;
+        }
+        let event = conclusion.verdict_event;
+        let verdict = Some(conclusion.verdict);
+        if !move_leased(&mut tx, id, worker, from, to, verdict, event.at_ms).await? {
+            return Ok(false);
+        }
+        insert_event(&mut tx, event).await?;
+        if let Some((decision, events)) = conclusion.policy
+            && !settle_policy(&mut tx, id, worker, revision, decision, events).await?
+        {
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn settle_policy(
         &self,
         id: &ChangeId,
@@ -614,54 +770,13 @@ impl Store for SqliteStore {
         decision: &PolicyDecision,
         events: &[NewEvent],
     ) -> Result<bool, StoreError> {
-        if !ChangeState::ChecksPassed.can_become(decision.to) {
-            return Err(StoreError::Conflict(format!(
-                "the policy cannot move a change to {}",
-                decision.to
-            )));
-        }
-        let at_ms = events.first().map_or(0, |e| e.at_ms);
+        check_policy_move(ChangeState::ChecksPassed, decision)?;
         let mut tx = self.pool.begin().await?;
-        let moved = sqlx::query(
-            "UPDATE changes SET state = ?, verdict = COALESCE(?, verdict), obligations = ?, policy_sha256 = ?, \
-             updated_at_ms = ?, lease_owner = NULL, lease_expires_ms = NULL \
-             WHERE id = ? AND state = 'checks_passed' AND lease_owner = ? AND revision = ?",
-        )
-        .bind(decision.to.as_str())
-        .bind(decision.verdict.as_ref().map(to_json))
-        .bind(decision.obligations.as_ref().map(to_json))
-        .bind(&decision.policy_sha256)
-        .bind(at_ms)
-        .bind(id.as_str())
-        .bind(worker)
-        .bind(revision)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !moved {
-            return Ok(false);
+        let settled = settle_policy(&mut tx, id, worker, revision, decision, events).await?;
+        if settled {
+            tx.commit().await?;
         }
-        if let Some(clock) = &decision.review {
-            sqlx::query(
-                "INSERT INTO reviews (change_id, revision, requested_at_ms, remind_at_ms, escalate_at_ms, expire_at_ms) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(id.as_str())
-            .bind(revision)
-            .bind(clock.requested_at_ms)
-            .bind(clock.remind_at_ms)
-            .bind(clock.escalate_at_ms)
-            .bind(clock.expire_at_ms)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if let Some(post) = &decision.post_review {
-            open_post_review(&mut tx, id, post).await?;
-        }
-        insert_events(&mut tx, events).await?;
-        tx.commit().await?;
-        Ok(true)
+        Ok(settled)
     }
 
     async fn record_review(

@@ -6,7 +6,7 @@ use airlock_core::change::{
 };
 use airlock_core::event::{Actor, ActorKind, EventKind, NewEvent};
 use airlock_core::ids::{ChangeId, Role, TokenId};
-use airlock_store::{FenceCheck, NewChange, SqliteStore, Store, TokenRecord};
+use airlock_store::{ChangeRecord, FenceCheck, NewChange, SqliteStore, Store, TokenRecord};
 
 fn event(change: Option<&ChangeId>, kind: EventKind) -> NewEvent {
     NewEvent {
@@ -16,6 +16,11 @@ fn event(change: Option<&ChangeId>, kind: EventKind) -> NewEvent {
         kind,
         data: serde_json::json!({}),
     }
+}
+
+/// The `checks.started` event a claim writes when it starts a queued change.
+fn started(change: &ChangeRecord) -> NewEvent {
+    event(Some(&change.id), EventKind::ChecksStarted)
 }
 
 fn new_change(n: u8) -> NewChange {
@@ -79,43 +84,60 @@ async fn claims_oldest_first_and_respects_leases() {
             .unwrap();
     }
     let first = store
-        .claim_next("w1", 10_000, 5_000)
+        .claim_next("w1", 10_000, 5_000, started)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(first.id, ChangeId::from_bytes([1; 16]));
-    assert_eq!(first.attempts, 1);
+    assert_eq!(first.change.id, ChangeId::from_bytes([1; 16]));
+    assert_eq!(first.change.attempts, 1);
+    // The claim started it: `checking`, with its event, in the same transaction.
+    assert!(first.started);
+    assert_eq!(first.change.state, ChangeState::Checking);
+    assert_eq!(
+        store.change(&first.change.id).await.unwrap().unwrap().state,
+        ChangeState::Checking
+    );
     let second = store
-        .claim_next("w2", 10_000, 5_000)
+        .claim_next("w2", 10_000, 5_000, started)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(second.id, ChangeId::from_bytes([2; 16]));
+    assert_eq!(second.change.id, ChangeId::from_bytes([2; 16]));
     assert!(
         store
-            .claim_next("w3", 10_000, 5_000)
+            .claim_next("w3", 10_000, 5_000, started)
             .await
             .unwrap()
             .is_none(),
         "both are leased"
     );
-    // w1's lease expires: another worker may take its change over.
+    // w1's lease expires: another worker may take its change over, and resumes it.
     let taken = store
-        .claim_next("w3", 15_001, 5_000)
+        .claim_next("w3", 15_001, 5_000, started)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(taken.id, first.id);
-    assert_eq!(taken.attempts, 2);
+    assert_eq!(taken.change.id, first.change.id);
+    assert_eq!(taken.change.attempts, 2);
+    assert!(!taken.started, "a change in `checking` resumes");
+    let first = first.change;
+    let kinds: Vec<String> = store
+        .events(Some(&first.id))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["change.proposed", "checks.started"], "started once");
     // w1 no longer holds it: its transition is refused.
     let moved = store
         .transition(
             &first.id,
             "w1",
-            ChangeState::Queued,
             ChangeState::Checking,
+            ChangeState::ChecksPassed,
             None,
-            &event(Some(&first.id), EventKind::ChecksStarted),
+            &event(Some(&first.id), EventKind::ChecksPassed),
         )
         .await
         .unwrap();
@@ -134,21 +156,13 @@ async fn transitions_are_compare_and_set_and_final_states_release() {
         .insert_change(&change, &[event(Some(&id), EventKind::ChangeProposed)])
         .await
         .unwrap();
-    store.claim_next("w", 0, 60_000).await.unwrap().unwrap();
-    let started = event(Some(&id), EventKind::ChecksStarted);
-    assert!(
-        store
-            .transition(
-                &id,
-                "w",
-                ChangeState::Queued,
-                ChangeState::Checking,
-                None,
-                &started
-            )
-            .await
-            .unwrap()
-    );
+    let claim = store
+        .claim_next("w", 0, 60_000, started)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(claim.started);
+    let started_event = event(Some(&id), EventKind::ChecksStarted);
     assert!(
         !store
             .transition(
@@ -157,7 +171,7 @@ async fn transitions_are_compare_and_set_and_final_states_release() {
                 ChangeState::Queued,
                 ChangeState::Checking,
                 None,
-                &started
+                &started_event
             )
             .await
             .unwrap()
@@ -170,7 +184,7 @@ async fn transitions_are_compare_and_set_and_final_states_release() {
                 ChangeState::Queued,
                 ChangeState::ChecksPassed,
                 None,
-                &started
+                &started_event
             )
             .await
             .is_err()
@@ -215,7 +229,11 @@ async fn transitions_are_compare_and_set_and_final_states_release() {
     assert_eq!(record.state, ChangeState::ChecksPassed);
     assert_eq!(record.verdict, Some(verdict));
     assert!(
-        store.claim_next("w", 0, 60_000).await.unwrap().is_none(),
+        store
+            .claim_next("w", 0, 60_000, started)
+            .await
+            .unwrap()
+            .is_none(),
         "final changes are never claimed"
     );
 
@@ -340,11 +358,12 @@ async fn awaiting_review(store: &SqliteStore, change: &NewChange) {
         )
         .await
         .unwrap();
-    store.claim_next("w", 0, 60_000).await.unwrap().unwrap();
-    for (from, to) in [
-        (ChangeState::Queued, ChangeState::Checking),
-        (ChangeState::Checking, ChangeState::ChecksPassed),
-    ] {
+    store
+        .claim_next("w", 0, 60_000, started)
+        .await
+        .unwrap()
+        .unwrap();
+    for (from, to) in [(ChangeState::Checking, ChangeState::ChecksPassed)] {
         assert!(
             store
                 .transition(
@@ -401,6 +420,106 @@ async fn awaiting_review(store: &SqliteStore, change: &NewChange) {
             .await
             .unwrap()
     );
+}
+
+#[tokio::test]
+async fn level_1_concludes_in_one_transaction_or_not_at_all() {
+    let (_dir, store) = open().await;
+    let change = new_change(9);
+    let id = change.id.clone();
+    store
+        .insert_change(&change, &[event(Some(&id), EventKind::ChangeProposed)])
+        .await
+        .unwrap();
+    store
+        .claim_next("w", 0, 60_000, started)
+        .await
+        .unwrap()
+        .unwrap();
+    let kinds = async || -> Vec<String> {
+        let events = store.events(Some(&id)).await.unwrap();
+        events.into_iter().map(|e| e.kind).collect()
+    };
+    let verdict = |outcome| Verdict {
+        outcome,
+        summary: "summary".into(),
+        failed_step: None,
+        exit_code: None,
+        duration_ms: None,
+        output_excerpt: None,
+        isolation: None,
+    };
+    let (passed, rejected) = (
+        verdict(VerdictOutcome::Passed),
+        verdict(VerdictOutcome::Rejected),
+    );
+    let decision = airlock_store::PolicyDecision {
+        to: ChangeState::AwaitingReview,
+        verdict: None,
+        obligations: None,
+        policy_sha256: "p".repeat(64),
+        review: Some(airlock_core::review::ReviewClock::start(
+            0,
+            std::time::Duration::from_secs(3600),
+            None,
+        )),
+        post_review: None,
+    };
+    let last = step(0);
+    let step_event = event(Some(&id), EventKind::CheckStepFinished);
+    let verdict_event = event(Some(&id), EventKind::ChecksPassed);
+    let policy_events = [event(Some(&id), EventKind::ReviewRequested)];
+    let conclusion = airlock_store::Conclusion {
+        last_step: Some((&last, &step_event)),
+        verdict: &passed,
+        verdict_event: &verdict_event,
+        policy: Some((&decision, &policy_events)),
+    };
+    let conclude = async |worker: &str, conclusion: &airlock_store::Conclusion<'_>| {
+        store
+            .conclude_checks(&id, worker, 1, ChangeState::Checking, conclusion)
+            .await
+    };
+
+    // Not the lease holder: nothing is written, not even the step.
+    assert!(!conclude("other", &conclusion).await.unwrap());
+    // A policy decision after a rejection is refused before anything is written.
+    let wrong = airlock_store::Conclusion {
+        verdict: &rejected,
+        ..conclusion
+    };
+    assert!(conclude("w", &wrong).await.is_err());
+    assert_eq!(store.steps(&id, 1).await.unwrap(), vec![]);
+    assert_eq!(kinds().await, ["change.proposed", "checks.started"]);
+    assert_eq!(
+        store.change(&id).await.unwrap().unwrap().state,
+        ChangeState::Checking
+    );
+
+    // The holder: the step, the verdict and the policy stage, at once.
+    assert!(conclude("w", &conclusion).await.unwrap());
+    let record = store.change(&id).await.unwrap().unwrap();
+    assert_eq!(record.state, ChangeState::AwaitingReview);
+    assert_eq!(record.verdict.as_ref(), Some(&passed));
+    assert_eq!(
+        record.policy_sha256.as_deref(),
+        Some("p".repeat(64).as_str())
+    );
+    assert_eq!(store.steps(&id, 1).await.unwrap(), vec![step(0)]);
+    assert_eq!(store.open_reviews().await.unwrap().len(), 1);
+    assert_eq!(
+        kinds().await,
+        [
+            "change.proposed",
+            "checks.started",
+            "checks.step_finished",
+            "checks.passed",
+            "review.requested"
+        ]
+    );
+    // Once only.
+    assert!(!conclude("w", &conclusion).await.unwrap());
+    assert_eq!(kinds().await.len(), 5);
 }
 
 #[tokio::test]
@@ -647,10 +766,13 @@ async fn approved(store: &SqliteStore, change: &NewChange) {
         )
         .await
         .unwrap();
-    let claimed = store.claim_next("w", 10, 60_000).await.unwrap().unwrap();
-    assert_eq!(claimed.id, change.id);
+    let claimed = store
+        .claim_next("w", 10, 60_000, started)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.change.id, change.id);
     for (from, to) in [
-        (ChangeState::Queued, ChangeState::Checking),
         (ChangeState::Checking, ChangeState::ChecksPassed),
         (ChangeState::ChecksPassed, ChangeState::Approved),
     ] {

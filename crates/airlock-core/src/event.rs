@@ -143,6 +143,13 @@ pub enum EventKind {
     /// The health verdict of a step, with its evidence.
     #[serde(rename = "rollout.decision")]
     RolloutDecision,
+    /// A person let a rollout the judge held (an advisory failure) go on: the metrics
+    /// it held on no longer stop it; the guards and enforcing metrics still do.
+    #[serde(rename = "rollout.continued")]
+    RolloutContinued,
+    /// A person stopped a rollout under way: traffic back to stable, then the rollback.
+    #[serde(rename = "rollout.aborted")]
+    RolloutAborted,
     /// The change serves 100 % of traffic and is the stable version.
     #[serde(rename = "rollout.completed")]
     RolloutCompleted,
@@ -213,6 +220,8 @@ impl EventKind {
             EventKind::DeployFailed => "deploy.failed",
             EventKind::RolloutStep => "rollout.step",
             EventKind::RolloutDecision => "rollout.decision",
+            EventKind::RolloutContinued => "rollout.continued",
+            EventKind::RolloutAborted => "rollout.aborted",
             EventKind::RolloutCompleted => "rollout.completed",
             EventKind::RollbackStarted => "rollback.started",
             EventKind::RollbackCompleted => "rollback.completed",

@@ -22,7 +22,7 @@ use airlock_core::event::{Actor, EventKind, NewEvent};
 use airlock_core::pipeline::PlannedStep;
 use airlock_core::review::ReviewVerdict;
 use airlock_git::{CommitId, CommitMessage, Landing, MergeConflict, PushOutcome, Remote};
-use airlock_judge::Verdict as JudgeVerdict;
+use airlock_judge::{MetricVerdict, Trust, Verdict as JudgeVerdict};
 use airlock_rollout::{
     Environment, Fence, FenceToken, GuardVerdict, Guards, Observed, PrometheusSource, Provider,
     RolloutError, Slot, Version, Weights,
@@ -35,6 +35,7 @@ use tokio::sync::Notify;
 
 use crate::canary::{self, Canary, Reading};
 use crate::drift;
+use crate::intervention::Interventions;
 use crate::watch::{Before, Look, Watch};
 use crate::worker::system_event;
 use crate::{Shared, now_ms};
@@ -1010,6 +1011,7 @@ impl<S: Store> Driver<'_, S> {
                     change,
                     format!("the candidate could not start: {error}"),
                     serde_json::Value::Null,
+                    None,
                 )
                 .await;
         }
@@ -1043,6 +1045,7 @@ impl<S: Store> Driver<'_, S> {
                             change,
                             format!("traffic could not be set for the {percent} % step: {error}"),
                             serde_json::Value::Null,
+                            None,
                         )
                         .await;
                 }
@@ -1090,7 +1093,22 @@ impl<S: Store> Driver<'_, S> {
                         .map_err(|e| e.to_string())?;
                     let mut evidence = evidence;
                     evidence["recording"] = self.save_recording(change, &canary);
-                    return self.abort_rollout(change, reason, evidence).await;
+                    return self.abort_rollout(change, reason, evidence, None).await;
+                }
+                StepResult::Aborted(reason, by, mut evidence) => {
+                    let mut event = self.event(
+                        change,
+                        EventKind::RolloutDecision,
+                        serde_json::json!({ "step": index, "percent": percent, "decision": "abort", "reason": reason, "evidence": evidence }),
+                    );
+                    event.actor = by.clone();
+                    self.shared
+                        .store
+                        .append_event(&event)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    evidence["recording"] = self.save_recording(change, &canary);
+                    return self.abort_rollout(change, reason, evidence, Some(by)).await;
                 }
                 StepResult::Interrupted => return Ok(Stop::Interrupted),
             }
@@ -1454,11 +1472,13 @@ impl<S: Store> Driver<'_, S> {
     }
 
     /// Watches the canary for one step. The judge compares it with the baseline at every
-    /// poll: its failure ends the step at once (an advisory failure holds it for a
-    /// human); the absolute guards stay as a second line. The step passes once the soak
-    /// time is over, the judge passes it and the guards see enough healthy traffic.
-    /// Missing or thin data makes the step wait, never fail. While the kill switch is on,
-    /// a healthy step holds.
+    /// poll: its failure ends the step at once; an advisory failure holds it until a
+    /// person continues the rollout past it (`rollout.continued`: the metrics it names
+    /// then no longer stop the rollout) or aborts it (`rollout.aborted`, read at every
+    /// poll, held or not). The absolute guards stay as a second line. The step passes
+    /// once the soak time is over, the judge passes it and the guards see enough healthy
+    /// traffic. Missing or thin data makes the step wait, never fail. While the kill
+    /// switch is on, a healthy step holds.
     async fn watch_step(
         &self,
         change: &ChangeRecord,
@@ -1470,7 +1490,9 @@ impl<S: Store> Driver<'_, S> {
         // The guards judge what was served since the step began.
         let mut start: Option<BTreeMap<Slot, Observed>> = None;
         let began = Instant::now();
-        let (mut missing_noted, mut waiting_noted, mut hold_noted) = (false, false, false);
+        let (mut missing_noted, mut waiting_noted) = (false, false);
+        // The metrics of the hold last announced, so that each hold is one event.
+        let mut hold_noted: Option<Vec<String>> = None;
         loop {
             tokio::time::sleep(config.poll).await;
             if self.shared.shutting_down.load(Ordering::SeqCst) {
@@ -1509,35 +1531,69 @@ impl<S: Store> Driver<'_, S> {
                 },
                 "seconds": began.elapsed().as_secs_f64(),
             });
-            match &decision.verdict {
+            let people = Interventions::of(
+                &self
+                    .shared
+                    .store
+                    .events(Some(&change.id))
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+            if let Some((reason, by)) = people.abort {
+                let reason = format!("rollout aborted by {}: {reason}", by.name);
+                return Ok(StepResult::Aborted(reason, by, evidence));
+            }
+            let judge_passes = match &decision.verdict {
                 JudgeVerdict::Fail { metric } => {
                     return Ok(StepResult::Unhealthy(
                         canary::failure_reason(&decision, metric),
                         evidence,
                     ));
                 }
-                JudgeVerdict::Hold { metric } => {
-                    if !hold_noted {
-                        hold_noted = true;
-                        let event = self.event(
-                            change,
-                            EventKind::RolloutDecision,
-                            serde_json::json!({
-                                "decision": "hold",
-                                "reason": canary::failure_reason(&decision, metric),
-                                "evidence": evidence,
-                            }),
-                        );
-                        self.shared
-                            .store
-                            .append_event(&event)
-                            .await
-                            .map_err(|e| e.to_string())?;
+                JudgeVerdict::Hold { .. } => {
+                    let unanswered: Vec<String> = decision
+                        .metrics
+                        .iter()
+                        .filter(|m| m.trust == Trust::Advisory && m.verdict == MetricVerdict::Fail)
+                        .filter(|m| !people.acknowledged.contains(&m.name))
+                        .map(|m| m.name.clone())
+                        .collect();
+                    if let Some(first) = unanswered.first() {
+                        if hold_noted.as_ref() != Some(&unanswered) {
+                            let event = self.event(
+                                change,
+                                EventKind::RolloutDecision,
+                                serde_json::json!({
+                                    "decision": "hold",
+                                    "metrics": unanswered,
+                                    "reason": canary::failure_reason(&decision, first),
+                                    "evidence": evidence,
+                                }),
+                            );
+                            self.shared
+                                .store
+                                .append_event(&event)
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            hold_noted = Some(unanswered);
+                        }
+                        // Advisory: a person decides (`airlock rollout continue|abort`);
+                        // until then the step never advances.
+                        continue;
                     }
-                    // Advisory: a human decides (`airlock rollback`); the step never advances.
-                    continue;
+                    // A person let every advisory failure go: the other metrics decide.
+                    decision
+                        .metrics
+                        .iter()
+                        .filter(|m| m.trust != Trust::Shadow)
+                        .filter(|m| !people.acknowledged.contains(&m.name))
+                        .all(|m| m.verdict == MetricVerdict::Pass)
                 }
-                _ => {}
+                verdict => *verdict == JudgeVerdict::Pass,
+            };
+            let mut evidence = evidence;
+            if !people.acknowledged.is_empty() {
+                evidence["continued_past"] = serde_json::json!(people.acknowledged);
             }
             let soaked = began.elapsed() >= config.soak;
             let paused = self
@@ -1551,9 +1607,7 @@ impl<S: Store> Driver<'_, S> {
                 GuardVerdict::Unhealthy { reason } => {
                     return Ok(StepResult::Unhealthy(reason, evidence));
                 }
-                GuardVerdict::Healthy
-                    if soaked && !paused && decision.verdict == JudgeVerdict::Pass =>
-                {
+                GuardVerdict::Healthy if soaked && !paused && judge_passes => {
                     return Ok(StepResult::Healthy(evidence));
                 }
                 _ if soaked && !waiting_noted => {
@@ -1607,12 +1661,14 @@ impl<S: Store> Driver<'_, S> {
         }
     }
 
-    /// Ends a rollout that went wrong: traffic back to stable at once, then the rollback.
+    /// Ends a rollout that went wrong (or that a person, `by`, stopped): traffic back to
+    /// stable at once, then the rollback.
     async fn abort_rollout(
         &self,
         change: &ChangeRecord,
         reason: String,
         evidence: serde_json::Value,
+        by: Option<Actor>,
     ) -> Outcome {
         let token = self.token;
         let restored = blocking(self.runtime, move |provider| {
@@ -1624,7 +1680,8 @@ impl<S: Store> Driver<'_, S> {
             EventKind::RollbackStarted,
             serde_json::json!({
                 "reason": reason,
-                "automatic": true,
+                "automatic": by.is_none(),
+                "by": by.as_ref().map(|b| b.name.as_str()),
                 "evidence": evidence,
                 "traffic_on_stable": restored.is_ok(),
             }),
@@ -1653,7 +1710,7 @@ impl<S: Store> Driver<'_, S> {
             change,
             DeploymentUpdate {
                 rollback_reason: Some(reason),
-                rollback_by: Some(Actor::system("deployer")),
+                rollback_by: Some(by.unwrap_or_else(|| Actor::system("deployer"))),
                 ..Default::default()
             },
             self.event(
@@ -1834,6 +1891,8 @@ impl<S: Store> Driver<'_, S> {
 enum StepResult {
     Healthy(serde_json::Value),
     Unhealthy(String, serde_json::Value),
+    /// A person stopped the rollout: the reason, who, the evidence at that moment.
+    Aborted(String, Actor, serde_json::Value),
     Interrupted,
 }
 

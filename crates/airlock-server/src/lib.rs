@@ -9,6 +9,7 @@ mod canary;
 mod deploy;
 mod drift;
 mod intake;
+mod intervention;
 pub mod review;
 mod standby;
 pub mod tokens;

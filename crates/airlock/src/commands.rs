@@ -16,7 +16,8 @@ use anyhow::{Context, bail};
 
 use crate::Outcome;
 use crate::cli::{
-    Args, CanaryCommand, ClientArgs, Command, ProposeArgs, ReviewCommand, TokenCommand,
+    Args, CanaryCommand, ClientArgs, Command, ProposeArgs, ReviewCommand, RolloutCommand,
+    TokenCommand,
 };
 use crate::client::Client;
 
@@ -72,6 +73,28 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             client,
             json,
         } => rollback(&id, &reason, no_wait, &client, json),
+        Command::Rollout(RolloutCommand::Continue {
+            id,
+            reason,
+            client,
+            json,
+        }) => {
+            let id: airlock_core::ids::ChangeId = id.parse().map_err(anyhow::Error::msg)?;
+            let answer: serde_json::Value = connect(&client)?.post(
+                &format!("/v1/changes/{id}/rollout"),
+                &serde_json::json!({ "action": "continue", "reason": reason }),
+            )?;
+            print_answer(&answer, json, || {
+                format!("{id}: the rollout goes on past the judge's hold")
+            })
+        }
+        Command::Rollout(RolloutCommand::Abort {
+            id,
+            reason,
+            no_wait,
+            client,
+            json,
+        }) => abort_rollout(&id, &reason, no_wait, &client, json),
         Command::SampleService {
             port,
             config,
@@ -637,9 +660,42 @@ fn rollback(
     if no_wait {
         return print_answer(&answer, json, || format!("{id}: rollback requested"));
     }
+    wait_for_rollback(&client, &id, json)
+}
+
+/// Stops a rollout under way; like `airlock rollback`, waits for the rollback unless told not to.
+fn abort_rollout(
+    id: &str,
+    reason: &str,
+    no_wait: bool,
+    client_args: &ClientArgs,
+    json: bool,
+) -> anyhow::Result<Outcome> {
+    let id: airlock_core::ids::ChangeId = id.parse().map_err(anyhow::Error::msg)?;
+    let client = connect(client_args)?;
+    let answer: serde_json::Value = client.post(
+        &format!("/v1/changes/{id}/rollout"),
+        &serde_json::json!({ "action": "abort", "reason": reason }),
+    )?;
+    if no_wait {
+        return print_answer(&answer, json, || format!("{id}: rollout abort requested"));
+    }
+    wait_for_rollback(&client, &id, json)
+}
+
+/// Follows a change until its rollback (or the deployment it stops) ends: exit 1 when
+/// rolled back, an error when the rollback could not complete.
+fn wait_for_rollback(
+    client: &Client,
+    id: &airlock_core::ids::ChangeId,
+    json: bool,
+) -> anyhow::Result<Outcome> {
     let view = loop {
         let view: ChangeView = client.get(&format!("/v1/changes/{id}?wait=2"))?;
-        if view.state != ChangeState::RollingBack {
+        if !matches!(
+            view.state,
+            ChangeState::RollingBack | ChangeState::Deploying
+        ) {
             break view;
         }
     };

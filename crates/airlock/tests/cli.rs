@@ -1235,8 +1235,18 @@ fn view_recording(bench: &DeployBench, id: &str) -> String {
 
 /// A repository whose service is the sample service (behaviour `service_conf`), deployed
 /// with the local provider in steps of 50 and 100 %, with `extra` appended to its
-/// `[deploy]` section; and the port of its production proxy.
+/// `[deploy.guards]` section (where further sections may follow); and the port of its
+/// production proxy.
 fn sample_service_bench(service_conf: &str, extra: &str) -> (tempfile::TempDir, DeployBench, u16) {
+    sample_service_bench_with_steps(service_conf, "[50, 100]", extra)
+}
+
+/// [`sample_service_bench`] with other canary `steps`.
+fn sample_service_bench_with_steps(
+    service_conf: &str,
+    steps: &str,
+    extra: &str,
+) -> (tempfile::TempDir, DeployBench, u16) {
     let (dir, root) = repository();
     std::fs::write(root.join("service.conf"), service_conf).unwrap();
     git(&root, &["add", "-A"]);
@@ -1245,7 +1255,7 @@ fn sample_service_bench(service_conf: &str, extra: &str) -> (tempfile::TempDir, 
     let proxy_port = free_port();
     let deploy = format!(
         "\n[deploy]\nstart = '''exec '{bin}' sample-service --port $PORT'''\n\
-         listen = \"127.0.0.1:{proxy_port}\"\nsteps = [50, 100]\nsoak = \"1s\"\npoll = \"100ms\"\n\
+         listen = \"127.0.0.1:{proxy_port}\"\nsteps = {steps}\nsoak = \"1s\"\npoll = \"100ms\"\n\
          [deploy.guards]\nmin_requests = 20\n{extra}",
         bin = env!("CARGO_BIN_EXE_airlock"),
     );
@@ -1449,6 +1459,27 @@ impl DeployBench {
             assert!(
                 Instant::now() < deadline,
                 "no {kind} event for {id}: {:?}\nserver log:\n{}",
+                self.events_of(id),
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The first `rollout.decision` about `id` whose decision is `decision`, waited for.
+    fn wait_for_decision(&self, id: &str, decision: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(event) = self
+                .events_of(id)
+                .into_iter()
+                .find(|e| e["kind"] == "rollout.decision" && e["data"]["decision"] == decision)
+            {
+                return event;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {decision} decision for {id}: {:?}\nserver log:\n{}",
                 self.events_of(id),
                 std::fs::read_to_string(&self.log).unwrap_or_default()
             );
@@ -2022,4 +2053,146 @@ fn drift_across_changes_that_each_passed_pauses_deployments() {
     assert!(resumed.status.success(), "{}", text(&resumed));
     let view = bench.wait_for(&next, &["deployed", "rolled_back", "failed"]);
     assert_eq!(view["state"], "deployed", "{view}");
+}
+
+#[test]
+fn an_advisory_hold_waits_for_a_person_to_continue_or_abort_the_rollout() {
+    // `max_error_rate = 1` lands in [deploy.guards]: the guards never fail on errors,
+    // so what stops these canaries is the judge alone, and it only advises.
+    let (_dir, bench, proxy_port) = sample_service_bench(
+        "error_rate = 0\n",
+        "max_error_rate = 1.0\n[deploy.judge]\ntrust = \"advisory\"\n",
+    );
+    let _load = Load::start(proxy_port);
+    let (bot, operator) = (&bench.bot, &bench.operator);
+
+    // 1. Every request of the canary fails: the judge holds the rollout for a person,
+    // who aborts it. Traffic goes back to stable and the change is reverted.
+    let broken = bench.propose("service.conf", "error_rate = 0", "error_rate = 1", "broken");
+    bench.approve(&broken);
+    let hold = bench.wait_for_decision(&broken, "hold");
+    assert_eq!(
+        hold["data"]["metrics"],
+        serde_json::json!(["errors"]),
+        "{hold}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let view = bench.wait_for(&broken, &["deploying"]);
+    assert_eq!(view["deployment"]["step"], -1, "held, not advanced: {view}");
+    // Only operators and admins decide; an agent is refused and nothing is recorded.
+    let refused = bench.run(&["rollout", "abort", &broken, "--reason", "mine"], bot);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("allowed roles"),
+        "{}",
+        text(&refused)
+    );
+    let bad_action = ureq::post(&format!("{}/v1/changes/{broken}/rollout", bench.url))
+        .header("Authorization", &format!("Bearer {operator}"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_json(serde_json::json!({ "action": "skip", "reason": "x" }))
+        .unwrap();
+    assert_eq!(bad_action.status(), 400);
+    assert!(
+        !bench
+            .events_of(&broken)
+            .iter()
+            .any(|e| e["kind"] == "rollout.aborted" || e["kind"] == "rollout.continued"),
+        "a refused decision records nothing"
+    );
+    let aborted = bench.run(
+        &[
+            "rollout",
+            "abort",
+            &broken,
+            "--reason",
+            "checkout fails for everyone",
+        ],
+        operator,
+    );
+    assert_eq!(aborted.status.code(), Some(1), "{}", text(&aborted));
+    let view = bench.assert_rolled_back(
+        &broken,
+        "rollout aborted by otto: checkout fails for everyone",
+    );
+    assert_eq!(view["deployment"]["rollback_by"]["name"], "otto", "{view}");
+    let events = bench.events_of(&broken);
+    let abort = events
+        .iter()
+        .find(|e| e["kind"] == "rollout.aborted")
+        .expect("a rollout.aborted event");
+    assert_eq!(abort["actor"]["name"], "otto", "{abort}");
+    assert_eq!(
+        abort["data"]["reason"], "checkout fails for everyone",
+        "{abort}"
+    );
+    let started = events
+        .iter()
+        .find(|e| e["kind"] == "rollback.started")
+        .unwrap();
+    assert_eq!(started["data"]["automatic"], false, "{started}");
+    assert_eq!(
+        std::fs::read_to_string(bench.root.join("service.conf")).unwrap(),
+        "error_rate = 0\n"
+    );
+    // There is nothing left to decide about it.
+    let late = bench.run(&["rollout", "continue", &broken, "--reason", "x"], operator);
+    assert_eq!(late.status.code(), Some(2), "{}", text(&late));
+    assert!(text(&late).contains("rolled_back"), "{}", text(&late));
+
+    // 2. A fifth of the canary's requests fail: held again; this time the person knows
+    // why and lets the rollout go on, and it completes.
+    let noisy = bench.propose(
+        "service.conf",
+        "error_rate = 0",
+        "error_rate = 0.2",
+        "noisy",
+    );
+    bench.approve(&noisy);
+    let hold = bench.wait_for_decision(&noisy, "hold");
+    assert_eq!(
+        hold["data"]["metrics"],
+        serde_json::json!(["errors"]),
+        "{hold}"
+    );
+    let continued = bench.run(
+        &[
+            "rollout",
+            "continue",
+            &noisy,
+            "--reason",
+            "the new errors are expected retries",
+        ],
+        operator,
+    );
+    assert_eq!(continued.status.code(), Some(0), "{}", text(&continued));
+    let view = bench.wait_for(&noisy, &["deployed", "rolled_back", "failed"]);
+    assert_eq!(view["state"], "deployed", "{view}");
+    let events = bench.events_of(&noisy);
+    let continuation = events
+        .iter()
+        .find(|e| e["kind"] == "rollout.continued")
+        .expect("a rollout.continued event");
+    assert_eq!(continuation["actor"]["name"], "otto", "{continuation}");
+    assert_eq!(
+        continuation["data"]["metrics"],
+        serde_json::json!(["errors"])
+    );
+    let passes: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "rollout.decision" && e["data"]["decision"] == "pass")
+        .collect();
+    assert_eq!(passes.len(), 2, "both steps passed: {passes:?}");
+    for pass in passes {
+        assert_eq!(
+            pass["data"]["evidence"]["continued_past"],
+            serde_json::json!(["errors"]),
+            "{pass}"
+        );
+    }
+    // Continuing is for held rollouts only.
+    let nothing = bench.run(&["rollout", "continue", &noisy, "--reason", "x"], operator);
+    assert_eq!(nothing.status.code(), Some(2), "{}", text(&nothing));
 }

@@ -36,6 +36,7 @@ use tokio::sync::Notify;
 use crate::canary::{self, Canary, Reading};
 use crate::drift;
 use crate::intervention::Interventions;
+use crate::synthetic::SyntheticLoad;
 use crate::watch::{Before, Look, Watch};
 use crate::worker::system_event;
 use crate::{Shared, now_ms};
@@ -1060,7 +1061,7 @@ impl<S: Store> Driver<'_, S> {
                 .await
                 .map_err(|e| e.to_string())?;
             match self
-                .watch_step(change, &commit, &previous, &mut canary)
+                .watch_step(change, percent, &commit, &previous, &mut canary)
                 .await?
             {
                 StepResult::Healthy(mut evidence) => {
@@ -1477,11 +1478,13 @@ impl<S: Store> Driver<'_, S> {
     /// then no longer stop the rollout) or aborts it (`rollout.aborted`, read at every
     /// poll, held or not). The absolute guards stay as a second line. The step passes
     /// once the soak time is over, the judge passes it and the guards see enough healthy
-    /// traffic. Missing or thin data makes the step wait, never fail. While the kill
-    /// switch is on, a healthy step holds.
+    /// traffic. Missing or thin data makes the step wait, never fail, and, when
+    /// configured, start synthetic load once the soak is over. While the kill switch is
+    /// on, a healthy step holds.
     async fn watch_step(
         &self,
         change: &ChangeRecord,
+        percent: u32,
         commit: &str,
         previous: &str,
         canary: &mut Canary,
@@ -1493,6 +1496,9 @@ impl<S: Store> Driver<'_, S> {
         let (mut missing_noted, mut waiting_noted) = (false, false);
         // The metrics of the hold last announced, so that each hold is one event.
         let mut hold_noted: Option<Vec<String>> = None;
+        // Requests airlock sends while the step lacks data; stopped (dropped) as soon as
+        // the step is decided, whichever way this function returns.
+        let mut synthetic: Option<SyntheticLoad> = None;
         loop {
             tokio::time::sleep(config.poll).await;
             if self.shared.shutting_down.load(Ordering::SeqCst) {
@@ -1520,7 +1526,7 @@ impl<S: Store> Driver<'_, S> {
                 }
                 None => (Observed::default(), Observed::default()),
             };
-            let evidence = serde_json::json!({
+            let mut evidence = serde_json::json!({
                 "judge": decision,
                 "canary": observed_json(&window_canary),
                 "baseline": observed_json(&window_baseline),
@@ -1531,6 +1537,9 @@ impl<S: Store> Driver<'_, S> {
                 },
                 "seconds": began.elapsed().as_secs_f64(),
             });
+            if let Some(load) = &synthetic {
+                evidence["synthetic_load"] = load.summary();
+            }
             let people = Interventions::of(
                 &self
                     .shared
@@ -1591,7 +1600,6 @@ impl<S: Store> Driver<'_, S> {
                 }
                 verdict => *verdict == JudgeVerdict::Pass,
             };
-            let mut evidence = evidence;
             if !people.acknowledged.is_empty() {
                 evidence["continued_past"] = serde_json::json!(people.acknowledged);
             }
@@ -1615,6 +1623,34 @@ impl<S: Store> Driver<'_, S> {
                     tracing::info!(change = %change.id, verdict = ?decision.verdict, "the step waits for evidence; thin traffic never rolls back");
                 }
                 _ => {}
+            }
+            // Soaked and still undecided: the step lacks data. With synthetic load
+            // configured, airlock makes the traffic itself (never while paused: the
+            // kill switch holds the step anyway).
+            if soaked
+                && !paused
+                && synthetic.is_none()
+                && let Some(load) = &config.judge.synthetic_load
+            {
+                let started = SyntheticLoad::start(load);
+                tracing::info!(change = %change.id, percent, address = %load.address, rate = load.rate, "the step lacks data: synthetic load starts");
+                self.shared
+                    .store
+                    .append_event(&self.event(
+                        change,
+                        EventKind::SyntheticLoad,
+                        serde_json::json!({
+                            "percent": percent,
+                            "reason": format!("the {percent} % step still lacked data after its soak of {}", airlock_core::units::format_duration(config.soak)),
+                            "address": load.address.to_string(),
+                            "paths": load.paths,
+                            "rate": load.rate,
+                            "max_duration_s": load.max_duration.as_secs(),
+                        }),
+                    ))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                synthetic = Some(started);
             }
         }
     }

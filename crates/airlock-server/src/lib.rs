@@ -12,6 +12,7 @@ mod intake;
 mod intervention;
 pub mod review;
 mod standby;
+mod synthetic;
 pub mod tokens;
 mod watch;
 mod worker;

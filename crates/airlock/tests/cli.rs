@@ -2196,3 +2196,88 @@ fn an_advisory_hold_waits_for_a_person_to_continue_or_abort_the_rollout() {
     let nothing = bench.run(&["rollout", "continue", &noisy, "--reason", "x"], operator);
     assert_eq!(nothing.status.code(), Some(2), "{}", text(&nothing));
 }
+
+#[test]
+fn synthetic_load_judges_a_canary_on_thin_traffic_and_catches_a_broken_one() {
+    let (_dir, bench, proxy_port) = sample_service_bench(
+        "error_rate = 0\n",
+        "[deploy.judge.synthetic_load]\npaths = [\"/\", \"/healthz\"]\nrate = 300\nmax_duration = \"2m\"\n",
+    );
+    let synthetic_evidence = |id: &str| -> Vec<Value> {
+        bench
+            .events_of(id)
+            .into_iter()
+            .filter(|e| e["kind"] == "rollout.synthetic_load")
+            .collect()
+    };
+
+    // 1. A request every 200 ms: too few for the judge to pass a step (it needs 500
+    // canary requests). After the soak airlock adds its own, and the healthy canary
+    // passes both steps.
+    let thin = Load::with(proxy_port, 1, Duration::from_millis(200));
+    let good = bench.propose("README.md", "hello", "hello, quiet world", "quiet");
+    bench.approve(&good);
+    let view = bench.wait_for(&good, &["deployed", "rolled_back", "failed"]);
+    assert_eq!(view["state"], "deployed", "{view}");
+    let started = synthetic_evidence(&good);
+    assert_eq!(started.len(), 2, "once per step: {started:?}");
+    assert_eq!(started[0]["data"]["percent"], 50, "{started:?}");
+    assert_eq!(started[0]["data"]["rate"], 300, "{started:?}");
+    let passes: Vec<Value> = bench
+        .events_of(&good)
+        .into_iter()
+        .filter(|e| e["kind"] == "rollout.decision" && e["data"]["decision"] == "pass")
+        .collect();
+    assert_eq!(passes.len(), 2, "{passes:?}");
+    for pass in &passes {
+        let load = &pass["data"]["evidence"]["synthetic_load"];
+        let sent = load["requests"].as_u64().unwrap();
+        assert!(sent > 0, "{pass}");
+        assert_eq!(load["failed"], 0, "{pass}");
+        assert_eq!(load["stopped_at_max_duration"], false, "{pass}");
+        // The canary's exposure in the step came mostly from airlock's requests.
+        let canary = pass["data"]["evidence"]["canary"]["requests"]
+            .as_u64()
+            .unwrap();
+        assert!(canary >= 500 / 2, "{pass}");
+    }
+    drop(thin);
+
+    // 2. No traffic at all, and a version whose every answer is an error: synthetic load
+    // alone shows it, and the canary is rolled back.
+    let broken = bench.propose("service.conf", "error_rate = 0", "error_rate = 1", "broken");
+    bench.approve(&broken);
+    let view = bench.assert_rolled_back(&broken, "error rate");
+    let decisions: Vec<Value> = bench
+        .events_of(&broken)
+        .into_iter()
+        .filter(|e| e["kind"] == "rollout.decision")
+        .collect();
+    assert_eq!(
+        decisions.len(),
+        1,
+        "failed in its first step: {decisions:?}"
+    );
+    assert_eq!(synthetic_evidence(&broken).len(), 1);
+    let load = &view["canary"]["evidence"]["synthetic_load"];
+    assert!(load["requests"].as_u64().unwrap() > 0, "{view}");
+    assert!(load["failed"].as_u64().unwrap() > 0, "{view}");
+    assert_eq!(view["canary"]["decision"], "fail", "{view}");
+    // Stopped with the step: production (the stable version, restarted by the rollback)
+    // gets no more of airlock's requests.
+    let served = || -> u64 {
+        let page = ureq::get(&format!("http://127.0.0.1:{proxy_port}/metrics"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        page.lines()
+            .filter(|l| l.starts_with("sample_requests_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let before = served();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(served(), before, "no request reached / in a second");
+}

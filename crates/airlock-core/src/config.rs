@@ -716,7 +716,7 @@ database = ".airlock/airlock.db"
 # rollback = false                  # true: roll back (a conflicting revert escalates)
 # [deploy.drift]                   # across the last changes, each of which passed alone
 # changes = 10
-# p99_budget = 0.25                 # p99 +25 % in all pauses deployments
+# p99_budget = 0.25                 # p99 +25 % in all pauses this target's deployments
 # error_budget = 1.0                # so does a doubled error rate
 # [deploy.guards]                   # absolute limits: the second line
 # max_error_rate = 0.02

@@ -1040,7 +1040,7 @@ async fn deploy_queue<S: Store>(
         "target": target,
         "provider": runtime.provider.name(),
         "stable": shared.store.stable_version(target).await?,
-        "paused": shared.store.pause().await?,
+        "paused": crate::deploy::pause_of(&shared.store, target).await?,
         "staging": staging.iter().map(|c| serde_json::json!({"id": c.id, "title": c.title})).collect::<Vec<_>>(),
         "queue": entries,
     })))
@@ -1179,9 +1179,25 @@ async fn pause_state<S: Store>(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&shared, &headers, Endpoint::PauseState).await?;
     let pause = shared.store.pause().await?;
-    Ok(Json(
-        serde_json::json!({ "paused": pause.is_some(), "pause": pause }),
-    ))
+    let targets: serde_json::Map<String, serde_json::Value> = shared
+        .store
+        .target_pauses()
+        .await?
+        .into_iter()
+        .map(|(target, pause)| (target, serde_json::json!(pause)))
+        .collect();
+    Ok(Json(serde_json::json!({
+        "paused": pause.is_some(),
+        "pause": pause,
+        "targets": targets,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResumeQuery {
+    /// Lift only this target's pause; without it, the kill switch and every target's.
+    target: Option<String>,
 }
 
 async fn pause<S: Store>(
@@ -1212,23 +1228,93 @@ async fn pause<S: Store>(
     ))
 }
 
+/// Lifts the kill switch and every target's own pause, or (`?target=NAME`) one target's.
 async fn resume<S: Store>(
     State(shared): State<Arc<Shared<S>>>,
     headers: HeaderMap,
+    query: Result<Query<ResumeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let token = authorize(&shared, &headers, Endpoint::Resume).await?;
+    let Query(query) = query.map_err(|e| {
+        ApiError::bad_request(
+            "invalid_query",
+            format!("{e}; accepted parameters: target (a target's name)"),
+        )
+    })?;
     let now = shared.clock.now_ms();
-    let event = NewEvent {
-        change_id: None,
-        at_ms: now,
-        actor: actor_of(&token),
-        kind: EventKind::DeploymentsResumed,
-        data: serde_json::json!({ "summary": format!("deployments resumed by {}", token.name) }),
+    let paused_targets = shared.store.target_pauses().await?;
+    let targets: Vec<String> = match &query.target {
+        None => paused_targets
+            .into_iter()
+            .map(|(target, _)| target)
+            .collect(),
+        Some(target) => {
+            let known = paused_targets.iter().any(|(paused, _)| paused == target)
+                || shared
+                    .deploy
+                    .get()
+                    .is_some_and(|runtime| &runtime.config.target == target);
+            if !known {
+                let mut accepted: Vec<String> = paused_targets
+                    .into_iter()
+                    .map(|(target, _)| target)
+                    .collect();
+                if let Some(runtime) = shared.deploy.get() {
+                    accepted.push(runtime.config.target.clone());
+                }
+                accepted.dedup();
+                return Err(ApiError::bad_request(
+                    "unknown_target",
+                    format!(
+                        "no target `{}` is deployed here or paused; accepted: {}",
+                        airlock_core::ids::printable(target),
+                        if accepted.is_empty() {
+                            "none (nothing is paused)".to_owned()
+                        } else {
+                            accepted.join(", ")
+                        }
+                    ),
+                ));
+            }
+            vec![target.clone()]
+        }
     };
-    let changed = shared.store.set_pause(None, &event).await?;
-    Ok(Json(
-        serde_json::json!({ "paused": false, "changed": changed }),
-    ))
+    let mut changed = false;
+    if query.target.is_none() {
+        let event = NewEvent {
+            change_id: None,
+            at_ms: now,
+            actor: actor_of(&token),
+            kind: EventKind::DeploymentsResumed,
+            data: serde_json::json!({ "summary": format!("deployments resumed by {}", token.name) }),
+        };
+        changed |= shared.store.set_pause(None, &event).await?;
+    }
+    let mut resumed = Vec::new();
+    for target in targets {
+        let event = NewEvent {
+            change_id: None,
+            at_ms: now,
+            actor: actor_of(&token),
+            kind: EventKind::DeploymentsResumed,
+            data: serde_json::json!({
+                "summary": format!("deployments to {target} resumed by {}", token.name),
+                "target": target,
+            }),
+        };
+        if shared.store.set_target_pause(&target, None, &event).await? {
+            changed = true;
+            resumed.push(target);
+        }
+    }
+    if let Some(runtime) = shared.deploy.get() {
+        runtime.wake.notify_one();
+    }
+    Ok(Json(serde_json::json!({
+        "paused": shared.store.pause().await?.is_some(),
+        "changed": changed,
+        "targets_resumed": resumed,
+    })))
 }
 
 /// The per-file hashes every event of a change carries.

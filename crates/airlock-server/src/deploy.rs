@@ -216,11 +216,14 @@ async fn serve<S: Store>(
         .await
         .map_err(|e| e.to_string())?;
     if let Some((change, deployment)) = queue.into_iter().next() {
-        let paused = store.pause().await.map_err(|e| e.to_string())?.is_some();
+        let paused = pause_of(store, &runtime.config.target)
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some();
         let (to, kind) = match change.state {
             ChangeState::RollingBack => (ChangeState::RollingBack, EventKind::RollbackStarted),
             ChangeState::Deploying => (ChangeState::Deploying, EventKind::DeployStarted),
-            // The kill switch: nothing new starts.
+            // The kill switch, or this target's pause: nothing new starts.
             ChangeState::DeployQueued if paused => return Ok(false),
             _ => (ChangeState::Deploying, EventKind::DeployStarted),
         };
@@ -400,6 +403,23 @@ async fn watch_production<S: Store>(
                 .map_err(|e| e.to_string())
         }
     }
+}
+
+/// What stops new deployments to `target`: the kill switch, else the target's own pause
+/// (drift's).
+pub(crate) async fn pause_of<S: Store>(
+    store: &S,
+    target: &str,
+) -> Result<Option<Pause>, airlock_store::StoreError> {
+    if let Some(pause) = store.pause().await? {
+        return Ok(Some(pause));
+    }
+    Ok(store
+        .target_pauses()
+        .await?
+        .into_iter()
+        .find(|(paused, _)| paused == target)
+        .map(|(_, pause)| pause))
 }
 
 /// Makes sure the target's stable version serves: at start-up, the version recorded as
@@ -1162,7 +1182,8 @@ impl<S: Store> Driver<'_, S> {
     }
 
     /// Records the rollout's steady state and, when the target's last rollouts together
-    /// degraded it beyond `[deploy.drift]`'s budget, says so and pauses deployments.
+    /// degraded it beyond `[deploy.drift]`'s budget, says so and pauses this target's
+    /// deployments (not the kill switch: other targets did not drift).
     async fn track_drift(
         &self,
         change: &ChangeRecord,
@@ -1193,7 +1214,7 @@ impl<S: Store> Driver<'_, S> {
         let Some((reason, evidence)) = drift::exceeded(&states, &config.drift) else {
             return Ok(());
         };
-        tracing::warn!(target = %config.target, %reason, "drift beyond budget; deployments pause");
+        tracing::warn!(target = %config.target, %reason, "drift beyond budget; the target's deployments pause");
         store
             .append_event(&self.event(
                 change,
@@ -1212,10 +1233,14 @@ impl<S: Store> Driver<'_, S> {
             at_ms: now_ms(),
             actor: Actor::system("drift"),
             kind: EventKind::DeploymentsPaused,
-            data: serde_json::json!({ "summary": format!("deployments paused: {}", pause.reason), "reason": pause.reason }),
+            data: serde_json::json!({
+                "summary": format!("deployments to {} paused: {}", config.target, pause.reason),
+                "reason": pause.reason,
+                "target": config.target,
+            }),
         };
         store
-            .set_pause(Some(&pause), &event)
+            .set_target_pause(&config.target, Some(&pause), &event)
             .await
             .map_err(|e| e.to_string())?;
         Ok(())
@@ -1604,10 +1629,7 @@ impl<S: Store> Driver<'_, S> {
                 evidence["continued_past"] = serde_json::json!(people.acknowledged);
             }
             let soaked = began.elapsed() >= config.soak;
-            let paused = self
-                .shared
-                .store
-                .pause()
+            let paused = pause_of(&self.shared.store, &config.target)
                 .await
                 .map_err(|e| e.to_string())?
                 .is_some();

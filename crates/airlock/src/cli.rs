@@ -105,8 +105,11 @@ pub enum Command {
         #[arg(long, env = "AIRLOCK_VERSION", default_value = "dev")]
         version: String,
     },
-    /// Lift the kill switch.
+    /// Lift the kill switch and every target's own pause (drift's), or with --target
+    /// only that target's pause.
     Resume {
+        #[arg(long)]
+        target: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
         #[arg(long)]

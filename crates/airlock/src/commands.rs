@@ -100,9 +100,20 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             config,
             version,
         } => sample_service(port, &config, version),
-        Command::Resume { client, json } => {
-            let answer: serde_json::Value = connect(&client)?.delete("/v1/pause")?;
-            print_answer(&answer, json, || "deployments resumed".to_owned())
+        Command::Resume {
+            target,
+            client,
+            json,
+        } => {
+            let path = match &target {
+                None => "/v1/pause".to_owned(),
+                Some(target) => format!("/v1/pause?target={}", query_value(target)),
+            };
+            let answer: serde_json::Value = connect(&client)?.delete(&path)?;
+            print_answer(&answer, json, || match &target {
+                None => "deployments resumed".to_owned(),
+                Some(target) => format!("deployments to {target} resumed"),
+            })
         }
         Command::List {
             state,
@@ -128,6 +139,18 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         }
         Command::Demo { json, keep } => crate::demo::run(json, keep),
     }
+}
+
+/// `text` percent-encoded for a query string: letters, digits and `-_.~` stay as they are.
+fn query_value(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// The repository containing `dir` and its validated configuration.

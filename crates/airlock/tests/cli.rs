@@ -2029,16 +2029,30 @@ fn drift_across_changes_that_each_passed_pauses_deployments() {
     let drift = bench.wait_for_event(&slower, "drift.exceeded");
     let reason = drift["data"]["reason"].as_str().unwrap();
     assert!(reason.contains("the p99 went from"), "{reason}");
-    let paused = ureq::get(&format!("{}/v1/pause", bench.url))
-        .header("Authorization", &format!("Bearer {}", bench.bot))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_json::<Value>()
-        .unwrap();
-    assert!(
-        paused.to_string().contains("drift on production"),
+    // Only this target pauses: the kill switch, which would stop every target, stays off.
+    let pauses = || {
+        ureq::get(&format!("{}/v1/pause", bench.url))
+            .header("Authorization", &format!("Bearer {}", bench.bot))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json::<Value>()
+            .unwrap()
+    };
+    let paused = pauses();
+    assert_eq!(paused["paused"], false, "{paused}");
+    let reason = paused["targets"]["production"]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(reason.starts_with("drift on production"), "{paused}");
+    assert_eq!(
+        paused["targets"]["production"]["by"]["name"], "drift",
         "{paused}"
+    );
+    let queue = json(&bench.run(&["queue", "--json"], &bench.bot));
+    assert!(
+        !queue["paused"].is_null(),
+        "the queue shows the pause: {queue}"
     );
     // The next change waits in the queue until a person lifts the pause.
     let next = bench.propose("README.md", "hello", "hello, later", "later");
@@ -2049,10 +2063,50 @@ fn drift_across_changes_that_each_passed_pauses_deployments() {
         bench.wait_for(&next, &["deploy_queued", "deploying", "deployed"])["state"],
         "deploy_queued"
     );
-    let resumed = bench.run(&["resume"], &bench.operator);
+    // A target that is neither deployed here nor paused is refused, and nothing changes.
+    let unknown = bench.run(&["resume", "--target", "staging-eu"], &bench.operator);
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
+    assert!(
+        text(&unknown).contains("accepted: production"),
+        "{}",
+        text(&unknown)
+    );
+    assert!(!pauses()["targets"]["production"].is_null());
+    let resumed = bench.run(&["resume", "--target", "production"], &bench.operator);
     assert!(resumed.status.success(), "{}", text(&resumed));
     let view = bench.wait_for(&next, &["deployed", "rolled_back", "failed"]);
     assert_eq!(view["state"], "deployed", "{view}");
+    // Both ends of the pause are in the audit log, each naming the target.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let shown = airlock(&bench.root, &["audit", "show", "--json", "--limit", "1000"]);
+        let targets: Vec<(String, String)> = String::from_utf8(shown.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["entry"]["details"]["target"].is_string())
+            .map(|e| {
+                let entry = &e["entry"];
+                (
+                    entry["kind"].as_str().unwrap().to_owned(),
+                    entry["details"]["target"].as_str().unwrap().to_owned(),
+                )
+            })
+            .filter(|(kind, _)| {
+                kind.starts_with("deploy.paused") || kind.starts_with("deploy.resumed")
+            })
+            .collect();
+        let expected = [
+            ("deploy.paused".to_owned(), "production".to_owned()),
+            ("deploy.resumed".to_owned(), "production".to_owned()),
+        ];
+        // (The drift is still there after the next change, which pauses the target again.)
+        if targets.starts_with(&expected) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{targets:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

@@ -9,6 +9,7 @@
 //! Unhealthy: traffic back to stable, a revert commit, the reverted version redeployed as
 //! stable. A revert that conflicts with later work stops and waits for a person. Every
 //! step is recorded before the next, so a restart resumes where the last one stopped.
+//! Beside the deployer, a task of its own watches the change production runs.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -124,7 +125,8 @@ pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>, stop: Arc<Notify>) {
     let holder = format!("{}-deployer", std::process::id());
     let target = runtime.config.target.clone();
     let mut stable_running = false;
-    let mut watch: Option<Watch> = None;
+    // The watch goes on while the deployer rolls out the next change.
+    let watcher = tokio::spawn(watch_production(shared.clone(), runtime.clone()));
     while !shared.shutting_down.load(Ordering::SeqCst) {
         let notified = runtime.wake.notified();
         let token = match shared
@@ -166,7 +168,6 @@ pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>, stop: Arc<Notify>) {
             &holder,
             FenceToken(token as u64),
             &mut stable_running,
-            &mut watch,
         )
         .await;
         renew.abort();
@@ -193,6 +194,7 @@ pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>, stop: Arc<Notify>) {
             }
         }
     }
+    watcher.abort();
     let provider = runtime.provider.clone();
     let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
 }
@@ -204,7 +206,6 @@ async fn serve<S: Store>(
     holder: &str,
     token: FenceToken,
     stable_running: &mut bool,
-    watch: &mut Option<Watch>,
 ) -> Result<bool, String> {
     if !*stable_running {
         start_stable(shared, runtime, token).await?;
@@ -281,13 +282,29 @@ async fn serve<S: Store>(
             }
             Ok(true)
         }
-        None => watch_production(shared, runtime, watch).await,
+        None => Ok(false),
     }
 }
 
-/// Between deployments: the watch of the change production runs. True when it asked for
-/// a rollback (there is work now).
-async fn watch_production<S: Store>(
+/// The watch of the change production runs, in a task of its own beside the deployer:
+/// a rollout of the next change does not stop it (the stable slot still serves the
+/// watched version, and the watch compares rates, which the split leaves alone). A
+/// rollback it asks for waits in the queue, where rollbacks come first, until the
+/// deployer is free.
+async fn watch_production<S: Store>(shared: Arc<Shared<S>>, runtime: Arc<DeployRuntime>) {
+    let mut watch: Option<Watch> = None;
+    while !shared.shutting_down.load(Ordering::SeqCst) {
+        match look_at_production(&shared, &runtime, &mut watch).await {
+            Ok(true) => runtime.wake.notify_one(),
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "the watch could not look at production"),
+        }
+        tokio::time::sleep(IDLE_POLL).await;
+    }
+}
+
+/// One look of the watch. True when it asked for a rollback (the deployer has work).
+async fn look_at_production<S: Store>(
     shared: &Arc<Shared<S>>,
     runtime: &Arc<DeployRuntime>,
     watch: &mut Option<Watch>,

@@ -2335,3 +2335,69 @@ fn synthetic_load_judges_a_canary_on_thin_traffic_and_catches_a_broken_one() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(served(), before, "no request reached / in a second");
 }
+
+#[test]
+fn the_watch_goes_on_while_the_next_change_rolls_out() {
+    // Steps of 25 % keep half of production on the stable version during a rollout;
+    // `max_error_rate = 1` (in [deploy.guards]) and an advisory judge make the next
+    // change's broken canary hold its rollout instead of failing it.
+    let (_dir, bench, proxy_port) = sample_service_bench_with_steps(
+        "latency_ms = 0\n",
+        "[25, 100]",
+        "max_error_rate = 1.0\n[deploy.judge]\ntrust = \"advisory\"\n[deploy.watch]\nperiod = \"5m\"\n",
+    );
+    let _load = Load::start(proxy_port);
+    // The stable version's figures before the rollout need traffic.
+    std::thread::sleep(Duration::from_secs(3));
+    // Healthy through its rollout; half of the requests fail from 15 s after the new
+    // version started, when it is the stable version.
+    let watched = bench.propose_patch(
+        "late",
+        "--- a/service.conf\n+++ b/service.conf\n@@ -1 +1,2 @@\n-latency_ms = 0\n+errors_after_ms = 15000\n+error_rate = 0.5\n",
+    );
+    bench.approve(&watched);
+    let view = bench.wait_for(&watched, &["deployed", "rolled_back", "failed"]);
+    assert_eq!(view["state"], "deployed", "the canary passed: {view}");
+    // The next change fails at once, and its rollout holds for a person.
+    let next = bench.propose_patch(
+        "next",
+        "--- a/service.conf\n+++ b/service.conf\n@@ -1,2 +1,2 @@\n-errors_after_ms = 15000\n+errors_after_ms = 0\n error_rate = 0.5\n",
+    );
+    bench.approve(&next);
+    bench.wait_for_decision(&next, "hold");
+    // Meanwhile the watched version, still serving production beside the canary,
+    // regresses, and the watch sees it.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let regression = loop {
+        if let Some(event) = bench
+            .events_of(&watched)
+            .into_iter()
+            .find(|e| e["kind"] == "watch.regression")
+        {
+            break event;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no watch.regression while {next} rolls out: {:?}\nserver log:\n{}",
+            bench.events_of(&watched),
+            std::fs::read_to_string(&bench.log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let reason = regression["data"]["reason"].as_str().unwrap();
+    assert!(reason.contains("error rate"), "{reason}");
+    // It was seen during the next rollout, which is still under way.
+    let next_events = bench.events_of(&next);
+    let started = next_events
+        .iter()
+        .find(|e| e["kind"] == "deploy.started")
+        .unwrap();
+    assert!(started["seq"].as_i64() < regression["seq"].as_i64());
+    assert!(
+        !next_events
+            .iter()
+            .any(|e| e["kind"] == "rollout.completed" || e["kind"] == "rollback.started"),
+        "{next_events:?}"
+    );
+    assert_eq!(bench.wait_for(&next, &["deploying"])["state"], "deploying");
+}

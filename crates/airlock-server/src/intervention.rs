@@ -33,9 +33,7 @@ impl Interventions {
                 found.held = Some(held_metrics(&event.data));
             } else if event.kind == EventKind::RolloutContinued.as_str() {
                 found.held = None;
-                found
-                    .acknowledged
-                    .extend(held_metrics(&event.data).into_iter());
+                found.acknowledged.extend(held_metrics(&event.data));
             } else if event.kind == EventKind::RolloutAborted.as_str() && found.abort.is_none() {
                 let reason = event.data["reason"].as_str().unwrap_or_default().to_owned();
                 found.abort = Some((reason, event.actor.clone()));

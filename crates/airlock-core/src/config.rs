@@ -704,6 +704,11 @@ database = ".airlock/airlock.db"
 # exposure = 'sum(http_requests_total{{version="{{version}}",slot="{{slot}}"}})'
 # direction = "higher_is_worse"     # or "lower_is_worse"
 # tolerance = 0.2                   # fail only beyond +20 %
+# [deploy.judge.synthetic_load]    # thin traffic: after the soak, airlock itself sends
+# paths = ["/healthz"]              # GETs (safe to repeat) to production until the step
+# rate = 10                         # is decided: requests per second
+# max_duration = "10m"              # per step
+# url = "http://127.0.0.1:8080"     # default: `listen` (local), haproxy.url; loopback only
 # [deploy.watch]                   # after 100 %: production against the stable before it
 # period = "24h"
 # error_ratio = 1.5                 # error rate ×1.5
@@ -711,7 +716,7 @@ database = ".airlock/airlock.db"
 # rollback = false                  # true: roll back (a conflicting revert escalates)
 # [deploy.drift]                   # across the last changes, each of which passed alone
 # changes = 10
-# p99_budget = 0.25                 # p99 +25 % in all pauses deployments
+# p99_budget = 0.25                 # p99 +25 % in all pauses this target's deployments
 # error_budget = 1.0                # so does a doubled error rate
 # [deploy.guards]                   # absolute limits: the second line
 # max_error_rate = 0.02
@@ -887,6 +892,66 @@ mod tests {
             ),
             &["up", "higher_is_worse"],
         );
+        // Synthetic load on thin traffic: opt-in, and to this machine only.
+        assert_eq!(deploy.judge.synthetic_load, None);
+        let load = |deploy: &str, section: &str| {
+            format!("[deploy]\nstart = 'x'\n{deploy}[deploy.judge.synthetic_load]\n{section}")
+        };
+        let parsed = Config::parse(&load("", "paths = ['/healthz']\n"), "airlock.toml")
+            .unwrap()
+            .deploy
+            .unwrap()
+            .judge
+            .synthetic_load
+            .unwrap();
+        assert_eq!(parsed.address.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            (parsed.rate, parsed.max_duration),
+            (10, Duration::from_secs(600))
+        );
+        let everywhere = load("listen = '0.0.0.0:9000'\n", "paths = ['/']\nrate = 50\n");
+        let parsed = Config::parse(&everywhere, "airlock.toml")
+            .unwrap()
+            .deploy
+            .unwrap();
+        let parsed = parsed.judge.synthetic_load.unwrap();
+        assert_eq!(
+            (parsed.address.to_string(), parsed.rate),
+            ("127.0.0.1:9000".to_owned(), 50)
+        );
+        check_error(
+            &load("", ""),
+            &["deploy.judge.synthetic_load.paths", "missing"],
+        );
+        check_error(
+            &load("", "paths = []\n"),
+            &["synthetic_load.paths", "1 to 16"],
+        );
+        check_error(
+            &load("", "paths = ['healthz']\n"),
+            &["synthetic_load.paths", "`healthz`", "starting with '/'"],
+        );
+        check_error(
+            &load("", "paths = ['/a b']\n"),
+            &["synthetic_load.paths", "without spaces"],
+        );
+        check_error(
+            &load("", "paths = ['/']\nrate = 0\n"),
+            &["synthetic_load.rate", "1 to 1000"],
+        );
+        check_error(
+            &load("", "paths = ['/']\nmax_duration = '2d'\n"),
+            &["synthetic_load.max_duration", "24h"],
+        );
+        check_error(
+            &load("", "paths = ['/']\nurl = 'http://10.1.2.3:80'\n"),
+            &["synthetic_load.url", "this machine", "127.0.0.1"],
+        );
+        check_error(
+            &load("listen = '10.1.2.3:80'\n", "paths = ['/']\n"),
+            &["synthetic_load", "loopback", "synthetic_load.url"],
+        );
+        check_error(&load("", "paths = ['/']\nspeed = 3\n"), &["speed"]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Levels 3 and 4 as configuration and pure rules: the `[deploy]` section of
 //! `airlock.toml`: provider, staging, rollout steps, guards, metrics.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use airlock_judge::{Direction, Judge, JudgeConfig, MetricSpec, Trust};
@@ -109,7 +110,31 @@ pub struct JudgeSettings {
     pub pool_stable: bool,
     /// Further metrics, read from Prometheus.
     pub metrics: Vec<CustomMetric>,
+    /// Requests airlock sends to production while a step lacks data; None: the step waits.
+    pub synthetic_load: Option<SyntheticLoadConfig>,
 }
+
+/// `[deploy.judge.synthetic_load]`: when a step still lacks data after its soak (a quiet
+/// service, a quiet hour), airlock sends GET requests to the production entry itself, so
+/// the traffic split applies and the metrics source counts them, until the step is
+/// decided or `max_duration` has passed. Opt-in: the paths must be safe to request at
+/// any rate (idempotent reads), which only the service's owners can say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyntheticLoadConfig {
+    /// Where the requests go: the production entry on this machine (loopback only; by
+    /// default the local proxy's `listen`, or HAProxy's `url`).
+    pub address: SocketAddr,
+    /// Requested in turn; each starts with '/' and holds only visible ASCII.
+    pub paths: Vec<String>,
+    /// Requests per second.
+    pub rate: u32,
+    /// The longest it runs in one step.
+    pub max_duration: Duration,
+}
+
+/// The most paths synthetic load takes, and the longest one.
+const MAX_SYNTHETIC_PATHS: usize = 16;
+const MAX_SYNTHETIC_PATH_BYTES: usize = 1024;
 
 /// A metric from Prometheus judged like errors: events per unit of exposure.
 #[derive(Clone, Debug, PartialEq)]
@@ -251,6 +276,16 @@ struct RawJudge {
     reference: Option<Reference>,
     #[serde(default)]
     metrics: Vec<RawMetric>,
+    synthetic_load: Option<RawSyntheticLoad>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSyntheticLoad {
+    paths: Option<Vec<String>>,
+    rate: Option<i64>,
+    max_duration: Option<String>,
+    url: Option<String>,
 }
 
 /// What the canary is compared with.
@@ -352,7 +387,7 @@ fn simple_name(value: &str, key: &str) -> Result<(), String> {
 }
 
 impl RawDeploy {
-    pub(crate) fn validate(self, target_branch: &str) -> Result<DeployConfig, String> {
+    pub(crate) fn validate(mut self, target_branch: &str) -> Result<DeployConfig, String> {
         let provider = self.provider.unwrap_or(ProviderKind::Local);
         let target = self.target.unwrap_or_else(|| "production".to_owned());
         simple_name(&target, "target")?;
@@ -513,7 +548,12 @@ impl RawDeploy {
                 })
             }
         };
-        let judge = self.judge.validate(prometheus.is_some())?;
+        let synthetic_load = self.judge.synthetic_load.take();
+        let mut judge = self.judge.validate(prometheus.is_some())?;
+        judge.synthetic_load = match synthetic_load {
+            None => None,
+            Some(raw) => Some(raw.validate(provider, &listen, haproxy.as_ref())?),
+        };
         let watch = WatchConfig {
             period: duration(
                 self.watch.period,
@@ -654,11 +694,127 @@ impl RawJudge {
             latency_threshold,
             pool_stable: !matches!(self.reference, Some(Reference::Baseline)),
             metrics,
+            synthetic_load: None,
         };
         // The judge's own checks (α's range, margins, unique names) name what is wrong.
         Judge::new(settings.judge_config(true)).map_err(|e| format!("key `deploy.judge`: {e}"))?;
         Ok(settings)
     }
+}
+
+impl RawSyntheticLoad {
+    /// Validates the section; the address defaults to where the provider takes
+    /// production traffic, and must be on this machine either way.
+    fn validate(
+        self,
+        provider: ProviderKind,
+        listen: &str,
+        haproxy: Option<&HaproxyConfig>,
+    ) -> Result<SyntheticLoadConfig, String> {
+        const KEY: &str = "deploy.judge.synthetic_load";
+        let paths_accepted = format!(
+            "accepted: a list of 1 to {MAX_SYNTHETIC_PATHS} paths such as [\"/healthz\", \"/\"], each starting with '/' and without spaces or control characters"
+        );
+        let paths = match self.paths {
+            None => {
+                return Err(format!(
+                    "key `{KEY}.paths`: missing; synthetic load requests only paths named here; {paths_accepted}"
+                ));
+            }
+            Some(paths) if paths.is_empty() || paths.len() > MAX_SYNTHETIC_PATHS => {
+                return Err(format!(
+                    "key `{KEY}.paths`: {} paths; {paths_accepted}",
+                    paths.len()
+                ));
+            }
+            Some(paths) => paths,
+        };
+        for path in &paths {
+            let visible = path.bytes().all(|b| b.is_ascii_graphic());
+            if !path.starts_with('/') || !visible || path.len() > MAX_SYNTHETIC_PATH_BYTES {
+                return Err(format!(
+                    "key `{KEY}.paths`: `{}` is not a path; {paths_accepted}",
+                    printable(path)
+                ));
+            }
+        }
+        let rate = match self.rate {
+            None => 10,
+            Some(rate) if (1..=1000).contains(&rate) => rate as u32,
+            Some(rate) => {
+                return Err(format!(
+                    "key `{KEY}.rate`: {rate} is out of range; accepted: 1 to 1000 requests per second"
+                ));
+            }
+        };
+        let max_duration = match self.max_duration {
+            None => Duration::from_secs(600),
+            Some(text) => {
+                let duration = positive_duration(&text)
+                    .map_err(|m| format!("key `{KEY}.max_duration`: {m}"))?;
+                if duration > Duration::from_secs(24 * 3600) {
+                    return Err(format!(
+                        "key `{KEY}.max_duration`: `{text}` is too long; accepted: a positive duration of at most 24h, such as \"10m\""
+                    ));
+                }
+                duration
+            }
+        };
+        let address = match (self.url, provider) {
+            (Some(url), _) => loopback_url(&url).ok_or_else(|| {
+                format!(
+                    "key `{KEY}.url`: `{}` is not an address on this machine; accepted: http://127.0.0.1:PORT, http://[::1]:PORT or http://localhost:PORT (synthetic load never leaves the machine)",
+                    printable(&url)
+                )
+            })?,
+            (None, ProviderKind::Local) => {
+                // `listen` was validated as an address already.
+                let listen: SocketAddr = listen.parse().map_err(|_| format!("key `deploy.listen`: `{listen}` is not an address"))?;
+                let ip = match listen.ip() {
+                    IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+                    ip if ip.is_loopback() => ip,
+                    _ => {
+                        return Err(format!(
+                            "key `{KEY}`: the local proxy listens on {listen}, not on this machine's loopback; synthetic load never leaves the machine: set `{KEY}.url` to a loopback address such as \"http://127.0.0.1:8080\""
+                        ));
+                    }
+                };
+                SocketAddr::new(ip, listen.port())
+            }
+            (None, ProviderKind::Haproxy) => haproxy
+                .and_then(|h| h.url.as_deref())
+                .and_then(loopback_url)
+                .ok_or_else(|| {
+                    format!(
+                        "key `{KEY}`: synthetic load goes to `deploy.haproxy.url`, which is not set to an address on this machine; set it, or `{KEY}.url`, to one such as \"http://127.0.0.1:8081\""
+                    )
+                })?,
+            (None, ProviderKind::Command) => {
+                return Err(format!(
+                    "key `{KEY}.url`: missing; the command provider does not say where production traffic enters; accepted: http://127.0.0.1:PORT, http://[::1]:PORT or http://localhost:PORT"
+                ));
+            }
+        };
+        Ok(SyntheticLoadConfig {
+            address,
+            paths,
+            rate,
+            max_duration,
+        })
+    }
+}
+
+/// The address of `http://HOST:PORT[/]` when HOST is a loopback address or `localhost`.
+fn loopback_url(url: &str) -> Option<SocketAddr> {
+    let rest = url.strip_prefix("http://")?;
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    let authority = match authority.strip_prefix("localhost:") {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => authority.to_owned(),
+    };
+    let address: SocketAddr = authority.parse().ok()?;
+    (address.ip().is_loopback() && address.port() != 0).then_some(address)
 }
 
 /// Steps are canary percentages: strictly ascending, each 1 to 100, the last 100.
@@ -691,6 +847,27 @@ pub fn validate_steps(steps: &[i64]) -> Result<Vec<u32>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn synthetic_load_goes_to_this_machine_only() {
+        let at = |url: &str| loopback_url(url).map(|a| a.to_string());
+        assert_eq!(
+            at("http://127.0.0.1:8080"),
+            Some("127.0.0.1:8080".to_owned())
+        );
+        assert_eq!(at("http://localhost:81/"), Some("127.0.0.1:81".to_owned()));
+        assert_eq!(at("http://[::1]:8080"), Some("[::1]:8080".to_owned()));
+        for elsewhere in [
+            "http://10.0.0.1:8080",
+            "https://127.0.0.1:8080",
+            "http://example.com:80",
+            "http://127.0.0.1",
+            "http://127.0.0.1:0",
+            "http://127.0.0.1:8080/path",
+        ] {
+            assert_eq!(at(elsewhere), None, "{elsewhere}");
+        }
+    }
 
     #[test]
     fn steps_are_ascending_percentages_ending_at_100() {

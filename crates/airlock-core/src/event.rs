@@ -101,7 +101,8 @@ pub enum EventKind {
     PostReviewCompleted,
     #[serde(rename = "post_review.overdue")]
     PostReviewOverdue,
-    /// The kill switch: no new deployment starts until resumed.
+    /// The kill switch (or one target's pause, when `data.target` names it): no new
+    /// deployment starts there until resumed.
     #[serde(rename = "deploy.paused")]
     DeploymentsPaused,
     #[serde(rename = "deploy.resumed")]
@@ -143,6 +144,17 @@ pub enum EventKind {
     /// The health verdict of a step, with its evidence.
     #[serde(rename = "rollout.decision")]
     RolloutDecision,
+    /// A person let a rollout the judge held (an advisory failure) go on: the metrics
+    /// it held on no longer stop it; the guards and enforcing metrics still do.
+    #[serde(rename = "rollout.continued")]
+    RolloutContinued,
+    /// A person stopped a rollout under way: traffic back to stable, then the rollback.
+    #[serde(rename = "rollout.aborted")]
+    RolloutAborted,
+    /// A step still lacked data after its soak: airlock sent configured requests
+    /// (`[deploy.judge.synthetic_load]`) to production until the step was decided.
+    #[serde(rename = "rollout.synthetic_load")]
+    SyntheticLoad,
     /// The change serves 100 % of traffic and is the stable version.
     #[serde(rename = "rollout.completed")]
     RolloutCompleted,
@@ -213,6 +225,9 @@ impl EventKind {
             EventKind::DeployFailed => "deploy.failed",
             EventKind::RolloutStep => "rollout.step",
             EventKind::RolloutDecision => "rollout.decision",
+            EventKind::RolloutContinued => "rollout.continued",
+            EventKind::RolloutAborted => "rollout.aborted",
+            EventKind::SyntheticLoad => "rollout.synthetic_load",
             EventKind::RolloutCompleted => "rollout.completed",
             EventKind::RollbackStarted => "rollback.started",
             EventKind::RollbackCompleted => "rollback.completed",

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Shared;
 use crate::intake::{AcceptError, ProposalBody, accept};
+use crate::intervention::Interventions;
 
 pub(crate) fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
     Router::new()
@@ -31,6 +32,7 @@ pub(crate) fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
         .route("/v1/changes/{id}/reviews", post(review_change::<S>))
         .route("/v1/changes/{id}/break-glass", post(break_glass::<S>))
         .route("/v1/changes/{id}/rollback", post(rollback::<S>))
+        .route("/v1/changes/{id}/rollout", post(decide_rollout::<S>))
         .route("/v1/queue", get(deploy_queue::<S>))
         .route("/v1/reviews", get(review_queue::<S>))
         .route("/v1/post-reviews", get(post_reviews::<S>))
@@ -71,10 +73,11 @@ pub enum Endpoint {
     PublishCheckpoint,
     DeployQueue,
     Rollback,
+    DecideRollout,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 19] = [
+    pub const ALL: [Endpoint; 20] = [
         Endpoint::ListChanges,
         Endpoint::GetChange,
         Endpoint::ChangeEvents,
@@ -94,6 +97,7 @@ impl Endpoint {
         Endpoint::PublishCheckpoint,
         Endpoint::DeployQueue,
         Endpoint::Rollback,
+        Endpoint::DecideRollout,
     ];
 
     /// The roles that may call the endpoint.
@@ -114,6 +118,7 @@ impl Endpoint {
             | Endpoint::Pause
             | Endpoint::Resume
             | Endpoint::Rollback
+            | Endpoint::DecideRollout
             | Endpoint::PublishCheckpoint => &[Operator, Admin],
             Endpoint::ListTokens | Endpoint::CreateToken | Endpoint::RevokeToken => &[Admin],
         }
@@ -141,6 +146,7 @@ impl Endpoint {
             Endpoint::PublishCheckpoint => ("POST", "/v1/audit/checkpoint"),
             Endpoint::DeployQueue => ("GET", "/v1/queue"),
             Endpoint::Rollback => ("POST", "/v1/changes/{id}/rollback"),
+            Endpoint::DecideRollout => ("POST", "/v1/changes/{id}/rollout"),
         }
     }
 
@@ -166,6 +172,7 @@ impl Endpoint {
             Endpoint::PublishCheckpoint => "publish audit checkpoints",
             Endpoint::DeployQueue => "read the deployment queue",
             Endpoint::Rollback => "roll back deployments",
+            Endpoint::DecideRollout => "continue or abort rollouts",
         }
     }
 }
@@ -904,6 +911,112 @@ async fn rollback<S: Store>(
     ))
 }
 
+/// The body of `POST /v1/changes/{id}/rollout`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RolloutRequest {
+    action: String,
+    reason: String,
+}
+
+/// A person's decision on a rollout under way: `continue` one the judge holds (an
+/// advisory failure: the metrics it held on no longer stop it), or `abort` one (traffic
+/// back to stable, then the rollback). Recorded as an event with the person and the
+/// reason; the deployer acts on it at its next poll.
+async fn decide_rollout<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let token = authorize(&shared, &headers, Endpoint::DecideRollout).await?;
+    let id = parse_change_id(&id)?;
+    let request: RolloutRequest = read_json(
+        &shared,
+        body,
+        "{\"action\": \"continue\" or \"abort\", \"reason\"}",
+    )
+    .await?;
+    let kind = match request.action.as_str() {
+        "continue" => EventKind::RolloutContinued,
+        "abort" => EventKind::RolloutAborted,
+        other => {
+            return Err(ApiError::bad_request(
+                "invalid_action",
+                format!(
+                    "`{}` is not a decision on a rollout; accepted: \"continue\" (a rollout the judge holds) or \"abort\"",
+                    airlock_core::ids::printable(other)
+                ),
+            ));
+        }
+    };
+    let reason = check_text(&request.reason, "reason", true)?;
+    let change = find_change(&shared, &id).await?;
+    if shared.deploy.get().is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "deploy_not_configured",
+            "this airlock has no [deploy] section, so it rolls nothing out",
+        ));
+    }
+    if change.state != ChangeState::Deploying {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_state",
+            format!(
+                "change {id} is {}; only a change whose rollout is under way (deploying) can be continued or aborted (a deployed change is rolled back with `airlock rollback`)",
+                change.state
+            ),
+        ));
+    }
+    let interventions = Interventions::of(&shared.store.events(Some(&id)).await?);
+    if interventions.abort.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_aborted",
+            format!("the rollout of {id} is already being aborted"),
+        ));
+    }
+    let data = match kind {
+        EventKind::RolloutContinued => {
+            let Some(metrics) = interventions.held else {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "not_held",
+                    format!(
+                        "the rollout of {id} is not held by the judge, so there is nothing to continue; it goes on by itself while its metrics pass"
+                    ),
+                ));
+            };
+            serde_json::json!({
+                "reason": reason,
+                "metrics": metrics,
+                "summary": format!("{} let the rollout go on past the judge's hold on {}: {reason}", token.name, metrics.join(", ")),
+            })
+        }
+        _ => serde_json::json!({
+            "reason": reason,
+            "summary": format!("rollout aborted by {}: {reason}", token.name),
+        }),
+    };
+    shared
+        .store
+        .append_event(&NewEvent {
+            change_id: Some(id.clone()),
+            at_ms: shared.clock.now_ms(),
+            actor: actor_of(&token),
+            kind,
+            data,
+        })
+        .await?;
+    shared.progress.send_modify(|n| *n += 1);
+    Ok(Json(serde_json::json!({
+        "id": id,
+        "state": change.state,
+        "action": request.action,
+    })))
+}
+
 /// The target's deployment queue in the order the deployer serves it, its stable
 /// version and the kill switch.
 async fn deploy_queue<S: Store>(
@@ -942,7 +1055,7 @@ async fn deploy_queue<S: Store>(
         "target": target,
         "provider": runtime.provider.name(),
         "stable": shared.store.stable_version(target).await?,
-        "paused": shared.store.pause().await?,
+        "paused": crate::deploy::pause_of(&shared.store, target).await?,
         "staging": staging.iter().map(|c| serde_json::json!({"id": c.id, "title": c.title})).collect::<Vec<_>>(),
         "queue": entries,
     })))
@@ -1081,9 +1194,25 @@ async fn pause_state<S: Store>(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&shared, &headers, Endpoint::PauseState).await?;
     let pause = shared.store.pause().await?;
-    Ok(Json(
-        serde_json::json!({ "paused": pause.is_some(), "pause": pause }),
-    ))
+    let targets: serde_json::Map<String, serde_json::Value> = shared
+        .store
+        .target_pauses()
+        .await?
+        .into_iter()
+        .map(|(target, pause)| (target, serde_json::json!(pause)))
+        .collect();
+    Ok(Json(serde_json::json!({
+        "paused": pause.is_some(),
+        "pause": pause,
+        "targets": targets,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResumeQuery {
+    /// Lift only this target's pause; without it, the kill switch and every target's.
+    target: Option<String>,
 }
 
 async fn pause<S: Store>(
@@ -1114,23 +1243,93 @@ async fn pause<S: Store>(
     ))
 }
 
+/// Lifts the kill switch and every target's own pause, or (`?target=NAME`) one target's.
 async fn resume<S: Store>(
     State(shared): State<Arc<Shared<S>>>,
     headers: HeaderMap,
+    query: Result<Query<ResumeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let token = authorize(&shared, &headers, Endpoint::Resume).await?;
+    let Query(query) = query.map_err(|e| {
+        ApiError::bad_request(
+            "invalid_query",
+            format!("{e}; accepted parameters: target (a target's name)"),
+        )
+    })?;
     let now = shared.clock.now_ms();
-    let event = NewEvent {
-        change_id: None,
-        at_ms: now,
-        actor: actor_of(&token),
-        kind: EventKind::DeploymentsResumed,
-        data: serde_json::json!({ "summary": format!("deployments resumed by {}", token.name) }),
+    let paused_targets = shared.store.target_pauses().await?;
+    let targets: Vec<String> = match &query.target {
+        None => paused_targets
+            .into_iter()
+            .map(|(target, _)| target)
+            .collect(),
+        Some(target) => {
+            let known = paused_targets.iter().any(|(paused, _)| paused == target)
+                || shared
+                    .deploy
+                    .get()
+                    .is_some_and(|runtime| &runtime.config.target == target);
+            if !known {
+                let mut accepted: Vec<String> = paused_targets
+                    .into_iter()
+                    .map(|(target, _)| target)
+                    .collect();
+                if let Some(runtime) = shared.deploy.get() {
+                    accepted.push(runtime.config.target.clone());
+                }
+                accepted.dedup();
+                return Err(ApiError::bad_request(
+                    "unknown_target",
+                    format!(
+                        "no target `{}` is deployed here or paused; accepted: {}",
+                        airlock_core::ids::printable(target),
+                        if accepted.is_empty() {
+                            "none (nothing is paused)".to_owned()
+                        } else {
+                            accepted.join(", ")
+                        }
+                    ),
+                ));
+            }
+            vec![target.clone()]
+        }
     };
-    let changed = shared.store.set_pause(None, &event).await?;
-    Ok(Json(
-        serde_json::json!({ "paused": false, "changed": changed }),
-    ))
+    let mut changed = false;
+    if query.target.is_none() {
+        let event = NewEvent {
+            change_id: None,
+            at_ms: now,
+            actor: actor_of(&token),
+            kind: EventKind::DeploymentsResumed,
+            data: serde_json::json!({ "summary": format!("deployments resumed by {}", token.name) }),
+        };
+        changed |= shared.store.set_pause(None, &event).await?;
+    }
+    let mut resumed = Vec::new();
+    for target in targets {
+        let event = NewEvent {
+            change_id: None,
+            at_ms: now,
+            actor: actor_of(&token),
+            kind: EventKind::DeploymentsResumed,
+            data: serde_json::json!({
+                "summary": format!("deployments to {target} resumed by {}", token.name),
+                "target": target,
+            }),
+        };
+        if shared.store.set_target_pause(&target, None, &event).await? {
+            changed = true;
+            resumed.push(target);
+        }
+    }
+    if let Some(runtime) = shared.deploy.get() {
+        runtime.wake.notify_one();
+    }
+    Ok(Json(serde_json::json!({
+        "paused": shared.store.pause().await?.is_some(),
+        "changed": changed,
+        "targets_resumed": resumed,
+    })))
 }
 
 /// The per-file hashes every event of a change carries.

@@ -9,6 +9,7 @@
 //! Unhealthy: traffic back to stable, a revert commit, the reverted version redeployed as
 //! stable. A revert that conflicts with later work stops and waits for a person. Every
 //! step is recorded before the next, so a restart resumes where the last one stopped.
+//! Beside the deployer, a task of its own watches the change production runs.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,7 +23,7 @@ use airlock_core::event::{Actor, EventKind, NewEvent};
 use airlock_core::pipeline::PlannedStep;
 use airlock_core::review::ReviewVerdict;
 use airlock_git::{CommitId, CommitMessage, Landing, MergeConflict, PushOutcome, Remote};
-use airlock_judge::Verdict as JudgeVerdict;
+use airlock_judge::{MetricVerdict, Trust, Verdict as JudgeVerdict};
 use airlock_rollout::{
     Environment, Fence, FenceToken, GuardVerdict, Guards, Observed, PrometheusSource, Provider,
     RolloutError, Slot, Version, Weights,
@@ -35,6 +36,8 @@ use tokio::sync::Notify;
 
 use crate::canary::{self, Canary, Reading};
 use crate::drift;
+use crate::intervention::Interventions;
+use crate::synthetic::SyntheticLoad;
 use crate::watch::{Before, Look, Watch};
 use crate::worker::system_event;
 use crate::{Shared, now_ms};
@@ -122,7 +125,8 @@ pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>, stop: Arc<Notify>) {
     let holder = format!("{}-deployer", std::process::id());
     let target = runtime.config.target.clone();
     let mut stable_running = false;
-    let mut watch: Option<Watch> = None;
+    // The watch goes on while the deployer rolls out the next change.
+    let watcher = tokio::spawn(watch_production(shared.clone(), runtime.clone()));
     while !shared.shutting_down.load(Ordering::SeqCst) {
         let notified = runtime.wake.notified();
         let token = match shared
@@ -164,7 +168,6 @@ pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>, stop: Arc<Notify>) {
             &holder,
             FenceToken(token as u64),
             &mut stable_running,
-            &mut watch,
         )
         .await;
         renew.abort();
@@ -191,6 +194,7 @@ pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>, stop: Arc<Notify>) {
             }
         }
     }
+    watcher.abort();
     let provider = runtime.provider.clone();
     let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
 }
@@ -202,7 +206,6 @@ async fn serve<S: Store>(
     holder: &str,
     token: FenceToken,
     stable_running: &mut bool,
-    watch: &mut Option<Watch>,
 ) -> Result<bool, String> {
     if !*stable_running {
         start_stable(shared, runtime, token).await?;
@@ -214,11 +217,14 @@ async fn serve<S: Store>(
         .await
         .map_err(|e| e.to_string())?;
     if let Some((change, deployment)) = queue.into_iter().next() {
-        let paused = store.pause().await.map_err(|e| e.to_string())?.is_some();
+        let paused = pause_of(store, &runtime.config.target)
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some();
         let (to, kind) = match change.state {
             ChangeState::RollingBack => (ChangeState::RollingBack, EventKind::RollbackStarted),
             ChangeState::Deploying => (ChangeState::Deploying, EventKind::DeployStarted),
-            // The kill switch: nothing new starts.
+            // The kill switch, or this target's pause: nothing new starts.
             ChangeState::DeployQueued if paused => return Ok(false),
             _ => (ChangeState::Deploying, EventKind::DeployStarted),
         };
@@ -276,13 +282,29 @@ async fn serve<S: Store>(
             }
             Ok(true)
         }
-        None => watch_production(shared, runtime, watch).await,
+        None => Ok(false),
     }
 }
 
-/// Between deployments: the watch of the change production runs. True when it asked for
-/// a rollback (there is work now).
-async fn watch_production<S: Store>(
+/// The watch of the change production runs, in a task of its own beside the deployer:
+/// a rollout of the next change does not stop it (the stable slot still serves the
+/// watched version, and the watch compares rates, which the split leaves alone). A
+/// rollback it asks for waits in the queue, where rollbacks come first, until the
+/// deployer is free.
+async fn watch_production<S: Store>(shared: Arc<Shared<S>>, runtime: Arc<DeployRuntime>) {
+    let mut watch: Option<Watch> = None;
+    while !shared.shutting_down.load(Ordering::SeqCst) {
+        match look_at_production(&shared, &runtime, &mut watch).await {
+            Ok(true) => runtime.wake.notify_one(),
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "the watch could not look at production"),
+        }
+        tokio::time::sleep(IDLE_POLL).await;
+    }
+}
+
+/// One look of the watch. True when it asked for a rollback (the deployer has work).
+async fn look_at_production<S: Store>(
     shared: &Arc<Shared<S>>,
     runtime: &Arc<DeployRuntime>,
     watch: &mut Option<Watch>,
@@ -398,6 +420,23 @@ async fn watch_production<S: Store>(
                 .map_err(|e| e.to_string())
         }
     }
+}
+
+/// What stops new deployments to `target`: the kill switch, else the target's own pause
+/// (drift's).
+pub(crate) async fn pause_of<S: Store>(
+    store: &S,
+    target: &str,
+) -> Result<Option<Pause>, airlock_store::StoreError> {
+    if let Some(pause) = store.pause().await? {
+        return Ok(Some(pause));
+    }
+    Ok(store
+        .target_pauses()
+        .await?
+        .into_iter()
+        .find(|(paused, _)| paused == target)
+        .map(|(_, pause)| pause))
 }
 
 /// Makes sure the target's stable version serves: at start-up, the version recorded as
@@ -1010,6 +1049,7 @@ impl<S: Store> Driver<'_, S> {
                     change,
                     format!("the candidate could not start: {error}"),
                     serde_json::Value::Null,
+                    None,
                 )
                 .await;
         }
@@ -1043,6 +1083,7 @@ impl<S: Store> Driver<'_, S> {
                             change,
                             format!("traffic could not be set for the {percent} % step: {error}"),
                             serde_json::Value::Null,
+                            None,
                         )
                         .await;
                 }
@@ -1057,7 +1098,7 @@ impl<S: Store> Driver<'_, S> {
                 .await
                 .map_err(|e| e.to_string())?;
             match self
-                .watch_step(change, &commit, &previous, &mut canary)
+                .watch_step(change, percent, &commit, &previous, &mut canary)
                 .await?
             {
                 StepResult::Healthy(mut evidence) => {
@@ -1090,7 +1131,22 @@ impl<S: Store> Driver<'_, S> {
                         .map_err(|e| e.to_string())?;
                     let mut evidence = evidence;
                     evidence["recording"] = self.save_recording(change, &canary);
-                    return self.abort_rollout(change, reason, evidence).await;
+                    return self.abort_rollout(change, reason, evidence, None).await;
+                }
+                StepResult::Aborted(reason, by, mut evidence) => {
+                    let mut event = self.event(
+                        change,
+                        EventKind::RolloutDecision,
+                        serde_json::json!({ "step": index, "percent": percent, "decision": "abort", "reason": reason, "evidence": evidence }),
+                    );
+                    event.actor = by.clone();
+                    self.shared
+                        .store
+                        .append_event(&event)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    evidence["recording"] = self.save_recording(change, &canary);
+                    return self.abort_rollout(change, reason, evidence, Some(by)).await;
                 }
                 StepResult::Interrupted => return Ok(Stop::Interrupted),
             }
@@ -1143,7 +1199,8 @@ impl<S: Store> Driver<'_, S> {
     }
 
     /// Records the rollout's steady state and, when the target's last rollouts together
-    /// degraded it beyond `[deploy.drift]`'s budget, says so and pauses deployments.
+    /// degraded it beyond `[deploy.drift]`'s budget, says so and pauses this target's
+    /// deployments (not the kill switch: other targets did not drift).
     async fn track_drift(
         &self,
         change: &ChangeRecord,
@@ -1174,7 +1231,7 @@ impl<S: Store> Driver<'_, S> {
         let Some((reason, evidence)) = drift::exceeded(&states, &config.drift) else {
             return Ok(());
         };
-        tracing::warn!(target = %config.target, %reason, "drift beyond budget; deployments pause");
+        tracing::warn!(target = %config.target, %reason, "drift beyond budget; the target's deployments pause");
         store
             .append_event(&self.event(
                 change,
@@ -1193,10 +1250,14 @@ impl<S: Store> Driver<'_, S> {
             at_ms: now_ms(),
             actor: Actor::system("drift"),
             kind: EventKind::DeploymentsPaused,
-            data: serde_json::json!({ "summary": format!("deployments paused: {}", pause.reason), "reason": pause.reason }),
+            data: serde_json::json!({
+                "summary": format!("deployments to {} paused: {}", config.target, pause.reason),
+                "reason": pause.reason,
+                "target": config.target,
+            }),
         };
         store
-            .set_pause(Some(&pause), &event)
+            .set_target_pause(&config.target, Some(&pause), &event)
             .await
             .map_err(|e| e.to_string())?;
         Ok(())
@@ -1454,14 +1515,18 @@ impl<S: Store> Driver<'_, S> {
     }
 
     /// Watches the canary for one step. The judge compares it with the baseline at every
-    /// poll: its failure ends the step at once (an advisory failure holds it for a
-    /// human); the absolute guards stay as a second line. The step passes once the soak
-    /// time is over, the judge passes it and the guards see enough healthy traffic.
-    /// Missing or thin data makes the step wait, never fail. While the kill switch is on,
-    /// a healthy step holds.
+    /// poll: its failure ends the step at once; an advisory failure holds it until a
+    /// person continues the rollout past it (`rollout.continued`: the metrics it names
+    /// then no longer stop the rollout) or aborts it (`rollout.aborted`, read at every
+    /// poll, held or not). The absolute guards stay as a second line. The step passes
+    /// once the soak time is over, the judge passes it and the guards see enough healthy
+    /// traffic. Missing or thin data makes the step wait, never fail, and, when
+    /// configured, start synthetic load once the soak is over. While the kill switch is
+    /// on, a healthy step holds.
     async fn watch_step(
         &self,
         change: &ChangeRecord,
+        percent: u32,
         commit: &str,
         previous: &str,
         canary: &mut Canary,
@@ -1470,7 +1535,12 @@ impl<S: Store> Driver<'_, S> {
         // The guards judge what was served since the step began.
         let mut start: Option<BTreeMap<Slot, Observed>> = None;
         let began = Instant::now();
-        let (mut missing_noted, mut waiting_noted, mut hold_noted) = (false, false, false);
+        let (mut missing_noted, mut waiting_noted) = (false, false);
+        // The metrics of the hold last announced, so that each hold is one event.
+        let mut hold_noted: Option<Vec<String>> = None;
+        // Requests airlock sends while the step lacks data; stopped (dropped) as soon as
+        // the step is decided, whichever way this function returns.
+        let mut synthetic: Option<SyntheticLoad> = None;
         loop {
             tokio::time::sleep(config.poll).await;
             if self.shared.shutting_down.load(Ordering::SeqCst) {
@@ -1498,7 +1568,7 @@ impl<S: Store> Driver<'_, S> {
                 }
                 None => (Observed::default(), Observed::default()),
             };
-            let evidence = serde_json::json!({
+            let mut evidence = serde_json::json!({
                 "judge": decision,
                 "canary": observed_json(&window_canary),
                 "baseline": observed_json(&window_baseline),
@@ -1509,41 +1579,74 @@ impl<S: Store> Driver<'_, S> {
                 },
                 "seconds": began.elapsed().as_secs_f64(),
             });
-            match &decision.verdict {
+            if let Some(load) = &synthetic {
+                evidence["synthetic_load"] = load.summary();
+            }
+            let people = Interventions::of(
+                &self
+                    .shared
+                    .store
+                    .events(Some(&change.id))
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+            if let Some((reason, by)) = people.abort {
+                let reason = format!("rollout aborted by {}: {reason}", by.name);
+                return Ok(StepResult::Aborted(reason, by, evidence));
+            }
+            let judge_passes = match &decision.verdict {
                 JudgeVerdict::Fail { metric } => {
                     return Ok(StepResult::Unhealthy(
                         canary::failure_reason(&decision, metric),
                         evidence,
                     ));
                 }
-                JudgeVerdict::Hold { metric } => {
-                    if !hold_noted {
-                        hold_noted = true;
-                        let event = self.event(
-                            change,
-                            EventKind::RolloutDecision,
-                            serde_json::json!({
-                                "decision": "hold",
-                                "reason": canary::failure_reason(&decision, metric),
-                                "evidence": evidence,
-                            }),
-                        );
-                        self.shared
-                            .store
-                            .append_event(&event)
-                            .await
-                            .map_err(|e| e.to_string())?;
+                JudgeVerdict::Hold { .. } => {
+                    let unanswered: Vec<String> = decision
+                        .metrics
+                        .iter()
+                        .filter(|m| m.trust == Trust::Advisory && m.verdict == MetricVerdict::Fail)
+                        .filter(|m| !people.acknowledged.contains(&m.name))
+                        .map(|m| m.name.clone())
+                        .collect();
+                    if let Some(first) = unanswered.first() {
+                        if hold_noted.as_ref() != Some(&unanswered) {
+                            let event = self.event(
+                                change,
+                                EventKind::RolloutDecision,
+                                serde_json::json!({
+                                    "decision": "hold",
+                                    "metrics": unanswered,
+                                    "reason": canary::failure_reason(&decision, first),
+                                    "evidence": evidence,
+                                }),
+                            );
+                            self.shared
+                                .store
+                                .append_event(&event)
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            hold_noted = Some(unanswered);
+                        }
+                        // Advisory: a person decides (`airlock rollout continue|abort`);
+                        // until then the step never advances.
+                        continue;
                     }
-                    // Advisory: a human decides (`airlock rollback`); the step never advances.
-                    continue;
+                    // A person let every advisory failure go: the other metrics decide.
+                    decision
+                        .metrics
+                        .iter()
+                        .filter(|m| m.trust != Trust::Shadow)
+                        .filter(|m| !people.acknowledged.contains(&m.name))
+                        .all(|m| m.verdict == MetricVerdict::Pass)
                 }
-                _ => {}
+                verdict => *verdict == JudgeVerdict::Pass,
+            };
+            if !people.acknowledged.is_empty() {
+                evidence["continued_past"] = serde_json::json!(people.acknowledged);
             }
             let soaked = began.elapsed() >= config.soak;
-            let paused = self
-                .shared
-                .store
-                .pause()
+            let paused = pause_of(&self.shared.store, &config.target)
                 .await
                 .map_err(|e| e.to_string())?
                 .is_some();
@@ -1551,9 +1654,7 @@ impl<S: Store> Driver<'_, S> {
                 GuardVerdict::Unhealthy { reason } => {
                     return Ok(StepResult::Unhealthy(reason, evidence));
                 }
-                GuardVerdict::Healthy
-                    if soaked && !paused && decision.verdict == JudgeVerdict::Pass =>
-                {
+                GuardVerdict::Healthy if soaked && !paused && judge_passes => {
                     return Ok(StepResult::Healthy(evidence));
                 }
                 _ if soaked && !waiting_noted => {
@@ -1561,6 +1662,34 @@ impl<S: Store> Driver<'_, S> {
                     tracing::info!(change = %change.id, verdict = ?decision.verdict, "the step waits for evidence; thin traffic never rolls back");
                 }
                 _ => {}
+            }
+            // Soaked and still undecided: the step lacks data. With synthetic load
+            // configured, airlock makes the traffic itself (never while paused: the
+            // kill switch holds the step anyway).
+            if soaked
+                && !paused
+                && synthetic.is_none()
+                && let Some(load) = &config.judge.synthetic_load
+            {
+                let started = SyntheticLoad::start(load);
+                tracing::info!(change = %change.id, percent, address = %load.address, rate = load.rate, "the step lacks data: synthetic load starts");
+                self.shared
+                    .store
+                    .append_event(&self.event(
+                        change,
+                        EventKind::SyntheticLoad,
+                        serde_json::json!({
+                            "percent": percent,
+                            "reason": format!("the {percent} % step still lacked data after its soak of {}", airlock_core::units::format_duration(config.soak)),
+                            "address": load.address.to_string(),
+                            "paths": load.paths,
+                            "rate": load.rate,
+                            "max_duration_s": load.max_duration.as_secs(),
+                        }),
+                    ))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                synthetic = Some(started);
             }
         }
     }
@@ -1607,12 +1736,14 @@ impl<S: Store> Driver<'_, S> {
         }
     }
 
-    /// Ends a rollout that went wrong: traffic back to stable at once, then the rollback.
+    /// Ends a rollout that went wrong (or that a person, `by`, stopped): traffic back to
+    /// stable at once, then the rollback.
     async fn abort_rollout(
         &self,
         change: &ChangeRecord,
         reason: String,
         evidence: serde_json::Value,
+        by: Option<Actor>,
     ) -> Outcome {
         let token = self.token;
         let restored = blocking(self.runtime, move |provider| {
@@ -1624,7 +1755,8 @@ impl<S: Store> Driver<'_, S> {
             EventKind::RollbackStarted,
             serde_json::json!({
                 "reason": reason,
-                "automatic": true,
+                "automatic": by.is_none(),
+                "by": by.as_ref().map(|b| b.name.as_str()),
                 "evidence": evidence,
                 "traffic_on_stable": restored.is_ok(),
             }),
@@ -1653,7 +1785,7 @@ impl<S: Store> Driver<'_, S> {
             change,
             DeploymentUpdate {
                 rollback_reason: Some(reason),
-                rollback_by: Some(Actor::system("deployer")),
+                rollback_by: Some(by.unwrap_or_else(|| Actor::system("deployer"))),
                 ..Default::default()
             },
             self.event(
@@ -1834,6 +1966,8 @@ impl<S: Store> Driver<'_, S> {
 enum StepResult {
     Healthy(serde_json::Value),
     Unhealthy(String, serde_json::Value),
+    /// A person stopped the rollout: the reason, who, the evidence at that moment.
+    Aborted(String, Actor, serde_json::Value),
     Interrupted,
 }
 

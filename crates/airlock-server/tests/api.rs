@@ -1411,6 +1411,13 @@ async fn every_role_against_every_endpoint_follows_the_authorization_table() {
             json!({"reason": "r"}),
             OPERATORS,
         ),
+        (
+            "POST",
+            "/v1/changes/{id}/rollout",
+            format!("/v1/changes/{id}/rollout"),
+            json!({"action": "continue", "reason": "r"}),
+            OPERATORS,
+        ),
     ];
     // The table covers every endpoint the server has, and nothing else.
     let mut served: Vec<(&str, &str)> = airlock_server::Endpoint::ALL

@@ -514,6 +514,18 @@ pub trait Store: Send + Sync + 'static {
         event: &NewEvent,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     fn pause(&self) -> impl Future<Output = Result<Option<Pause>, StoreError>> + Send;
+    /// Pauses one target's deployments (`Some`) or lifts that pause, beside the kill
+    /// switch, which it leaves as it is; false when it already was.
+    fn set_target_pause(
+        &self,
+        target: &str,
+        pause: Option<&Pause>,
+        event: &NewEvent,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The targets paused on their own, ordered by name.
+    fn target_pauses(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(String, Pause)>, StoreError>> + Send;
     /// What the agent named `agent` has in flight and has proposed since `since_ms`.
     fn agent_activity(
         &self,

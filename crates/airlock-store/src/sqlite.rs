@@ -353,6 +353,9 @@ fn post_review_from_row(row: &SqliteRow) -> Result<PostReviewRecord, StoreError>
     })
 }
 
+/// The `controls` rows of targets paused on their own are named this and the target.
+const TARGET_PAUSE_PREFIX: &str = "pause:";
+
 /// Changes of an agent in these states are in flight (counted against its limit).
 const IN_FLIGHT: &str =
     "('queued', 'checking', 'checks_passed', 'awaiting_review', 'changes_requested')";
@@ -1117,6 +1120,52 @@ impl Store for SqliteStore {
                 .fetch_optional(&self.pool)
                 .await?;
         value.map(|v| json(&v, "pause")).transpose()
+    }
+
+    async fn set_target_pause(
+        &self,
+        target: &str,
+        pause: Option<&Pause>,
+        event: &NewEvent,
+    ) -> Result<bool, StoreError> {
+        // Beside the kill switch's row: 'pause' is global, 'pause:TARGET' one target's.
+        let name = format!("{TARGET_PAUSE_PREFIX}{target}");
+        let mut tx = self.pool.begin().await?;
+        let changed = match pause {
+            Some(pause) => {
+                sqlx::query("INSERT OR IGNORE INTO controls (name, value) VALUES (?, ?)")
+                    .bind(&name)
+                    .bind(to_json(pause))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+            }
+            None => sqlx::query("DELETE FROM controls WHERE name = ?")
+                .bind(&name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+        } == 1;
+        if changed {
+            insert_event(&mut tx, event).await?;
+            tx.commit().await?;
+        }
+        Ok(changed)
+    }
+
+    async fn target_pauses(&self) -> Result<Vec<(String, Pause)>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, value FROM controls WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name",
+        )
+        .bind(TARGET_PAUSE_PREFIX)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(name, value)| {
+                let target = name[TARGET_PAUSE_PREFIX.len()..].to_owned();
+                Ok((target, json(&value, "pause")?))
+            })
+            .collect()
     }
 
     async fn agent_activity(

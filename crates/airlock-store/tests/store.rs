@@ -718,6 +718,60 @@ async fn a_revision_keeps_history_dismisses_the_review_and_deadlines_fire_once()
 }
 
 #[tokio::test]
+async fn a_target_pauses_alone_beside_the_kill_switch() {
+    let (_dir, store) = open().await;
+    let pause = |reason: &str| airlock_store::Pause {
+        reason: reason.into(),
+        by: Actor::system("drift"),
+        at_ms: 1,
+    };
+    let ev = event(None, EventKind::DeploymentsPaused);
+    assert!(store.target_pauses().await.unwrap().is_empty());
+    assert!(
+        store
+            .set_target_pause("production", Some(&pause("drift")), &ev)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_target_pause("production", Some(&pause("again")), &ev)
+            .await
+            .unwrap(),
+        "already paused: the first reason stays"
+    );
+    assert!(
+        store
+            .set_target_pause("eu", Some(&pause("eu drift")), &ev)
+            .await
+            .unwrap()
+    );
+    // The kill switch is another thing: still off.
+    assert_eq!(store.pause().await.unwrap(), None);
+    assert_eq!(
+        store.target_pauses().await.unwrap(),
+        vec![
+            ("eu".to_owned(), pause("eu drift")),
+            ("production".to_owned(), pause("drift")),
+        ]
+    );
+    assert!(store.set_target_pause("eu", None, &ev).await.unwrap());
+    assert!(!store.set_target_pause("eu", None, &ev).await.unwrap());
+    assert_eq!(
+        store.target_pauses().await.unwrap(),
+        vec![("production".to_owned(), pause("drift"))]
+    );
+    // Lifting the kill switch leaves a target's pause alone.
+    assert!(!store.set_pause(None, &ev).await.unwrap());
+    assert_eq!(store.target_pauses().await.unwrap().len(), 1);
+    assert_eq!(
+        store.events(None).await.unwrap().len(),
+        3,
+        "one event per change"
+    );
+}
+
+#[tokio::test]
 async fn the_kill_switch_and_agent_activity() {
     let (_dir, store) = open().await;
     let pause = airlock_store::Pause {

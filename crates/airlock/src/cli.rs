@@ -89,6 +89,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A person's decision on a rollout under way (operator or admin).
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
     /// Run airlock's sample HTTP service (the demo's): GET / answers per the behaviour
     /// file (`error_rate`, `latency_ms`), GET /metrics in Prometheus's format.
     #[command(hide = true)]
@@ -102,8 +105,11 @@ pub enum Command {
         #[arg(long, env = "AIRLOCK_VERSION", default_value = "dev")]
         version: String,
     },
-    /// Lift the kill switch.
+    /// Lift the kill switch and every target's own pause (drift's), or with --target
+    /// only that target's pause.
     Resume {
+        #[arg(long)]
+        target: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
         #[arg(long)]
@@ -157,6 +163,35 @@ pub enum Command {
         /// Keep the sample repository instead of deleting it.
         #[arg(long)]
         keep: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Let a rollout the judge holds (an advisory failure) go on: the metrics it held on
+    /// no longer stop it; the guards and enforcing metrics still do.
+    Continue {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a rollout under way: traffic back to stable, a revert commit, the previous
+    /// version redeployed. Exit 1 once rolled back.
+    Abort {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        /// Return at once instead of waiting for the rollback to finish.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -16,7 +16,8 @@ use anyhow::{Context, bail};
 
 use crate::Outcome;
 use crate::cli::{
-    Args, CanaryCommand, ClientArgs, Command, ProposeArgs, ReviewCommand, TokenCommand,
+    Args, CanaryCommand, ClientArgs, Command, ProposeArgs, ReviewCommand, RolloutCommand,
+    TokenCommand,
 };
 use crate::client::Client;
 
@@ -72,14 +73,47 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             client,
             json,
         } => rollback(&id, &reason, no_wait, &client, json),
+        Command::Rollout(RolloutCommand::Continue {
+            id,
+            reason,
+            client,
+            json,
+        }) => {
+            let id: airlock_core::ids::ChangeId = id.parse().map_err(anyhow::Error::msg)?;
+            let answer: serde_json::Value = connect(&client)?.post(
+                &format!("/v1/changes/{id}/rollout"),
+                &serde_json::json!({ "action": "continue", "reason": reason }),
+            )?;
+            print_answer(&answer, json, || {
+                format!("{id}: the rollout goes on past the judge's hold")
+            })
+        }
+        Command::Rollout(RolloutCommand::Abort {
+            id,
+            reason,
+            no_wait,
+            client,
+            json,
+        }) => abort_rollout(&id, &reason, no_wait, &client, json),
         Command::SampleService {
             port,
             config,
             version,
         } => sample_service(port, &config, version),
-        Command::Resume { client, json } => {
-            let answer: serde_json::Value = connect(&client)?.delete("/v1/pause")?;
-            print_answer(&answer, json, || "deployments resumed".to_owned())
+        Command::Resume {
+            target,
+            client,
+            json,
+        } => {
+            let path = match &target {
+                None => "/v1/pause".to_owned(),
+                Some(target) => format!("/v1/pause?target={}", query_value(target)),
+            };
+            let answer: serde_json::Value = connect(&client)?.delete(&path)?;
+            print_answer(&answer, json, || match &target {
+                None => "deployments resumed".to_owned(),
+                Some(target) => format!("deployments to {target} resumed"),
+            })
         }
         Command::List {
             state,
@@ -105,6 +139,18 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         }
         Command::Demo { json, keep } => crate::demo::run(json, keep),
     }
+}
+
+/// `text` percent-encoded for a query string: letters, digits and `-_.~` stay as they are.
+fn query_value(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// The repository containing `dir` and its validated configuration.
@@ -637,9 +683,42 @@ fn rollback(
     if no_wait {
         return print_answer(&answer, json, || format!("{id}: rollback requested"));
     }
+    wait_for_rollback(&client, &id, json)
+}
+
+/// Stops a rollout under way; like `airlock rollback`, waits for the rollback unless told not to.
+fn abort_rollout(
+    id: &str,
+    reason: &str,
+    no_wait: bool,
+    client_args: &ClientArgs,
+    json: bool,
+) -> anyhow::Result<Outcome> {
+    let id: airlock_core::ids::ChangeId = id.parse().map_err(anyhow::Error::msg)?;
+    let client = connect(client_args)?;
+    let answer: serde_json::Value = client.post(
+        &format!("/v1/changes/{id}/rollout"),
+        &serde_json::json!({ "action": "abort", "reason": reason }),
+    )?;
+    if no_wait {
+        return print_answer(&answer, json, || format!("{id}: rollout abort requested"));
+    }
+    wait_for_rollback(&client, &id, json)
+}
+
+/// Follows a change until its rollback (or the deployment it stops) ends: exit 1 when
+/// rolled back, an error when the rollback could not complete.
+fn wait_for_rollback(
+    client: &Client,
+    id: &airlock_core::ids::ChangeId,
+    json: bool,
+) -> anyhow::Result<Outcome> {
     let view = loop {
         let view: ChangeView = client.get(&format!("/v1/changes/{id}?wait=2"))?;
-        if view.state != ChangeState::RollingBack {
+        if !matches!(
+            view.state,
+            ChangeState::RollingBack | ChangeState::Deploying
+        ) {
             break view;
         }
     };

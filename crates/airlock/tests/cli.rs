@@ -1235,8 +1235,18 @@ fn view_recording(bench: &DeployBench, id: &str) -> String {
 
 /// A repository whose service is the sample service (behaviour `service_conf`), deployed
 /// with the local provider in steps of 50 and 100 %, with `extra` appended to its
-/// `[deploy]` section; and the port of its production proxy.
+/// `[deploy.guards]` section (where further sections may follow); and the port of its
+/// production proxy.
 fn sample_service_bench(service_conf: &str, extra: &str) -> (tempfile::TempDir, DeployBench, u16) {
+    sample_service_bench_with_steps(service_conf, "[50, 100]", extra)
+}
+
+/// [`sample_service_bench`] with other canary `steps`.
+fn sample_service_bench_with_steps(
+    service_conf: &str,
+    steps: &str,
+    extra: &str,
+) -> (tempfile::TempDir, DeployBench, u16) {
     let (dir, root) = repository();
     std::fs::write(root.join("service.conf"), service_conf).unwrap();
     git(&root, &["add", "-A"]);
@@ -1245,7 +1255,7 @@ fn sample_service_bench(service_conf: &str, extra: &str) -> (tempfile::TempDir, 
     let proxy_port = free_port();
     let deploy = format!(
         "\n[deploy]\nstart = '''exec '{bin}' sample-service --port $PORT'''\n\
-         listen = \"127.0.0.1:{proxy_port}\"\nsteps = [50, 100]\nsoak = \"1s\"\npoll = \"100ms\"\n\
+         listen = \"127.0.0.1:{proxy_port}\"\nsteps = {steps}\nsoak = \"1s\"\npoll = \"100ms\"\n\
          [deploy.guards]\nmin_requests = 20\n{extra}",
         bin = env!("CARGO_BIN_EXE_airlock"),
     );
@@ -1449,6 +1459,27 @@ impl DeployBench {
             assert!(
                 Instant::now() < deadline,
                 "no {kind} event for {id}: {:?}\nserver log:\n{}",
+                self.events_of(id),
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The first `rollout.decision` about `id` whose decision is `decision`, waited for.
+    fn wait_for_decision(&self, id: &str, decision: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(event) = self
+                .events_of(id)
+                .into_iter()
+                .find(|e| e["kind"] == "rollout.decision" && e["data"]["decision"] == decision)
+            {
+                return event;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {decision} decision for {id}: {:?}\nserver log:\n{}",
                 self.events_of(id),
                 std::fs::read_to_string(&self.log).unwrap_or_default()
             );
@@ -1998,16 +2029,30 @@ fn drift_across_changes_that_each_passed_pauses_deployments() {
     let drift = bench.wait_for_event(&slower, "drift.exceeded");
     let reason = drift["data"]["reason"].as_str().unwrap();
     assert!(reason.contains("the p99 went from"), "{reason}");
-    let paused = ureq::get(&format!("{}/v1/pause", bench.url))
-        .header("Authorization", &format!("Bearer {}", bench.bot))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_json::<Value>()
-        .unwrap();
-    assert!(
-        paused.to_string().contains("drift on production"),
+    // Only this target pauses: the kill switch, which would stop every target, stays off.
+    let pauses = || {
+        ureq::get(&format!("{}/v1/pause", bench.url))
+            .header("Authorization", &format!("Bearer {}", bench.bot))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json::<Value>()
+            .unwrap()
+    };
+    let paused = pauses();
+    assert_eq!(paused["paused"], false, "{paused}");
+    let reason = paused["targets"]["production"]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(reason.starts_with("drift on production"), "{paused}");
+    assert_eq!(
+        paused["targets"]["production"]["by"]["name"], "drift",
         "{paused}"
+    );
+    let queue = json(&bench.run(&["queue", "--json"], &bench.bot));
+    assert!(
+        !queue["paused"].is_null(),
+        "the queue shows the pause: {queue}"
     );
     // The next change waits in the queue until a person lifts the pause.
     let next = bench.propose("README.md", "hello", "hello, later", "later");
@@ -2018,8 +2063,341 @@ fn drift_across_changes_that_each_passed_pauses_deployments() {
         bench.wait_for(&next, &["deploy_queued", "deploying", "deployed"])["state"],
         "deploy_queued"
     );
-    let resumed = bench.run(&["resume"], &bench.operator);
+    // A target that is neither deployed here nor paused is refused, and nothing changes.
+    let unknown = bench.run(&["resume", "--target", "staging-eu"], &bench.operator);
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
+    assert!(
+        text(&unknown).contains("accepted: production"),
+        "{}",
+        text(&unknown)
+    );
+    assert!(!pauses()["targets"]["production"].is_null());
+    let resumed = bench.run(&["resume", "--target", "production"], &bench.operator);
     assert!(resumed.status.success(), "{}", text(&resumed));
     let view = bench.wait_for(&next, &["deployed", "rolled_back", "failed"]);
     assert_eq!(view["state"], "deployed", "{view}");
+    // Both ends of the pause are in the audit log, each naming the target.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let shown = airlock(&bench.root, &["audit", "show", "--json", "--limit", "1000"]);
+        let targets: Vec<(String, String)> = String::from_utf8(shown.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["entry"]["details"]["target"].is_string())
+            .map(|e| {
+                let entry = &e["entry"];
+                (
+                    entry["kind"].as_str().unwrap().to_owned(),
+                    entry["details"]["target"].as_str().unwrap().to_owned(),
+                )
+            })
+            .filter(|(kind, _)| {
+                kind.starts_with("deploy.paused") || kind.starts_with("deploy.resumed")
+            })
+            .collect();
+        let expected = [
+            ("deploy.paused".to_owned(), "production".to_owned()),
+            ("deploy.resumed".to_owned(), "production".to_owned()),
+        ];
+        // (The drift is still there after the next change, which pauses the target again.)
+        if targets.starts_with(&expected) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{targets:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_advisory_hold_waits_for_a_person_to_continue_or_abort_the_rollout() {
+    // `max_error_rate = 1` lands in [deploy.guards]: the guards never fail on errors,
+    // so what stops these canaries is the judge alone, and it only advises.
+    let (_dir, bench, proxy_port) = sample_service_bench(
+        "error_rate = 0\n",
+        "max_error_rate = 1.0\n[deploy.judge]\ntrust = \"advisory\"\n",
+    );
+    let _load = Load::start(proxy_port);
+    let (bot, operator) = (&bench.bot, &bench.operator);
+
+    // 1. Every request of the canary fails: the judge holds the rollout for a person,
+    // who aborts it. Traffic goes back to stable and the change is reverted.
+    let broken = bench.propose("service.conf", "error_rate = 0", "error_rate = 1", "broken");
+    bench.approve(&broken);
+    let hold = bench.wait_for_decision(&broken, "hold");
+    assert_eq!(
+        hold["data"]["metrics"],
+        serde_json::json!(["errors"]),
+        "{hold}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let view = bench.wait_for(&broken, &["deploying"]);
+    assert_eq!(view["deployment"]["step"], -1, "held, not advanced: {view}");
+    // Only operators and admins decide; an agent is refused and nothing is recorded.
+    let refused = bench.run(&["rollout", "abort", &broken, "--reason", "mine"], bot);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("allowed roles"),
+        "{}",
+        text(&refused)
+    );
+    let bad_action = ureq::post(&format!("{}/v1/changes/{broken}/rollout", bench.url))
+        .header("Authorization", &format!("Bearer {operator}"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_json(serde_json::json!({ "action": "skip", "reason": "x" }))
+        .unwrap();
+    assert_eq!(bad_action.status(), 400);
+    assert!(
+        !bench
+            .events_of(&broken)
+            .iter()
+            .any(|e| e["kind"] == "rollout.aborted" || e["kind"] == "rollout.continued"),
+        "a refused decision records nothing"
+    );
+    let aborted = bench.run(
+        &[
+            "rollout",
+            "abort",
+            &broken,
+            "--reason",
+            "checkout fails for everyone",
+        ],
+        operator,
+    );
+    assert_eq!(aborted.status.code(), Some(1), "{}", text(&aborted));
+    let view = bench.assert_rolled_back(
+        &broken,
+        "rollout aborted by otto: checkout fails for everyone",
+    );
+    assert_eq!(view["deployment"]["rollback_by"]["name"], "otto", "{view}");
+    let events = bench.events_of(&broken);
+    let abort = events
+        .iter()
+        .find(|e| e["kind"] == "rollout.aborted")
+        .expect("a rollout.aborted event");
+    assert_eq!(abort["actor"]["name"], "otto", "{abort}");
+    assert_eq!(
+        abort["data"]["reason"], "checkout fails for everyone",
+        "{abort}"
+    );
+    let started = events
+        .iter()
+        .find(|e| e["kind"] == "rollback.started")
+        .unwrap();
+    assert_eq!(started["data"]["automatic"], false, "{started}");
+    assert_eq!(
+        std::fs::read_to_string(bench.root.join("service.conf")).unwrap(),
+        "error_rate = 0\n"
+    );
+    // There is nothing left to decide about it.
+    let late = bench.run(&["rollout", "continue", &broken, "--reason", "x"], operator);
+    assert_eq!(late.status.code(), Some(2), "{}", text(&late));
+    assert!(text(&late).contains("rolled_back"), "{}", text(&late));
+
+    // 2. A fifth of the canary's requests fail: held again; this time the person knows
+    // why and lets the rollout go on, and it completes.
+    let noisy = bench.propose(
+        "service.conf",
+        "error_rate = 0",
+        "error_rate = 0.2",
+        "noisy",
+    );
+    bench.approve(&noisy);
+    let hold = bench.wait_for_decision(&noisy, "hold");
+    assert_eq!(
+        hold["data"]["metrics"],
+        serde_json::json!(["errors"]),
+        "{hold}"
+    );
+    let continued = bench.run(
+        &[
+            "rollout",
+            "continue",
+            &noisy,
+            "--reason",
+            "the new errors are expected retries",
+        ],
+        operator,
+    );
+    assert_eq!(continued.status.code(), Some(0), "{}", text(&continued));
+    let view = bench.wait_for(&noisy, &["deployed", "rolled_back", "failed"]);
+    assert_eq!(view["state"], "deployed", "{view}");
+    let events = bench.events_of(&noisy);
+    let continuation = events
+        .iter()
+        .find(|e| e["kind"] == "rollout.continued")
+        .expect("a rollout.continued event");
+    assert_eq!(continuation["actor"]["name"], "otto", "{continuation}");
+    assert_eq!(
+        continuation["data"]["metrics"],
+        serde_json::json!(["errors"])
+    );
+    let passes: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "rollout.decision" && e["data"]["decision"] == "pass")
+        .collect();
+    assert_eq!(passes.len(), 2, "both steps passed: {passes:?}");
+    for pass in passes {
+        assert_eq!(
+            pass["data"]["evidence"]["continued_past"],
+            serde_json::json!(["errors"]),
+            "{pass}"
+        );
+    }
+    // Continuing is for held rollouts only.
+    let nothing = bench.run(&["rollout", "continue", &noisy, "--reason", "x"], operator);
+    assert_eq!(nothing.status.code(), Some(2), "{}", text(&nothing));
+}
+
+#[test]
+fn synthetic_load_judges_a_canary_on_thin_traffic_and_catches_a_broken_one() {
+    let (_dir, bench, proxy_port) = sample_service_bench(
+        "error_rate = 0\n",
+        "[deploy.judge.synthetic_load]\npaths = [\"/\", \"/healthz\"]\nrate = 300\nmax_duration = \"2m\"\n",
+    );
+    let synthetic_evidence = |id: &str| -> Vec<Value> {
+        bench
+            .events_of(id)
+            .into_iter()
+            .filter(|e| e["kind"] == "rollout.synthetic_load")
+            .collect()
+    };
+
+    // 1. A request every 200 ms: too few for the judge to pass a step (it needs 500
+    // canary requests). After the soak airlock adds its own, and the healthy canary
+    // passes both steps.
+    let thin = Load::with(proxy_port, 1, Duration::from_millis(200));
+    let good = bench.propose("README.md", "hello", "hello, quiet world", "quiet");
+    bench.approve(&good);
+    let view = bench.wait_for(&good, &["deployed", "rolled_back", "failed"]);
+    assert_eq!(view["state"], "deployed", "{view}");
+    let started = synthetic_evidence(&good);
+    assert_eq!(started.len(), 2, "once per step: {started:?}");
+    assert_eq!(started[0]["data"]["percent"], 50, "{started:?}");
+    assert_eq!(started[0]["data"]["rate"], 300, "{started:?}");
+    let passes: Vec<Value> = bench
+        .events_of(&good)
+        .into_iter()
+        .filter(|e| e["kind"] == "rollout.decision" && e["data"]["decision"] == "pass")
+        .collect();
+    assert_eq!(passes.len(), 2, "{passes:?}");
+    for pass in &passes {
+        let load = &pass["data"]["evidence"]["synthetic_load"];
+        let sent = load["requests"].as_u64().unwrap();
+        assert!(sent > 0, "{pass}");
+        assert_eq!(load["failed"], 0, "{pass}");
+        assert_eq!(load["stopped_at_max_duration"], false, "{pass}");
+        // The canary's exposure in the step came mostly from airlock's requests.
+        let canary = pass["data"]["evidence"]["canary"]["requests"]
+            .as_u64()
+            .unwrap();
+        assert!(canary >= 500 / 2, "{pass}");
+    }
+    drop(thin);
+
+    // 2. No traffic at all, and a version whose every answer is an error: synthetic load
+    // alone shows it, and the canary is rolled back.
+    let broken = bench.propose("service.conf", "error_rate = 0", "error_rate = 1", "broken");
+    bench.approve(&broken);
+    let view = bench.assert_rolled_back(&broken, "error rate");
+    let decisions: Vec<Value> = bench
+        .events_of(&broken)
+        .into_iter()
+        .filter(|e| e["kind"] == "rollout.decision")
+        .collect();
+    assert_eq!(
+        decisions.len(),
+        1,
+        "failed in its first step: {decisions:?}"
+    );
+    assert_eq!(synthetic_evidence(&broken).len(), 1);
+    let load = &view["canary"]["evidence"]["synthetic_load"];
+    assert!(load["requests"].as_u64().unwrap() > 0, "{view}");
+    assert!(load["failed"].as_u64().unwrap() > 0, "{view}");
+    assert_eq!(view["canary"]["decision"], "fail", "{view}");
+    // Stopped with the step: production (the stable version, restarted by the rollback)
+    // gets no more of airlock's requests.
+    let served = || -> u64 {
+        let page = ureq::get(&format!("http://127.0.0.1:{proxy_port}/metrics"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        page.lines()
+            .filter(|l| l.starts_with("sample_requests_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let before = served();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(served(), before, "no request reached / in a second");
+}
+
+#[test]
+fn the_watch_goes_on_while_the_next_change_rolls_out() {
+    // Steps of 25 % keep half of production on the stable version during a rollout;
+    // `max_error_rate = 1` (in [deploy.guards]) and an advisory judge make the next
+    // change's broken canary hold its rollout instead of failing it.
+    let (_dir, bench, proxy_port) = sample_service_bench_with_steps(
+        "latency_ms = 0\n",
+        "[25, 100]",
+        "max_error_rate = 1.0\n[deploy.judge]\ntrust = \"advisory\"\n[deploy.watch]\nperiod = \"5m\"\n",
+    );
+    let _load = Load::start(proxy_port);
+    // The stable version's figures before the rollout need traffic.
+    std::thread::sleep(Duration::from_secs(3));
+    // Healthy through its rollout; half of the requests fail from 15 s after the new
+    // version started, when it is the stable version.
+    let watched = bench.propose_patch(
+        "late",
+        "--- a/service.conf\n+++ b/service.conf\n@@ -1 +1,2 @@\n-latency_ms = 0\n+errors_after_ms = 15000\n+error_rate = 0.5\n",
+    );
+    bench.approve(&watched);
+    let view = bench.wait_for(&watched, &["deployed", "rolled_back", "failed"]);
+    assert_eq!(view["state"], "deployed", "the canary passed: {view}");
+    // The next change fails at once, and its rollout holds for a person.
+    let next = bench.propose_patch(
+        "next",
+        "--- a/service.conf\n+++ b/service.conf\n@@ -1,2 +1,2 @@\n-errors_after_ms = 15000\n+errors_after_ms = 0\n error_rate = 0.5\n",
+    );
+    bench.approve(&next);
+    bench.wait_for_decision(&next, "hold");
+    // Meanwhile the watched version, still serving production beside the canary,
+    // regresses, and the watch sees it.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let regression = loop {
+        if let Some(event) = bench
+            .events_of(&watched)
+            .into_iter()
+            .find(|e| e["kind"] == "watch.regression")
+        {
+            break event;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no watch.regression while {next} rolls out: {:?}\nserver log:\n{}",
+            bench.events_of(&watched),
+            std::fs::read_to_string(&bench.log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let reason = regression["data"]["reason"].as_str().unwrap();
+    assert!(reason.contains("error rate"), "{reason}");
+    // It was seen during the next rollout, which is still under way.
+    let next_events = bench.events_of(&next);
+    let started = next_events
+        .iter()
+        .find(|e| e["kind"] == "deploy.started")
+        .unwrap();
+    assert!(started["seq"].as_i64() < regression["seq"].as_i64());
+    assert!(
+        !next_events
+            .iter()
+            .any(|e| e["kind"] == "rollout.completed" || e["kind"] == "rollback.started"),
+        "{next_events:?}"
+    );
+    assert_eq!(bench.wait_for(&next, &["deploying"])["state"], "deploying");
 }

@@ -2006,6 +2006,42 @@ fn production_is_watched_after_the_rollout_and_a_late_regression_rolls_back() {
 }
 
 #[test]
+fn the_kill_switch_holds_every_deployment_until_it_is_lifted() {
+    let (_dir, bench, proxy_port) = sample_service_bench("latency_ms = 0\n", "");
+    let _load = Load::start(proxy_port);
+    // Only operators and admins pull it.
+    let refused = bench.run(&["pause", "--reason", "mine"], &bench.bot);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    let paused = bench.run(&["pause", "--reason", "incident INC-9"], &bench.operator);
+    assert!(paused.status.success(), "{}", text(&paused));
+
+    let change = bench.propose("README.md", "hello", "hello, paused", "paused");
+    bench.approve(&change);
+    bench.wait_for(&change, &["deploy_queued"]);
+    std::thread::sleep(Duration::from_secs(3));
+    let view = bench.wait_for(&change, &["deploy_queued", "deploying", "deployed"]);
+    assert_eq!(view["state"], "deploy_queued", "it waits: {view}");
+    let queue = ureq::get(&format!("{}/v1/queue", bench.url))
+        .header("Authorization", &format!("Bearer {}", bench.bot))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json::<Value>()
+        .unwrap();
+    assert!(queue.to_string().contains("incident INC-9"), "{queue}");
+    let events = bench.events_of(&change);
+    assert!(
+        !events.iter().any(|e| e["kind"] == "deploy.started"),
+        "{events:?}"
+    );
+
+    let resumed = bench.run(&["resume"], &bench.operator);
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    let view = bench.wait_for(&change, &["deployed", "rolled_back", "failed"]);
+    assert_eq!(view["state"], "deployed", "{view}");
+}
+
+#[test]
 fn drift_across_changes_that_each_passed_pauses_deployments() {
     let (_dir, bench, proxy_port) = sample_service_bench(
         "latency_ms = 0\n",

@@ -24,6 +24,7 @@
 //! automaton over every line cost eight times as much.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
@@ -165,7 +166,7 @@ const MAX_SEARCHERS: usize = 64;
 pub(crate) struct Searcher {
     /// At the slots of searched windows (`table_index`): `WHOLE`, `HEAD` or `TAIL` for
     /// the kind of window, so that a flagged window is looked up only where it can be.
-    table: Box<[u8; 1 << TABLE_BITS]>,
+    table: Box<Table>,
     /// Folded four-byte windows wholly inside a literal → (literal, offset of the window
     /// in the literal).
     whole: WindowMap,
@@ -186,8 +187,18 @@ pub(crate) type RunHits = Vec<(u32, u32)>;
 /// costs more than the lookup on x86.
 fn table_index(window: u32) -> usize {
     // Multiplicative hashing: the top bits of the product depend on every bit below.
-    usize::from(((window & 0x07ff_ffff).wrapping_mul(0x9E37_79B1) >> (32 - TABLE_BITS)) as u16)
+    usize::from(((window & 0x07ff_ffff).wrapping_mul(HASH_MULTIPLIER) >> (32 - TABLE_BITS)) as u16)
 }
+
+/// The multiplier of `table_index` (the golden ratio's, as in Fibonacci hashing).
+const HASH_MULTIPLIER: u32 = 0x9E37_79B1;
+
+/// Slots of the window table.
+const TABLE_SLOTS: usize = 1 << TABLE_BITS;
+
+/// The window table: a byte per slot, and three bytes of padding so that the vector loop
+/// may read any slot as the first byte of four (`Search::blocks_avx2`).
+type Table = [u8; TABLE_SLOTS + 3];
 
 /// Kinds of flagged windows, bits of a table slot.
 const WHOLE: u8 = 1;
@@ -200,7 +211,7 @@ const STRIDE: usize = 2;
 /// in its literal, and the next one's, fit an `i8` (`WindowMap` entries).
 const MAX_WINDOW_OFFSET: usize = 126;
 
-fn flagged(table: &[u8; 1 << TABLE_BITS], window: u32) -> u8 {
+fn flagged(table: &Table, window: u32) -> u8 {
     table[table_index(window)]
 }
 
@@ -605,7 +616,7 @@ impl Prefilter {
                 }
             }
         }
-        let mut table = Box::new([0u8; 1 << TABLE_BITS]);
+        let mut table: Box<Table> = Box::new([0u8; TABLE_SLOTS + 3]);
         let mut whole: Vec<(u32, u32, i8)> = Vec::new();
         let mut head: Vec<(u32, u32, i8)> = Vec::new();
         let mut tail: Vec<(u32, u32, i8)> = Vec::new();
@@ -698,19 +709,99 @@ impl Searcher {
         lines: &[(usize, usize)],
         hits: &mut RunHits,
     ) {
+        self.scan_run_with(Engine::detect(), prefilter, input, lines, hits);
+    }
+
+    /// `scan_run` with the window loop chosen by the caller.
+    pub(crate) fn scan_run_with(
+        &self,
+        engine: Engine,
+        prefilter: &Prefilter,
+        input: &[u8],
+        lines: &[(usize, usize)],
+        hits: &mut RunHits,
+    ) {
         let (Some(first), Some(last)) = (lines.first(), lines.last()) else {
             return;
         };
         let mut run = RunState {
-            prefilter,
-            input,
             lines,
             line: 0,
             hits,
         };
-        let (start, end) = (first.0, last.1);
-        let table = &*self.table;
-        let mut at = start;
+        self.search_with(engine, prefilter, input, first.0..last.1, &mut run);
+    }
+
+    /// Finds every searched literal that has a searched window starting in `span` (so
+    /// every literal that lies wholly inside it, and some that reach past its end) and
+    /// reports each occurrence to `sink`, in increasing order of the window that found
+    /// it, with the window loop chosen by the caller.
+    pub(crate) fn search_with<S: LiteralSink>(
+        &self,
+        engine: Engine,
+        prefilter: &Prefilter,
+        input: &[u8],
+        span: Range<usize>,
+        sink: &mut S,
+    ) {
+        let mut search = Search {
+            searcher: self,
+            prefilter,
+            input,
+            sink,
+        };
+        let end = span.end.min(input.len());
+        let at = match engine {
+            Engine::Portable => span.start,
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Engine::detect` chose `Avx2` only on a CPU that has AVX2.
+            Engine::Avx2 => unsafe { search.blocks_avx2(span.start, end) },
+        };
+        search.windows(at, end);
+    }
+}
+
+/// The window loop in use: the portable one, or the vector one where the CPU has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Engine {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Engine {
+    /// The fastest loop this CPU runs (the answer is cached by the standard library).
+    pub(crate) fn detect() -> Engine {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return Engine::Avx2;
+        }
+        Engine::Portable
+    }
+}
+
+/// What receives the literals a search finds (already verified against the text).
+pub(crate) trait LiteralSink {
+    /// `literal`, `len` bytes long, occurs at `start`; `inside` is one of its bytes (the
+    /// found window's first byte or the literal's), never smaller than the previous
+    /// call's.
+    fn found(&mut self, inside: usize, start: usize, len: usize, literal: u32);
+}
+
+/// One search over a span of the input.
+struct Search<'a, S> {
+    searcher: &'a Searcher,
+    prefilter: &'a Prefilter,
+    input: &'a [u8],
+    sink: &'a mut S,
+}
+
+impl<S: LiteralSink> Search<'_, S> {
+    /// The portable loop over the windows starting at `at`, `at + 2`, … before `end`:
+    /// three windows per eight-byte read, each looked up in the table.
+    fn windows(&mut self, mut at: usize, end: usize) {
+        let table = &*self.searcher.table;
+        let input = self.input;
         while at < end {
             if let Some(bytes) = input.get(at..at + 8) {
                 let mut eight = [0u8; 8];
@@ -726,69 +817,155 @@ impl Searcher {
                         let window = (word >> (8 * shift)) as u32;
                         let kinds = flagged(table, window);
                         if at + shift < end && kinds != 0 {
-                            self.verify(&mut run, at + shift, window, kinds);
+                            self.verify(at + shift, window, kinds);
                         }
                     }
                 }
                 at += 3 * STRIDE;
             } else {
                 // The last bytes of the input: pad with a newline, which no literal holds.
-                let mut four = [b'\n'; 4];
-                for (slot, byte) in four.iter_mut().zip(&input[at..]) {
-                    *slot = *byte;
-                }
-                let window = u32::from_le_bytes(four) | FOLD_32;
+                let window = window_at(input, at);
                 let kinds = flagged(table, window);
                 if kinds != 0 {
-                    self.verify(&mut run, at, window, kinds);
+                    self.verify(at, window, kinds);
                 }
                 at += STRIDE;
             }
         }
     }
 
+    /// The vector loop: sixteen windows (32 bytes) at a time, hashed in AVX2 registers
+    /// and looked up with two gathers; only a block with a flagged window leaves the
+    /// registers. Returns where it stopped: the portable loop does the last windows,
+    /// whose reads would pass the end of the input.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn blocks_avx2(&mut self, mut at: usize, end: usize) -> usize {
+        use std::arch::x86_64::{
+            __m128i, _mm_loadu_si128, _mm256_and_si256, _mm256_castsi256_ps, _mm256_cmpeq_epi32,
+            _mm256_i32gather_epi32, _mm256_movemask_ps, _mm256_mullo_epi32, _mm256_or_si256,
+            _mm256_set_m128i, _mm256_set1_epi32, _mm256_setr_epi8, _mm256_setzero_si256,
+            _mm256_shuffle_epi8, _mm256_srli_epi32,
+        };
+        let table = &*self.searcher.table;
+        // Each 128-bit lane holds 16 bytes, the second lane starting 8 bytes after the
+        // first; this picks the four-byte windows at 0, 2, 4 and 6 of each.
+        let windows = _mm256_setr_epi8(
+            0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7, 8, 9, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6,
+            7, 8, 9,
+        );
+        let fold = _mm256_set1_epi32(FOLD_32.cast_signed());
+        let keep = _mm256_set1_epi32(0x07ff_ffff);
+        let multiplier = _mm256_set1_epi32(HASH_MULTIPLIER.cast_signed());
+        let low_byte = _mm256_set1_epi32(0xff);
+        // A block reads `BLOCK_READ` bytes from `at`, and its last window starts 30 bytes
+        // after it: all of them before `end`.
+        while at + 32 <= end
+            && let Some(block) = self.input.get(at..at + BLOCK_READ)
+        {
+            let mut flags = 0u32;
+            for half in 0..2 {
+                // In bounds: `block` holds 40 bytes, these read 16 at 16 * half and
+                // 16 * half + 8 (at most 40).
+                let low = block[16 * half..].as_ptr().cast::<__m128i>();
+                let high = block[16 * half + 8..].as_ptr().cast::<__m128i>();
+                // SAFETY: both reads are 16 bytes inside `block` (above); unaligned
+                // loads accept any address.
+                let bytes =
+                    unsafe { _mm256_set_m128i(_mm_loadu_si128(high), _mm_loadu_si128(low)) };
+                let window = _mm256_or_si256(_mm256_shuffle_epi8(bytes, windows), fold);
+                // `table_index`, lane by lane.
+                let index = _mm256_srli_epi32::<{ 32 - TABLE_BITS as i32 }>(_mm256_mullo_epi32(
+                    _mm256_and_si256(window, keep),
+                    multiplier,
+                ));
+                // SAFETY: each index is below 2^TABLE_BITS (a 32-bit lane shifted right by
+                // 32 - TABLE_BITS), and each gather reads four bytes from the table's
+                // start plus the index: the table has three bytes of padding after its
+                // last slot for this.
+                let slots =
+                    unsafe { _mm256_i32gather_epi32::<1>(table.as_ptr().cast::<i32>(), index) };
+                let empty =
+                    _mm256_cmpeq_epi32(_mm256_and_si256(slots, low_byte), _mm256_setzero_si256());
+                let empty = _mm256_movemask_ps(_mm256_castsi256_ps(empty)).cast_unsigned();
+                flags |= (!empty & 0xff) << (8 * half);
+            }
+            while flags != 0 {
+                let position = at + STRIDE * flags.trailing_zeros() as usize;
+                flags &= flags - 1;
+                let window = window_at(self.input, position);
+                self.verify(position, window, flagged(table, window));
+            }
+            at += 32;
+        }
+        at
+    }
+
     /// Checks the literals whose windows may be the folded `window` found at `at`.
-    fn verify(&self, run: &mut RunState<'_, '_>, at: usize, window: u32, kinds: u8) {
+    fn verify(&mut self, at: usize, window: u32, kinds: u8) {
+        let searcher = self.searcher;
         if kinds & WHOLE != 0 {
-            for &(literal, offset) in self.whole.get(window) {
-                self.found(run, at, offset, literal);
+            for &(literal, offset) in searcher.whole.get(window) {
+                self.found(at, offset, literal);
             }
         }
         if kinds & HEAD != 0 {
-            for &(literal, offset) in self.head.get(window & 0x00ff_ffff) {
-                self.found(run, at, offset, literal);
+            for &(literal, offset) in searcher.head.get(window & 0x00ff_ffff) {
+                self.found(at, offset, literal);
             }
         }
         if kinds & TAIL != 0 {
-            for &(literal, offset) in self.tail.get(window >> 8) {
-                self.found(run, at, offset, literal);
+            for &(literal, offset) in searcher.tail.get(window >> 8) {
+                self.found(at, offset, literal);
             }
         }
     }
 
-    /// Records `literal` if it starts `offset` bytes before the window at `at` (after it,
-    /// for a negative offset) on one line.
-    fn found(&self, run: &mut RunState<'_, '_>, at: usize, offset: i8, literal: u32) {
+    /// Reports `literal` if it starts `offset` bytes before the window at `at` (after it,
+    /// for a negative offset).
+    fn found(&mut self, at: usize, offset: i8, literal: u32) {
         let Some(start) = at.checked_sub_signed(isize::from(offset)) else {
             return;
         };
-        let pattern = run.prefilter.pattern(literal);
-        if !pattern.matches_at(run.input, start) {
-            return;
+        let pattern = self.prefilter.pattern(literal);
+        if pattern.matches_at(self.input, start) {
+            // A byte of the literal: the window's first byte, or the literal's when the
+            // window starts before it. Windows come in increasing order, a stride apart,
+            // so this only moves forward.
+            self.sink.found(at.max(start), start, pattern.len, literal);
         }
-        // A byte of the literal: the window's first byte, or the literal's when the
-        // window starts before it. Windows come in increasing order, a stride apart, so
-        // this only moves forward, and so does the line holding it.
-        let inside = at.max(start);
-        while run.line < run.lines.len() && run.lines[run.line].1 < inside {
-            run.line += 1;
+    }
+}
+
+/// Bytes a vector block reads: windows at 0, 2, …, 30, in four 16-byte loads 8 bytes
+/// apart.
+#[cfg(target_arch = "x86_64")]
+const BLOCK_READ: usize = 40;
+
+/// The folded window at `at`, padded with newlines past the end of `input`.
+fn window_at(input: &[u8], at: usize) -> u32 {
+    let mut four = [b'\n'; 4];
+    for (slot, byte) in four.iter_mut().zip(input.get(at..).unwrap_or_default()) {
+        *slot = *byte;
+    }
+    u32::from_le_bytes(four) | FOLD_32
+}
+
+impl LiteralSink for RunState<'_, '_> {
+    /// Keeps the literal if it lies on one line of the run.
+    fn found(&mut self, inside: usize, start: usize, len: usize, literal: u32) {
+        while self.line < self.lines.len() && self.lines[self.line].1 < inside {
+            self.line += 1;
         }
-        let Some(&(line_start, line_end)) = run.lines.get(run.line) else {
+        let Some(&(line_start, line_end)) = self.lines.get(self.line) else {
             return;
         };
-        if start >= line_start && start + pattern.len <= line_end {
-            run.hits
-                .push((u32::try_from(run.line).unwrap_or(u32::MAX), literal));
+        if start >= line_start && start + len <= line_end {
+            self.hits
+                .push((u32::try_from(self.line).unwrap_or(u32::MAX), literal));
         }
     }
 }
@@ -816,8 +993,6 @@ impl SetTable {
 }
 
 struct RunState<'a, 'h> {
-    prefilter: &'a Prefilter,
-    input: &'a [u8],
     lines: &'a [(usize, usize)],
     /// The line the last window fell in.
     line: usize,
@@ -897,7 +1072,7 @@ impl WindowMap {
 
 #[cfg(test)]
 mod tests {
-    use super::{CASELESS, Prefilter, expand, group_literals, symbol_byte};
+    use super::{CASELESS, Engine, LiteralSink, Prefilter, expand, group_literals, symbol_byte};
     use crate::literals::{Literal, caseless_symbol, exact_symbol};
     use crate::rule::RulePack;
 
@@ -979,7 +1154,10 @@ mod tests {
                     _ => symbol_byte(symbol).to_ascii_uppercase(),
                 })
                 .collect();
-            for pad in 0..4 {
+            for (engine, pad) in engines()
+                .into_iter()
+                .flat_map(|e| (0..4).map(move |p| (e, p)))
+            {
                 // `+<pad><literal>\n+<pad><literal>`: the second line ends the input.
                 let mut input = Vec::new();
                 let mut lines = Vec::new();
@@ -993,7 +1171,7 @@ mod tests {
                 }
                 input.pop();
                 let mut hits = Vec::new();
-                searcher.scan_run(&prefilter, &input, &lines, &mut hits);
+                searcher.scan_run_with(engine, &prefilter, &input, &lines, &mut hits);
                 assert!(
                     hits.contains(&(0, id)) && hits.contains(&(1, id)),
                     "{:?} after {pad} bytes: {hits:?}",
@@ -1005,7 +1183,7 @@ mod tests {
                 let mut joined = input[..lines[0].1].to_vec();
                 joined.splice(cut..cut, *b"\n+");
                 let mut hits = Vec::new();
-                searcher.scan_run(&prefilter, &joined, &split, &mut hits);
+                searcher.scan_run_with(engine, &prefilter, &joined, &split, &mut hits);
                 assert!(
                     hits.iter().all(|&(_, literal)| literal != id),
                     "{:?} cut after {cut} bytes: {hits:?}",
@@ -1013,5 +1191,105 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The window loops this CPU can run: the portable one always.
+    fn engines() -> Vec<Engine> {
+        let mut engines = vec![Engine::Portable];
+        if Engine::detect() != Engine::Portable {
+            engines.push(Engine::detect());
+        }
+        engines
+    }
+
+    #[derive(Default)]
+    struct Found(Vec<(usize, usize, usize, u32)>);
+
+    impl LiteralSink for Found {
+        fn found(&mut self, inside: usize, start: usize, len: usize, literal: u32) {
+            if let Some(&(previous, ..)) = self.0.last() {
+                assert!(
+                    inside >= previous,
+                    "out of order: {inside} after {previous}"
+                );
+            }
+            self.0.push((inside, start, len, literal));
+        }
+    }
+
+    /// The vector loop finds exactly what the portable one finds, in the same order: on
+    /// random text strewn with the rule pack's literals (in either case, some cut short),
+    /// for spans starting at every offset of a block and ending anywhere, at the input's
+    /// end too, wherever the input lies in memory.
+    #[test]
+    fn vector_search_finds_what_the_portable_one_finds() {
+        let pack = RulePack::builtin();
+        let prefilter = Prefilter::new(pack.rules());
+        let searcher = prefilter.build_searcher(&vec![u64::MAX; pack.rules().len().div_ceil(64)]);
+        let pieces: Vec<Vec<u8>> = prefilter
+            .literals
+            .iter()
+            .flat_map(|literal| expand(&literal.classes))
+            .map(|part| part.iter().map(|&symbol| symbol_byte(symbol)).collect())
+            .collect();
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut total = 0;
+        for _ in 0..300 {
+            let mut text = Vec::new();
+            let length = (next() % 400) as usize;
+            while text.len() < length {
+                match next() % 4 {
+                    0 => {
+                        let piece = &pieces[(next() % pieces.len() as u64) as usize];
+                        let keep = piece.len() - (next() % 2) as usize;
+                        text.extend(piece[..keep].iter().map(|&byte| match next() % 2 {
+                            0 => byte.to_ascii_uppercase(),
+                            _ => byte,
+                        }));
+                    }
+                    1 => text.push(b"\n+- \t=\"'"[(next() % 8) as usize]),
+                    _ => text.push((next() % 256) as u8),
+                }
+            }
+            // Every placement in memory relative to a 64-byte boundary.
+            let shift = (next() % 64) as usize;
+            let mut buffer = vec![0u8; shift];
+            buffer.extend_from_slice(&text);
+            let input = &buffer[shift..];
+            for start in 0..input.len().min(40) {
+                for end in [
+                    input.len(),
+                    input.len().saturating_sub(1),
+                    start + 33,
+                    start + 64,
+                ] {
+                    let end = end.min(input.len());
+                    let mut reference = Found::default();
+                    searcher.search_with(
+                        Engine::Portable,
+                        &prefilter,
+                        input,
+                        start..end,
+                        &mut reference,
+                    );
+                    for engine in engines() {
+                        let mut found = Found::default();
+                        searcher.search_with(engine, &prefilter, input, start..end, &mut found);
+                        assert_eq!(
+                            found.0, reference.0,
+                            "{engine:?} on {start}..{end} of {input:?}"
+                        );
+                    }
+                    total += reference.0.len();
+                }
+            }
+        }
+        assert!(total > 10_000, "only {total} literals found");
     }
 }

@@ -200,10 +200,39 @@ const TABLE_SLOTS: usize = 1 << TABLE_BITS;
 /// may read any slot as the first byte of four (`Search::blocks_avx2`).
 type Table = [u8; TABLE_SLOTS + 3];
 
-/// Kinds of flagged windows, bits of a table slot.
+/// Kinds of flagged windows, the low bits of a table slot.
 const WHOLE: u8 = 1;
 const HEAD: u8 = 2;
 const TAIL: u8 = 4;
+const KINDS: u8 = WHOLE | HEAD | TAIL;
+/// The high five bits of a slot: the fingerprint of the windows that set it, or 0 when
+/// windows with different fingerprints did (or the only one has fingerprint 0). A window
+/// hashed to a set slot is flagged only if the slot's fingerprint is its own or 0: most
+/// windows of text that merely share a slot with a searched window are not flagged,
+/// and their lookups in the window maps are saved.
+const FINGERPRINT: u8 = !KINDS;
+
+/// The multiplier of `fingerprint`, another odd constant than `table_index`'s, so that the
+/// two hashes of a window are unrelated.
+const FINGERPRINT_MULTIPLIER: u32 = 0x85EB_CA6B;
+
+/// A window's fingerprint, in the high five bits of a byte: from the same bits of the
+/// window as `table_index`.
+fn fingerprint(window: u32) -> u8 {
+    (((window & 0x07ff_ffff).wrapping_mul(FINGERPRINT_MULTIPLIER) >> 24) as u8) & FINGERPRINT
+}
+
+/// Sets the slot of `window` for a searched window of `kind`.
+fn mark(table: &mut Table, window: u32, kind: u8) {
+    let slot = &mut table[table_index(window)];
+    let print = fingerprint(window);
+    *slot = if *slot == 0 || *slot & FINGERPRINT == print {
+        *slot | kind | print
+    } else {
+        // Another fingerprint: the slot flags every window hashed to it.
+        (*slot | kind) & KINDS
+    };
+}
 
 /// Searched windows start this many bytes apart.
 const STRIDE: usize = 2;
@@ -211,8 +240,15 @@ const STRIDE: usize = 2;
 /// in its literal, and the next one's, fit an `i8` (`WindowMap` entries).
 const MAX_WINDOW_OFFSET: usize = 126;
 
+/// The kinds of searched windows `window` may be: none for most windows of text.
 fn flagged(table: &Table, window: u32) -> u8 {
-    table[table_index(window)]
+    let slot = table[table_index(window)];
+    let print = slot & FINGERPRINT;
+    if print == 0 || print == fingerprint(window) {
+        slot & KINDS
+    } else {
+        0
+    }
 }
 
 fn fold_symbol(symbol: Symbol) -> u8 {
@@ -635,23 +671,23 @@ impl Prefilter {
                     // with its low three bits in the table index).
                     for key in folded_windows(classes) {
                         for low_bits in 0..8u32 {
-                            table[table_index(key | low_bits << 24)] |= HEAD;
+                            mark(&mut table, key | low_bits << 24, HEAD);
                         }
                         head.push((key, id, 0));
                         for byte in 0..=u8::MAX {
-                            table[table_index(key << 8 | u32::from(byte | 0x20))] |= TAIL;
+                            mark(&mut table, key << 8 | u32::from(byte | 0x20), TAIL);
                         }
                         tail.push((key, id, -1));
                     }
                 }
                 4 => {
                     for key in folded_windows(classes) {
-                        table[table_index(key)] |= WHOLE;
+                        mark(&mut table, key, WHOLE);
                         whole.push((key, id, 0));
                     }
                     for key in folded_windows(&classes[1..]) {
                         for low_bits in 0..8u32 {
-                            table[table_index(key | low_bits << 24)] |= HEAD;
+                            mark(&mut table, key | low_bits << 24, HEAD);
                         }
                         head.push((key, id, 1));
                     }
@@ -660,7 +696,7 @@ impl Prefilter {
                     for offset in [literal.window, literal.window + 1] {
                         let at = usize::from(offset);
                         for key in folded_windows(&classes[at..at + 4]) {
-                            table[table_index(key)] |= WHOLE;
+                            mark(&mut table, key, WHOLE);
                             // At most `MAX_WINDOW_OFFSET`: positive as an `i8`.
                             whole.push((key, id, offset.cast_signed()));
                         }
@@ -734,8 +770,19 @@ impl Searcher {
 
     /// Finds every searched literal that has a searched window starting in `span` (so
     /// every literal that lies wholly inside it, and some that reach past its end) and
-    /// reports each occurrence to `sink`, in increasing order of the window that found
-    /// it, with the window loop chosen by the caller.
+    /// reports each occurrence to `sink`, in increasing order of the window that found it.
+    pub(crate) fn search<S: LiteralSink>(
+        &self,
+        prefilter: &Prefilter,
+        input: &[u8],
+        span: Range<usize>,
+        sink: &mut S,
+    ) {
+        self.search_with(Engine::detect(), prefilter, input, span, sink);
+    }
+
+    /// `search` with the window loop chosen by the caller: the tests hold the vector
+    /// loop to the portable one.
     pub(crate) fn search_with<S: LiteralSink>(
         &self,
         engine: Engine,
@@ -808,9 +855,10 @@ impl<S: LiteralSink> Search<'_, S> {
                 eight.copy_from_slice(bytes);
                 let word = u64::from_le_bytes(eight) | FOLD_64;
                 // Three windows per eight-byte read; branch once for all of them.
+                // A set slot is enough to look closer (`flagged`).
                 let mut any = 0u8;
                 for shift in [0, 2, 4] {
-                    any |= flagged(table, (word >> (8 * shift)) as u32);
+                    any |= table[table_index((word >> (8 * shift)) as u32)];
                 }
                 if any != 0 {
                     for shift in [0, 2, 4] {
@@ -861,6 +909,7 @@ impl<S: LiteralSink> Search<'_, S> {
         let keep = _mm256_set1_epi32(0x07ff_ffff);
         let multiplier = _mm256_set1_epi32(HASH_MULTIPLIER.cast_signed());
         let low_byte = _mm256_set1_epi32(0xff);
+        let zero = _mm256_setzero_si256();
         // A block reads `BLOCK_READ` bytes from `at`, and its last window starts 30 bytes
         // after it: all of them before `end`.
         while at + 32 <= end
@@ -888,8 +937,8 @@ impl<S: LiteralSink> Search<'_, S> {
                 // last slot for this.
                 let slots =
                     unsafe { _mm256_i32gather_epi32::<1>(table.as_ptr().cast::<i32>(), index) };
-                let empty =
-                    _mm256_cmpeq_epi32(_mm256_and_si256(slots, low_byte), _mm256_setzero_si256());
+                // A set slot is enough to look closer (`flagged`, below).
+                let empty = _mm256_cmpeq_epi32(_mm256_and_si256(slots, low_byte), zero);
                 let empty = _mm256_movemask_ps(_mm256_castsi256_ps(empty)).cast_unsigned();
                 flags |= (!empty & 0xff) << (8 * half);
             }
@@ -897,7 +946,10 @@ impl<S: LiteralSink> Search<'_, S> {
                 let position = at + STRIDE * flags.trailing_zeros() as usize;
                 flags &= flags - 1;
                 let window = window_at(self.input, position);
-                self.verify(position, window, flagged(table, window));
+                let kinds = flagged(table, window);
+                if kinds != 0 {
+                    self.verify(position, window, kinds);
+                }
             }
             at += 32;
         }
@@ -947,10 +999,16 @@ const BLOCK_READ: usize = 40;
 
 /// The folded window at `at`, padded with newlines past the end of `input`.
 fn window_at(input: &[u8], at: usize) -> u32 {
-    let mut four = [b'\n'; 4];
-    for (slot, byte) in four.iter_mut().zip(input.get(at..).unwrap_or_default()) {
-        *slot = *byte;
-    }
+    let four = match input.get(at..at + 4) {
+        Some(&[a, b, c, d]) => [a, b, c, d],
+        _ => {
+            let mut four = [b'\n'; 4];
+            for (slot, byte) in four.iter_mut().zip(input.get(at..).unwrap_or_default()) {
+                *slot = *byte;
+            }
+            four
+        }
+    };
     u32::from_le_bytes(four) | FOLD_32
 }
 

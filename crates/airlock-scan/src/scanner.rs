@@ -7,10 +7,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::ops::Range;
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
-use airlock_diff::{FileChangeKind, FilePatchRef, HunkLineRef, LineKind};
+#[cfg(test)]
+use airlock_diff::LineKind;
+use airlock_diff::{ChangedRun, FileChangeKind, FileRuns};
+use memchr::{memchr, memrchr};
 use regex_automata::meta::Regex;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, MatchKind, PatternID, PatternSet};
@@ -19,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::allow::inline_allow;
 use crate::error::{RuleError, ScanError};
 use crate::glob::glob_to_regex;
-use crate::prefilter::{Prefilter, RunHits, Searcher, Trigger};
+use crate::prefilter::{LiteralSink, Prefilter, RunHits, Searcher, Trigger};
 use crate::rule::{Category, ChangeKind, Rule, RuleKind, RulePack, Severity};
 use crate::value::{entropy, fingerprint, line_excerpt, masked_preview, passes_filters};
 
@@ -552,7 +556,7 @@ impl Scanner {
         if let Some(early) = early_report(diff, options) {
             return early;
         }
-        let patch = airlock_diff::parse_ref(diff).map_err(ScanError::Parse)?;
+        let patch = airlock_diff::parse_runs(diff).map_err(ScanError::Parse)?;
         let mut state = ScanState::new(options);
         let mut scratch = self.scratch();
         let summaries: Vec<FileSummary<'_>> = patch
@@ -698,22 +702,27 @@ impl Scanner {
         }
     }
 
+    /// Scans one file's runs of changed lines. A run is searched in one go for the
+    /// triggers of the rules that apply to the file; only the lines holding one are
+    /// looked at further, found from the literal's place in the input. A run with a line
+    /// longer than `WINDOW`, or in a file with rules the prefilter cannot rule out on any
+    /// line, is scanned line by line instead.
     fn scan_file<'a>(
         &self,
         input: &[u8],
-        file: &'a FilePatchRef<'_>,
+        file: &'a FileRuns,
         scratch: &mut LineScratch,
         state: &mut ScanState,
     ) -> FileSummary<'a> {
         let path = file.path();
         state.stats.files += 1;
-        let mut summary = FileSummary {
+        let summary = FileSummary {
             path,
             old_path: file.old_path.as_deref(),
             new_path: file.new_path.as_deref(),
             kind: file.kind,
-            added: 0,
-            removed: 0,
+            added: file.lines_added(),
+            removed: file.lines_removed(),
         };
         let mut plan = std::mem::take(&mut scratch.file);
         self.fill_applies(path, file.old_path.as_deref(), &mut plan);
@@ -724,83 +733,169 @@ impl Scanner {
             return summary;
         }
         plan.fill(self);
+        state.stats.added_lines += summary.added as u64;
+        state.stats.removed_lines += summary.removed as u64;
+        let line_by_line = !plan.always_added.is_empty() || !plan.always_removed.is_empty();
         let mut file_state = FileState::default();
-        let mut hits = std::mem::take(&mut scratch.run_hits);
-        for hunk in &file.hunks {
-            let mut new_line = hunk.new_start;
-            let mut previous: Option<&[u8]> = None;
-            let mut index = 0;
-            while index < hunk.lines.len() {
-                let first = &hunk.lines[index];
-                if first.kind == LineKind::Context {
-                    previous = Some(first.text);
-                    new_line = new_line.saturating_add(1);
-                    index += 1;
-                    continue;
-                }
-                // A run of changed lines, adjacent in the input, is searched in one go.
-                let run = &hunk.lines[index..run_end(&hunk.lines, index)];
-                index += run.len();
-                hits.clear();
-                if let Some(searcher) = &plan.searcher {
-                    scratch.run_lines.clear();
-                    scratch.run_lines.extend(
-                        run.iter()
-                            .map(|line| (line.offset, line.offset + line.text.len())),
-                    );
-                    searcher.scan_run(&self.prefilter, input, &scratch.run_lines, &mut hits);
-                }
-                let mut next_hit = 0;
-                for (position, line) in run.iter().enumerate() {
-                    let line_hits = hits[next_hit..]
-                        .iter()
-                        .take_while(|(hit_line, _)| *hit_line as usize == position)
-                        .count();
-                    let line_hits = &hits[next_hit..next_hit + line_hits];
-                    next_hit += line_hits.len();
-                    let (side, line_previous) = match line.kind {
-                        LineKind::Added => {
-                            summary.added += 1;
-                            state.stats.added_lines += 1;
-                            (Side::Added, previous)
-                        }
-                        _ => {
-                            summary.removed += 1;
-                            state.stats.removed_lines += 1;
-                            (Side::Removed, None)
-                        }
-                    };
-                    let at = LineAt {
-                        path,
-                        text: line.text,
-                        previous: line_previous,
-                        side,
-                        number: new_line,
-                    };
-                    self.scan_candidates(at, line_hits, &plan, scratch, &mut file_state, state);
-                    if side == Side::Added {
-                        previous = Some(line.text);
-                        new_line = new_line.saturating_add(1);
-                    }
-                }
+        for run in &file.runs {
+            let mut scan = RunScan {
+                input,
+                path,
+                run,
+                plan: &plan,
+                file_state: &mut file_state,
+            };
+            if state.full() {
+                // Every line of the run would only mark the report truncated.
+                state.stats.findings_truncated = true;
+            } else if line_by_line || run.longest > WINDOW {
+                self.scan_run_lines(&mut scan, scratch, state);
+            } else {
+                self.scan_run_hits(&mut scan, scratch, state);
             }
         }
-        scratch.run_hits = hits;
         scratch.file = plan;
         if !file_state.pending_removals.is_empty() {
             // Only removals are ever compared with the added lines; most files have none
             // pending, so the added lines are hashed only when needed.
-            let added = file
-                .hunks
-                .iter()
-                .flat_map(|hunk| &hunk.lines)
-                .filter(|line| line.kind == LineKind::Added);
-            file_state
-                .added_hashes
-                .extend(added.map(|line| text_hash(line.text)));
+            for run in &file.runs {
+                let added = raw_lines(input, run.span.clone())
+                    .filter(|&(start, _)| input[start] == b'+')
+                    .map(|(start, end)| text_hash(&input[start + 1..end]));
+                file_state.added_hashes.extend(added);
+            }
         }
         self.finish_file(path, file_state, state);
         summary
+    }
+
+    /// Scans a run through its lines that hold a trigger literal of a rule that counts
+    /// on their side: the search reports each literal with its place, which names its
+    /// line; the run's other lines cost nothing more. The counters come out as if every
+    /// line had been scanned one by one.
+    fn scan_run_hits(
+        &self,
+        scan: &mut RunScan<'_>,
+        scratch: &mut LineScratch,
+        state: &mut ScanState,
+    ) {
+        let (input, run) = (scan.input, scan.run);
+        let Some(searcher) = &scan.plan.searcher else {
+            state.stats.bytes_scanned += run.text_bytes;
+            return;
+        };
+        let mut hits = std::mem::take(&mut scratch.run_hits);
+        let mut lines = std::mem::take(&mut scratch.run_lines);
+        hits.clear();
+        lines.clear();
+        let mut sink = LineHits {
+            input,
+            span: run.span.clone(),
+            line: (0, 0),
+            lines: &mut lines,
+            hits: &mut hits,
+        };
+        searcher.search(&self.prefilter, input, run.span.clone(), &mut sink);
+        // The first line of the run (at its prefix character) not yet numbered, and its
+        // new-side number.
+        let mut numbered = (run.span.start, run.new_line);
+        let mut next_hit = 0;
+        let mut bytes = run.text_bytes;
+        for (position, &(text_start, text_end)) in lines.iter().enumerate() {
+            let count = hits[next_hit..]
+                .iter()
+                .take_while(|(hit_line, _)| *hit_line as usize == position)
+                .count();
+            let line_hits = &hits[next_hit..next_hit + count];
+            next_hit += count;
+            let side = match input[text_start - 1] {
+                b'+' => Side::Added,
+                _ => Side::Removed,
+            };
+            if !self.line_candidates(side, line_hits, scan.plan, scratch) {
+                continue;
+            }
+            let line_start = text_start - 1;
+            let number = new_side_number(input, &mut numbered, line_start);
+            let line = LineAt {
+                path: scan.path,
+                text: &input[text_start..text_end],
+                previous: match side {
+                    Side::Added => previous_new_line(input, run.hunk_start, line_start),
+                    Side::Removed => None,
+                },
+                side,
+                number,
+            };
+            self.confirm_candidates(&line, line_hits, scratch, scan.file_state, state);
+            if state.full() {
+                // Line by line, the lines after this one would each only mark the report
+                // truncated, their bytes not scanned.
+                bytes = raw_lines(input, run.span.start..text_end)
+                    .map(|(start, end)| (end - start - 1) as u64)
+                    .sum();
+                if text_end < run.span.end {
+                    state.stats.findings_truncated = true;
+                }
+                break;
+            }
+        }
+        state.stats.bytes_scanned += bytes;
+        scratch.run_hits = hits;
+        scratch.run_lines = lines;
+    }
+
+    /// Scans a run one line at a time, every line through `scan_candidates`: for runs
+    /// with a long line, and files with rules that are candidates on every line.
+    fn scan_run_lines(
+        &self,
+        scan: &mut RunScan<'_>,
+        scratch: &mut LineScratch,
+        state: &mut ScanState,
+    ) {
+        let (input, run) = (scan.input, scan.run);
+        let mut hits = std::mem::take(&mut scratch.run_hits);
+        hits.clear();
+        scratch.run_lines.clear();
+        scratch
+            .run_lines
+            .extend(raw_lines(input, run.span.clone()).map(|(start, end)| (start + 1, end)));
+        if let Some(searcher) = &scan.plan.searcher {
+            searcher.scan_run(&self.prefilter, input, &scratch.run_lines, &mut hits);
+        }
+        let mut new_line = run.new_line;
+        let mut previous = previous_new_line(input, run.hunk_start, run.span.start);
+        let mut next_hit = 0;
+        for position in 0..scratch.run_lines.len() {
+            let (text_start, text_end) = scratch.run_lines[position];
+            let count = hits[next_hit..]
+                .iter()
+                .take_while(|(hit_line, _)| *hit_line as usize == position)
+                .count();
+            let line_hits = &hits[next_hit..next_hit + count];
+            next_hit += count;
+            let text = &input[text_start..text_end];
+            let side = match input[text_start - 1] {
+                b'+' => Side::Added,
+                _ => Side::Removed,
+            };
+            let line = LineAt {
+                path: scan.path,
+                text,
+                previous: match side {
+                    Side::Added => previous,
+                    Side::Removed => None,
+                },
+                side,
+                number: new_line,
+            };
+            self.scan_candidates(line, line_hits, scan.plan, scratch, scan.file_state, state);
+            if side == Side::Added {
+                previous = Some(text);
+                new_line = new_line.saturating_add(1);
+            }
+        }
+        scratch.run_hits = hits;
     }
 
     /// Scans one changed line: the rules the prefilter names for it (`hits`), and the
@@ -825,7 +920,22 @@ impl Scanner {
             return;
         }
         state.stats.bytes_scanned += text.len() as u64;
-        let (side_rules, always) = match line.side {
+        if self.line_candidates(line.side, hits, plan, scratch) {
+            self.confirm_candidates(&line, hits, scratch, file_state, state);
+        }
+    }
+
+    /// Fills `scratch.candidates` with the rules the literals found on a line (`hits`)
+    /// trigger and the rules never ruled out, those that count on the line's side, in
+    /// rule order; whether there is any.
+    fn line_candidates(
+        &self,
+        side: Side,
+        hits: &[(u32, u32)],
+        plan: &FilePlan,
+        scratch: &mut LineScratch,
+    ) -> bool {
+        let (side_rules, always) = match side {
             Side::Added => (&plan.added, &plan.always_added),
             Side::Removed => (&plan.removed, &plan.always_removed),
         };
@@ -846,12 +956,23 @@ impl Scanner {
             }
         }
         scratch.candidates.extend_from_slice(always);
-        if scratch.candidates.is_empty() {
-            return;
-        }
         // The plain engine confirms rules in rule order; so does this, so that findings
         // beyond `max_findings` are dropped alike.
         scratch.candidates.sort_unstable();
+        !scratch.candidates.is_empty()
+    }
+
+    /// Runs the candidate rules of `scratch.candidates` on a line: the rule's other
+    /// literal checks, then its regexes.
+    fn confirm_candidates(
+        &self,
+        line: &LineAt<'_>,
+        hits: &[(u32, u32)],
+        scratch: &LineScratch,
+        file_state: &mut FileState,
+        state: &mut ScanState,
+    ) {
+        let text = line.text;
         for &rule in &scratch.candidates {
             let rule_plan = &self.prefilter.plans[rule];
             if let Some(keywords) = &rule_plan.keywords {
@@ -869,7 +990,7 @@ impl Scanner {
                 continue;
             };
             if pattern.is_match(text) {
-                self.confirm(rule, &line, text, file_state, state);
+                self.confirm(rule, line, text, file_state, state);
             }
         }
     }
@@ -1269,17 +1390,100 @@ impl FilePlan {
     }
 }
 
-/// The end of the run of changed lines starting at `start`: they follow each other in the
-/// input, a newline and a prefix character apart.
-fn run_end(lines: &[HunkLineRef<'_>], start: usize) -> usize {
-    let mut end = start + 1;
-    while let (Some(line), Some(before)) = (lines.get(end), lines.get(end - 1)) {
-        if line.kind == LineKind::Context || line.offset != before.offset + before.text.len() + 2 {
-            break;
+/// One run of changed lines being scanned, and where its findings go.
+struct RunScan<'a> {
+    input: &'a [u8],
+    path: &'a str,
+    run: &'a ChangedRun,
+    plan: &'a FilePlan,
+    file_state: &'a mut FileState,
+}
+
+/// The lines of `span` (a run of changed lines, or part of one) as (start, end): from
+/// the prefix character to the newline or the span's end.
+fn raw_lines(input: &[u8], span: Range<usize>) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let end = span.end;
+    let mut start = span.start;
+    std::iter::from_fn(move || {
+        if start >= end {
+            return None;
         }
-        end += 1;
+        let line_end = memchr(b'\n', &input[start..end]).map_or(end, |at| start + at);
+        let line = (start, line_end);
+        start = line_end + 1;
+        Some(line)
+    })
+}
+
+/// The new-side number of the run's line starting at `line_start`, counting the added
+/// lines from the last line numbered (`numbered`: its start and number), which moves
+/// forward to this line.
+fn new_side_number(input: &[u8], numbered: &mut (usize, u32), line_start: usize) -> u32 {
+    let (from, number) = *numbered;
+    let added = raw_lines(input, from..line_start)
+        .filter(|&(start, _)| input[start] == b'+')
+        .count();
+    let number = number.saturating_add(u32::try_from(added).unwrap_or(u32::MAX));
+    *numbered = (line_start, number);
+    number
+}
+
+/// The text of the new-side line before the line starting at `line_start` in its hunk
+/// (whose first line starts at `hunk_start`): the last context or added line before it,
+/// passing over removed lines and `\ No newline at end of file`; `None` when there is
+/// none.
+fn previous_new_line(input: &[u8], hunk_start: usize, line_start: usize) -> Option<&[u8]> {
+    let mut end = line_start;
+    while end > hunk_start {
+        // The line before ends with the newline at `end - 1`.
+        let line_end = end - 1;
+        let start = memrchr(b'\n', &input[hunk_start..line_end])
+            .map_or(hunk_start, |at| hunk_start + at + 1);
+        match input[start..line_end].first() {
+            // An empty line is an empty context line.
+            None => return Some(&input[line_end..line_end]),
+            Some(b' ' | b'+') => return Some(&input[start + 1..line_end]),
+            _ => end = start,
+        }
     }
-    end
+    None
+}
+
+/// Where the literals a run's search finds go: to the changed line each lies on, as
+/// (index of the line among those holding one, literal), with the lines' text spans.
+struct LineHits<'a> {
+    input: &'a [u8],
+    span: Range<usize>,
+    /// The line (from its prefix character to its end) the last literal was on.
+    line: (usize, usize),
+    lines: &'a mut Vec<(usize, usize)>,
+    hits: &'a mut RunHits,
+}
+
+impl LiteralSink for LineHits<'_> {
+    fn found(&mut self, inside: usize, start: usize, len: usize, literal: u32) {
+        // Literals come in order of `inside`, so mostly on the line of the one before.
+        if !(self.line.0..self.line.1).contains(&inside) {
+            let (span_start, span_end) = (self.span.start, self.span.end);
+            let line_start = memrchr(b'\n', &self.input[span_start..inside])
+                .map_or(span_start, |at| span_start + at + 1);
+            let line_end =
+                memchr(b'\n', &self.input[inside..span_end]).map_or(span_end, |at| inside + at);
+            self.line = (line_start, line_end);
+        }
+        let (line_start, line_end) = self.line;
+        // The literal must lie in the line's text, after its prefix character (no
+        // literal holds a newline, so it cannot reach past the line's end but here).
+        if start <= line_start || start + len > line_end {
+            return;
+        }
+        let text = (line_start + 1, line_end);
+        if self.lines.last() != Some(&text) {
+            self.lines.push(text);
+        }
+        let index = u32::try_from(self.lines.len() - 1).unwrap_or(u32::MAX);
+        self.hits.push((index, literal));
+    }
 }
 
 /// One line being scanned, with where it is.

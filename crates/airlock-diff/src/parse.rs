@@ -142,6 +142,7 @@ impl<'a> Hunks<'a> for Runs {
         self.last = None;
     }
 
+    #[inline]
     fn line(&mut self, kind: LineKind, line_start: usize, text: &'a [u8], text_start: usize) {
         let hunk_start = *self.hunk_start.get_or_insert(line_start);
         self.last = Some(kind);

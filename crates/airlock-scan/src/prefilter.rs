@@ -882,78 +882,37 @@ impl<S: LiteralSink> Search<'_, S> {
         }
     }
 
-    /// The vector loop: sixteen windows (32 bytes) at a time, hashed in AVX2 registers
-    /// and looked up with two gathers; only a block with a flagged window leaves the
-    /// registers. Returns where it stopped: the portable loop does the last windows,
-    /// whose reads would pass the end of the input.
+    /// The vector loop: `flag_blocks_avx2` marks the flagged windows of up to `CHUNK`
+    /// blocks of 32 bytes, then the marked ones are looked at closer. Returns where it
+    /// stopped: the portable loop does the windows whose block would read past the end
+    /// of the input (the last 40 bytes).
     ///
     /// # Safety
     /// The CPU must have AVX2.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn blocks_avx2(&mut self, mut at: usize, end: usize) -> usize {
-        use std::arch::x86_64::{
-            __m128i, _mm_loadu_si128, _mm256_and_si256, _mm256_castsi256_ps, _mm256_cmpeq_epi32,
-            _mm256_i32gather_epi32, _mm256_movemask_ps, _mm256_mullo_epi32, _mm256_or_si256,
-            _mm256_set_m128i, _mm256_set1_epi32, _mm256_setr_epi8, _mm256_setzero_si256,
-            _mm256_shuffle_epi8, _mm256_srli_epi32,
-        };
         let table = &*self.searcher.table;
-        // Each 128-bit lane holds 16 bytes, the second lane starting 8 bytes after the
-        // first; this picks the four-byte windows at 0, 2, 4 and 6 of each.
-        let windows = _mm256_setr_epi8(
-            0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7, 8, 9, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6,
-            7, 8, 9,
-        );
-        let fold = _mm256_set1_epi32(FOLD_32.cast_signed());
-        let keep = _mm256_set1_epi32(0x07ff_ffff);
-        let multiplier = _mm256_set1_epi32(HASH_MULTIPLIER.cast_signed());
-        let low_byte = _mm256_set1_epi32(0xff);
-        let zero = _mm256_setzero_si256();
-        // A block reads `BLOCK_READ` bytes from `at`, and its last window starts 30 bytes
-        // after it: all of them before `end`.
-        while at + 32 <= end
-            && let Some(block) = self.input.get(at..at + BLOCK_READ)
-        {
-            let mut flags = 0u32;
-            for half in 0..2 {
-                // In bounds: `block` holds 40 bytes, these read 16 at 16 * half and
-                // 16 * half + 8 (at most 40).
-                let low = block[16 * half..].as_ptr().cast::<__m128i>();
-                let high = block[16 * half + 8..].as_ptr().cast::<__m128i>();
-                // SAFETY: both reads are 16 bytes inside `block` (above); unaligned
-                // loads accept any address.
-                let bytes =
-                    unsafe { _mm256_set_m128i(_mm_loadu_si128(high), _mm_loadu_si128(low)) };
-                let window = _mm256_or_si256(_mm256_shuffle_epi8(bytes, windows), fold);
-                // `table_index`, lane by lane.
-                let index = _mm256_srli_epi32::<{ 32 - TABLE_BITS as i32 }>(_mm256_mullo_epi32(
-                    _mm256_and_si256(window, keep),
-                    multiplier,
-                ));
-                // SAFETY: each index is below 2^TABLE_BITS (a 32-bit lane shifted right by
-                // 32 - TABLE_BITS), and each gather reads four bytes from the table's
-                // start plus the index: the table has three bytes of padding after its
-                // last slot for this.
-                let slots =
-                    unsafe { _mm256_i32gather_epi32::<1>(table.as_ptr().cast::<i32>(), index) };
-                // A set slot is enough to look closer (`flagged`, below).
-                let empty = _mm256_cmpeq_epi32(_mm256_and_si256(slots, low_byte), zero);
-                let empty = _mm256_movemask_ps(_mm256_castsi256_ps(empty)).cast_unsigned();
-                flags |= (!empty & 0xff) << (8 * half);
-            }
-            while flags != 0 {
-                let position = at + STRIDE * flags.trailing_zeros() as usize;
-                flags &= flags - 1;
-                let window = window_at(self.input, position);
-                let kinds = flagged(table, window);
-                if kinds != 0 {
-                    self.verify(position, window, kinds);
+        let mut flags = [0u32; CHUNK];
+        loop {
+            let blocks = flag_blocks_avx2(table, self.input, at, end, &mut flags);
+            for (block, &block_flags) in flags[..blocks].iter().enumerate() {
+                let mut block_flags = block_flags;
+                while block_flags != 0 {
+                    let position = at + 32 * block + STRIDE * block_flags.trailing_zeros() as usize;
+                    block_flags &= block_flags - 1;
+                    let window = window_at(self.input, position);
+                    let kinds = flagged(table, window);
+                    if kinds != 0 {
+                        self.verify(position, window, kinds);
+                    }
                 }
             }
-            at += 32;
+            at += 32 * blocks;
+            if blocks < CHUNK {
+                return at.min(end);
+            }
         }
-        at
     }
 
     /// Checks the literals whose windows may be the folded `window` found at `at`.
@@ -996,6 +955,104 @@ impl<S: LiteralSink> Search<'_, S> {
 /// apart.
 #[cfg(target_arch = "x86_64")]
 const BLOCK_READ: usize = 40;
+
+/// Blocks `flag_blocks_avx2` looks at per call.
+#[cfg(target_arch = "x86_64")]
+const CHUNK: usize = 16;
+
+/// Hashes the sixteen windows of each 32-byte block from `at` (windows at `at`, `at + 2`,
+/// …) in AVX2 registers and looks them up in `table` with two gathers, for up to `CHUNK`
+/// blocks that start before `end` and whose reads stay inside `input`. Sets in
+/// `flags[block]` a bit per window that starts before `end` and that `flagged` would
+/// flag (bit `i`: the window at `at + 32 * block + 2 * i`) and returns how many blocks
+/// it did.
+///
+/// Only code compiled for AVX2 may call it (the compiler holds callers to that). Not
+/// inlined: a function that calls nothing keeps its constants in registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline(never)]
+fn flag_blocks_avx2(
+    table: &Table,
+    input: &[u8],
+    at: usize,
+    end: usize,
+    flags: &mut [u32; CHUNK],
+) -> usize {
+    use std::arch::x86_64::{
+        __m128i, _mm_loadu_si128, _mm256_and_si256, _mm256_andnot_si256, _mm256_castsi256_ps,
+        _mm256_cmpeq_epi32, _mm256_i32gather_epi32, _mm256_movemask_ps, _mm256_mullo_epi32,
+        _mm256_or_si256, _mm256_set_m128i, _mm256_set1_epi32, _mm256_setr_epi8,
+        _mm256_setzero_si256, _mm256_shuffle_epi8, _mm256_srli_epi32,
+    };
+    // Each 128-bit lane holds 16 bytes, the second lane starting 8 bytes after the first;
+    // this picks the four-byte windows at 0, 2, 4 and 6 of each.
+    let windows = _mm256_setr_epi8(
+        0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7, 8, 9, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7,
+        8, 9,
+    );
+    let fold = _mm256_set1_epi32(FOLD_32.cast_signed());
+    let keep = _mm256_set1_epi32(0x07ff_ffff);
+    let multiplier = _mm256_set1_epi32(HASH_MULTIPLIER.cast_signed());
+    let print_multiplier = _mm256_set1_epi32(FINGERPRINT_MULTIPLIER.cast_signed());
+    let kinds = _mm256_set1_epi32(i32::from(KINDS));
+    let prints = _mm256_set1_epi32(i32::from(FINGERPRINT));
+    let zero = _mm256_setzero_si256();
+    let mut blocks = 0;
+    while blocks < CHUNK {
+        let start = at + 32 * blocks;
+        if start >= end {
+            break;
+        }
+        let Some(block) = input.get(start..start + BLOCK_READ) else {
+            break;
+        };
+        // The windows that start before `end`: all sixteen but in the last block.
+        let wanted = match (end - start).div_ceil(STRIDE) {
+            16.. => u32::MAX,
+            count => (1 << count) - 1,
+        };
+        let mut block_flags = 0u32;
+        for half in 0..2 {
+            // In bounds: `block` holds 40 bytes, these read 16 at 16 * half and
+            // 16 * half + 8 (at most 40).
+            let low = block[16 * half..].as_ptr().cast::<__m128i>();
+            let high = block[16 * half + 8..].as_ptr().cast::<__m128i>();
+            // SAFETY: both reads are 16 bytes inside `block` (above); unaligned loads
+            // accept any address.
+            let bytes = unsafe { _mm256_set_m128i(_mm_loadu_si128(high), _mm_loadu_si128(low)) };
+            let window = _mm256_or_si256(_mm256_shuffle_epi8(bytes, windows), fold);
+            let kept = _mm256_and_si256(window, keep);
+            // `table_index` and `fingerprint`, lane by lane.
+            let index = _mm256_srli_epi32::<{ 32 - TABLE_BITS as i32 }>(_mm256_mullo_epi32(
+                kept, multiplier,
+            ));
+            let print = _mm256_and_si256(
+                _mm256_srli_epi32::<24>(_mm256_mullo_epi32(kept, print_multiplier)),
+                prints,
+            );
+            // SAFETY: each index is below 2^TABLE_BITS (a 32-bit lane shifted right by
+            // 32 - TABLE_BITS), and each gather reads four bytes from the table's start
+            // plus the index: the table has three bytes of padding after its last slot
+            // for this.
+            let slots = unsafe { _mm256_i32gather_epi32::<1>(table.as_ptr().cast::<i32>(), index) };
+            // `flagged`, lane by lane: the slot has a kind, and its fingerprint is 0 or
+            // the window's. Windows that merely share a slot cost no branch here.
+            let slot_print = _mm256_and_si256(slots, prints);
+            let print_fits = _mm256_or_si256(
+                _mm256_cmpeq_epi32(slot_print, zero),
+                _mm256_cmpeq_epi32(slot_print, print),
+            );
+            let no_kind = _mm256_cmpeq_epi32(_mm256_and_si256(slots, kinds), zero);
+            let hit = _mm256_andnot_si256(no_kind, print_fits);
+            block_flags |=
+                _mm256_movemask_ps(_mm256_castsi256_ps(hit)).cast_unsigned() << (8 * half);
+        }
+        flags[blocks] = block_flags & wanted;
+        blocks += 1;
+    }
+    blocks
+}
 
 /// The folded window at `at`, padded with newlines past the end of `input`.
 fn window_at(input: &[u8], at: usize) -> u32 {

@@ -14,7 +14,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
 #[cfg(test)]
 use airlock_diff::LineKind;
 use airlock_diff::{ChangedRun, FileChangeKind, FileRuns};
-use memchr::{memchr, memrchr};
+use memchr::{memchr, memchr_iter, memrchr};
 use regex_automata::meta::Regex;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, MatchKind, PatternID, PatternSet};
@@ -392,6 +392,10 @@ struct LineScratch {
     /// Text offsets of the lines of the current run, and the literals found on them.
     run_lines: Vec<(usize, usize)>,
     run_hits: RunHits,
+    /// The literals a run's search found, and the lines holding them with their text
+    /// span and number (`place_literals`).
+    found: Vec<Found>,
+    hit_lines: Vec<(usize, usize, u32)>,
     /// The current file's plan.
     file: FilePlan,
 }
@@ -576,6 +580,8 @@ impl Scanner {
             matched: PatternSet::new(self.all_patterns.pattern_len()),
             run_lines: Vec::new(),
             run_hits: Vec::new(),
+            found: Vec::new(),
+            hit_lines: Vec::new(),
             file: FilePlan::default(),
         }
     }
@@ -784,24 +790,16 @@ impl Scanner {
             state.stats.bytes_scanned += run.text_bytes;
             return;
         };
+        let mut found = std::mem::take(&mut scratch.found);
+        found.clear();
+        searcher.search(&self.prefilter, input, run.span.clone(), &mut found);
         let mut hits = std::mem::take(&mut scratch.run_hits);
-        let mut lines = std::mem::take(&mut scratch.run_lines);
-        hits.clear();
-        lines.clear();
-        let mut sink = LineHits {
-            input,
-            span: run.span.clone(),
-            line: (0, 0),
-            lines: &mut lines,
-            hits: &mut hits,
-        };
-        searcher.search(&self.prefilter, input, run.span.clone(), &mut sink);
-        // The first line of the run (at its prefix character) not yet numbered, and its
-        // new-side number.
-        let mut numbered = (run.span.start, run.new_line);
+        let mut lines = std::mem::take(&mut scratch.hit_lines);
+        place_literals(input, run, &found, &mut lines, &mut hits);
+        scratch.found = found;
         let mut next_hit = 0;
         let mut bytes = run.text_bytes;
-        for (position, &(text_start, text_end)) in lines.iter().enumerate() {
+        for (position, &(text_start, text_end, number)) in lines.iter().enumerate() {
             let count = hits[next_hit..]
                 .iter()
                 .take_while(|(hit_line, _)| *hit_line as usize == position)
@@ -815,14 +813,16 @@ impl Scanner {
             if !self.line_candidates(side, line_hits, scan.plan, scratch) {
                 continue;
             }
-            let line_start = text_start - 1;
-            let number = new_side_number(input, &mut numbered, line_start);
             let line = LineAt {
                 path: scan.path,
                 text: &input[text_start..text_end],
                 previous: match side {
-                    Side::Added => previous_new_line(input, run.hunk_start, line_start),
-                    Side::Removed => None,
+                    Side::Added => Previous::InInput {
+                        input,
+                        hunk_start: run.hunk_start,
+                        line_start: text_start - 1,
+                    },
+                    Side::Removed => Previous::Known(None),
                 },
                 side,
                 number,
@@ -842,7 +842,7 @@ impl Scanner {
         }
         state.stats.bytes_scanned += bytes;
         scratch.run_hits = hits;
-        scratch.run_lines = lines;
+        scratch.hit_lines = lines;
     }
 
     /// Scans a run one line at a time, every line through `scan_candidates`: for runs
@@ -882,10 +882,10 @@ impl Scanner {
             let line = LineAt {
                 path: scan.path,
                 text,
-                previous: match side {
+                previous: Previous::Known(match side {
                     Side::Added => previous,
                     Side::Removed => None,
-                },
+                }),
                 side,
                 number: new_line,
             };
@@ -1146,7 +1146,7 @@ impl Scanner {
                 return None;
             }
             inline_allow(line.text, &rule_data.id, rule_data.category.as_str()).or_else(|| {
-                line.previous.and_then(|previous| {
+                line.previous.text().and_then(|previous| {
                     inline_allow(previous, &rule_data.id, rule_data.category.as_str())
                 })
             })
@@ -1327,6 +1327,9 @@ fn early_report(diff: &[u8], options: &ScanOptions) -> Option<Result<ScanReport,
         .then(|| Ok(ScanReport::default()))
 }
 
+/// Searchers a scan keeps at hand (`FilePlan::recent`).
+const RECENT_SEARCHERS: usize = 8;
+
 /// Which rules can fire on each side of one file's lines, as the prefilter needs it.
 /// Kept in `LineScratch` and refilled for each file, so a file costs no allocation.
 #[derive(Debug, Default)]
@@ -1344,6 +1347,9 @@ struct FilePlan {
     searched: Vec<u64>,
     /// The search for those triggers; `None` when there is nothing to search for.
     searcher: Option<Arc<Searcher>>,
+    /// The searchers this scan used last, by `searched`: files of a few kinds alternate
+    /// in a diff, and this spares the shared cache's lock and hashing for each file.
+    recent: Vec<(Vec<u64>, Arc<Searcher>)>,
     /// Scratch of `Scanner::add_path_rules`: which glob lists match the path.
     glob_matches: Option<PatternSet>,
 }
@@ -1385,7 +1391,23 @@ impl FilePlan {
         if self.searched.iter().all(|&word| word == 0) {
             self.searcher = None;
         } else if self.searcher.is_none() || previous != self.searched {
-            self.searcher = Some(scanner.prefilter.searcher(&self.searched));
+            let recent = self
+                .recent
+                .iter()
+                .find(|(searched, _)| *searched == self.searched);
+            let searcher = match recent {
+                Some((_, searcher)) => Arc::clone(searcher),
+                None => {
+                    let searcher = scanner.prefilter.searcher(&self.searched);
+                    if self.recent.len() == RECENT_SEARCHERS {
+                        self.recent.remove(0);
+                    }
+                    self.recent
+                        .push((self.searched.clone(), Arc::clone(&searcher)));
+                    searcher
+                }
+            };
+            self.searcher = Some(searcher);
         }
     }
 }
@@ -1415,19 +1437,6 @@ fn raw_lines(input: &[u8], span: Range<usize>) -> impl Iterator<Item = (usize, u
     })
 }
 
-/// The new-side number of the run's line starting at `line_start`, counting the added
-/// lines from the last line numbered (`numbered`: its start and number), which moves
-/// forward to this line.
-fn new_side_number(input: &[u8], numbered: &mut (usize, u32), line_start: usize) -> u32 {
-    let (from, number) = *numbered;
-    let added = raw_lines(input, from..line_start)
-        .filter(|&(start, _)| input[start] == b'+')
-        .count();
-    let number = number.saturating_add(u32::try_from(added).unwrap_or(u32::MAX));
-    *numbered = (line_start, number);
-    number
-}
-
 /// The text of the new-side line before the line starting at `line_start` in its hunk
 /// (whose first line starts at `hunk_start`): the last context or added line before it,
 /// passing over removed lines and `\ No newline at end of file`; `None` when there is
@@ -1449,40 +1458,83 @@ fn previous_new_line(input: &[u8], hunk_start: usize, line_start: usize) -> Opti
     None
 }
 
-/// Where the literals a run's search finds go: to the changed line each lies on, as
-/// (index of the line among those holding one, literal), with the lines' text spans.
-struct LineHits<'a> {
-    input: &'a [u8],
-    span: Range<usize>,
-    /// The line (from its prefix character to its end) the last literal was on.
-    line: (usize, usize),
-    lines: &'a mut Vec<(usize, usize)>,
-    hits: &'a mut RunHits,
+/// A literal a search found: (a byte of it, where it starts, its length, the literal).
+type Found = (usize, usize, usize, u32);
+
+impl LiteralSink for Vec<Found> {
+    fn found(&mut self, inside: usize, start: usize, len: usize, literal: u32) {
+        self.push((inside, start, len, literal));
+    }
 }
 
-impl LiteralSink for LineHits<'_> {
-    fn found(&mut self, inside: usize, start: usize, len: usize, literal: u32) {
-        // Literals come in order of `inside`, so mostly on the line of the one before.
-        if !(self.line.0..self.line.1).contains(&inside) {
-            let (span_start, span_end) = (self.span.start, self.span.end);
-            let line_start = memrchr(b'\n', &self.input[span_start..inside])
-                .map_or(span_start, |at| span_start + at + 1);
-            let line_end =
-                memchr(b'\n', &self.input[inside..span_end]).map_or(span_end, |at| inside + at);
-            self.line = (line_start, line_end);
+/// Places the literals found in a run on its lines, walking the run's newlines once up
+/// to the last line holding one: `lines` gets each line that holds a literal in its text
+/// (after the prefix character), as (text start, text end, new-side number), and `hits`
+/// the literals as (index in `lines`, literal).
+fn place_literals(
+    input: &[u8],
+    run: &ChangedRun,
+    found: &[Found],
+    lines: &mut Vec<(usize, usize, u32)>,
+    hits: &mut RunHits,
+) {
+    lines.clear();
+    hits.clear();
+    if found.is_empty() {
+        return;
+    }
+    let span = run.span.clone();
+    let mut newlines = memchr_iter(b'\n', &input[span.clone()]).map(|at| span.start + at);
+    // The current line, from its prefix character, and its new-side number.
+    let mut line_start = span.start;
+    let mut line_end = newlines.next().unwrap_or(span.end);
+    let mut number = run.new_line;
+    for &(inside, start, len, literal) in found {
+        // Literals come in order of `inside`, a byte of the literal, never a newline.
+        while inside > line_end && line_end < span.end {
+            if input[line_start] == b'+' {
+                number = number.saturating_add(1);
+            }
+            line_start = line_end + 1;
+            line_end = newlines.next().unwrap_or(span.end);
         }
-        let (line_start, line_end) = self.line;
-        // The literal must lie in the line's text, after its prefix character (no
-        // literal holds a newline, so it cannot reach past the line's end but here).
+        // The literal must lie in the line's text, after its prefix character.
         if start <= line_start || start + len > line_end {
-            return;
+            continue;
         }
-        let text = (line_start + 1, line_end);
-        if self.lines.last() != Some(&text) {
-            self.lines.push(text);
+        let text = (line_start + 1, line_end, number);
+        if lines.last() != Some(&text) {
+            lines.push(text);
         }
-        let index = u32::try_from(self.lines.len() - 1).unwrap_or(u32::MAX);
-        self.hits.push((index, literal));
+        hits.push((u32::try_from(lines.len() - 1).unwrap_or(u32::MAX), literal));
+    }
+}
+
+/// The new-side line before a changed line, for an `airlock:allow` written on its own
+/// line above: known when lines are read one by one, else looked for in the input only
+/// when a finding asks for it.
+#[derive(Debug, Clone, Copy)]
+enum Previous<'a> {
+    Known(Option<&'a [u8]>),
+    /// Before the line starting at `line_start`, in the hunk whose first line starts at
+    /// `hunk_start`.
+    InInput {
+        input: &'a [u8],
+        hunk_start: usize,
+        line_start: usize,
+    },
+}
+
+impl<'a> Previous<'a> {
+    fn text(self) -> Option<&'a [u8]> {
+        match self {
+            Previous::Known(text) => text,
+            Previous::InInput {
+                input,
+                hunk_start,
+                line_start,
+            } => previous_new_line(input, hunk_start, line_start),
+        }
     }
 }
 
@@ -1492,7 +1544,7 @@ struct LineAt<'a> {
     path: &'a str,
     text: &'a [u8],
     /// The new-side line just before an added line, for `airlock:allow` on its own line.
-    previous: Option<&'a [u8]>,
+    previous: Previous<'a>,
     side: Side,
     number: u32,
 }
@@ -1704,7 +1756,7 @@ impl Scanner {
                         let at = LineAt {
                             path,
                             text: &line.text,
-                            previous,
+                            previous: Previous::Known(previous),
                             side: Side::Added,
                             number: new_line,
                         };
@@ -1717,7 +1769,7 @@ impl Scanner {
                         let at = LineAt {
                             path,
                             text: &line.text,
-                            previous: None,
+                            previous: Previous::Known(None),
                             side: Side::Removed,
                             number: new_line,
                         };

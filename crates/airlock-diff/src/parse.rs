@@ -128,7 +128,12 @@ impl Runs {
     fn close(&mut self) {
         if self.open {
             self.open = false;
-            self.runs.push(self.run.clone());
+            let run = &mut self.run;
+            // Each line is its prefix, its text and a newline, but the last has no
+            // newline in the span.
+            let lines = u64::from(run.added) + u64::from(run.removed);
+            run.text_bytes = (run.span.len() as u64 + 1).saturating_sub(2 * lines);
+            self.runs.push(run.clone());
         }
     }
 }
@@ -161,13 +166,10 @@ impl<'a> Hunks<'a> for Runs {
                 added: 0,
                 removed: 0,
                 text_bytes: 0,
-                longest: 0,
             };
         }
         let run = &mut self.run;
         run.span.end = text_start + text.len();
-        run.text_bytes += text.len() as u64;
-        run.longest = run.longest.max(text.len());
         if kind == LineKind::Added {
             run.added += 1;
             self.new_line = self.new_line.saturating_add(1);
@@ -861,9 +863,14 @@ impl<'a> Parser<'a> {
             return changed;
         }
         let input = self.lines.input;
+        // The line splitter's state, in locals while the loop runs (as `Lines::split_next`
+        // and `Newlines::next` would update it).
+        let (mut block, mut mask) = (self.lines.newlines.block, self.lines.newlines.mask);
+        let mut rest = self.lines.rest;
+        let mut read = 0;
         let (mut old_left, mut new_left) = *left;
         while old_left > 0 || new_left > 0 {
-            let start = self.lines.rest;
+            let start = rest;
             let kind = match input.get(start) {
                 // An empty line (no prefix) is an empty context line.
                 Some(b' ' | b'\n') if old_left > 0 && new_left > 0 => {
@@ -881,10 +888,21 @@ impl<'a> Parser<'a> {
                 }
                 _ => break,
             };
-            // As `Lines::split_next`: the next newline ends this line.
-            let end = self.lines.newlines.next().unwrap_or(input.len());
-            self.lines.rest = end + 1;
-            self.next += 1;
+            // The next newline ends this line.
+            let end = loop {
+                if mask != 0 {
+                    let bit = mask.trailing_zeros() as usize;
+                    mask &= mask - 1;
+                    break block + bit;
+                }
+                block += 64;
+                if block >= input.len() {
+                    break input.len();
+                }
+                mask = newline_mask(&input[block..]);
+            };
+            rest = end + 1;
+            read += 1;
             let text_start = start + usize::from(end > start);
             hunks.line(
                 kind,
@@ -894,6 +912,10 @@ impl<'a> Parser<'a> {
             );
             changed |= kind != LineKind::Context;
         }
+        self.lines.newlines.block = block;
+        self.lines.newlines.mask = mask;
+        self.lines.rest = rest;
+        self.next += read;
         *left = (old_left, new_left);
         changed
     }

@@ -287,6 +287,4 @@ pub struct ChangedRun {
     pub removed: u32,
     /// Bytes of the lines' text, without prefix characters and newlines.
     pub text_bytes: u64,
-    /// Bytes of the longest line's text.
-    pub longest: usize,
 }

@@ -888,13 +888,11 @@ fn runs_of(input: &[u8], file: &FilePatchRef<'_>) -> Vec<ChangedRun> {
                     added: 0,
                     removed: 0,
                     text_bytes: 0,
-                    longest: 0,
                 });
             }
             let run = runs.last_mut().unwrap();
             run.span.end = end;
             run.text_bytes += line.text.len() as u64;
-            run.longest = run.longest.max(line.text.len());
             if line.kind == LineKind::Added {
                 run.added += 1;
                 new_line += 1;

@@ -115,7 +115,7 @@ impl LiteralCheck {
 
     pub(crate) fn is_match(&self, text: &[u8]) -> bool {
         match self {
-            LiteralCheck::Byte(byte) => text.contains(byte),
+            LiteralCheck::Byte(byte) => memchr::memchr(*byte, text).is_some(),
             LiteralCheck::Any(search) => search.is_match(text),
         }
     }

@@ -211,6 +211,7 @@ fn build_regex(patterns: &[&str]) -> Result<Regex, String> {
         .configure(
             Regex::config()
                 .utf8_empty(false)
+                .auto_prefilter(false)
                 .match_kind(MatchKind::LeftmostFirst),
         )
         .build_many(patterns)
@@ -754,7 +755,7 @@ impl Scanner {
             if state.full() {
                 // Every line of the run would only mark the report truncated.
                 state.stats.findings_truncated = true;
-            } else if line_by_line || run.longest > WINDOW {
+            } else if line_by_line || has_long_line(input, run) {
                 self.scan_run_lines(&mut scan, scratch, state);
             } else {
                 self.scan_run_hits(&mut scan, scratch, state);
@@ -1419,6 +1420,13 @@ struct RunScan<'a> {
     run: &'a ChangedRun,
     plan: &'a FilePlan,
     file_state: &'a mut FileState,
+}
+
+/// Whether a line of the run is longer than `WINDOW`: never in a run no longer than
+/// that, the common case; else its newlines tell.
+fn has_long_line(input: &[u8], run: &ChangedRun) -> bool {
+    run.span.len() > WINDOW
+        && raw_lines(input, run.span.clone()).any(|(start, end)| end - start - 1 > WINDOW)
 }
 
 /// The lines of `span` (a run of changed lines, or part of one) as (start, end): from

@@ -12,16 +12,24 @@
 //!
 //! The search reads the text in four-byte windows with ASCII letters folded to lower
 //! case, at every second byte. The first three bytes of a window and the low three bits
-//! of its fourth, hashed, select a byte of a 64 KiB table, set for the searched windows.
-//! Every literal is given two windows, one byte apart, so that wherever it starts one of
-//! them falls on a searched position: two adjacent windows of the literal when it is
-//! five bytes or longer; for a shorter one, windows reaching past its end or before its
-//! start, of which only the literal's bytes are known (the table slots of every byte that
-//! may fill the rest are set). The few windows flagged are verified against the literals
-//! they may belong to. A table lookup per two bytes is slower than SIMD literal search on
-//! a few patterns, but its cost does not grow with the number of literals (hundreds
-//! here), where Aho-Corasick automata and Teddy slow down to a fraction; a keyword
-//! automaton over every line cost eight times as much.
+//! of its fourth, hashed, select a byte of a 64 KiB table, set for the searched windows;
+//! the slot's high bits hold a fingerprint (another hash) of the windows that set it, so
+//! a window of text that only shares the slot is not flagged. Every literal is given two
+//! windows, one byte apart, so that wherever it starts one of them falls on a searched
+//! position: two adjacent windows of the literal when it is five bytes or longer; for a
+//! shorter one, windows reaching past its end or before its start, of which only the
+//! literal's bytes are known (the table slots of every byte that may fill the rest are
+//! set). The few windows flagged are verified against the literals they may belong to.
+//! The table's cost does not grow with the number of literals (hundreds here), where
+//! Aho-Corasick automata and Teddy slow down to a fraction; a keyword automaton over
+//! every line cost eight times as much.
+//!
+//! Where the CPU has AVX2, sixteen windows are hashed at once in vector registers and
+//! looked up with two gathers (`flag_blocks_avx2`); elsewhere, and for the last bytes of
+//! the input, a portable loop reads three windows per eight-byte load. Both flag exactly
+//! the same windows, which the tests check on random text. A search covers a span of the
+//! input (a run of changed lines) and reports each literal with its place
+//! (`LiteralSink`): the caller decides which line it is on.
 
 use std::collections::HashMap;
 use std::ops::Range;

@@ -1,9 +1,15 @@
 //! The engine: rules compiled once into a line prefilter (`prefilter`), then a single
 //! pass over the diff, read in place, that confirms each line's candidate rules.
 //!
-//! Lines longer than `WINDOW`, and the reference scan the tests compare against, use the
-//! plain engine instead: a keyword Aho-Corasick automaton and one multi-pattern regex
-//! over every changed line.
+//! The diff is parsed into runs of changed lines (`airlock_diff::parse_runs`): offsets into
+//! the input, no record per line. Each run is searched in one go for the triggers of the
+//! rules that apply to its file; a literal found names its line from its place in the
+//! input, and only the lines holding one are numbered and confirmed, so most lines cost
+//! nothing beyond the search. Runs with a line longer than `WINDOW`, and files with rules
+//! that are candidates on every line, are scanned line by line. Lines longer than
+//! `WINDOW`, and the reference scan the tests compare against, use the plain engine
+//! instead: a keyword Aho-Corasick automaton and one multi-pattern regex over every
+//! changed line.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};

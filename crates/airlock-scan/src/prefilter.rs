@@ -824,9 +824,19 @@ pub(crate) enum Engine {
     Avx2,
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Set by tests that run whole scans with the portable loop, as on a CPU without AVX2.
+    pub(crate) static FORCE_PORTABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 impl Engine {
     /// The fastest loop this CPU runs (the answer is cached by the standard library).
     pub(crate) fn detect() -> Engine {
+        #[cfg(test)]
+        if FORCE_PORTABLE.with(std::cell::Cell::get) {
+            return Engine::Portable;
+        }
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             return Engine::Avx2;

@@ -806,11 +806,19 @@ impl Searcher {
             sink,
         };
         let end = span.end.min(input.len());
-        let at = match engine {
-            Engine::Portable => span.start,
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Engine::detect` chose `Avx2` only on a CPU that has AVX2.
-            Engine::Avx2 => unsafe { search.blocks_avx2(span.start, end) },
+        // The AVX2 check is the standard library's cached answer: it costs a load, and
+        // keeps the vector loop sound whoever chose the engine.
+        #[cfg(target_arch = "x86_64")]
+        let at = if engine == Engine::Avx2 && std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { search.blocks_avx2(span.start, end) }
+        } else {
+            span.start
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let at = {
+            let Engine::Portable = engine;
+            span.start
         };
         search.windows(at, end);
     }

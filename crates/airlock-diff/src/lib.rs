@@ -15,9 +15,9 @@ mod render;
 
 pub use apply::apply;
 pub use error::{ApplyError, HunkPlace, ParseError, ParseProblem};
-pub use parse::{parse, parse_ref};
+pub use parse::{parse, parse_ref, parse_runs};
 pub use patch::{
-    FileChangeKind, FilePatch, FilePatchRef, Hunk, HunkLine, HunkLineRef, HunkRef, LineKind, Patch,
-    PatchRef,
+    ChangedRun, FileChangeKind, FilePatch, FilePatchRef, FileRuns, Hunk, HunkLine, HunkLineRef,
+    HunkRef, LineKind, Patch, PatchRef, PatchRuns,
 };
 pub use render::render;

@@ -6,7 +6,10 @@
 //! format-patch signature), so a miscounted hunk is an error rather than silently shorter.
 
 use crate::error::{ParseError, ParseProblem, excerpt};
-use crate::patch::{FileChangeKind, FilePatchRef, HunkLineRef, HunkRef, LineKind, Patch, PatchRef};
+use crate::patch::{
+    ChangedRun, FileChangeKind, FilePatchRef, FileRuns, HunkLineRef, HunkRef, LineKind, Patch,
+    PatchRef, PatchRuns,
+};
 use crate::path;
 
 /// Parses a unified diff as produced by `git diff`, `git diff --binary`,
@@ -24,12 +27,218 @@ pub fn parse(input: &[u8]) -> Result<Patch, ParseError> {
 /// `parse`, without copying: line text stays in `input`. Accepts and rejects exactly what
 /// `parse` does, with the same errors.
 pub fn parse_ref(input: &[u8]) -> Result<PatchRef<'_>, ParseError> {
-    Parser {
-        lines: Lines::new(input),
-        next: 0,
-        last_hunk_line: None,
+    let files = Parser::new(input).patch::<Vec<HunkRef<'_>>>()?;
+    Ok(PatchRef {
+        files: files.into_iter().map(File::into_file_patch_ref).collect(),
+    })
+}
+
+/// `parse`, keeping of each file's hunks only its runs of changed lines, as offsets into
+/// `input`: no record per line, for callers that look at the changed lines alone and find
+/// them in the input (the scanner). Accepts and rejects exactly what `parse` does, with
+/// the same errors.
+pub fn parse_runs(input: &[u8]) -> Result<PatchRuns, ParseError> {
+    let files = Parser::new(input).patch::<Runs>()?;
+    Ok(PatchRuns {
+        files: files.into_iter().map(File::into_file_runs).collect(),
+    })
+}
+
+/// A hunk's header values.
+#[derive(Debug, Clone, Copy)]
+struct HunkHeader {
+    old_start: u32,
+    old_len: u32,
+    new_start: u32,
+    new_len: u32,
+}
+
+/// What the parser builds from one file's hunks, a line at a time: every line for
+/// `parse_ref` (`Vec<HunkRef>`), the runs of changed lines for `parse_runs` (`Runs`).
+/// The parser validates alike whatever it builds.
+trait Hunks<'a>: Default {
+    /// Starts a hunk that has at most `capacity` lines.
+    fn begin(&mut self, header: HunkHeader, capacity: usize);
+    /// Adds a line to the current hunk: its kind, where its raw line starts (at the prefix
+    /// character), its text, and where the text starts.
+    fn line(&mut self, kind: LineKind, line_start: usize, text: &'a [u8], text_start: usize);
+    /// Marks the current hunk's last line `\ No newline at end of file`, and returns its
+    /// kind; `None` when the hunk has no line yet or the last one is marked already.
+    fn mark_no_newline(&mut self) -> Option<LineKind>;
+    /// Whether no hunk was begun.
+    fn is_empty(&self) -> bool;
+}
+
+impl<'a> Hunks<'a> for Vec<HunkRef<'a>> {
+    fn begin(&mut self, header: HunkHeader, capacity: usize) {
+        self.push(HunkRef {
+            old_start: header.old_start,
+            old_len: header.old_len,
+            new_start: header.new_start,
+            new_len: header.new_len,
+            lines: Vec::with_capacity(capacity),
+        });
     }
-    .patch()
+
+    fn line(&mut self, kind: LineKind, _line_start: usize, text: &'a [u8], text_start: usize) {
+        if let Some(hunk) = self.last_mut() {
+            hunk.lines.push(HunkLineRef {
+                kind,
+                text,
+                offset: text_start,
+                no_newline_at_end: false,
+            });
+        }
+    }
+
+    fn mark_no_newline(&mut self) -> Option<LineKind> {
+        let last = self
+            .last_mut()?
+            .lines
+            .last_mut()
+            .filter(|last| !last.no_newline_at_end)?;
+        last.no_newline_at_end = true;
+        Some(last.kind)
+    }
+
+    fn is_empty(&self) -> bool {
+        Vec::is_empty(self)
+    }
+}
+
+/// The runs of changed lines of one file's hunks, built as `parse_runs` reads them.
+#[derive(Debug, Default)]
+struct Runs {
+    runs: Vec<ChangedRun>,
+    /// The run the last line extended, while `open`: the next line may extend it too.
+    run: ChangedRun,
+    open: bool,
+    hunks: usize,
+    /// Where the current hunk's first line starts, once it has one.
+    hunk_start: Option<usize>,
+    /// The new-side number of the current hunk's next line.
+    new_line: u32,
+    /// The kind of the current hunk's last line, if it has one, and whether it is marked
+    /// `\ No newline at end of file`.
+    last: Option<LineKind>,
+    marked: bool,
+}
+
+impl Runs {
+    fn close(&mut self) {
+        if self.open {
+            self.open = false;
+            let run = &mut self.run;
+            // Each line is its prefix, its text and a newline, but the last has no
+            // newline in the span.
+            let lines = u64::from(run.added) + u64::from(run.removed);
+            run.text_bytes = (run.span.len() as u64 + 1).saturating_sub(2 * lines);
+            self.runs.push(run.clone());
+        }
+    }
+}
+
+impl<'a> Hunks<'a> for Runs {
+    fn begin(&mut self, header: HunkHeader, _capacity: usize) {
+        self.close();
+        self.hunks += 1;
+        self.hunk_start = None;
+        self.new_line = header.new_start;
+        self.last = None;
+    }
+
+    #[inline]
+    fn line(&mut self, kind: LineKind, line_start: usize, text: &'a [u8], text_start: usize) {
+        let hunk_start = *self.hunk_start.get_or_insert(line_start);
+        self.last = Some(kind);
+        self.marked = false;
+        if kind == LineKind::Context {
+            self.close();
+            self.new_line = self.new_line.saturating_add(1);
+            return;
+        }
+        if !self.open {
+            self.open = true;
+            self.run = ChangedRun {
+                span: line_start..line_start,
+                hunk_start,
+                new_line: self.new_line,
+                added: 0,
+                removed: 0,
+                text_bytes: 0,
+            };
+        }
+        let run = &mut self.run;
+        run.span.end = text_start + text.len();
+        if kind == LineKind::Added {
+            run.added += 1;
+            self.new_line = self.new_line.saturating_add(1);
+        } else {
+            run.removed += 1;
+        }
+    }
+
+    fn mark_no_newline(&mut self) -> Option<LineKind> {
+        // The marker line sits between this line and the next: they are not adjacent.
+        self.close();
+        let kind = self.last.filter(|_| !self.marked)?;
+        self.marked = true;
+        Some(kind)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.hunks == 0
+    }
+}
+
+/// One file patch as the parser builds it, with the hunks in the form `H` asked for.
+#[derive(Debug)]
+struct File<H> {
+    old_path: Option<String>,
+    new_path: Option<String>,
+    old_mode: Option<u32>,
+    new_mode: Option<u32>,
+    kind: FileChangeKind,
+    binary: bool,
+    hunks: H,
+}
+
+impl<H> File<H> {
+    fn path(&self) -> &str {
+        self.new_path
+            .as_deref()
+            .or(self.old_path.as_deref())
+            .unwrap_or_default()
+    }
+}
+
+impl<'a> File<Vec<HunkRef<'a>>> {
+    fn into_file_patch_ref(self) -> FilePatchRef<'a> {
+        FilePatchRef {
+            old_path: self.old_path,
+            new_path: self.new_path,
+            old_mode: self.old_mode,
+            new_mode: self.new_mode,
+            kind: self.kind,
+            binary: self.binary,
+            hunks: self.hunks,
+        }
+    }
+}
+
+impl File<Runs> {
+    fn into_file_runs(mut self) -> FileRuns {
+        self.hunks.close();
+        FileRuns {
+            old_path: self.old_path,
+            new_path: self.new_path,
+            old_mode: self.old_mode,
+            new_mode: self.new_mode,
+            kind: self.kind,
+            binary: self.binary,
+            runs: self.hunks.runs,
+        }
+    }
 }
 
 /// The lines of the input, split as they are read: the parser looks at most two lines
@@ -245,6 +454,14 @@ struct GitHeader {
 }
 
 impl<'a> Parser<'a> {
+    fn new(input: &'a [u8]) -> Parser<'a> {
+        Parser {
+            lines: Lines::new(input),
+            next: 0,
+            last_hunk_line: None,
+        }
+    }
+
     fn peek(&mut self) -> Option<&'a [u8]> {
         self.lines.get(0).map(|(_, line)| line)
     }
@@ -280,7 +497,7 @@ impl<'a> Parser<'a> {
                 .is_some_and(|line| line.starts_with(b"+++ "))
     }
 
-    fn patch(&mut self) -> Result<PatchRef<'a>, ParseError> {
+    fn patch<H: Hunks<'a>>(&mut self) -> Result<Vec<File<H>>, ParseError> {
         let mut files = Vec::new();
         // Mail headers and the commit message precede the first file patch in
         // `git format-patch` output, and the next mail follows a signature.
@@ -326,10 +543,10 @@ impl<'a> Parser<'a> {
         if files.is_empty() {
             return Err(ParseError::NoFileChanges);
         }
-        Ok(PatchRef { files })
+        Ok(files)
     }
 
-    fn git_file_patch(&mut self, names: &[u8]) -> Result<FilePatchRef<'a>, ParseError> {
+    fn git_file_patch<H: Hunks<'a>>(&mut self, names: &[u8]) -> Result<File<H>, ParseError> {
         self.last_hunk_line = None;
         let header_line = self.line_number();
         let mut header = GitHeader {
@@ -338,7 +555,7 @@ impl<'a> Parser<'a> {
             ..GitHeader::default()
         };
         self.advance();
-        let mut hunks = Vec::new();
+        let mut hunks = H::default();
         let mut mode_lines = false;
         while let Some(line) = self.peek() {
             let number = self.line_number();
@@ -439,11 +656,11 @@ impl<'a> Parser<'a> {
         Ok((minus, plus))
     }
 
-    fn plain_file_patch(&mut self) -> Result<FilePatchRef<'a>, ParseError> {
+    fn plain_file_patch<H: Hunks<'a>>(&mut self) -> Result<File<H>, ParseError> {
         self.last_hunk_line = None;
         let (minus, plus) = self.names_lines()?;
         let hunks_line = self.line_number();
-        let hunks = self.hunks()?;
+        let hunks: H = self.hunks()?;
         let creating = minus.value.path.is_none() || minus.value.epoch;
         let deleting = plus.value.path.is_none() || plus.value.epoch;
         let old_path = minus.value.path.filter(|_| !creating);
@@ -455,7 +672,10 @@ impl<'a> Parser<'a> {
         plain_file(old_path, new_path, hunks, plus.line)
     }
 
-    fn plain_binary_file_patch(&mut self, names: &[u8]) -> Result<FilePatchRef<'a>, ParseError> {
+    fn plain_binary_file_patch<H: Hunks<'a>>(
+        &mut self,
+        names: &[u8],
+    ) -> Result<File<H>, ParseError> {
         self.last_hunk_line = None;
         let line = self.line_number();
         let at = |problem| error_at(line, problem);
@@ -473,14 +693,14 @@ impl<'a> Parser<'a> {
         let old = binary_name(names.get(..split).unwrap_or_default()).map_err(at)?;
         let new = binary_name(names.get(split + 5..).unwrap_or_default()).map_err(at)?;
         self.advance();
-        let mut file = plain_file(old, new, Vec::new(), line)?;
+        let mut file = plain_file(old, new, H::default(), line)?;
         file.binary = true;
         Ok(file)
     }
 
     /// Reads consecutive hunks and checks that they are in order and do not overlap.
-    fn hunks(&mut self) -> Result<Vec<HunkRef<'a>>, ParseError> {
-        let mut hunks: Vec<HunkRef<'a>> = Vec::new();
+    fn hunks<H: Hunks<'a>>(&mut self) -> Result<H, ParseError> {
+        let mut hunks = H::default();
         let mut previous: Option<(u64, u64, usize)> = None;
         // A line of the previous hunk is marked `\ No newline at end of file`.
         let mut previous_ends_file = false;
@@ -489,7 +709,7 @@ impl<'a> Parser<'a> {
                 break;
             }
             let header_line = self.line_number();
-            let (hunk, ends_file) = self.hunk(line)?;
+            let (hunk, ends_file) = self.hunk(line, &mut hunks)?;
             if previous_ends_file {
                 return Err(error_at(header_line, ParseProblem::MisplacedNoNewline));
             }
@@ -505,13 +725,16 @@ impl<'a> Parser<'a> {
                 ));
             }
             previous = Some((old_end, new_end, header_line));
-            hunks.push(hunk);
         }
         Ok(hunks)
     }
 
     /// One hunk, and whether a line of it was marked `\ No newline at end of file`.
-    fn hunk(&mut self, header: &[u8]) -> Result<(HunkRef<'a>, bool), ParseError> {
+    fn hunk<H: Hunks<'a>>(
+        &mut self,
+        header: &[u8],
+        hunks: &mut H,
+    ) -> Result<(HunkHeader, bool), ParseError> {
         let header_line = self.line_number();
         self.last_hunk_line = Some(header_line);
         let bad_header = || {
@@ -533,10 +756,23 @@ impl<'a> Parser<'a> {
         // Sized once from the header; a hostile header cannot claim more lines than bytes
         // remain.
         let declared = usize::try_from(u64::from(old_len) + u64::from(new_len)).unwrap_or(0);
-        let mut lines: Vec<HunkLineRef<'a>> =
-            Vec::with_capacity(declared.min(self.lines.remaining() + 2));
+        let hunk = HunkHeader {
+            old_start,
+            old_len,
+            new_start,
+            new_len,
+        };
+        hunks.begin(hunk, declared.min(self.lines.remaining() + 2));
         let mut changed = false;
         while old_left > 0 || new_left > 0 {
+            if !old_ended && !new_ended {
+                let mut left = (old_left, new_left);
+                changed |= self.plain_hunk_lines(hunks, &mut left);
+                (old_left, new_left) = left;
+                if old_left == 0 && new_left == 0 {
+                    break;
+                }
+            }
             let number = self.line_number();
             let truncated = || ParseProblem::TruncatedHunk {
                 header_line,
@@ -556,7 +792,7 @@ impl<'a> Parser<'a> {
                 Some(b'+') => LineKind::Added,
                 Some(b'-') => LineKind::Removed,
                 Some(b'\\') => {
-                    mark_no_newline(&mut lines, &mut old_ended, &mut new_ended)
+                    mark_no_newline(hunks, &mut old_ended, &mut new_ended)
                         .map_err(|problem| error_at(number, problem))?;
                     continue;
                 }
@@ -572,14 +808,8 @@ impl<'a> Parser<'a> {
                     ));
                 }
             };
-            let hunk_line = HunkLineRef {
-                kind,
-                text,
-                offset: offset + prefix,
-                no_newline_at_end: false,
-            };
             changed |= kind != LineKind::Context;
-            if hunk_line.in_old() {
+            if in_old(kind) {
                 if old_ended {
                     return Err(error_at(number, ParseProblem::MisplacedNoNewline));
                 }
@@ -593,7 +823,7 @@ impl<'a> Parser<'a> {
                     )
                 })?;
             }
-            if hunk_line.in_new() {
+            if in_new(kind) {
                 if new_ended {
                     return Err(error_at(number, ParseProblem::MisplacedNoNewline));
                 }
@@ -607,26 +837,87 @@ impl<'a> Parser<'a> {
                     )
                 })?;
             }
-            lines.push(hunk_line);
+            hunks.line(kind, offset, text, offset + prefix);
         }
         if let Some(line) = self.peek()
             && line.starts_with(b"\\")
         {
-            mark_no_newline(&mut lines, &mut old_ended, &mut new_ended)
+            mark_no_newline(hunks, &mut old_ended, &mut new_ended)
                 .map_err(|problem| self.error_here(problem))?;
             self.advance();
         }
         if !changed {
             return Err(error_at(header_line, ParseProblem::EmptyHunk));
         }
-        let hunk = HunkRef {
-            old_start,
-            old_len,
-            new_start,
-            new_len,
-            lines,
-        };
         Ok((hunk, old_ended || new_ended))
+    }
+
+    /// Reads the next lines of a hunk while each is a context, added or removed line that
+    /// the counts still `left` (old, new) allow: most lines of most hunks, read here with
+    /// none of the bookkeeping the other lines and the errors need. Stops before any other
+    /// line (or when the counts are spent), which the caller's general loop then reads
+    /// exactly as it would have. Returns whether it read an added or removed line.
+    fn plain_hunk_lines<H: Hunks<'a>>(&mut self, hunks: &mut H, left: &mut (u32, u32)) -> bool {
+        let mut changed = false;
+        if self.lines.ahead_len != 0 {
+            return changed;
+        }
+        let input = self.lines.input;
+        // The line splitter's state, in locals while the loop runs (as `Lines::split_next`
+        // and `Newlines::next` would update it).
+        let (mut block, mut mask) = (self.lines.newlines.block, self.lines.newlines.mask);
+        let mut rest = self.lines.rest;
+        let mut read = 0;
+        let (mut old_left, mut new_left) = *left;
+        while old_left > 0 || new_left > 0 {
+            let start = rest;
+            let kind = match input.get(start) {
+                // An empty line (no prefix) is an empty context line.
+                Some(b' ' | b'\n') if old_left > 0 && new_left > 0 => {
+                    old_left -= 1;
+                    new_left -= 1;
+                    LineKind::Context
+                }
+                Some(b'+') if new_left > 0 => {
+                    new_left -= 1;
+                    LineKind::Added
+                }
+                Some(b'-') if old_left > 0 => {
+                    old_left -= 1;
+                    LineKind::Removed
+                }
+                _ => break,
+            };
+            // The next newline ends this line.
+            let end = loop {
+                if mask != 0 {
+                    let bit = mask.trailing_zeros() as usize;
+                    mask &= mask - 1;
+                    break block + bit;
+                }
+                block += 64;
+                if block >= input.len() {
+                    break input.len();
+                }
+                mask = newline_mask(&input[block..]);
+            };
+            rest = end + 1;
+            read += 1;
+            let text_start = start + usize::from(end > start);
+            hunks.line(
+                kind,
+                start,
+                input.get(text_start..end).unwrap_or_default(),
+                text_start,
+            );
+            changed |= kind != LineKind::Context;
+        }
+        self.lines.newlines.block = block;
+        self.lines.newlines.mask = mask;
+        self.lines.rest = rest;
+        self.next += read;
+        *left = (old_left, new_left);
+        changed
     }
 
     /// Skips the base85 blocks after `GIT binary patch`: the forward change and, as git
@@ -689,19 +980,27 @@ fn set_sourced(
 }
 
 /// Applies a `\ No newline at end of file` line to the hunk line before it.
-fn mark_no_newline(
-    lines: &mut [HunkLineRef<'_>],
+fn mark_no_newline<'a>(
+    hunks: &mut impl Hunks<'a>,
     old_ended: &mut bool,
     new_ended: &mut bool,
 ) -> Result<(), ParseProblem> {
-    let last = lines
-        .last_mut()
-        .filter(|last| !last.no_newline_at_end)
+    let kind = hunks
+        .mark_no_newline()
         .ok_or(ParseProblem::MisplacedNoNewline)?;
-    last.no_newline_at_end = true;
-    *old_ended |= last.in_old();
-    *new_ended |= last.in_new();
+    *old_ended |= in_old(kind);
+    *new_ended |= in_new(kind);
     Ok(())
+}
+
+/// Whether a line of this kind is part of the old file's content.
+fn in_old(kind: LineKind) -> bool {
+    matches!(kind, LineKind::Context | LineKind::Removed)
+}
+
+/// Whether a line of this kind is part of the new file's content.
+fn in_new(kind: LineKind) -> bool {
+    matches!(kind, LineKind::Context | LineKind::Added)
 }
 
 /// The 0-based half-open line range a hunk side covers; an empty side sits after
@@ -715,12 +1014,12 @@ fn span(start: u32, len: u32) -> (u64, u64) {
     (begin, begin + u64::from(len))
 }
 
-fn finish_git_file_patch(
+fn finish_git_file_patch<'a, H: Hunks<'a>>(
     header: GitHeader,
-    hunks: Vec<HunkRef<'_>>,
+    hunks: H,
     mode_lines: bool,
     header_line: usize,
-) -> Result<FilePatchRef<'_>, ParseError> {
+) -> Result<File<H>, ParseError> {
     let conflict = |detail| error_at(header_line, ParseProblem::ConflictingHeaders { detail });
     let minus_path = header.minus.as_ref().map(|minus| &minus.value.path);
     let plus_path = header.plus.as_ref().map(|plus| &plus.value.path);
@@ -824,7 +1123,7 @@ fn finish_git_file_patch(
             },
         ));
     }
-    let file = FilePatchRef {
+    let file = File {
         old_mode: header.old_mode.or(header.index_mode.filter(|_| !creating)),
         new_mode: header.new_mode.or(header.index_mode.filter(|_| !deleting)),
         old_path,
@@ -874,12 +1173,12 @@ fn agreeing_name<const N: usize>(
 }
 
 /// A file patch from a plain diff, which has no way to say "rename".
-fn plain_file(
+fn plain_file<'a, H: Hunks<'a>>(
     old_path: Option<String>,
     new_path: Option<String>,
-    hunks: Vec<HunkRef<'_>>,
+    hunks: H,
     line: usize,
-) -> Result<FilePatchRef<'_>, ParseError> {
+) -> Result<File<H>, ParseError> {
     let kind = match (&old_path, &new_path) {
         (None, None) => {
             return Err(error_at(
@@ -902,7 +1201,7 @@ fn plain_file(
         }
         (Some(_), Some(_)) => FileChangeKind::Modified,
     };
-    Ok(FilePatchRef {
+    Ok(File {
         old_path,
         new_path,
         old_mode: None,

@@ -1,5 +1,7 @@
 //! The parsed form of a unified diff: files, hunks and lines, as plain data.
 
+use std::ops::Range;
+
 /// Every file change found in one diff, in input order.
 ///
 /// The same path may appear more than once (a `git format-patch` series that touches a file
@@ -228,14 +230,61 @@ impl FilePatchRef<'_> {
     }
 }
 
-impl HunkLineRef<'_> {
-    /// Whether the line is part of the old file's content.
-    pub(crate) fn in_old(&self) -> bool {
-        matches!(self.kind, LineKind::Context | LineKind::Removed)
+/// A diff reduced to the runs of changed lines of each file, as offsets into the parsed
+/// input: what `parse_runs` returns, for a caller that searches the changed lines in the
+/// input itself rather than line by line (the scanner).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PatchRuns {
+    pub files: Vec<FileRuns>,
+}
+
+/// `FilePatchRef` with its hunks reduced to their runs of changed lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRuns {
+    pub old_path: Option<String>,
+    pub new_path: Option<String>,
+    pub old_mode: Option<u32>,
+    pub new_mode: Option<u32>,
+    pub kind: FileChangeKind,
+    pub binary: bool,
+    /// The runs of every hunk, in input order.
+    pub runs: Vec<ChangedRun>,
+}
+
+impl FileRuns {
+    /// The path the change is best known by: the new path, or the old one for a deletion.
+    pub fn path(&self) -> &str {
+        self.new_path
+            .as_deref()
+            .or(self.old_path.as_deref())
+            .unwrap_or_default()
     }
 
-    /// Whether the line is part of the new file's content.
-    pub(crate) fn in_new(&self) -> bool {
-        matches!(self.kind, LineKind::Context | LineKind::Added)
+    pub fn lines_added(&self) -> usize {
+        self.runs.iter().map(|run| run.added as usize).sum()
     }
+
+    pub fn lines_removed(&self) -> usize {
+        self.runs.iter().map(|run| run.removed as usize).sum()
+    }
+}
+
+/// Added and removed lines of one hunk that follow each other in the input: no context
+/// line and no `\ No newline at end of file` line between them. Every line of `span`
+/// is one of them, starting with its `+` or `-` and ended by a newline, but the last,
+/// whose newline (if any) follows the span.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChangedRun {
+    /// From the first line's prefix character to the end of the last line's text.
+    pub span: Range<usize>,
+    /// Where the hunk's first line starts (after its `@@` header line), for looking back
+    /// at the lines before the run.
+    pub hunk_start: usize,
+    /// The new-side line number of the run's first line: for a removed line, the number
+    /// of the new line where the removal happened (as the scanner numbers lines).
+    pub new_line: u32,
+    pub added: u32,
+    pub removed: u32,
+    /// Bytes of the lines' text, without prefix characters and newlines.
+    pub text_bytes: u64,
 }

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use airlock_diff::{ApplyError, FileChangeKind, FilePatch, Patch, apply, parse, parse_ref, render};
+use airlock_diff::{
+    ApplyError, ChangedRun, FileChangeKind, FilePatch, FilePatchRef, LineKind, Patch, apply, parse,
+    parse_ref, parse_runs, render,
+};
 use proptest::prelude::*;
 
 /// Joins lines into a diff, each ended by a newline.
@@ -278,6 +281,57 @@ fn rejects_malformed_diffs() {
 }
 
 #[test]
+fn parses_runs_of_changed_lines() {
+    let input = diff(&[
+        "diff --git a/x b/x",
+        "--- a/x",
+        "+++ b/x",
+        "@@ -3,5 +3,6 @@ fn f()",
+        " a",
+        "-b",
+        "+c",
+        "+d",
+        " e",
+        "",
+        "-f",
+        "\\ No newline at end of file",
+        "+g",
+        "\\ No newline at end of file",
+    ]);
+    let patch = parse_runs(&input).unwrap();
+    let runs = &patch.files[0].runs;
+    let text = |run: &ChangedRun| String::from_utf8_lossy(&input[run.span.clone()]).into_owned();
+    assert_eq!(
+        runs.iter()
+            .map(|run| (
+                text(run),
+                run.new_line,
+                run.added,
+                run.removed,
+                run.text_bytes
+            ))
+            .collect::<Vec<_>>(),
+        [
+            ("-b\n+c\n+d".to_owned(), 4, 2, 1, 3),
+            ("-f".to_owned(), 8, 0, 1, 1),
+            ("+g".to_owned(), 8, 1, 0, 1)
+        ]
+    );
+    assert!(
+        runs.iter()
+            .all(|run| &input[run.hunk_start..run.hunk_start + 2] == b" a")
+    );
+    assert_eq!(
+        (patch.files[0].lines_added(), patch.files[0].lines_removed()),
+        (3, 2)
+    );
+    assert_eq!(
+        parse_runs(b"garbage\n").unwrap_err(),
+        parse_ref(b"garbage\n").unwrap_err()
+    );
+}
+
+#[test]
 #[rustfmt::skip] // One case per line keeps the table readable.
 fn applies_strictly() {
     let modify = |lines: &[&str]| {
@@ -495,6 +549,38 @@ proptest! {
             }
         }
         prop_assert_eq!(borrowed.map(|patch| patch.into_patch()), owned);
+    }
+
+    /// The runs of changed lines are what grouping `parse_ref`'s lines gives, with the
+    /// same errors, and every line of a run starts with `+` or `-` in the input.
+    #[test]
+    fn parse_runs_groups_the_changed_lines(
+        lines in prop::collection::vec(prop::sample::select(vec![
+            "diff --git a/x b/x", "--- a/x", "+++ b/x", "--- /dev/null", "+++ /dev/null",
+            "@@ -1 +1 @@", "@@ -0,0 +1,2 @@", "@@ -1,2 +0,0 @@", "@@ -1,3 +1,3 @@", "@@ -7,3 +9,4 @@",
+            "+a", "-a", " a", "", "+", "-", " ", "+\r", "+bb", "-ccc", "\\ No newline at end of file",
+            "new file mode 100644", "deleted file mode 100644",
+        ]), 0..40),
+        final_newline in any::<bool>(),
+    ) {
+        let mut input = diff(&lines);
+        if !final_newline {
+            input.pop();
+        }
+        let expected = parse_ref(&input).map(|patch| {
+            patch.files.iter().map(|file| (file.path().to_owned(), runs_of(&input, file))).collect::<Vec<_>>()
+        });
+        let runs = parse_runs(&input).map(|patch| {
+            patch.files.iter().map(|file| (file.path().to_owned(), file.runs.clone())).collect::<Vec<_>>()
+        });
+        if let Ok(files) = &runs {
+            for run in files.iter().flat_map(|(_, runs)| runs) {
+                for line in input[run.span.clone()].split(|&byte| byte == b'\n') {
+                    prop_assert!(matches!(line.first(), Some(b'+' | b'-')));
+                }
+            }
+        }
+        prop_assert_eq!(runs, expected);
     }
 
     #[test]
@@ -769,4 +855,52 @@ fn reads_real_git_output() {
     // The same change as a mail reads the same.
     let mail = run(&["format-patch", "--stdout", "-M", "--binary", "HEAD~1"]);
     assert_eq!(parse(&mail).unwrap(), patch);
+}
+
+/// The runs of changed lines of a file patch, from its lines: consecutive changed lines
+/// with nothing between them in the input.
+fn runs_of(input: &[u8], file: &FilePatchRef<'_>) -> Vec<ChangedRun> {
+    let mut runs: Vec<ChangedRun> = Vec::new();
+    for hunk in &file.hunks {
+        let prefix = |line: &airlock_diff::HunkLineRef<'_>| {
+            usize::from(line.kind != LineKind::Context || input[line.offset - 1] == b' ')
+        };
+        let Some(first) = hunk.lines.first() else {
+            continue;
+        };
+        let hunk_start = first.offset - prefix(first);
+        let mut new_line = hunk.new_start;
+        let mut previous_end: Option<usize> = None;
+        for line in &hunk.lines {
+            let start = line.offset - prefix(line);
+            let end = line.offset + line.text.len();
+            if line.kind == LineKind::Context {
+                previous_end = None;
+                new_line += 1;
+                continue;
+            }
+            let extends = previous_end == Some(start.wrapping_sub(1));
+            if !extends {
+                runs.push(ChangedRun {
+                    span: start..start,
+                    hunk_start,
+                    new_line,
+                    added: 0,
+                    removed: 0,
+                    text_bytes: 0,
+                });
+            }
+            let run = runs.last_mut().unwrap();
+            run.span.end = end;
+            run.text_bytes += line.text.len() as u64;
+            if line.kind == LineKind::Added {
+                run.added += 1;
+                new_line += 1;
+            } else {
+                run.removed += 1;
+            }
+            previous_end = Some(end);
+        }
+    }
+    runs
 }

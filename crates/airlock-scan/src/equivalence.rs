@@ -238,6 +238,17 @@ fn diff(rng: &mut Rng, pool: &[String]) -> Vec<u8> {
 
 #[test]
 fn generated_diffs_scan_alike() {
+    generated_diffs_scan_alike_with(false);
+}
+
+/// As on a CPU without AVX2: the whole scan with the portable window loop.
+#[test]
+fn generated_diffs_scan_alike_with_the_portable_loop() {
+    generated_diffs_scan_alike_with(true);
+}
+
+fn generated_diffs_scan_alike_with(portable: bool) {
+    crate::prefilter::FORCE_PORTABLE.with(|force| force.set(portable));
     let scanner = scanner();
     let pool = line_pool();
     let mut rng = Rng(0x00a1_7c0c_5ca7_f00d);

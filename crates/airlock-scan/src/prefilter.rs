@@ -12,18 +12,27 @@
 //!
 //! The search reads the text in four-byte windows with ASCII letters folded to lower
 //! case, at every second byte. The first three bytes of a window and the low three bits
-//! of its fourth, hashed, select a byte of a 64 KiB table, set for the searched windows.
-//! Every literal is given two windows, one byte apart, so that wherever it starts one of
-//! them falls on a searched position: two adjacent windows of the literal when it is
-//! five bytes or longer; for a shorter one, windows reaching past its end or before its
-//! start, of which only the literal's bytes are known (the table slots of every byte that
-//! may fill the rest are set). The few windows flagged are verified against the literals
-//! they may belong to. A table lookup per two bytes is slower than SIMD literal search on
-//! a few patterns, but its cost does not grow with the number of literals (hundreds
-//! here), where Aho-Corasick automata and Teddy slow down to a fraction; a keyword
-//! automaton over every line cost eight times as much.
+//! of its fourth, hashed, select a byte of a 64 KiB table, set for the searched windows;
+//! the slot's high bits hold a fingerprint (another hash) of the windows that set it, so
+//! a window of text that only shares the slot is not flagged. Every literal is given two
+//! windows, one byte apart, so that wherever it starts one of them falls on a searched
+//! position: two adjacent windows of the literal when it is five bytes or longer; for a
+//! shorter one, windows reaching past its end or before its start, of which only the
+//! literal's bytes are known (the table slots of every byte that may fill the rest are
+//! set). The few windows flagged are verified against the literals they may belong to.
+//! The table's cost does not grow with the number of literals (hundreds here), where
+//! Aho-Corasick automata and Teddy slow down to a fraction; a keyword automaton over
+//! every line cost eight times as much.
+//!
+//! Where the CPU has AVX2, sixteen windows are hashed at once in vector registers and
+//! looked up with two gathers (`flag_blocks_avx2`); elsewhere, and for the last bytes of
+//! the input, a portable loop reads three windows per eight-byte load. Both flag exactly
+//! the same windows, which the tests check on random text. A search covers a span of the
+//! input (a run of changed lines) and reports each literal with its place
+//! (`LiteralSink`): the caller decides which line it is on.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
@@ -114,7 +123,7 @@ impl LiteralCheck {
 
     pub(crate) fn is_match(&self, text: &[u8]) -> bool {
         match self {
-            LiteralCheck::Byte(byte) => text.contains(byte),
+            LiteralCheck::Byte(byte) => memchr::memchr(*byte, text).is_some(),
             LiteralCheck::Any(search) => search.is_match(text),
         }
     }
@@ -165,7 +174,7 @@ const MAX_SEARCHERS: usize = 64;
 pub(crate) struct Searcher {
     /// At the slots of searched windows (`table_index`): `WHOLE`, `HEAD` or `TAIL` for
     /// the kind of window, so that a flagged window is looked up only where it can be.
-    table: Box<[u8; 1 << TABLE_BITS]>,
+    table: Box<Table>,
     /// Folded four-byte windows wholly inside a literal → (literal, offset of the window
     /// in the literal).
     whole: WindowMap,
@@ -186,13 +195,52 @@ pub(crate) type RunHits = Vec<(u32, u32)>;
 /// costs more than the lookup on x86.
 fn table_index(window: u32) -> usize {
     // Multiplicative hashing: the top bits of the product depend on every bit below.
-    usize::from(((window & 0x07ff_ffff).wrapping_mul(0x9E37_79B1) >> (32 - TABLE_BITS)) as u16)
+    usize::from(((window & 0x07ff_ffff).wrapping_mul(HASH_MULTIPLIER) >> (32 - TABLE_BITS)) as u16)
 }
 
-/// Kinds of flagged windows, bits of a table slot.
+/// The multiplier of `table_index` (the golden ratio's, as in Fibonacci hashing).
+const HASH_MULTIPLIER: u32 = 0x9E37_79B1;
+
+/// Slots of the window table.
+const TABLE_SLOTS: usize = 1 << TABLE_BITS;
+
+/// The window table: a byte per slot, and three bytes of padding so that the vector loop
+/// may read any slot as the first byte of four (`Search::blocks_avx2`).
+type Table = [u8; TABLE_SLOTS + 3];
+
+/// Kinds of flagged windows, the low bits of a table slot.
 const WHOLE: u8 = 1;
 const HEAD: u8 = 2;
 const TAIL: u8 = 4;
+const KINDS: u8 = WHOLE | HEAD | TAIL;
+/// The high five bits of a slot: the fingerprint of the windows that set it, or 0 when
+/// windows with different fingerprints did (or the only one has fingerprint 0). A window
+/// hashed to a set slot is flagged only if the slot's fingerprint is its own or 0: most
+/// windows of text that merely share a slot with a searched window are not flagged,
+/// and their lookups in the window maps are saved.
+const FINGERPRINT: u8 = !KINDS;
+
+/// The multiplier of `fingerprint`, another odd constant than `table_index`'s, so that the
+/// two hashes of a window are unrelated.
+const FINGERPRINT_MULTIPLIER: u32 = 0x85EB_CA6B;
+
+/// A window's fingerprint, in the high five bits of a byte: from the same bits of the
+/// window as `table_index`.
+fn fingerprint(window: u32) -> u8 {
+    (((window & 0x07ff_ffff).wrapping_mul(FINGERPRINT_MULTIPLIER) >> 24) as u8) & FINGERPRINT
+}
+
+/// Sets the slot of `window` for a searched window of `kind`.
+fn mark(table: &mut Table, window: u32, kind: u8) {
+    let slot = &mut table[table_index(window)];
+    let print = fingerprint(window);
+    *slot = if *slot == 0 || *slot & FINGERPRINT == print {
+        *slot | kind | print
+    } else {
+        // Another fingerprint: the slot flags every window hashed to it.
+        (*slot | kind) & KINDS
+    };
+}
 
 /// Searched windows start this many bytes apart.
 const STRIDE: usize = 2;
@@ -200,8 +248,15 @@ const STRIDE: usize = 2;
 /// in its literal, and the next one's, fit an `i8` (`WindowMap` entries).
 const MAX_WINDOW_OFFSET: usize = 126;
 
-fn flagged(table: &[u8; 1 << TABLE_BITS], window: u32) -> u8 {
-    table[table_index(window)]
+/// The kinds of searched windows `window` may be: none for most windows of text.
+fn flagged(table: &Table, window: u32) -> u8 {
+    let slot = table[table_index(window)];
+    let print = slot & FINGERPRINT;
+    if print == 0 || print == fingerprint(window) {
+        slot & KINDS
+    } else {
+        0
+    }
 }
 
 fn fold_symbol(symbol: Symbol) -> u8 {
@@ -605,7 +660,7 @@ impl Prefilter {
                 }
             }
         }
-        let mut table = Box::new([0u8; 1 << TABLE_BITS]);
+        let mut table: Box<Table> = Box::new([0u8; TABLE_SLOTS + 3]);
         let mut whole: Vec<(u32, u32, i8)> = Vec::new();
         let mut head: Vec<(u32, u32, i8)> = Vec::new();
         let mut tail: Vec<(u32, u32, i8)> = Vec::new();
@@ -624,23 +679,23 @@ impl Prefilter {
                     // with its low three bits in the table index).
                     for key in folded_windows(classes) {
                         for low_bits in 0..8u32 {
-                            table[table_index(key | low_bits << 24)] |= HEAD;
+                            mark(&mut table, key | low_bits << 24, HEAD);
                         }
                         head.push((key, id, 0));
                         for byte in 0..=u8::MAX {
-                            table[table_index(key << 8 | u32::from(byte | 0x20))] |= TAIL;
+                            mark(&mut table, key << 8 | u32::from(byte | 0x20), TAIL);
                         }
                         tail.push((key, id, -1));
                     }
                 }
                 4 => {
                     for key in folded_windows(classes) {
-                        table[table_index(key)] |= WHOLE;
+                        mark(&mut table, key, WHOLE);
                         whole.push((key, id, 0));
                     }
                     for key in folded_windows(&classes[1..]) {
                         for low_bits in 0..8u32 {
-                            table[table_index(key | low_bits << 24)] |= HEAD;
+                            mark(&mut table, key | low_bits << 24, HEAD);
                         }
                         head.push((key, id, 1));
                     }
@@ -649,7 +704,7 @@ impl Prefilter {
                     for offset in [literal.window, literal.window + 1] {
                         let at = usize::from(offset);
                         for key in folded_windows(&classes[at..at + 4]) {
-                            table[table_index(key)] |= WHOLE;
+                            mark(&mut table, key, WHOLE);
                             // At most `MAX_WINDOW_OFFSET`: positive as an `i8`.
                             whole.push((key, id, offset.cast_signed()));
                         }
@@ -698,97 +753,360 @@ impl Searcher {
         lines: &[(usize, usize)],
         hits: &mut RunHits,
     ) {
+        self.scan_run_with(Engine::detect(), prefilter, input, lines, hits);
+    }
+
+    /// `scan_run` with the window loop chosen by the caller.
+    pub(crate) fn scan_run_with(
+        &self,
+        engine: Engine,
+        prefilter: &Prefilter,
+        input: &[u8],
+        lines: &[(usize, usize)],
+        hits: &mut RunHits,
+    ) {
         let (Some(first), Some(last)) = (lines.first(), lines.last()) else {
             return;
         };
         let mut run = RunState {
-            prefilter,
-            input,
             lines,
             line: 0,
             hits,
         };
-        let (start, end) = (first.0, last.1);
-        let table = &*self.table;
-        let mut at = start;
+        self.search_with(engine, prefilter, input, first.0..last.1, &mut run);
+    }
+
+    /// Finds every searched literal that has a searched window starting in `span` (so
+    /// every literal that lies wholly inside it, and some that reach past its end) and
+    /// reports each occurrence to `sink`, in increasing order of the window that found it.
+    pub(crate) fn search<S: LiteralSink>(
+        &self,
+        prefilter: &Prefilter,
+        input: &[u8],
+        span: Range<usize>,
+        sink: &mut S,
+    ) {
+        self.search_with(Engine::detect(), prefilter, input, span, sink);
+    }
+
+    /// `search` with the window loop chosen by the caller: the tests hold the vector
+    /// loop to the portable one.
+    pub(crate) fn search_with<S: LiteralSink>(
+        &self,
+        engine: Engine,
+        prefilter: &Prefilter,
+        input: &[u8],
+        span: Range<usize>,
+        sink: &mut S,
+    ) {
+        let mut search = Search {
+            searcher: self,
+            prefilter,
+            input,
+            sink,
+        };
+        let end = span.end.min(input.len());
+        // The AVX2 check is the standard library's cached answer: it costs a load, and
+        // keeps the vector loop sound whoever chose the engine.
+        #[cfg(target_arch = "x86_64")]
+        let at = if engine == Engine::Avx2 && std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { search.blocks_avx2(span.start, end) }
+        } else {
+            span.start
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let at = {
+            let Engine::Portable = engine;
+            span.start
+        };
+        search.windows(at, end);
+    }
+}
+
+/// The window loop in use: the portable one, or the vector one where the CPU has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Engine {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Set by tests that run whole scans with the portable loop, as on a CPU without AVX2.
+    pub(crate) static FORCE_PORTABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl Engine {
+    /// The fastest loop this CPU runs (the answer is cached by the standard library).
+    pub(crate) fn detect() -> Engine {
+        #[cfg(test)]
+        if FORCE_PORTABLE.with(std::cell::Cell::get) {
+            return Engine::Portable;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return Engine::Avx2;
+        }
+        Engine::Portable
+    }
+}
+
+/// What receives the literals a search finds (already verified against the text).
+pub(crate) trait LiteralSink {
+    /// `literal`, `len` bytes long, occurs at `start`; `inside` is one of its bytes (the
+    /// found window's first byte or the literal's), never smaller than the previous
+    /// call's.
+    fn found(&mut self, inside: usize, start: usize, len: usize, literal: u32);
+}
+
+/// One search over a span of the input.
+struct Search<'a, S> {
+    searcher: &'a Searcher,
+    prefilter: &'a Prefilter,
+    input: &'a [u8],
+    sink: &'a mut S,
+}
+
+impl<S: LiteralSink> Search<'_, S> {
+    /// The portable loop over the windows starting at `at`, `at + 2`, … before `end`:
+    /// three windows per eight-byte read, each looked up in the table.
+    fn windows(&mut self, mut at: usize, end: usize) {
+        let table = &*self.searcher.table;
+        let input = self.input;
         while at < end {
             if let Some(bytes) = input.get(at..at + 8) {
                 let mut eight = [0u8; 8];
                 eight.copy_from_slice(bytes);
                 let word = u64::from_le_bytes(eight) | FOLD_64;
                 // Three windows per eight-byte read; branch once for all of them.
+                // A set slot is enough to look closer (`flagged`).
                 let mut any = 0u8;
                 for shift in [0, 2, 4] {
-                    any |= flagged(table, (word >> (8 * shift)) as u32);
+                    any |= table[table_index((word >> (8 * shift)) as u32)];
                 }
                 if any != 0 {
                     for shift in [0, 2, 4] {
                         let window = (word >> (8 * shift)) as u32;
                         let kinds = flagged(table, window);
                         if at + shift < end && kinds != 0 {
-                            self.verify(&mut run, at + shift, window, kinds);
+                            self.verify(at + shift, window, kinds);
                         }
                     }
                 }
                 at += 3 * STRIDE;
             } else {
                 // The last bytes of the input: pad with a newline, which no literal holds.
-                let mut four = [b'\n'; 4];
-                for (slot, byte) in four.iter_mut().zip(&input[at..]) {
-                    *slot = *byte;
-                }
-                let window = u32::from_le_bytes(four) | FOLD_32;
+                let window = window_at(input, at);
                 let kinds = flagged(table, window);
                 if kinds != 0 {
-                    self.verify(&mut run, at, window, kinds);
+                    self.verify(at, window, kinds);
                 }
                 at += STRIDE;
             }
         }
     }
 
-    /// Checks the literals whose windows may be the folded `window` found at `at`.
-    fn verify(&self, run: &mut RunState<'_, '_>, at: usize, window: u32, kinds: u8) {
-        if kinds & WHOLE != 0 {
-            for &(literal, offset) in self.whole.get(window) {
-                self.found(run, at, offset, literal);
+    /// The vector loop: `flag_blocks_avx2` marks the flagged windows of up to `CHUNK`
+    /// blocks of 32 bytes, then the marked ones are looked at closer. Returns where it
+    /// stopped: the portable loop does the windows whose block would read past the end
+    /// of the input (the last 40 bytes).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn blocks_avx2(&mut self, mut at: usize, end: usize) -> usize {
+        let table = &*self.searcher.table;
+        let mut flags = [0u32; CHUNK];
+        loop {
+            let blocks = flag_blocks_avx2(table, self.input, at, end, &mut flags);
+            for (block, &block_flags) in flags[..blocks].iter().enumerate() {
+                let mut block_flags = block_flags;
+                while block_flags != 0 {
+                    let position = at + 32 * block + STRIDE * block_flags.trailing_zeros() as usize;
+                    block_flags &= block_flags - 1;
+                    let window = window_at(self.input, position);
+                    let kinds = flagged(table, window);
+                    if kinds != 0 {
+                        self.verify(position, window, kinds);
+                    }
+                }
             }
-        }
-        if kinds & HEAD != 0 {
-            for &(literal, offset) in self.head.get(window & 0x00ff_ffff) {
-                self.found(run, at, offset, literal);
-            }
-        }
-        if kinds & TAIL != 0 {
-            for &(literal, offset) in self.tail.get(window >> 8) {
-                self.found(run, at, offset, literal);
+            at += 32 * blocks;
+            if blocks < CHUNK {
+                return at.min(end);
             }
         }
     }
 
-    /// Records `literal` if it starts `offset` bytes before the window at `at` (after it,
-    /// for a negative offset) on one line.
-    fn found(&self, run: &mut RunState<'_, '_>, at: usize, offset: i8, literal: u32) {
+    /// Checks the literals whose windows may be the folded `window` found at `at`.
+    fn verify(&mut self, at: usize, window: u32, kinds: u8) {
+        let searcher = self.searcher;
+        if kinds & WHOLE != 0 {
+            for &(literal, offset) in searcher.whole.get(window) {
+                self.found(at, offset, literal);
+            }
+        }
+        if kinds & HEAD != 0 {
+            for &(literal, offset) in searcher.head.get(window & 0x00ff_ffff) {
+                self.found(at, offset, literal);
+            }
+        }
+        if kinds & TAIL != 0 {
+            for &(literal, offset) in searcher.tail.get(window >> 8) {
+                self.found(at, offset, literal);
+            }
+        }
+    }
+
+    /// Reports `literal` if it starts `offset` bytes before the window at `at` (after it,
+    /// for a negative offset).
+    fn found(&mut self, at: usize, offset: i8, literal: u32) {
         let Some(start) = at.checked_sub_signed(isize::from(offset)) else {
             return;
         };
-        let pattern = run.prefilter.pattern(literal);
-        if !pattern.matches_at(run.input, start) {
-            return;
+        let pattern = self.prefilter.pattern(literal);
+        if pattern.matches_at(self.input, start) {
+            // A byte of the literal: the window's first byte, or the literal's when the
+            // window starts before it. Windows come in increasing order, a stride apart,
+            // so this only moves forward.
+            self.sink.found(at.max(start), start, pattern.len, literal);
         }
-        // A byte of the literal: the window's first byte, or the literal's when the
-        // window starts before it. Windows come in increasing order, a stride apart, so
-        // this only moves forward, and so does the line holding it.
-        let inside = at.max(start);
-        while run.line < run.lines.len() && run.lines[run.line].1 < inside {
-            run.line += 1;
+    }
+}
+
+/// Bytes a vector block reads: windows at 0, 2, …, 30, in four 16-byte loads 8 bytes
+/// apart.
+#[cfg(target_arch = "x86_64")]
+const BLOCK_READ: usize = 40;
+
+/// Blocks `flag_blocks_avx2` looks at per call.
+#[cfg(target_arch = "x86_64")]
+const CHUNK: usize = 16;
+
+/// Hashes the sixteen windows of each 32-byte block from `at` (windows at `at`, `at + 2`,
+/// …) in AVX2 registers and looks them up in `table` with two gathers, for up to `CHUNK`
+/// blocks that start before `end` and whose reads stay inside `input`. Sets in
+/// `flags[block]` a bit per window that starts before `end` and that `flagged` would
+/// flag (bit `i`: the window at `at + 32 * block + 2 * i`) and returns how many blocks
+/// it did.
+///
+/// Only code compiled for AVX2 may call it (the compiler holds callers to that). Not
+/// inlined: a function that calls nothing keeps its constants in registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline(never)]
+fn flag_blocks_avx2(
+    table: &Table,
+    input: &[u8],
+    at: usize,
+    end: usize,
+    flags: &mut [u32; CHUNK],
+) -> usize {
+    use std::arch::x86_64::{
+        __m128i, _mm_loadu_si128, _mm256_and_si256, _mm256_andnot_si256, _mm256_castsi256_ps,
+        _mm256_cmpeq_epi32, _mm256_i32gather_epi32, _mm256_movemask_ps, _mm256_mullo_epi32,
+        _mm256_or_si256, _mm256_set_m128i, _mm256_set1_epi32, _mm256_setr_epi8,
+        _mm256_setzero_si256, _mm256_shuffle_epi8, _mm256_srli_epi32,
+    };
+    // Each 128-bit lane holds 16 bytes, the second lane starting 8 bytes after the first;
+    // this picks the four-byte windows at 0, 2, 4 and 6 of each.
+    let windows = _mm256_setr_epi8(
+        0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7, 8, 9, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7,
+        8, 9,
+    );
+    let fold = _mm256_set1_epi32(FOLD_32.cast_signed());
+    let keep = _mm256_set1_epi32(0x07ff_ffff);
+    let multiplier = _mm256_set1_epi32(HASH_MULTIPLIER.cast_signed());
+    let print_multiplier = _mm256_set1_epi32(FINGERPRINT_MULTIPLIER.cast_signed());
+    let kinds = _mm256_set1_epi32(i32::from(KINDS));
+    let prints = _mm256_set1_epi32(i32::from(FINGERPRINT));
+    let zero = _mm256_setzero_si256();
+    let mut blocks = 0;
+    while blocks < CHUNK {
+        let start = at + 32 * blocks;
+        if start >= end {
+            break;
         }
-        let Some(&(line_start, line_end)) = run.lines.get(run.line) else {
+        let Some(block) = input.get(start..start + BLOCK_READ) else {
+            break;
+        };
+        // The windows that start before `end`: all sixteen but in the last block.
+        let wanted = match (end - start).div_ceil(STRIDE) {
+            16.. => u32::MAX,
+            count => (1 << count) - 1,
+        };
+        let mut block_flags = 0u32;
+        for half in 0..2 {
+            // In bounds: `block` holds 40 bytes, these read 16 at 16 * half and
+            // 16 * half + 8 (at most 40).
+            let low = block[16 * half..].as_ptr().cast::<__m128i>();
+            let high = block[16 * half + 8..].as_ptr().cast::<__m128i>();
+            // SAFETY: both reads are 16 bytes inside `block` (above); unaligned loads
+            // accept any address.
+            let bytes = unsafe { _mm256_set_m128i(_mm_loadu_si128(high), _mm_loadu_si128(low)) };
+            let window = _mm256_or_si256(_mm256_shuffle_epi8(bytes, windows), fold);
+            let kept = _mm256_and_si256(window, keep);
+            // `table_index` and `fingerprint`, lane by lane.
+            let index = _mm256_srli_epi32::<{ 32 - TABLE_BITS as i32 }>(_mm256_mullo_epi32(
+                kept, multiplier,
+            ));
+            let print = _mm256_and_si256(
+                _mm256_srli_epi32::<24>(_mm256_mullo_epi32(kept, print_multiplier)),
+                prints,
+            );
+            // SAFETY: each index is below 2^TABLE_BITS (a 32-bit lane shifted right by
+            // 32 - TABLE_BITS), and each gather reads four bytes from the table's start
+            // plus the index: the table has three bytes of padding after its last slot
+            // for this.
+            let slots = unsafe { _mm256_i32gather_epi32::<1>(table.as_ptr().cast::<i32>(), index) };
+            // `flagged`, lane by lane: the slot has a kind, and its fingerprint is 0 or
+            // the window's. Windows that merely share a slot cost no branch here.
+            let slot_print = _mm256_and_si256(slots, prints);
+            let print_fits = _mm256_or_si256(
+                _mm256_cmpeq_epi32(slot_print, zero),
+                _mm256_cmpeq_epi32(slot_print, print),
+            );
+            let no_kind = _mm256_cmpeq_epi32(_mm256_and_si256(slots, kinds), zero);
+            let hit = _mm256_andnot_si256(no_kind, print_fits);
+            block_flags |=
+                _mm256_movemask_ps(_mm256_castsi256_ps(hit)).cast_unsigned() << (8 * half);
+        }
+        flags[blocks] = block_flags & wanted;
+        blocks += 1;
+    }
+    blocks
+}
+
+/// The folded window at `at`, padded with newlines past the end of `input`.
+fn window_at(input: &[u8], at: usize) -> u32 {
+    let four = match input.get(at..at + 4) {
+        Some(&[a, b, c, d]) => [a, b, c, d],
+        _ => {
+            let mut four = [b'\n'; 4];
+            for (slot, byte) in four.iter_mut().zip(input.get(at..).unwrap_or_default()) {
+                *slot = *byte;
+            }
+            four
+        }
+    };
+    u32::from_le_bytes(four) | FOLD_32
+}
+
+impl LiteralSink for RunState<'_, '_> {
+    /// Keeps the literal if it lies on one line of the run.
+    fn found(&mut self, inside: usize, start: usize, len: usize, literal: u32) {
+        while self.line < self.lines.len() && self.lines[self.line].1 < inside {
+            self.line += 1;
+        }
+        let Some(&(line_start, line_end)) = self.lines.get(self.line) else {
             return;
         };
-        if start >= line_start && start + pattern.len <= line_end {
-            run.hits
-                .push((u32::try_from(run.line).unwrap_or(u32::MAX), literal));
+        if start >= line_start && start + len <= line_end {
+            self.hits
+                .push((u32::try_from(self.line).unwrap_or(u32::MAX), literal));
         }
     }
 }
@@ -816,8 +1134,6 @@ impl SetTable {
 }
 
 struct RunState<'a, 'h> {
-    prefilter: &'a Prefilter,
-    input: &'a [u8],
     lines: &'a [(usize, usize)],
     /// The line the last window fell in.
     line: usize,
@@ -897,7 +1213,7 @@ impl WindowMap {
 
 #[cfg(test)]
 mod tests {
-    use super::{CASELESS, Prefilter, expand, group_literals, symbol_byte};
+    use super::{CASELESS, Engine, LiteralSink, Prefilter, expand, group_literals, symbol_byte};
     use crate::literals::{Literal, caseless_symbol, exact_symbol};
     use crate::rule::RulePack;
 
@@ -979,7 +1295,10 @@ mod tests {
                     _ => symbol_byte(symbol).to_ascii_uppercase(),
                 })
                 .collect();
-            for pad in 0..4 {
+            for (engine, pad) in engines()
+                .into_iter()
+                .flat_map(|e| (0..4).map(move |p| (e, p)))
+            {
                 // `+<pad><literal>\n+<pad><literal>`: the second line ends the input.
                 let mut input = Vec::new();
                 let mut lines = Vec::new();
@@ -993,7 +1312,7 @@ mod tests {
                 }
                 input.pop();
                 let mut hits = Vec::new();
-                searcher.scan_run(&prefilter, &input, &lines, &mut hits);
+                searcher.scan_run_with(engine, &prefilter, &input, &lines, &mut hits);
                 assert!(
                     hits.contains(&(0, id)) && hits.contains(&(1, id)),
                     "{:?} after {pad} bytes: {hits:?}",
@@ -1005,7 +1324,7 @@ mod tests {
                 let mut joined = input[..lines[0].1].to_vec();
                 joined.splice(cut..cut, *b"\n+");
                 let mut hits = Vec::new();
-                searcher.scan_run(&prefilter, &joined, &split, &mut hits);
+                searcher.scan_run_with(engine, &prefilter, &joined, &split, &mut hits);
                 assert!(
                     hits.iter().all(|&(_, literal)| literal != id),
                     "{:?} cut after {cut} bytes: {hits:?}",
@@ -1013,5 +1332,105 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The window loops this CPU can run: the portable one always.
+    fn engines() -> Vec<Engine> {
+        let mut engines = vec![Engine::Portable];
+        if Engine::detect() != Engine::Portable {
+            engines.push(Engine::detect());
+        }
+        engines
+    }
+
+    #[derive(Default)]
+    struct Found(Vec<(usize, usize, usize, u32)>);
+
+    impl LiteralSink for Found {
+        fn found(&mut self, inside: usize, start: usize, len: usize, literal: u32) {
+            if let Some(&(previous, ..)) = self.0.last() {
+                assert!(
+                    inside >= previous,
+                    "out of order: {inside} after {previous}"
+                );
+            }
+            self.0.push((inside, start, len, literal));
+        }
+    }
+
+    /// The vector loop finds exactly what the portable one finds, in the same order: on
+    /// random text strewn with the rule pack's literals (in either case, some cut short),
+    /// for spans starting at every offset of a block and ending anywhere, at the input's
+    /// end too, wherever the input lies in memory.
+    #[test]
+    fn vector_search_finds_what_the_portable_one_finds() {
+        let pack = RulePack::builtin();
+        let prefilter = Prefilter::new(pack.rules());
+        let searcher = prefilter.build_searcher(&vec![u64::MAX; pack.rules().len().div_ceil(64)]);
+        let pieces: Vec<Vec<u8>> = prefilter
+            .literals
+            .iter()
+            .flat_map(|literal| expand(&literal.classes))
+            .map(|part| part.iter().map(|&symbol| symbol_byte(symbol)).collect())
+            .collect();
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut total = 0;
+        for _ in 0..300 {
+            let mut text = Vec::new();
+            let length = (next() % 400) as usize;
+            while text.len() < length {
+                match next() % 4 {
+                    0 => {
+                        let piece = &pieces[(next() % pieces.len() as u64) as usize];
+                        let keep = piece.len() - (next() % 2) as usize;
+                        text.extend(piece[..keep].iter().map(|&byte| match next() % 2 {
+                            0 => byte.to_ascii_uppercase(),
+                            _ => byte,
+                        }));
+                    }
+                    1 => text.push(b"\n+- \t=\"'"[(next() % 8) as usize]),
+                    _ => text.push((next() % 256) as u8),
+                }
+            }
+            // Every placement in memory relative to a 64-byte boundary.
+            let shift = (next() % 64) as usize;
+            let mut buffer = vec![0u8; shift];
+            buffer.extend_from_slice(&text);
+            let input = &buffer[shift..];
+            for start in 0..input.len().min(40) {
+                for end in [
+                    input.len(),
+                    input.len().saturating_sub(1),
+                    start + 33,
+                    start + 64,
+                ] {
+                    let end = end.min(input.len());
+                    let mut reference = Found::default();
+                    searcher.search_with(
+                        Engine::Portable,
+                        &prefilter,
+                        input,
+                        start..end,
+                        &mut reference,
+                    );
+                    for engine in engines() {
+                        let mut found = Found::default();
+                        searcher.search_with(engine, &prefilter, input, start..end, &mut found);
+                        assert_eq!(
+                            found.0, reference.0,
+                            "{engine:?} on {start}..{end} of {input:?}"
+                        );
+                    }
+                    total += reference.0.len();
+                }
+            }
+        }
+        assert!(total > 10_000, "only {total} literals found");
     }
 }

@@ -1,16 +1,26 @@
 //! The engine: rules compiled once into a line prefilter (`prefilter`), then a single
 //! pass over the diff, read in place, that confirms each line's candidate rules.
 //!
-//! Lines longer than `WINDOW`, and the reference scan the tests compare against, use the
-//! plain engine instead: a keyword Aho-Corasick automaton and one multi-pattern regex
-//! over every changed line.
+//! The diff is parsed into runs of changed lines (`airlock_diff::parse_runs`): offsets into
+//! the input, no record per line. Each run is searched in one go for the triggers of the
+//! rules that apply to its file; a literal found names its line from its place in the
+//! input, and only the lines holding one are numbered and confirmed, so most lines cost
+//! nothing beyond the search. Runs with a line longer than `WINDOW`, and files with rules
+//! that are candidates on every line, are scanned line by line. Lines longer than
+//! `WINDOW`, and the reference scan the tests compare against, use the plain engine
+//! instead: a keyword Aho-Corasick automaton and one multi-pattern regex over every
+//! changed line.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::ops::Range;
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
-use airlock_diff::{FileChangeKind, FilePatchRef, HunkLineRef, LineKind};
+#[cfg(test)]
+use airlock_diff::LineKind;
+use airlock_diff::{ChangedRun, FileChangeKind, FileRuns};
+use memchr::{memchr, memchr_iter, memrchr};
 use regex_automata::meta::Regex;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, MatchKind, PatternID, PatternSet};
@@ -19,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::allow::inline_allow;
 use crate::error::{RuleError, ScanError};
 use crate::glob::glob_to_regex;
-use crate::prefilter::{Prefilter, RunHits, Searcher, Trigger};
+use crate::prefilter::{LiteralSink, Prefilter, RunHits, Searcher, Trigger};
 use crate::rule::{Category, ChangeKind, Rule, RuleKind, RulePack, Severity};
 use crate::value::{entropy, fingerprint, line_excerpt, masked_preview, passes_filters};
 
@@ -207,6 +217,7 @@ fn build_regex(patterns: &[&str]) -> Result<Regex, String> {
         .configure(
             Regex::config()
                 .utf8_empty(false)
+                .auto_prefilter(false)
                 .match_kind(MatchKind::LeftmostFirst),
         )
         .build_many(patterns)
@@ -388,6 +399,10 @@ struct LineScratch {
     /// Text offsets of the lines of the current run, and the literals found on them.
     run_lines: Vec<(usize, usize)>,
     run_hits: RunHits,
+    /// The literals a run's search found, and the lines holding them with their text
+    /// span and number (`place_literals`).
+    found: Vec<Found>,
+    hit_lines: Vec<(usize, usize, u32)>,
     /// The current file's plan.
     file: FilePlan,
 }
@@ -552,7 +567,7 @@ impl Scanner {
         if let Some(early) = early_report(diff, options) {
             return early;
         }
-        let patch = airlock_diff::parse_ref(diff).map_err(ScanError::Parse)?;
+        let patch = airlock_diff::parse_runs(diff).map_err(ScanError::Parse)?;
         let mut state = ScanState::new(options);
         let mut scratch = self.scratch();
         let summaries: Vec<FileSummary<'_>> = patch
@@ -572,6 +587,8 @@ impl Scanner {
             matched: PatternSet::new(self.all_patterns.pattern_len()),
             run_lines: Vec::new(),
             run_hits: Vec::new(),
+            found: Vec::new(),
+            hit_lines: Vec::new(),
             file: FilePlan::default(),
         }
     }
@@ -698,22 +715,27 @@ impl Scanner {
         }
     }
 
+    /// Scans one file's runs of changed lines. A run is searched in one go for the
+    /// triggers of the rules that apply to the file; only the lines holding one are
+    /// looked at further, found from the literal's place in the input. A run with a line
+    /// longer than `WINDOW`, or in a file with rules the prefilter cannot rule out on any
+    /// line, is scanned line by line instead.
     fn scan_file<'a>(
         &self,
         input: &[u8],
-        file: &'a FilePatchRef<'_>,
+        file: &'a FileRuns,
         scratch: &mut LineScratch,
         state: &mut ScanState,
     ) -> FileSummary<'a> {
         let path = file.path();
         state.stats.files += 1;
-        let mut summary = FileSummary {
+        let summary = FileSummary {
             path,
             old_path: file.old_path.as_deref(),
             new_path: file.new_path.as_deref(),
             kind: file.kind,
-            added: 0,
-            removed: 0,
+            added: file.lines_added(),
+            removed: file.lines_removed(),
         };
         let mut plan = std::mem::take(&mut scratch.file);
         self.fill_applies(path, file.old_path.as_deref(), &mut plan);
@@ -724,83 +746,163 @@ impl Scanner {
             return summary;
         }
         plan.fill(self);
+        state.stats.added_lines += summary.added as u64;
+        state.stats.removed_lines += summary.removed as u64;
+        let line_by_line = !plan.always_added.is_empty() || !plan.always_removed.is_empty();
         let mut file_state = FileState::default();
-        let mut hits = std::mem::take(&mut scratch.run_hits);
-        for hunk in &file.hunks {
-            let mut new_line = hunk.new_start;
-            let mut previous: Option<&[u8]> = None;
-            let mut index = 0;
-            while index < hunk.lines.len() {
-                let first = &hunk.lines[index];
-                if first.kind == LineKind::Context {
-                    previous = Some(first.text);
-                    new_line = new_line.saturating_add(1);
-                    index += 1;
-                    continue;
-                }
-                // A run of changed lines, adjacent in the input, is searched in one go.
-                let run = &hunk.lines[index..run_end(&hunk.lines, index)];
-                index += run.len();
-                hits.clear();
-                if let Some(searcher) = &plan.searcher {
-                    scratch.run_lines.clear();
-                    scratch.run_lines.extend(
-                        run.iter()
-                            .map(|line| (line.offset, line.offset + line.text.len())),
-                    );
-                    searcher.scan_run(&self.prefilter, input, &scratch.run_lines, &mut hits);
-                }
-                let mut next_hit = 0;
-                for (position, line) in run.iter().enumerate() {
-                    let line_hits = hits[next_hit..]
-                        .iter()
-                        .take_while(|(hit_line, _)| *hit_line as usize == position)
-                        .count();
-                    let line_hits = &hits[next_hit..next_hit + line_hits];
-                    next_hit += line_hits.len();
-                    let (side, line_previous) = match line.kind {
-                        LineKind::Added => {
-                            summary.added += 1;
-                            state.stats.added_lines += 1;
-                            (Side::Added, previous)
-                        }
-                        _ => {
-                            summary.removed += 1;
-                            state.stats.removed_lines += 1;
-                            (Side::Removed, None)
-                        }
-                    };
-                    let at = LineAt {
-                        path,
-                        text: line.text,
-                        previous: line_previous,
-                        side,
-                        number: new_line,
-                    };
-                    self.scan_candidates(at, line_hits, &plan, scratch, &mut file_state, state);
-                    if side == Side::Added {
-                        previous = Some(line.text);
-                        new_line = new_line.saturating_add(1);
-                    }
-                }
+        for run in &file.runs {
+            let mut scan = RunScan {
+                input,
+                path,
+                run,
+                plan: &plan,
+                file_state: &mut file_state,
+            };
+            if state.full() {
+                // Every line of the run would only mark the report truncated.
+                state.stats.findings_truncated = true;
+            } else if line_by_line || has_long_line(input, run) {
+                self.scan_run_lines(&mut scan, scratch, state);
+            } else {
+                self.scan_run_hits(&mut scan, scratch, state);
             }
         }
-        scratch.run_hits = hits;
         scratch.file = plan;
         if !file_state.pending_removals.is_empty() {
             // Only removals are ever compared with the added lines; most files have none
             // pending, so the added lines are hashed only when needed.
-            let added = file
-                .hunks
-                .iter()
-                .flat_map(|hunk| &hunk.lines)
-                .filter(|line| line.kind == LineKind::Added);
-            file_state
-                .added_hashes
-                .extend(added.map(|line| text_hash(line.text)));
+            for run in &file.runs {
+                let added = raw_lines(input, run.span.clone())
+                    .filter(|&(start, _)| input[start] == b'+')
+                    .map(|(start, end)| text_hash(&input[start + 1..end]));
+                file_state.added_hashes.extend(added);
+            }
         }
         self.finish_file(path, file_state, state);
         summary
+    }
+
+    /// Scans a run through its lines that hold a trigger literal of a rule that counts
+    /// on their side: the search reports each literal with its place, which names its
+    /// line; the run's other lines cost nothing more. The counters come out as if every
+    /// line had been scanned one by one.
+    fn scan_run_hits(
+        &self,
+        scan: &mut RunScan<'_>,
+        scratch: &mut LineScratch,
+        state: &mut ScanState,
+    ) {
+        let (input, run) = (scan.input, scan.run);
+        let Some(searcher) = &scan.plan.searcher else {
+            state.stats.bytes_scanned += run.text_bytes;
+            return;
+        };
+        let mut found = std::mem::take(&mut scratch.found);
+        found.clear();
+        searcher.search(&self.prefilter, input, run.span.clone(), &mut found);
+        let mut hits = std::mem::take(&mut scratch.run_hits);
+        let mut lines = std::mem::take(&mut scratch.hit_lines);
+        place_literals(input, run, &found, &mut lines, &mut hits);
+        scratch.found = found;
+        let mut next_hit = 0;
+        let mut bytes = run.text_bytes;
+        for (position, &(text_start, text_end, number)) in lines.iter().enumerate() {
+            let count = hits[next_hit..]
+                .iter()
+                .take_while(|(hit_line, _)| *hit_line as usize == position)
+                .count();
+            let line_hits = &hits[next_hit..next_hit + count];
+            next_hit += count;
+            let side = match input[text_start - 1] {
+                b'+' => Side::Added,
+                _ => Side::Removed,
+            };
+            if !self.line_candidates(side, line_hits, scan.plan, scratch) {
+                continue;
+            }
+            let line = LineAt {
+                path: scan.path,
+                text: &input[text_start..text_end],
+                previous: match side {
+                    Side::Added => Previous::InInput {
+                        input,
+                        hunk_start: run.hunk_start,
+                        line_start: text_start - 1,
+                    },
+                    Side::Removed => Previous::Known(None),
+                },
+                side,
+                number,
+            };
+            self.confirm_candidates(&line, line_hits, scratch, scan.file_state, state);
+            if state.full() {
+                // Line by line, the lines after this one would each only mark the report
+                // truncated, their bytes not scanned.
+                bytes = raw_lines(input, run.span.start..text_end)
+                    .map(|(start, end)| (end - start - 1) as u64)
+                    .sum();
+                if text_end < run.span.end {
+                    state.stats.findings_truncated = true;
+                }
+                break;
+            }
+        }
+        state.stats.bytes_scanned += bytes;
+        scratch.run_hits = hits;
+        scratch.hit_lines = lines;
+    }
+
+    /// Scans a run one line at a time, every line through `scan_candidates`: for runs
+    /// with a long line, and files with rules that are candidates on every line.
+    fn scan_run_lines(
+        &self,
+        scan: &mut RunScan<'_>,
+        scratch: &mut LineScratch,
+        state: &mut ScanState,
+    ) {
+        let (input, run) = (scan.input, scan.run);
+        let mut hits = std::mem::take(&mut scratch.run_hits);
+        hits.clear();
+        scratch.run_lines.clear();
+        scratch
+            .run_lines
+            .extend(raw_lines(input, run.span.clone()).map(|(start, end)| (start + 1, end)));
+        if let Some(searcher) = &scan.plan.searcher {
+            searcher.scan_run(&self.prefilter, input, &scratch.run_lines, &mut hits);
+        }
+        let mut new_line = run.new_line;
+        let mut previous = previous_new_line(input, run.hunk_start, run.span.start);
+        let mut next_hit = 0;
+        for position in 0..scratch.run_lines.len() {
+            let (text_start, text_end) = scratch.run_lines[position];
+            let count = hits[next_hit..]
+                .iter()
+                .take_while(|(hit_line, _)| *hit_line as usize == position)
+                .count();
+            let line_hits = &hits[next_hit..next_hit + count];
+            next_hit += count;
+            let text = &input[text_start..text_end];
+            let side = match input[text_start - 1] {
+                b'+' => Side::Added,
+                _ => Side::Removed,
+            };
+            let line = LineAt {
+                path: scan.path,
+                text,
+                previous: Previous::Known(match side {
+                    Side::Added => previous,
+                    Side::Removed => None,
+                }),
+                side,
+                number: new_line,
+            };
+            self.scan_candidates(line, line_hits, scan.plan, scratch, scan.file_state, state);
+            if side == Side::Added {
+                previous = Some(text);
+                new_line = new_line.saturating_add(1);
+            }
+        }
+        scratch.run_hits = hits;
     }
 
     /// Scans one changed line: the rules the prefilter names for it (`hits`), and the
@@ -825,7 +927,22 @@ impl Scanner {
             return;
         }
         state.stats.bytes_scanned += text.len() as u64;
-        let (side_rules, always) = match line.side {
+        if self.line_candidates(line.side, hits, plan, scratch) {
+            self.confirm_candidates(&line, hits, scratch, file_state, state);
+        }
+    }
+
+    /// Fills `scratch.candidates` with the rules the literals found on a line (`hits`)
+    /// trigger and the rules never ruled out, those that count on the line's side, in
+    /// rule order; whether there is any.
+    fn line_candidates(
+        &self,
+        side: Side,
+        hits: &[(u32, u32)],
+        plan: &FilePlan,
+        scratch: &mut LineScratch,
+    ) -> bool {
+        let (side_rules, always) = match side {
             Side::Added => (&plan.added, &plan.always_added),
             Side::Removed => (&plan.removed, &plan.always_removed),
         };
@@ -846,12 +963,23 @@ impl Scanner {
             }
         }
         scratch.candidates.extend_from_slice(always);
-        if scratch.candidates.is_empty() {
-            return;
-        }
         // The plain engine confirms rules in rule order; so does this, so that findings
         // beyond `max_findings` are dropped alike.
         scratch.candidates.sort_unstable();
+        !scratch.candidates.is_empty()
+    }
+
+    /// Runs the candidate rules of `scratch.candidates` on a line: the rule's other
+    /// literal checks, then its regexes.
+    fn confirm_candidates(
+        &self,
+        line: &LineAt<'_>,
+        hits: &[(u32, u32)],
+        scratch: &LineScratch,
+        file_state: &mut FileState,
+        state: &mut ScanState,
+    ) {
+        let text = line.text;
         for &rule in &scratch.candidates {
             let rule_plan = &self.prefilter.plans[rule];
             if let Some(keywords) = &rule_plan.keywords {
@@ -869,7 +997,7 @@ impl Scanner {
                 continue;
             };
             if pattern.is_match(text) {
-                self.confirm(rule, &line, text, file_state, state);
+                self.confirm(rule, line, text, file_state, state);
             }
         }
     }
@@ -1025,7 +1153,7 @@ impl Scanner {
                 return None;
             }
             inline_allow(line.text, &rule_data.id, rule_data.category.as_str()).or_else(|| {
-                line.previous.and_then(|previous| {
+                line.previous.text().and_then(|previous| {
                     inline_allow(previous, &rule_data.id, rule_data.category.as_str())
                 })
             })
@@ -1206,6 +1334,9 @@ fn early_report(diff: &[u8], options: &ScanOptions) -> Option<Result<ScanReport,
         .then(|| Ok(ScanReport::default()))
 }
 
+/// Searchers a scan keeps at hand (`FilePlan::recent`).
+const RECENT_SEARCHERS: usize = 8;
+
 /// Which rules can fire on each side of one file's lines, as the prefilter needs it.
 /// Kept in `LineScratch` and refilled for each file, so a file costs no allocation.
 #[derive(Debug, Default)]
@@ -1223,6 +1354,9 @@ struct FilePlan {
     searched: Vec<u64>,
     /// The search for those triggers; `None` when there is nothing to search for.
     searcher: Option<Arc<Searcher>>,
+    /// The searchers this scan used last, by `searched`: files of a few kinds alternate
+    /// in a diff, and this spares the shared cache's lock and hashing for each file.
+    recent: Vec<(Vec<u64>, Arc<Searcher>)>,
     /// Scratch of `Scanner::add_path_rules`: which glob lists match the path.
     glob_matches: Option<PatternSet>,
 }
@@ -1264,22 +1398,158 @@ impl FilePlan {
         if self.searched.iter().all(|&word| word == 0) {
             self.searcher = None;
         } else if self.searcher.is_none() || previous != self.searched {
-            self.searcher = Some(scanner.prefilter.searcher(&self.searched));
+            let recent = self
+                .recent
+                .iter()
+                .find(|(searched, _)| *searched == self.searched);
+            let searcher = match recent {
+                Some((_, searcher)) => Arc::clone(searcher),
+                None => {
+                    let searcher = scanner.prefilter.searcher(&self.searched);
+                    if self.recent.len() == RECENT_SEARCHERS {
+                        self.recent.remove(0);
+                    }
+                    self.recent
+                        .push((self.searched.clone(), Arc::clone(&searcher)));
+                    searcher
+                }
+            };
+            self.searcher = Some(searcher);
         }
     }
 }
 
-/// The end of the run of changed lines starting at `start`: they follow each other in the
-/// input, a newline and a prefix character apart.
-fn run_end(lines: &[HunkLineRef<'_>], start: usize) -> usize {
-    let mut end = start + 1;
-    while let (Some(line), Some(before)) = (lines.get(end), lines.get(end - 1)) {
-        if line.kind == LineKind::Context || line.offset != before.offset + before.text.len() + 2 {
-            break;
+/// One run of changed lines being scanned, and where its findings go.
+struct RunScan<'a> {
+    input: &'a [u8],
+    path: &'a str,
+    run: &'a ChangedRun,
+    plan: &'a FilePlan,
+    file_state: &'a mut FileState,
+}
+
+/// Whether a line of the run is longer than `WINDOW`: never in a run no longer than
+/// that, the common case; else its newlines tell.
+fn has_long_line(input: &[u8], run: &ChangedRun) -> bool {
+    run.span.len() > WINDOW
+        && raw_lines(input, run.span.clone()).any(|(start, end)| end - start - 1 > WINDOW)
+}
+
+/// The lines of `span` (a run of changed lines, or part of one) as (start, end): from
+/// the prefix character to the newline or the span's end.
+fn raw_lines(input: &[u8], span: Range<usize>) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let end = span.end;
+    let mut start = span.start;
+    std::iter::from_fn(move || {
+        if start >= end {
+            return None;
         }
-        end += 1;
+        let line_end = memchr(b'\n', &input[start..end]).map_or(end, |at| start + at);
+        let line = (start, line_end);
+        start = line_end + 1;
+        Some(line)
+    })
+}
+
+/// The text of the new-side line before the line starting at `line_start` in its hunk
+/// (whose first line starts at `hunk_start`): the last context or added line before it,
+/// passing over removed lines and `\ No newline at end of file`; `None` when there is
+/// none.
+fn previous_new_line(input: &[u8], hunk_start: usize, line_start: usize) -> Option<&[u8]> {
+    let mut end = line_start;
+    while end > hunk_start {
+        // The line before ends with the newline at `end - 1`.
+        let line_end = end - 1;
+        let start = memrchr(b'\n', &input[hunk_start..line_end])
+            .map_or(hunk_start, |at| hunk_start + at + 1);
+        match input[start..line_end].first() {
+            // An empty line is an empty context line.
+            None => return Some(&input[line_end..line_end]),
+            Some(b' ' | b'+') => return Some(&input[start + 1..line_end]),
+            _ => end = start,
+        }
     }
-    end
+    None
+}
+
+/// A literal a search found: (a byte of it, where it starts, its length, the literal).
+type Found = (usize, usize, usize, u32);
+
+impl LiteralSink for Vec<Found> {
+    fn found(&mut self, inside: usize, start: usize, len: usize, literal: u32) {
+        self.push((inside, start, len, literal));
+    }
+}
+
+/// Places the literals found in a run on its lines, walking the run's newlines once up
+/// to the last line holding one: `lines` gets each line that holds a literal in its text
+/// (after the prefix character), as (text start, text end, new-side number), and `hits`
+/// the literals as (index in `lines`, literal).
+fn place_literals(
+    input: &[u8],
+    run: &ChangedRun,
+    found: &[Found],
+    lines: &mut Vec<(usize, usize, u32)>,
+    hits: &mut RunHits,
+) {
+    lines.clear();
+    hits.clear();
+    if found.is_empty() {
+        return;
+    }
+    let span = run.span.clone();
+    let mut newlines = memchr_iter(b'\n', &input[span.clone()]).map(|at| span.start + at);
+    // The current line, from its prefix character, and its new-side number.
+    let mut line_start = span.start;
+    let mut line_end = newlines.next().unwrap_or(span.end);
+    let mut number = run.new_line;
+    for &(inside, start, len, literal) in found {
+        // Literals come in order of `inside`, a byte of the literal, never a newline.
+        while inside > line_end && line_end < span.end {
+            if input[line_start] == b'+' {
+                number = number.saturating_add(1);
+            }
+            line_start = line_end + 1;
+            line_end = newlines.next().unwrap_or(span.end);
+        }
+        // The literal must lie in the line's text, after its prefix character.
+        if start <= line_start || start + len > line_end {
+            continue;
+        }
+        let text = (line_start + 1, line_end, number);
+        if lines.last() != Some(&text) {
+            lines.push(text);
+        }
+        hits.push((u32::try_from(lines.len() - 1).unwrap_or(u32::MAX), literal));
+    }
+}
+
+/// The new-side line before a changed line, for an `airlock:allow` written on its own
+/// line above: known when lines are read one by one, else looked for in the input only
+/// when a finding asks for it.
+#[derive(Debug, Clone, Copy)]
+enum Previous<'a> {
+    Known(Option<&'a [u8]>),
+    /// Before the line starting at `line_start`, in the hunk whose first line starts at
+    /// `hunk_start`.
+    InInput {
+        input: &'a [u8],
+        hunk_start: usize,
+        line_start: usize,
+    },
+}
+
+impl<'a> Previous<'a> {
+    fn text(self) -> Option<&'a [u8]> {
+        match self {
+            Previous::Known(text) => text,
+            Previous::InInput {
+                input,
+                hunk_start,
+                line_start,
+            } => previous_new_line(input, hunk_start, line_start),
+        }
+    }
 }
 
 /// One line being scanned, with where it is.
@@ -1288,7 +1558,7 @@ struct LineAt<'a> {
     path: &'a str,
     text: &'a [u8],
     /// The new-side line just before an added line, for `airlock:allow` on its own line.
-    previous: Option<&'a [u8]>,
+    previous: Previous<'a>,
     side: Side,
     number: u32,
 }
@@ -1500,7 +1770,7 @@ impl Scanner {
                         let at = LineAt {
                             path,
                             text: &line.text,
-                            previous,
+                            previous: Previous::Known(previous),
                             side: Side::Added,
                             number: new_line,
                         };
@@ -1513,7 +1783,7 @@ impl Scanner {
                         let at = LineAt {
                             path,
                             text: &line.text,
-                            previous: None,
+                            previous: Previous::Known(None),
                             side: Side::Removed,
                             number: new_line,
                         };

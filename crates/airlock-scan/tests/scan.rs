@@ -1,5 +1,11 @@
 //! The scanner at its boundary: every rule's own examples, the labelled corpus with its
-//! recall and false-positive targets, and hostile input.
+//! recall and false-positive targets, hostile input, and the findings pinned to a digest.
+
+/// The throughput benchmark's generator of realistic diffs.
+#[path = "../benches/support/mod.rs"]
+mod support;
+#[path = "scan/unchanged.rs"]
+mod unchanged;
 
 use std::collections::BTreeMap;
 use std::path::Path;

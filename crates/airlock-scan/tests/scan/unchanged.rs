@@ -9,10 +9,7 @@ use std::path::Path;
 use airlock_scan::{RulePack, ScanOptions, Scanner, example_diff};
 use sha2::{Digest, Sha256};
 
-#[path = "../benches/support/mod.rs"]
-mod support;
-
-use support::{LINES, Rng, patch, patch_from};
+use crate::support::{LINES, Rng, patch, patch_from};
 
 /// SHA-256 of every report below, in order, as `Debug` prints it.
 const EXPECTED: &str = "7966600f2a15313565d7b8cb46724ff0624a27d72ed842b57410351dc7101514";

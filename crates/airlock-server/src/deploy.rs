@@ -257,6 +257,7 @@ async fn serve<S: Store>(
         } else {
             driver.deploy(&change, deployment).await
         };
+        prune_versions(shared, runtime).await;
         return match outcome {
             Ok(_) => Ok(true),
             Err(error) => {
@@ -523,6 +524,48 @@ async fn fetch_tip(runtime: &Arc<DeployRuntime>) -> Result<CommitId, String> {
         landing.fetch_tip(remote, &branch)
     })
     .await
+}
+
+/// How many checked-out versions are kept besides the stable one: the directory would
+/// otherwise grow by a tree per deployment.
+const KEPT_VERSIONS: usize = 2;
+
+/// Between rollouts, deletes the checked-out versions but the stable one (production runs
+/// it) and the [`KEPT_VERSIONS`] newest others; a version needed again is checked out again.
+/// Unfinished checkouts go too. Failing to read or delete is logged, never an error.
+async fn prune_versions<S: Store>(shared: &Arc<Shared<S>>, runtime: &Arc<DeployRuntime>) {
+    let stable = match shared.store.stable_version(&runtime.config.target).await {
+        Ok(stable) => stable.map(|stable| stable.commit),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the stable version; versions are not pruned");
+            return;
+        }
+    };
+    let dir = runtime.versions_dir.clone();
+    let pruned = tokio::task::spawn_blocking(move || {
+        let mut versions: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+        for entry in std::fs::read_dir(&dir)?.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".partial") {
+                std::fs::remove_dir_all(&path)?;
+            } else if stable.as_deref() != Some(name.as_str()) {
+                versions.push((entry.metadata()?.modified()?, path));
+            }
+        }
+        versions.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+        for (_, path) in versions.iter().skip(KEPT_VERSIONS) {
+            std::fs::remove_dir_all(path)?;
+        }
+        Ok::<usize, std::io::Error>(versions.len().saturating_sub(KEPT_VERSIONS))
+    })
+    .await;
+    match pruned {
+        Ok(Ok(0)) => {}
+        Ok(Ok(count)) => tracing::info!(count, "old checked-out versions deleted"),
+        Ok(Err(error)) => tracing::warn!(%error, "pruning the checked-out versions failed"),
+        Err(error) => tracing::warn!(%error, "pruning the checked-out versions failed"),
+    }
 }
 
 /// The files of `commit`, checked out once under the versions directory.

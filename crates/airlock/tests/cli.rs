@@ -1593,6 +1593,24 @@ fn approved_changes_are_staged_committed_rolled_out_and_rolled_back() {
         .find(|m| m["name"] == "slow_requests")
         .unwrap();
     assert_eq!(slow_metric["verdict"], "fail", "{slow_metric}");
+    // Six versions were checked out (the first stable, three changes, two reverts); once
+    // the rollback is over, the stable one and the two newest others are kept.
+    let stable = bench.git(&["rev-parse", "main"]).trim().to_owned();
+    let versions = || -> Vec<String> {
+        std::fs::read_dir(root.join(".airlock/deploy/versions"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while versions().len() > 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let versions = versions();
+    assert!(
+        versions.len() == 3 && versions.contains(&stable),
+        "{versions:?}, stable {stable}"
+    );
     assert!(
         slow_metric["log_e_value"].as_f64().unwrap() >= slow_metric["log_bound"].as_f64().unwrap(),
         "{slow_metric}"

@@ -309,6 +309,33 @@ pub struct StepRecord {
     pub findings: Vec<airlock_scan::Finding>,
 }
 
+impl StepRecord {
+    /// A step whose command never ran (skipped, or it could not start): no output, no
+    /// exit status, `reason` says why.
+    pub fn not_run(
+        index: usize,
+        name: String,
+        status: StepStatus,
+        isolation: &str,
+        reason: String,
+    ) -> StepRecord {
+        StepRecord {
+            index,
+            name,
+            status,
+            exit_code: None,
+            signal: None,
+            timed_out: false,
+            duration_ms: 0,
+            output: String::new(),
+            output_total_bytes: 0,
+            isolation: isolation.to_owned(),
+            reason: Some(reason),
+            findings: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VerdictOutcome {

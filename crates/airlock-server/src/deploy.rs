@@ -518,6 +518,21 @@ async fn git<T: Send + 'static>(
         .map_err(|e| e.to_string())
 }
 
+/// Pushes `commit` to the target branch if the branch is still at `expected` (a
+/// compare-and-set on the remote).
+async fn push(
+    runtime: &Arc<DeployRuntime>,
+    commit: &CommitId,
+    expected: &CommitId,
+) -> Result<PushOutcome, String> {
+    let (commit, expected) = (commit.clone(), expected.clone());
+    let branch = runtime.config.branch.clone();
+    git(runtime, move |landing, remote| {
+        landing.push(remote, &commit, &branch, &expected)
+    })
+    .await
+}
+
 async fn fetch_tip(runtime: &Arc<DeployRuntime>) -> Result<CommitId, String> {
     let branch = runtime.config.branch.clone();
     git(runtime, move |landing, remote| {
@@ -1357,16 +1372,7 @@ impl<S: Store> Driver<'_, S> {
                     }
                 }
             };
-            let (pushed, expected, branch) = (
-                commit.clone(),
-                tip.clone(),
-                self.runtime.config.branch.clone(),
-            );
-            match git(self.runtime, move |landing, remote| {
-                landing.push(remote, &pushed, &branch, &expected)
-            })
-            .await?
-            {
+            match push(self.runtime, &commit, &tip).await? {
                 PushOutcome::Updated => {
                     return self
                         .record_landed(change, &commit, &previous, &tip, tip != base)
@@ -1972,16 +1978,7 @@ impl<S: Store> Driver<'_, S> {
                 Ok(revert) => revert,
                 Err(conflict) => return Ok(Err(conflict)),
             };
-            let (pushed, expected, branch) = (
-                revert.clone(),
-                tip.clone(),
-                self.runtime.config.branch.clone(),
-            );
-            match git(self.runtime, move |landing, remote| {
-                landing.push(remote, &pushed, &branch, &expected)
-            })
-            .await?
-            {
+            match push(self.runtime, &revert, &tip).await? {
                 PushOutcome::Updated => {
                     self.record(
                         change,

@@ -259,22 +259,13 @@ async fn run_steps<S: Store>(
                         ),
                     } =>
             {
-                StepRecord {
+                StepRecord::not_run(
                     index,
-                    name: check.name.clone(),
-                    status: StepStatus::Skipped,
-                    exit_code: None,
-                    signal: None,
-                    timed_out: false,
-                    duration_ms: 0,
-                    output: String::new(),
-                    output_total_bytes: 0,
-                    isolation: "none: not run".to_owned(),
-                    reason: Some(
-                        "skipped: the change is urgent (break-glass) and the review policy allows skipping check commands".to_owned(),
-                    ),
-                    findings: Vec::new(),
-                }
+                    check.name.clone(),
+                    StepStatus::Skipped,
+                    "none: not run",
+                    "skipped: the change is urgent (break-glass) and the review policy allows skipping check commands".to_owned(),
+                )
             }
             PlannedStep::Check(check) => {
                 let ready = match std::mem::replace(tree, Tree::Unneeded) {
@@ -535,20 +526,13 @@ pub(crate) async fn run_check<S: Store>(
         }
         // The sandbox could not start the command (bwrap missing under "required", ...):
         // the change cannot pass, and the reason is what the operator must fix.
-        Err(error) => StepRecord {
+        Err(error) => StepRecord::not_run(
             index,
-            name: check.name,
-            status: StepStatus::Failed,
-            exit_code: None,
-            signal: None,
-            timed_out: false,
-            duration_ms: 0,
-            output: String::new(),
-            output_total_bytes: 0,
-            isolation: "none: the command did not start".into(),
-            reason: Some(error.to_string()),
-            findings: Vec::new(),
-        },
+            check.name,
+            StepStatus::Failed,
+            "none: the command did not start",
+            error.to_string(),
+        ),
     };
     Ok(Some(step))
 }

@@ -31,6 +31,9 @@ pub enum Command {
         /// Overwrite an existing airlock.toml.
         #[arg(long)]
         force: bool,
+        /// Print what was written as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Run the HTTP API and the workers until SIGTERM or Ctrl-C.
     Serve {

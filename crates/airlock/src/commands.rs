@@ -30,7 +30,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         Command::Init {
             target_branch,
             force,
-        } => init(&cwd, target_branch, force),
+            json,
+        } => init(&cwd, target_branch, force, json),
         Command::Serve { listen } => serve(&cwd, listen),
         Command::Token(command) => token(&cwd, command),
         Command::Propose(propose_args) => propose(propose_args),
@@ -187,7 +188,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn init(dir: &Path, target_branch: Option<String>, force: bool) -> anyhow::Result<Outcome> {
+fn init(
+    dir: &Path,
+    target_branch: Option<String>,
+    force: bool,
+    json: bool,
+) -> anyhow::Result<Outcome> {
     let repo = Repo::open(dir)?;
     let root = repo.root().to_path_buf();
     let path = root.join(config::FILE_NAME);
@@ -224,6 +230,22 @@ fn init(dir: &Path, target_branch: Option<String>, force: bool) -> anyhow::Resul
     let audit_dir = airlock_server::audit::audit_dir(&state);
     let (key, created) =
         airlock_audit::keys::load_or_create(&audit_dir, &airlock_server::audit::log_name(&root))?;
+    if json {
+        let answer = serde_json::json!({
+            "config": path,
+            "target_branch": branch,
+            "checks": checks.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+            "state_dir": state,
+            "policy": { "path": policy_path, "written": policy_written },
+            "audit_key": {
+                "name": key.name(),
+                "created": created,
+                "verifier": key.verifier().to_text(),
+            },
+        });
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(Outcome::Success);
+    }
     println!("wrote {}", path.display());
     println!("state directory {} (git-ignored)", state.display());
     println!(

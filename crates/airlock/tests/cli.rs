@@ -153,6 +153,23 @@ fn init_writes_a_commented_config_and_refuses_bad_values() {
     let again = airlock(&root, &["init"]);
     assert_eq!(again.status.code(), Some(2));
     assert!(text(&again).contains("--force"));
+    // Forced, with --json: what was written, and what was kept.
+    let forced = airlock(&root, &["init", "--force", "--json"]);
+    assert!(forced.status.success(), "{}", text(&forced));
+    let answer = json(&forced);
+    assert!(
+        answer["config"].as_str().unwrap().ends_with("airlock.toml"),
+        "{answer}"
+    );
+    assert_eq!(answer["target_branch"], "main");
+    assert_eq!(answer["policy"]["written"], false, "the policy is kept");
+    assert_eq!(answer["audit_key"]["created"], false, "the key is kept");
+    assert!(
+        answer["audit_key"]["verifier"]
+            .as_str()
+            .is_some_and(|v| v.contains('+')),
+        "{answer}"
+    );
 
     std::fs::write(
         root.join("airlock.toml"),

@@ -125,6 +125,37 @@ impl SqliteStore {
 
     /// Leases the oldest change in one of `states` (an SQL list of constants) that no
     /// live lease holds, applying `also` (constant SQL assignments) in the same update.
+    /// Sets (when not set yet) or lifts the pause in the `controls` row `name`, with its
+    /// event; false when nothing changed.
+    async fn set_control_pause(
+        &self,
+        name: &str,
+        pause: Option<&Pause>,
+        event: &NewEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let changed = match pause {
+            Some(pause) => {
+                sqlx::query("INSERT OR IGNORE INTO controls (name, value) VALUES (?, ?)")
+                    .bind(name)
+                    .bind(to_json(pause))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+            }
+            None => sqlx::query("DELETE FROM controls WHERE name = ?")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+        } == 1;
+        if changed {
+            insert_event(&mut tx, event).await?;
+            tx.commit().await?;
+        }
+        Ok(changed)
+    }
+
     async fn claim_oldest(
         &self,
         states: &'static str,
@@ -1093,25 +1124,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_pause(&self, pause: Option<&Pause>, event: &NewEvent) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let changed = match pause {
-            Some(pause) => {
-                sqlx::query("INSERT OR IGNORE INTO controls (name, value) VALUES ('pause', ?)")
-                    .bind(to_json(pause))
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-            }
-            None => sqlx::query("DELETE FROM controls WHERE name = 'pause'")
-                .execute(&mut *tx)
-                .await?
-                .rows_affected(),
-        } == 1;
-        if changed {
-            insert_event(&mut tx, event).await?;
-            tx.commit().await?;
-        }
-        Ok(changed)
+        self.set_control_pause("pause", pause, event).await
     }
 
     async fn pause(&self) -> Result<Option<Pause>, StoreError> {
@@ -1130,27 +1143,7 @@ impl Store for SqliteStore {
     ) -> Result<bool, StoreError> {
         // Beside the kill switch's row: 'pause' is global, 'pause:TARGET' one target's.
         let name = format!("{TARGET_PAUSE_PREFIX}{target}");
-        let mut tx = self.pool.begin().await?;
-        let changed = match pause {
-            Some(pause) => {
-                sqlx::query("INSERT OR IGNORE INTO controls (name, value) VALUES (?, ?)")
-                    .bind(&name)
-                    .bind(to_json(pause))
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-            }
-            None => sqlx::query("DELETE FROM controls WHERE name = ?")
-                .bind(&name)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected(),
-        } == 1;
-        if changed {
-            insert_event(&mut tx, event).await?;
-            tx.commit().await?;
-        }
-        Ok(changed)
+        self.set_control_pause(&name, pause, event).await
     }
 
     async fn target_pauses(&self) -> Result<Vec<(String, Pause)>, StoreError> {

@@ -696,16 +696,9 @@ fn rollback(
     client_args: &ClientArgs,
     json: bool,
 ) -> anyhow::Result<Outcome> {
-    let id: airlock_core::ids::ChangeId = id.parse().map_err(anyhow::Error::msg)?;
-    let client = connect(client_args)?;
-    let answer: serde_json::Value = client.post(
-        &format!("/v1/changes/{id}/rollback"),
-        &serde_json::json!({ "reason": reason }),
-    )?;
-    if no_wait {
-        return print_answer(&answer, json, || format!("{id}: rollback requested"));
-    }
-    wait_for_rollback(&client, &id, json)
+    let body = serde_json::json!({ "reason": reason });
+    let request = ("rollback", body, "rollback requested");
+    request_rollback(id, request, no_wait, client_args, json)
 }
 
 /// Stops a rollout under way; like `airlock rollback`, waits for the rollback unless told not to.
@@ -716,14 +709,25 @@ fn abort_rollout(
     client_args: &ClientArgs,
     json: bool,
 ) -> anyhow::Result<Outcome> {
+    let body = serde_json::json!({ "action": "abort", "reason": reason });
+    let request = ("rollout", body, "rollout abort requested");
+    request_rollback(id, request, no_wait, client_args, json)
+}
+
+/// Posts `body` to the change's `endpoint` (`rollback`, `rollout`), then waits for the
+/// rollback unless `no_wait` (which prints `requested`).
+fn request_rollback(
+    id: &str,
+    (endpoint, body, requested): (&str, serde_json::Value, &str),
+    no_wait: bool,
+    client_args: &ClientArgs,
+    json: bool,
+) -> anyhow::Result<Outcome> {
     let id: airlock_core::ids::ChangeId = id.parse().map_err(anyhow::Error::msg)?;
     let client = connect(client_args)?;
-    let answer: serde_json::Value = client.post(
-        &format!("/v1/changes/{id}/rollout"),
-        &serde_json::json!({ "action": "abort", "reason": reason }),
-    )?;
+    let answer: serde_json::Value = client.post(&format!("/v1/changes/{id}/{endpoint}"), &body)?;
     if no_wait {
-        return print_answer(&answer, json, || format!("{id}: rollout abort requested"));
+        return print_answer(&answer, json, || format!("{id}: {requested}"));
     }
     wait_for_rollback(&client, &id, json)
 }

@@ -116,6 +116,9 @@ struct Runs {
     hunks: usize,
     /// Where the current hunk's first line starts, once it has one.
     hunk_start: Option<usize>,
+    /// Where the current hunk's last line so far ends, and its first run in `runs`.
+    hunk_end: usize,
+    hunk_runs: usize,
     /// The new-side number of the current hunk's next line.
     new_line: u32,
     /// The kind of the current hunk's last line, if it has one, and whether it is marked
@@ -136,11 +139,20 @@ impl Runs {
             self.runs.push(run.clone());
         }
     }
+
+    /// Closes the current run and gives the hunk's runs the hunk's end.
+    fn end_hunk(&mut self) {
+        self.close();
+        for run in &mut self.runs[self.hunk_runs..] {
+            run.hunk_end = self.hunk_end;
+        }
+        self.hunk_runs = self.runs.len();
+    }
 }
 
 impl<'a> Hunks<'a> for Runs {
     fn begin(&mut self, header: HunkHeader, _capacity: usize) {
-        self.close();
+        self.end_hunk();
         self.hunks += 1;
         self.hunk_start = None;
         self.new_line = header.new_start;
@@ -150,6 +162,7 @@ impl<'a> Hunks<'a> for Runs {
     #[inline]
     fn line(&mut self, kind: LineKind, line_start: usize, text: &'a [u8], text_start: usize) {
         let hunk_start = *self.hunk_start.get_or_insert(line_start);
+        self.hunk_end = text_start + text.len();
         self.last = Some(kind);
         self.marked = false;
         if kind == LineKind::Context {
@@ -162,6 +175,7 @@ impl<'a> Hunks<'a> for Runs {
             self.run = ChangedRun {
                 span: line_start..line_start,
                 hunk_start,
+                hunk_end: 0,
                 new_line: self.new_line,
                 added: 0,
                 removed: 0,
@@ -228,7 +242,7 @@ impl<'a> File<Vec<HunkRef<'a>>> {
 
 impl File<Runs> {
     fn into_file_runs(mut self) -> FileRuns {
-        self.hunks.close();
+        self.hunks.end_hunk();
         FileRuns {
             old_path: self.old_path,
             new_path: self.new_path,

@@ -280,6 +280,9 @@ pub struct ChangedRun {
     /// Where the hunk's first line starts (after its `@@` header line), for looking back
     /// at the lines before the run.
     pub hunk_start: usize,
+    /// Where the hunk's last line's text ends, for reading on past the run (the context
+    /// lines after it).
+    pub hunk_end: usize,
     /// The new-side line number of the run's first line: for a removed line, the number
     /// of the new line where the removal happened (as the scanner numbers lines).
     pub new_line: u32,

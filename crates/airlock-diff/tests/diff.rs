@@ -869,6 +869,10 @@ fn runs_of(input: &[u8], file: &FilePatchRef<'_>) -> Vec<ChangedRun> {
             continue;
         };
         let hunk_start = first.offset - prefix(first);
+        let hunk_end = hunk
+            .lines
+            .last()
+            .map_or(0, |last| last.offset + last.text.len());
         let mut new_line = hunk.new_start;
         let mut previous_end: Option<usize> = None;
         for line in &hunk.lines {
@@ -884,6 +888,7 @@ fn runs_of(input: &[u8], file: &FilePatchRef<'_>) -> Vec<ChangedRun> {
                 runs.push(ChangedRun {
                     span: start..start,
                     hunk_start,
+                    hunk_end,
                     new_line,
                     added: 0,
                     removed: 0,

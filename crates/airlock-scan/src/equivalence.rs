@@ -202,7 +202,19 @@ fn diff(rng: &mut Rng, pool: &[String]) -> Vec<u8> {
                     1 => b'-',
                     _ => *rng.pick(b"  +--+++"),
                 };
-                body.push((kind, line(rng, pool)));
+                let text = line(rng, pool);
+                // Now and then a statement written over two added lines, cut after an
+                // opening bracket, a comma or a `+`, as code is wrapped.
+                let cuts: Vec<usize> = (0..text.len())
+                    .filter(|&at| matches!(text[at], b'(' | b',' | b'+'))
+                    .collect();
+                if kind == b'+' && !cuts.is_empty() && rng.below(3) == 0 {
+                    let cut = *rng.pick(&cuts) + 1;
+                    body.push((b'+', text[..cut].to_vec()));
+                    body.push((b'+', text[cut..].to_vec()));
+                } else {
+                    body.push((kind, text));
+                }
             }
             if !body.iter().any(|(kind, _)| *kind != b' ') {
                 body.push((b'+', line(rng, pool)));

@@ -115,14 +115,27 @@ pub enum RuleKind {
     /// removed line is lowered, or removed, by the added lines of the same file
     /// (coverage thresholds).
     NumericDecrease,
+    /// As `NumericDecrease`, but fires when a value on a removed line is raised by the
+    /// added lines (a test's tolerance widened); a value removed is not reported.
+    NumericIncrease,
     /// Many files deleted in one change; thresholds come from `ScanOptions`.
     MassDeletionFiles,
     /// Most of the changed lines removed across several files; thresholds come from
     /// `ScanOptions`.
     MassDeletionLines,
+    /// One file kept but gutted: most of its lines removed, few added, and the code not
+    /// moved elsewhere in the change; thresholds come from `ScanOptions`.
+    MassDeletionFile,
     /// An added SQL statement names a column the base tree's schema does not have
     /// (`schema.rs`); runs only when the scan is given the base tree.
     UnknownColumn,
+}
+
+impl RuleKind {
+    /// Whether the rule compares a number on removed lines with its replacement.
+    pub fn compares_numbers(self) -> bool {
+        matches!(self, RuleKind::NumericDecrease | RuleKind::NumericIncrease)
+    }
 }
 
 /// Which side of a line rule's file is matched.
@@ -435,14 +448,14 @@ fn validate(rule: &Rule) -> Result<(), RuleError> {
             format!("`{keyword}` must be a non-empty lowercase literal"),
         ));
     }
-    let needs_pattern = matches!(rule.kind, RuleKind::Line | RuleKind::NumericDecrease);
+    let needs_pattern = rule.kind == RuleKind::Line || rule.kind.compares_numbers();
     if needs_pattern && rule.pattern.is_none() {
         return Err(invalid("pattern", "required for this kind".to_owned()));
     }
     if !needs_pattern && rule.pattern.is_some() {
         return Err(invalid(
             "pattern",
-            "only `line` and `numeric-decrease` rules have one".to_owned(),
+            "only `line`, `numeric-decrease` and `numeric-increase` rules have one".to_owned(),
         ));
     }
     if rule.examples.positive.is_empty() {

@@ -43,6 +43,12 @@ const WINDOW_OVERLAP: usize = 512;
 const MATCHES_PER_WINDOW: usize = 8;
 /// Removed-line matches kept per file while waiting to see whether they were only moved.
 const PENDING_PER_FILE: usize = 256;
+/// A statement that goes on past its first line is read over at most this many more
+/// new-side lines, and this many bytes in all (`join_statement`).
+const STATEMENT_LINES: usize = 4;
+const STATEMENT_BYTES: usize = 1024;
+/// Lines after the first looked at for a statement's continuation, removed ones included.
+const STATEMENT_REACH: usize = 16;
 
 /// One thing the scanner found. Data, never an error; it never holds a raw secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +123,10 @@ pub struct MassDeletionThresholds {
     pub min_removed_share: f64,
     /// … across at least this many files.
     pub min_files: usize,
+    /// `mass-deletion.file-gutted` fires for a file kept with at least this many lines
+    /// removed, no more than a tenth as many added, while the whole change removes at
+    /// least twice what it adds (the code did not move to another file).
+    pub min_gutted_lines: usize,
 }
 
 impl Default for MassDeletionThresholds {
@@ -126,6 +136,7 @@ impl Default for MassDeletionThresholds {
             min_removed_lines: 300,
             min_removed_share: 0.9,
             min_files: 3,
+            min_gutted_lines: 200,
         }
     }
 }
@@ -313,11 +324,12 @@ fn compile_rule(rule: &Rule) -> Result<CompiledRule, RuleError> {
         })
     };
     let value_group = group("secret").or_else(|| group("value"));
-    if rule.kind == RuleKind::NumericDecrease && group("value").is_none() {
+    if rule.kind.compares_numbers() && group("value").is_none() {
         return Err(RuleError::InvalidRule {
             id: rule.id.clone(),
             key: "pattern",
-            reason: "a numeric-decrease pattern needs a `value` group".to_owned(),
+            reason: "a numeric-decrease or numeric-increase pattern needs a `value` group"
+                .to_owned(),
         });
     }
     let compile_all = |key: &'static str, texts: &[String]| -> Result<Vec<Regex>, RuleError> {
@@ -404,6 +416,8 @@ struct LineScratch {
     /// span and number (`place_literals`).
     found: Vec<Found>,
     hit_lines: Vec<(usize, usize, u32)>,
+    /// A statement joined into one line (`Scanner::scan_statement`).
+    statement: Vec<u8>,
     /// The current file's plan.
     file: FilePlan,
 }
@@ -662,6 +676,7 @@ impl Scanner {
             run_hits: Vec::new(),
             found: Vec::new(),
             hit_lines: Vec::new(),
+            statement: Vec::new(),
             file: FilePlan::default(),
         }
     }
@@ -778,13 +793,9 @@ impl Scanner {
         let rule_data = &self.rules[rule];
         match side {
             Side::Added => {
-                rule_data.lines.added()
-                    || rule_data.net
-                    || rule_data.kind == RuleKind::NumericDecrease
+                rule_data.lines.added() || rule_data.net || rule_data.kind.compares_numbers()
             }
-            Side::Removed => {
-                rule_data.lines.removed() || rule_data.kind == RuleKind::NumericDecrease
-            }
+            Side::Removed => rule_data.lines.removed() || rule_data.kind.compares_numbers(),
         }
     }
 
@@ -904,10 +915,12 @@ impl Scanner {
                     },
                     Side::Removed => Previous::Known(None),
                 },
+                following: Following::Input(&input[(text_end + 1).min(run.hunk_end)..run.hunk_end]),
                 side,
                 number,
             };
-            self.confirm_candidates(&line, line_hits, scratch, scan.file_state, state);
+            self.confirm_candidates(&line, line_hits, scratch, scan.file_state, state, None);
+            self.scan_statement(&line, line_hits, scan.plan, scratch, scan.file_state, state);
             if state.full() {
                 // Line by line, the lines after this one would each only mark the report
                 // truncated, their bytes not scanned.
@@ -966,6 +979,7 @@ impl Scanner {
                     Side::Added => previous,
                     Side::Removed => None,
                 }),
+                following: Following::Input(&input[(text_end + 1).min(run.hunk_end)..run.hunk_end]),
                 side,
                 number: new_line,
             };
@@ -992,7 +1006,7 @@ impl Scanner {
     ) {
         let text = line.text;
         if text.len() > WINDOW {
-            self.scan_line(line, &plan.applies, scratch, file_state, state);
+            self.scan_line(&line, &plan.applies, scratch, file_state, state);
             return;
         }
         if state.full() {
@@ -1001,7 +1015,8 @@ impl Scanner {
         }
         state.stats.bytes_scanned += text.len() as u64;
         if self.line_candidates(line.side, hits, plan, scratch) {
-            self.confirm_candidates(&line, hits, scratch, file_state, state);
+            self.confirm_candidates(&line, hits, scratch, file_state, state, None);
+            self.scan_statement(&line, hits, plan, scratch, file_state, state);
         }
     }
 
@@ -1043,7 +1058,8 @@ impl Scanner {
     }
 
     /// Runs the candidate rules of `scratch.candidates` on a line: the rule's other
-    /// literal checks, then its regexes.
+    /// literal checks, then its regexes. With a `boundary`, the line is a statement
+    /// joined from several, its first line `boundary` bytes long (`scan_statement`).
     fn confirm_candidates(
         &self,
         line: &LineAt<'_>,
@@ -1051,9 +1067,13 @@ impl Scanner {
         scratch: &LineScratch,
         file_state: &mut FileState,
         state: &mut ScanState,
+        boundary: Option<usize>,
     ) {
         let text = line.text;
         for &rule in &scratch.candidates {
+            if boundary.is_some() && !self.reads_statements(rule) {
+                continue;
+            }
             let rule_plan = &self.prefilter.plans[rule];
             if let Some(keywords) = &rule_plan.keywords {
                 let implied = hits
@@ -1070,14 +1090,64 @@ impl Scanner {
                 continue;
             };
             if pattern.is_match(text) {
-                self.confirm(rule, line, text, file_state, state);
+                self.confirm(rule, line, text, boundary, file_state, state);
             }
         }
     }
 
+    /// Whether a rule is matched on statements joined from several lines too: the rules
+    /// that report a line matching them, not those that count or compare lines.
+    fn reads_statements(&self, rule: usize) -> bool {
+        let rule = &self.rules[rule];
+        rule.kind == RuleKind::Line && !rule.net
+    }
+
+    /// A statement that goes on past an added line (an open bracket, a trailing `+`,
+    /// `,` or `\`) is read again joined into one line with the lines that continue it
+    /// in the new file (`join_statement`): the rules the first line's literals (`hits`) make candidates are matched on
+    /// it, and a match that starts on the first line and ends past it is reported on the
+    /// first line, unless the rule already reported that line. So a call whose dangerous
+    /// argument sits on the next line (`fmt.Sprintf(` then the SQL, `jwt.sign(` then
+    /// the key) is judged as the statement it is.
+    fn scan_statement(
+        &self,
+        line: &LineAt<'_>,
+        hits: &[(u32, u32)],
+        plan: &FilePlan,
+        scratch: &mut LineScratch,
+        file_state: &mut FileState,
+        state: &mut ScanState,
+    ) {
+        if line.side != Side::Added || line.text.len() > WINDOW || state.full() {
+            return;
+        }
+        let mut statement = std::mem::take(&mut scratch.statement);
+        if join_statement(line.text, line.following, &mut statement)
+            && self.line_candidates(Side::Added, hits, plan, scratch)
+        {
+            let joined = LineAt {
+                path: line.path,
+                text: &statement,
+                previous: line.previous,
+                following: Following::Input(&[]),
+                side: line.side,
+                number: line.number,
+            };
+            self.confirm_candidates(
+                &joined,
+                hits,
+                scratch,
+                file_state,
+                state,
+                Some(line.text.len()),
+            );
+        }
+        scratch.statement = statement;
+    }
+
     fn scan_line(
         &self,
-        line: LineAt<'_>,
+        line: &LineAt<'_>,
         applies: &[bool],
         scratch: &mut LineScratch,
         file_state: &mut FileState,
@@ -1095,14 +1165,7 @@ impl Scanner {
         let mut start = 0;
         loop {
             let end = (start + WINDOW).min(text.len());
-            self.scan_window(
-                &line,
-                &text[start..end],
-                applies,
-                scratch,
-                file_state,
-                state,
-            );
+            self.scan_window(line, &text[start..end], applies, scratch, file_state, state);
             if end == text.len() {
                 break;
             }
@@ -1144,17 +1207,20 @@ impl Scanner {
         for pattern in scratch.matched.iter() {
             let rule = self.pattern_rules[pattern.as_usize()];
             if scratch.marks[rule] == generation {
-                self.confirm(rule, line, window, file_state, state);
+                self.confirm(rule, line, window, None, file_state, state);
             }
         }
     }
 
     /// Runs one candidate rule on one window with captures and records what it finds.
+    /// With a `boundary` (a joined statement, see `scan_statement`), only matches that
+    /// cross it count, and only while the rule has not reported the line yet.
     fn confirm(
         &self,
         rule: usize,
         line: &LineAt<'_>,
         window: &[u8],
+        boundary: Option<usize>,
         file_state: &mut FileState,
         state: &mut ScanState,
     ) {
@@ -1173,6 +1239,12 @@ impl Scanner {
             let Some(whole) = captures.get_match() else {
                 continue;
             };
+            if let Some(boundary) = boundary {
+                let crosses = whole.start() < boundary && whole.end() > boundary;
+                if !crosses || self.reported(rule, line, state) {
+                    continue;
+                }
+            }
             let value_span = compiled
                 .value_group
                 .and_then(|group| captures.get_group(group))
@@ -1203,6 +1275,17 @@ impl Scanner {
                 state,
             );
         }
+    }
+
+    /// Whether `rule` has reported `line` already: its findings are the last ones.
+    fn reported(&self, rule: usize, line: &LineAt<'_>, state: &ScanState) -> bool {
+        let id = &self.rules[rule].id;
+        state
+            .findings
+            .iter()
+            .rev()
+            .take_while(|finding| finding.line == line.number && finding.path == line.path)
+            .any(|finding| finding.rule == *id)
     }
 
     #[allow(clippy::too_many_arguments)] // One call site; a struct would only rename them.
@@ -1241,7 +1324,7 @@ impl Scanner {
                 line_excerpt(line.text)
             }
         };
-        if rule_data.kind == RuleKind::NumericDecrease {
+        if rule_data.kind.compares_numbers() {
             let Some(number) = std::str::from_utf8(value)
                 .ok()
                 .and_then(|text| text.parse::<f64>().ok())
@@ -1329,12 +1412,13 @@ impl Scanner {
                 .numeric_new
                 .iter()
                 .find(|new| new.rule == old.rule && new.key == old.key);
+            let raises = self.rules[old.rule].kind == RuleKind::NumericIncrease;
             let (line, preview) = match replacement {
-                Some(new) if new.value < old.value => {
+                Some(new) if (new.value > old.value) == raises && new.value != old.value => {
                     (new.line, format!("{} → {}", old.excerpt, new.excerpt))
                 }
-                Some(_) => continue,
-                None => (old.line, format!("removed: {}", old.excerpt)),
+                None if !raises => (old.line, format!("removed: {}", old.excerpt)),
+                _ => continue,
             };
             let mut finding = self.finding(old.rule, path, line, &old.key);
             finding.preview = Some(preview);
@@ -1384,6 +1468,27 @@ impl Scanner {
                         files_with_removals.len()
                     ),
                 ),
+                RuleKind::MassDeletionFile => {
+                    if added * 2 >= removed {
+                        continue;
+                    }
+                    for file in &counted {
+                        let gutted = file.kind == FileChangeKind::Modified
+                            && file.removed >= thresholds.min_gutted_lines
+                            && file.added * 10 <= file.removed
+                            && !is_data_path(file.path);
+                        if gutted {
+                            let preview = format!(
+                                "{} lines removed and {} added; the file is kept",
+                                file.removed, file.added
+                            );
+                            let mut finding = self.finding(index, file.path, 0, preview.as_bytes());
+                            finding.preview = Some(preview);
+                            state.push(finding);
+                        }
+                    }
+                    continue;
+                }
                 _ => continue,
             };
             if fires {
@@ -1645,8 +1750,105 @@ struct LineAt<'a> {
     text: &'a [u8],
     /// The new-side line just before an added line, for `airlock:allow` on its own line.
     previous: Previous<'a>,
+    /// The lines after it, for a statement that goes on over them.
+    following: Following<'a>,
     side: Side,
     number: u32,
+}
+
+/// The lines that follow a changed line in its hunk.
+#[derive(Debug, Clone, Copy)]
+enum Following<'a> {
+    /// The rest of the hunk in the input, from the next line's prefix character.
+    Input(&'a [u8]),
+    /// The hunk's next lines, as the reference scan has them.
+    #[cfg(test)]
+    Parsed(&'a [airlock_diff::HunkLine]),
+}
+
+/// Joins into `out` the statement that starts with the added line `first` and goes on
+/// over the new-side lines (added or context) that follow it in its hunk, each trimmed
+/// and after one space, passing over removed lines: while a `(` or `[` is open, or a line
+/// ends with a character that continues it (`(` `[` `,` `+` `%` `=` `.` `\`). At most
+/// `STATEMENT_LINES` lines are joined, `STATEMENT_BYTES` bytes in all, and
+/// `STATEMENT_REACH` lines looked at. Whether the statement goes on past `first`.
+fn join_statement<'a>(first: &'a [u8], following: Following<'a>, out: &mut Vec<u8>) -> bool {
+    let mut depth = bracket_depth(first);
+    if !continues(depth, first) {
+        return false;
+    }
+    out.clear();
+    out.extend_from_slice(first);
+    let mut last = first;
+    let mut extend = |next: &'a [u8]| {
+        let next = next.trim_ascii();
+        if !continues(depth, last) || out.len() + 1 + next.len() > STATEMENT_BYTES {
+            return false;
+        }
+        out.push(b' ');
+        out.extend_from_slice(next);
+        depth += bracket_depth(next);
+        last = next;
+        true
+    };
+    // Each line that follows: `Some(text)` on the new side, `None` removed.
+    let joined = match following {
+        Following::Input(rest) => {
+            let lines = (!rest.is_empty())
+                .then(|| rest.split(|&byte| byte == b'\n'))
+                .into_iter()
+                .flatten()
+                // `\ No newline at end of file` is no line of either side.
+                .filter(|line| line.first() != Some(&b'\\'))
+                .map(|line| match line.split_first() {
+                    Some((b'-', _)) => None,
+                    Some((_, text)) => Some(text),
+                    // An empty line is an empty context line.
+                    None => Some(line),
+                });
+            join_lines(lines, &mut extend)
+        }
+        #[cfg(test)]
+        Following::Parsed(lines) => join_lines(
+            lines
+                .iter()
+                .map(|line| (line.kind != LineKind::Removed).then_some(&line.text[..])),
+            &mut extend,
+        ),
+    };
+    joined > 0
+}
+
+/// Feeds `extend` the new-side lines among the first `STATEMENT_REACH` of `lines`, at
+/// most `STATEMENT_LINES` of them, until it refuses one; how many it took.
+fn join_lines<'a>(
+    lines: impl Iterator<Item = Option<&'a [u8]>>,
+    extend: &mut impl FnMut(&'a [u8]) -> bool,
+) -> usize {
+    lines
+        .take(STATEMENT_REACH)
+        .flatten()
+        .take(STATEMENT_LINES)
+        .take_while(|&line| extend(line))
+        .count()
+}
+
+/// Opened minus closed round and square brackets on a line.
+fn bracket_depth(text: &[u8]) -> i32 {
+    text.iter().fold(0, |depth, byte| match byte {
+        b'(' | b'[' => depth + 1,
+        b')' | b']' => depth - 1,
+        _ => depth,
+    })
+}
+
+/// Whether a statement goes on after `line`, with `depth` brackets open after it.
+fn continues(depth: i32, line: &[u8]) -> bool {
+    depth > 0
+        || matches!(
+            line.trim_ascii_end().last(),
+            Some(b'(' | b'[' | b',' | b'+' | b'%' | b'=' | b'.' | b'\\')
+        )
 }
 
 fn change_verb(change: ChangeKind) -> &'static str {
@@ -1730,6 +1932,17 @@ fn is_generated_path(path: &str) -> bool {
 }
 
 /// The deepest directory containing every path, or `.`.
+/// Documentation and data files, whose wholesale removal is no code gutted.
+fn is_data_path(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let extension = name.rsplit_once('.').map_or("", |(_, extension)| extension);
+    [
+        "md", "rst", "txt", "csv", "tsv", "json", "jsonl", "snap", "svg", "po", "pot",
+    ]
+    .iter()
+    .any(|data| extension.eq_ignore_ascii_case(data))
+}
+
 fn common_directory(paths: &[&str]) -> String {
     let mut prefix: Option<Vec<&str>> = None;
     for path in paths {
@@ -1834,8 +2047,9 @@ impl Scanner {
         };
         let mut plan = FilePlan::default();
         self.fill_applies(path, file.old_path.as_deref(), &mut plan);
-        let applies = plan.applies;
-        self.file_rules(path, file.kind, &applies, state);
+        plan.fill(self);
+        let applies = &plan.applies;
+        self.file_rules(path, file.kind, applies, state);
         if file.binary {
             state.stats.binary_files += 1;
             return summary;
@@ -1844,7 +2058,8 @@ impl Scanner {
         for hunk in &file.hunks {
             let mut new_line = hunk.new_start;
             let mut previous: Option<&[u8]> = None;
-            for line in &hunk.lines {
+            for (index, line) in hunk.lines.iter().enumerate() {
+                let following = Following::Parsed(&hunk.lines[index + 1..]);
                 match line.kind {
                     LineKind::Context => {
                         previous = Some(&line.text);
@@ -1857,10 +2072,13 @@ impl Scanner {
                             path,
                             text: &line.text,
                             previous: Previous::Known(previous),
+                            following,
                             side: Side::Added,
                             number: new_line,
                         };
-                        self.scan_line(at, &applies, scratch, &mut file_state, state);
+                        self.scan_line(&at, applies, scratch, &mut file_state, state);
+                        let hits = self.reference_hits(&plan, &line.text);
+                        self.scan_statement(&at, &hits, &plan, scratch, &mut file_state, state);
                         previous = Some(&line.text);
                         new_line = new_line.saturating_add(1);
                     }
@@ -1870,16 +2088,27 @@ impl Scanner {
                             path,
                             text: &line.text,
                             previous: Previous::Known(None),
+                            following,
                             side: Side::Removed,
                             number: new_line,
                         };
-                        self.scan_line(at, &applies, scratch, &mut file_state, state);
+                        self.scan_line(&at, applies, scratch, &mut file_state, state);
                     }
                 }
             }
         }
         self.finish_file(path, file_state, state);
         summary
+    }
+
+    /// The trigger literals on one line, searched for on their own.
+    fn reference_hits(&self, plan: &FilePlan, text: &[u8]) -> RunHits {
+        let mut hits = RunHits::new();
+        if let Some(searcher) = &plan.searcher {
+            let input = [b"+", text].concat();
+            searcher.scan_run(&self.prefilter, &input, &[(1, input.len())], &mut hits);
+        }
+        hits
     }
 }
 

@@ -190,6 +190,43 @@ fn findings_carry_new_side_lines_and_masked_secrets() {
     assert_eq!(finding.severity, Severity::Critical);
 }
 
+/// A call wrapped over several lines is judged as the statement it is in the new file
+/// (its added and context lines, not its removed ones), reported on its first line,
+/// once; a line that does not continue it is not joined to it.
+#[test]
+fn statements_wrapped_over_lines_are_read_whole() {
+    let header = "diff --git a/bot/run.py b/bot/run.py\n--- a/bot/run.py\n+++ b/bot/run.py\n";
+    let wrapped = format!(
+        "{header}@@ -1,2 +1,6 @@\n import asyncio\n+proc = await asyncio.create_subprocess_shell(\n+    f\"journalctl -u {{service}}\",\n+    stdout=PIPE,\n+)\n x = 1\n"
+    );
+    check(&wrapped, &[("command-injection.shell-with-input", 2)]);
+
+    // Already found on its first line: not reported a second time for the statement.
+    let one_line = format!(
+        "{header}@@ -1,2 +1,4 @@\n import asyncio\n+proc = await asyncio.create_subprocess_shell(f\"journalctl -u {{service}}\",\n+    stdout=PIPE)\n x = 1\n"
+    );
+    check(&one_line, &[("command-injection.shell-with-input", 2)]);
+
+    // A closed call does not continue onto the next line.
+    let closed = format!(
+        "{header}@@ -1,2 +1,4 @@\n import asyncio\n+proc = await asyncio.create_subprocess_shell(\"uptime\")\n+f\"journalctl -u {{service}}\",\n x = 1\n"
+    );
+    check(&closed, &[]);
+
+    // The change turns a call whose argument it leaves alone into a shell: the argument,
+    // a context line, is part of the statement.
+    let context = format!(
+        "{header}@@ -1,3 +1,3 @@\n import asyncio\n-proc = await asyncio.create_subprocess_exec(\n+proc = await asyncio.create_subprocess_shell(\n     f\"journalctl -u {{service}}\",\n"
+    );
+    check(&context, &[("command-injection.shell-with-input", 2)]);
+
+    // A removed argument is no longer part of it.
+    let removed = format!(
+        "{header}@@ -1,2 +1,3 @@\n import asyncio\n+proc = await asyncio.create_subprocess_shell(\n-    f\"journalctl -u {{service}}\",\n+    \"uptime\",\n"
+    );
+    check(&removed, &[]);
+}
+
 #[test]
 fn inline_allow_keeps_the_finding_with_its_reason() {
     let same_line = "diff --git a/t.py b/t.py\n--- a/t.py\n+++ b/t.py\n@@ -1 +1,2 @@\n x\n+os.system(\"gzip \" + name)  # airlock:allow command-injection name is one of our constants\n";

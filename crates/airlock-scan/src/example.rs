@@ -1,6 +1,14 @@
 //! Turning a rule's examples into the diffs the test suite scans.
 
 use crate::rule::{ChangeKind, LineSide, Rule, RuleKind};
+use crate::schema::MemoryTree;
+
+/// The base tree a rule's examples are scanned with: `examples.schema` as
+/// `db/schema.sql`, for rules that read the base tree's schema; `None` for the others.
+pub fn example_base(rule: &Rule) -> Option<MemoryTree> {
+    let schema = rule.examples.schema.as_ref()?;
+    Some(MemoryTree::new([("db/schema.sql", schema.as_bytes())]))
+}
 
 /// The diff a rule example stands for (see `Examples` for the example forms).
 ///

@@ -120,6 +120,9 @@ pub enum RuleKind {
     /// Most of the changed lines removed across several files; thresholds come from
     /// `ScanOptions`.
     MassDeletionLines,
+    /// An added SQL statement names a column the base tree's schema does not have
+    /// (`schema.rs`); runs only when the scan is given the base tree.
+    UnknownColumn,
 }
 
 /// Which side of a line rule's file is matched.
@@ -205,6 +208,10 @@ pub struct Examples {
     /// The change made to the file of `file` rule examples; `modified` when absent.
     #[serde(default)]
     pub change: Option<ChangeKind>,
+    /// The base tree's `db/schema.sql` the examples of an `unknown-column` rule are
+    /// scanned against (`example_base`).
+    #[serde(default)]
+    pub schema: Option<String>,
 }
 
 /// One rule, as written in a rule file.

@@ -31,6 +31,7 @@ use crate::error::{RuleError, ScanError};
 use crate::glob::glob_to_regex;
 use crate::prefilter::{LiteralSink, Prefilter, RunHits, Searcher, Trigger};
 use crate::rule::{Category, ChangeKind, Rule, RuleKind, RulePack, Severity};
+use crate::schema::{BaseTree, Schema};
 use crate::value::{entropy, fingerprint, line_excerpt, masked_preview, passes_filters};
 
 /// Lines longer than this are scanned in overlapping windows of this size, so the work per
@@ -564,6 +565,18 @@ impl Scanner {
     /// linear in the input and memory is bounded by the parsed diff plus
     /// `options.max_findings` findings.
     pub fn scan(&self, diff: &[u8], options: &ScanOptions) -> Result<ScanReport, ScanError> {
+        self.scan_in(diff, options, None)
+    }
+
+    /// Scans one unified diff as `scan` does and, given the tree the change applies to,
+    /// also checks the SQL statements of the added lines against the schema that tree's
+    /// SQL files declare (`schema-contract.unknown-column`).
+    pub fn scan_in(
+        &self,
+        diff: &[u8],
+        options: &ScanOptions,
+        base: Option<&dyn BaseTree>,
+    ) -> Result<ScanReport, ScanError> {
         if let Some(early) = early_report(diff, options) {
             return early;
         }
@@ -575,7 +588,67 @@ impl Scanner {
             .iter()
             .map(|file| self.scan_file(diff, file, &mut scratch, &mut state))
             .collect();
+        if let Some(base) = base {
+            self.unknown_columns(diff, &patch.files, base, options, &mut scratch, &mut state);
+        }
         self.finish_scan(&summaries, options, state)
+    }
+
+    /// `schema-contract.unknown-column` (and any rule of its kind): the added lines of
+    /// the files it applies to, checked against the base tree's schema. The schema is
+    /// read only when the change adds a line that may hold a statement.
+    fn unknown_columns(
+        &self,
+        input: &[u8],
+        files: &[FileRuns],
+        base: &dyn BaseTree,
+        options: &ScanOptions,
+        scratch: &mut LineScratch,
+        state: &mut ScanState,
+    ) {
+        let rules: Vec<usize> = (0..self.rules.len())
+            .filter(|&rule| self.rules[rule].kind == RuleKind::UnknownColumn)
+            .collect();
+        if rules.is_empty() {
+            return;
+        }
+        let migration_dirs = migration_dirs(&options.migration_dirs);
+        let mut schema: Option<Option<Schema>> = None;
+        let mut plan = std::mem::take(&mut scratch.file);
+        for file in files.iter().filter(|file| !file.binary) {
+            let path = file.path();
+            self.fill_applies(path, file.old_path.as_deref(), &mut plan);
+            for &rule in rules.iter().filter(|&&rule| plan.applies[rule]) {
+                for run in &file.runs {
+                    let mut number = run.new_line;
+                    for (start, end) in raw_lines(input, run.span.clone()) {
+                        if input[start] != b'+' {
+                            continue;
+                        }
+                        let text = &input[start + 1..end];
+                        let line = number;
+                        number = number.saturating_add(1);
+                        if !may_hold_statement(text) {
+                            continue;
+                        }
+                        let schema = schema.get_or_insert_with(|| {
+                            Schema::from_tree(base, |path| is_migration_path(path, &migration_dirs))
+                        });
+                        let Some(schema) = schema else {
+                            scratch.file = plan;
+                            return;
+                        };
+                        for column in schema.unknown_columns(&String::from_utf8_lossy(text)) {
+                            let mut finding = self.finding(rule, path, line, column.as_bytes());
+                            finding.preview =
+                                Some(format!("{column} is not in the base tree's schema"));
+                            state.push(finding);
+                        }
+                    }
+                }
+            }
+        }
+        scratch.file = plan;
     }
 
     fn scratch(&self) -> LineScratch {
@@ -1146,8 +1219,11 @@ impl Scanner {
         let rule_data = &self.rules[rule];
         let is_secret = rule_data.category == Category::Secret;
         let content = if is_secret { value } else { matched };
-        // An agent must not be able to silence the rules that watch the gate itself.
-        let allowable = rule_data.category != Category::GateTamper;
+        // An agent must not be able to silence the rules that watch the gate itself, nor
+        // a critical finding (a live credential, a wiped root) with a comment it writes
+        // in the same change: those are allowed only by the repository's configuration.
+        let allowable =
+            rule_data.category != Category::GateTamper && rule_data.severity < Severity::Critical;
         let allowed = || {
             if !allowable {
                 return None;
@@ -1426,6 +1502,16 @@ struct RunScan<'a> {
     run: &'a ChangedRun,
     plan: &'a FilePlan,
     file_state: &'a mut FileState,
+}
+
+/// Whether a line may hold a SQL statement in a string: a quote, and a statement's
+/// first word in any case.
+fn may_hold_statement(text: &[u8]) -> bool {
+    memchr::memchr3(b'"', b'\'', b'`', text).is_some()
+        && ["select", "insert", "update", "delete"].iter().any(|word| {
+            text.windows(word.len())
+                .any(|window| window.eq_ignore_ascii_case(word.as_bytes()))
+        })
 }
 
 /// Whether a line of the run is longer than `WINDOW`: never in a run no longer than

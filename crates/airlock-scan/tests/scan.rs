@@ -12,7 +12,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use airlock_scan::{
-    Category, Finding, RulePack, ScanError, ScanOptions, Scanner, Severity, example_diff,
+    BaseTree, Category, Finding, RulePack, ScanError, ScanOptions, Scanner, Severity, example_base,
+    example_diff,
 };
 
 fn scanner() -> Scanner {
@@ -38,7 +39,15 @@ fn every_rule_matches_its_positive_examples_and_not_its_negative_ones() {
         ] {
             for example in examples {
                 let diff = example_diff(rule, example);
-                let fired = scan(&scanner, &diff)
+                let base = example_base(rule);
+                let fired = scanner
+                    .scan_in(
+                        diff.as_bytes(),
+                        &ScanOptions::default(),
+                        base.as_ref().map(|tree| tree as &dyn BaseTree),
+                    )
+                    .unwrap_or_else(|error| panic!("scan failed: {error}\n{diff}"))
+                    .findings
                     .iter()
                     .any(|finding| finding.rule == rule.id);
                 if fired != expected {
@@ -183,14 +192,17 @@ fn findings_carry_new_side_lines_and_masked_secrets() {
 
 #[test]
 fn inline_allow_keeps_the_finding_with_its_reason() {
-    let same_line = "diff --git a/t.py b/t.py\n--- a/t.py\n+++ b/t.py\n@@ -1 +1,2 @@\n x\n+k = \"ghp_R8sLq2Xz9Mv4Tk7Wn1Yb3Cd6Fg0Hj5Ks8Pa2\"  # airlock:allow secret.github-token revoked test token\n";
+    let same_line = "diff --git a/t.py b/t.py\n--- a/t.py\n+++ b/t.py\n@@ -1 +1,2 @@\n x\n+os.system(\"gzip \" + name)  # airlock:allow command-injection name is one of our constants\n";
     let findings = scan(&scanner(), same_line);
-    let token = findings
+    let call = findings
         .iter()
-        .find(|f| f.rule == "secret.github-token")
+        .find(|f| f.rule == "command-injection.os-system")
         .unwrap();
-    assert_eq!(token.allowed.as_deref(), Some("revoked test token"));
-    assert!(!token.blocks(Severity::High));
+    assert_eq!(
+        call.allowed.as_deref(),
+        Some("name is one of our constants")
+    );
+    assert!(!call.blocks(Severity::High));
     // The allow comment itself is reported, and cannot allow itself.
     assert!(
         findings
@@ -198,16 +210,28 @@ fn inline_allow_keeps_the_finding_with_its_reason() {
             .any(|f| f.rule == "gate-tamper.inline-allow-added" && f.allowed.is_none())
     );
 
-    let line_before = "diff --git a/t.py b/t.py\n--- a/t.py\n+++ b/t.py\n@@ -1 +1,3 @@\n x\n+# airlock:allow secret fixture for the parser tests\n+k = \"ghp_R8sLq2Xz9Mv4Tk7Wn1Yb3Cd6Fg0Hj5Ks8Pa2\"\n";
+    let line_before = "diff --git a/t.py b/t.py\n--- a/t.py\n+++ b/t.py\n@@ -1 +1,3 @@\n x\n+# airlock:allow command-injection fixture for the parser tests\n+os.system(\"gzip \" + name)\n";
     let findings = scan(&scanner(), line_before);
+    let call = findings
+        .iter()
+        .find(|f| f.rule == "command-injection.os-system")
+        .unwrap();
+    assert_eq!(
+        call.allowed.as_deref(),
+        Some("fixture for the parser tests")
+    );
+
+    // A critical finding (a live token) is not silenced by a comment in the change: only
+    // the repository's allowlists, which a person edits, allow it.
+    let token = "diff --git a/t.py b/t.py\n--- a/t.py\n+++ b/t.py\n@@ -1 +1,2 @@\n x\n+k = \"ghp_R8sLq2Xz9Mv4Tk7Wn1Yb3Cd6Fg0Hj5Ks8Pa2\"  # airlock:allow secret.github-token revoked test token\n";
+    let findings = scan(&scanner(), token);
     let token = findings
         .iter()
         .find(|f| f.rule == "secret.github-token")
         .unwrap();
-    assert_eq!(
-        token.allowed.as_deref(),
-        Some("fixture for the parser tests")
-    );
+    assert_eq!(token.severity, Severity::Critical);
+    assert_eq!(token.allowed, None);
+    assert!(token.blocks(Severity::High));
 }
 
 #[test]

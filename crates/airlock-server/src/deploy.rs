@@ -1476,7 +1476,7 @@ impl<S: Store> Driver<'_, S> {
         for (index, step) in self.shared.plan.iter().enumerate() {
             let record = match step {
                 PlannedStep::Scan => {
-                    crate::worker::run_scan(self.shared, diff.clone(), index).await?
+                    crate::worker::run_scan(self.shared, diff.clone(), tip.clone(), index).await?
                 }
                 PlannedStep::Check(check) => {
                     if workspace.is_none() {

@@ -10,6 +10,7 @@ use airlock_core::intake::{
 use airlock_git::{CommitId, FileMode, FileWrite, GitError, Repo};
 
 /// One commit's tree, read through git.
+#[derive(Debug, Clone, Copy)]
 pub struct GitTree<'a> {
     pub repo: &'a Repo,
     pub commit: &'a CommitId,
@@ -34,6 +35,26 @@ impl TreeReader for GitTree<'_> {
         self.repo
             .read_files(self.commit, paths)
             .map_err(|e| e.to_string())
+    }
+}
+
+/// The base tree as the scanner reads it. A tree git cannot list or read gives the
+/// scanner nothing, as a scan without a base tree has (it then judges the diff alone).
+impl airlock_scan::BaseTree for GitTree<'_> {
+    fn paths(&self) -> Vec<String> {
+        self.repo.list_files(self.commit).unwrap_or_else(|error| {
+            tracing::warn!(commit = %self.commit, %error, "cannot list the base tree for the scan");
+            Vec::new()
+        })
+    }
+
+    fn read(&self, paths: &[&str]) -> Vec<Option<Vec<u8>>> {
+        self.repo
+            .read_files(self.commit, paths)
+            .unwrap_or_else(|error| {
+                tracing::warn!(commit = %self.commit, %error, "cannot read the base tree for the scan");
+                vec![None; paths.len()]
+            })
     }
 }
 

@@ -31,6 +31,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 pub use api::{ChangeView, Endpoint};
+pub use intake::GitTree;
 
 /// Where and how the service runs.
 #[derive(Clone, Debug)]

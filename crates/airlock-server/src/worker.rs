@@ -255,7 +255,13 @@ async fn run_steps<S: Store>(
             NextStep::Run(index) => index,
         };
         let step = match &shared.plan[index] {
-            PlannedStep::Scan => run_scan(shared, stored_diff(shared, change).await?, index).await?,
+            PlannedStep::Scan => {
+                let base: CommitId = change
+                    .base_commit
+                    .parse()
+                    .map_err(|e| format!("stored base commit: {e}"))?;
+                run_scan(shared, stored_diff(shared, change).await?, base, index).await?
+            }
             PlannedStep::Check(check)
                 if change.urgency.is_some()
                     && *match &mut skip_checks {
@@ -392,20 +398,29 @@ async fn prepare_workspace<S: Store>(
     .map_err(|e| e.to_string())?
 }
 
-/// Scans the change's diff. Findings at or above the configured severity fail the step;
+/// Scans the change's diff, with the tree at `base` (the commit the diff applies to) for
+/// the rules that read it. Findings at or above the configured severity fail the step;
 /// all findings are kept with it, and the output lists them for the agent.
 pub(crate) async fn run_scan<S: Store>(
     shared: &Arc<Shared<S>>,
     diff: Vec<u8>,
+    base: CommitId,
     index: usize,
 ) -> Result<StepRecord, String> {
     let scanning = shared.clone();
     let started = std::time::Instant::now();
-    let report =
-        tokio::task::spawn_blocking(move || scanning.scanner.scan(&diff, &scanning.scan_options))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("the scan could not read the stored diff: {e}"))?;
+    let report = tokio::task::spawn_blocking(move || {
+        let tree = crate::intake::GitTree {
+            repo: &scanning.repo,
+            commit: &base,
+        };
+        scanning
+            .scanner
+            .scan_in(&diff, &scanning.scan_options, Some(&tree))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("the scan could not read the stored diff: {e}"))?;
     let blocking = shared.config.scan.blocking;
     let blockers: Vec<&airlock_scan::Finding> = report.blocking(blocking).collect();
     // Name the most severe finding: the agent reads the summary first.

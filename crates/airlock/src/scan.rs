@@ -15,11 +15,21 @@ use crate::cli::ScanFormat;
 const BLOCKING: Severity = Severity::High;
 
 /// Scans with the rules and allowlists of the repository's airlock.toml when `dir` is in
-/// a repository that has one, else with the built-in rules.
+/// a repository that has one, else with the built-in rules. In a repository, the patch
+/// is taken to apply to `HEAD`, whose tree the rules that need more than the diff read
+/// (the schema its SQL files declare).
 pub fn run(dir: &Path, patch: &str, format: ScanFormat) -> anyhow::Result<Outcome> {
     let diff = crate::commands::read_patch(patch)?;
-    let configured = airlock_git::Repo::open(dir)
-        .ok()
+    let repo = airlock_git::Repo::open(dir).ok();
+    let head = repo
+        .as_ref()
+        .and_then(|repo| repo.resolve_commit("HEAD").ok());
+    let base = repo
+        .as_ref()
+        .zip(head.as_ref())
+        .map(|(repo, commit)| airlock_server::GitTree { repo, commit });
+    let configured = repo
+        .as_ref()
         .filter(|repo| repo.root().join(airlock_core::config::FILE_NAME).exists());
     let (scanner, options, blocking) = match configured {
         Some(repo) => {
@@ -34,7 +44,12 @@ pub fn run(dir: &Path, patch: &str, format: ScanFormat) -> anyhow::Result<Outcom
         }
     };
     let report = scanner
-        .scan(&diff, &options)
+        .scan_in(
+            &diff,
+            &options,
+            base.as_ref()
+                .map(|tree| tree as &dyn airlock_scan::BaseTree),
+        )
         .context("cannot scan the patch")?;
     match format {
         ScanFormat::Json => println!(

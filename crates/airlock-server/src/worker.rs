@@ -31,8 +31,8 @@ const MAX_ATTEMPTS: i64 = 3;
 const LEASE_MS: i64 = 60_000;
 /// How long an idle worker sleeps before looking for work it was not told about.
 const IDLE_POLL: Duration = Duration::from_secs(2);
-/// Niceness of background work (workspace resets and the standby) where the idle
-/// scheduling class is refused (0 is normal, 19 the lowest priority).
+/// Niceness of background work: workspace resets and the standby (0 is normal, 19 the
+/// lowest priority).
 const RESET_NICENESS: libc::c_int = 10;
 
 pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>, worker: String) {
@@ -197,29 +197,16 @@ pub(crate) fn release_in_background(workspace: Workspace) {
     });
 }
 
-/// Runs `work` detached, in the idle scheduling class (it runs when nothing else wants
-/// the CPU), so that it does not slow the verdicts and intakes running beside it. A
-/// thread of its own: the class is per thread on Linux, inherited by the git processes
-/// it starts, and must not stick to a pooled thread.
-///
-/// Niceness 10 alone was not enough: the resets' git processes still took over a third
-/// of two busy cores while the API answered 1 000 proposals a second, and proposals
-/// waited for the CPU. In the idle class (API benchmark, three interleaved pairs of
-/// runs) proposals' capacity rose from ~1 700 to ~2 400 a second and their p99 at
-/// 1 000 a second fell from ~38-54 to ~27-37 ms. Work in the idle class can wait as
-/// long as the machine is saturated; a worker then waits for a clean workspace, which
-/// is the intent.
+/// Runs `work` detached, at a lower CPU priority, so that it does not slow the verdicts
+/// and intakes running beside it. A thread of its own: niceness is per thread on Linux,
+/// inherited by the git processes it starts, and must not stick to a pooled thread.
 pub(crate) fn in_background(name: &str, work: impl FnOnce() + Send + 'static) {
     let spawned = std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
-            let idle = libc::sched_param { sched_priority: 0 };
-            // SAFETY: sched_setscheduler(2) and setpriority(2) on the calling thread;
-            // moving to the idle class or raising niceness needs no privilege.
+            // SAFETY: setpriority(2) on the calling thread; raising niceness needs no privilege.
             unsafe {
-                if libc::sched_setscheduler(0, libc::SCHED_IDLE, &idle) != 0 {
-                    libc::setpriority(libc::PRIO_PROCESS, 0, RESET_NICENESS);
-                }
+                libc::setpriority(libc::PRIO_PROCESS, 0, RESET_NICENESS);
             }
             work();
         });

@@ -1160,13 +1160,14 @@ async fn concurrent_proposals_are_all_stored_with_their_events() {
     }
     assert_eq!(store.events(None).await.unwrap().len(), 120);
 
-    let first = &proposals[0].id;
+    // Which proposal was written first is up to the scheduler; the claim takes that one.
     let claim = store
         .claim_next("w1", 10_000, 5_000, started)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(&claim.change.id, first);
+    let first = &claim.change.id;
+    assert!(proposals.iter().any(|change| &change.id == first));
     assert!(
         store
             .record_step(

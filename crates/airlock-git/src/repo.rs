@@ -1,12 +1,12 @@
 //! Read-only access to a user's repository: resolving revisions, reading base trees and
 //! blobs, and diffs between commits. Nothing here writes to the repository.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::batch::{Answer, ObjectReader};
 use crate::command::{Git, stderr_excerpt};
@@ -27,6 +27,28 @@ pub struct Repo {
     bare: bool,
     /// Answers object lookups without starting git each time; shared by clones.
     objects: Arc<ObjectReader>,
+    /// Trees already read, shared by clones.
+    trees: Arc<Mutex<TreeCache>>,
+}
+
+/// Most tree entries kept in a [`TreeCache`] (about 100 bytes each); past it the cache
+/// starts afresh.
+const TREE_CACHE_ENTRIES: usize = 100_000;
+/// Most commits whose root tree a [`TreeCache`] remembers.
+const TREE_CACHE_COMMITS: usize = 4_096;
+
+/// Parsed tree objects by id, and the root tree of each commit. Objects never change, so
+/// a tree read once answers for ever. Intake reads the same directories for nearly every
+/// proposal (the root, `src`, ...), and a directory untouched between two commits is the
+/// same tree in both; asked to git each time, they were most of the requests on the one
+/// pipe every intake and worker shares. Bounded crudely: past the limit it is emptied and
+/// refills from the directories in use, which costs one request per directory once.
+#[derive(Debug, Default)]
+struct TreeCache {
+    trees: HashMap<String, Arc<Vec<RawEntry>>>,
+    /// Entries held in `trees`, for the bound.
+    entries: usize,
+    roots: HashMap<CommitId, String>,
 }
 
 /// The hash function of a repository's object ids.
@@ -153,6 +175,7 @@ impl Repo {
         };
         Ok(Repo {
             objects: Arc::new(ObjectReader::new(git_dir.clone())),
+            trees: Arc::default(),
             root,
             git_dir,
             common_dir,
@@ -235,7 +258,8 @@ impl Repo {
     /// `a/b` yields only the entry for `a` (mode 0o120000), so callers can see that a write
     /// to `a/b` would go through a link or into a submodule.
     ///
-    /// Reads one tree object per directory involved, from the long-lived object reader.
+    /// Each directory involved comes from the tree cache, or is read once through the
+    /// long-lived object reader.
     pub fn tree_entries(
         &self,
         commit: &CommitId,
@@ -251,26 +275,15 @@ impl Repo {
             }
             wanted.insert(path);
         }
-        // Each directory's listing, read once. `commit:dir` names nothing when a component
-        // of `dir` is not a directory (git does not follow links inside trees), which is
+        // Each directory's listing, looked up once. A directory below something that is
+        // not a directory has none (git does not follow links inside trees), which is
         // what keeps anything below a link or a submodule unlisted.
-        let mut listings: BTreeMap<&str, Option<Vec<RawEntry>>> = BTreeMap::new();
+        let mut listings: BTreeMap<&str, Option<Arc<Vec<RawEntry>>>> = BTreeMap::new();
         let mut entries = Vec::new();
         for path in wanted {
             let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
             if !listings.contains_key(parent) {
-                let object = if parent.is_empty() {
-                    format!("{commit}^{{tree}}")
-                } else {
-                    format!("{commit}:{parent}")
-                };
-                let listing = match self.objects.contents(&object)? {
-                    Answer::Found { kind, content, .. } if kind == "tree" => {
-                        Some(parse_tree_object(&content, self.object_format)?)
-                    }
-                    _ => None,
-                };
-                listings.insert(parent, listing);
+                listings.insert(parent, self.listing(commit, parent)?);
             }
             let Some(Some(listing)) = listings.get(parent) else {
                 continue;
@@ -296,7 +309,8 @@ impl Repo {
     /// (git does not follow links inside trees). A symbolic link itself is a blob whose
     /// content is its target.
     ///
-    /// Served by the long-lived object reader: no git process starts.
+    /// Served by the long-lived object reader (one request per blob; the directories come
+    /// from the tree cache): no git process starts.
     pub fn read_files(
         &self,
         commit: &CommitId,
@@ -307,13 +321,101 @@ impl Repo {
         }
         paths
             .iter()
-            .map(
-                |path| match self.objects.contents(&format!("{commit}:{path}"))? {
+            .map(|path| {
+                let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+                let Some(listing) = self.listing(commit, parent)? else {
+                    return Ok(None);
+                };
+                let Some(entry) = listing.iter().find(|entry| entry.name == name.as_bytes()) else {
+                    return Ok(None);
+                };
+                if matches!(entry.mode, MODE_DIRECTORY | MODE_SUBMODULE) {
+                    return Ok(None);
+                }
+                match self.objects.contents(&entry.oid)? {
                     Answer::Found { kind, content, .. } if kind == "blob" => Ok(Some(content)),
                     _ => Ok(None),
-                },
-            )
+                }
+            })
             .collect()
+    }
+
+    /// The entries of the directory `dir` ("" for the root) of `commit`'s tree, or `None`
+    /// when `commit` is not a commit, or `dir` or one of its ancestors is missing or not a
+    /// directory (a file, a symbolic link, a submodule): exactly when git's `commit:dir`
+    /// would not name a tree. `dir` must have passed `check_repository_path`.
+    fn listing(
+        &self,
+        commit: &CommitId,
+        dir: &str,
+    ) -> Result<Option<Arc<Vec<RawEntry>>>, GitError> {
+        let Some(mut tree) = self.root_tree(commit)? else {
+            return Ok(None);
+        };
+        if !dir.is_empty() {
+            for component in dir.split('/') {
+                let Some(entry) = tree.iter().find(|entry| {
+                    entry.name == component.as_bytes() && entry.mode == MODE_DIRECTORY
+                }) else {
+                    return Ok(None);
+                };
+                let oid = entry.oid.clone();
+                match self.tree(&oid)? {
+                    Some(child) => tree = child,
+                    None => return Ok(None),
+                }
+            }
+        }
+        Ok(Some(tree))
+    }
+
+    /// The root directory's entries of `commit`, `None` when it is not a commit.
+    fn root_tree(&self, commit: &CommitId) -> Result<Option<Arc<Vec<RawEntry>>>, GitError> {
+        let known = self.tree_cache().roots.get(commit).cloned();
+        let oid = match known {
+            Some(oid) => oid,
+            None => match self.objects.info(&format!("{commit}^{{tree}}"))? {
+                Answer::Found { oid, kind, .. } if kind == "tree" => {
+                    let mut cache = self.tree_cache();
+                    if cache.roots.len() >= TREE_CACHE_COMMITS {
+                        cache.roots.clear();
+                    }
+                    cache.roots.insert(commit.clone(), oid.clone());
+                    oid
+                }
+                _ => return Ok(None),
+            },
+        };
+        self.tree(&oid)
+    }
+
+    /// The entries of the tree object `oid`, `None` when it is not a tree.
+    fn tree(&self, oid: &str) -> Result<Option<Arc<Vec<RawEntry>>>, GitError> {
+        if let Some(tree) = self.tree_cache().trees.get(oid) {
+            return Ok(Some(tree.clone()));
+        }
+        let Answer::Found { kind, content, .. } = self.objects.contents(oid)? else {
+            return Ok(None);
+        };
+        if kind != "tree" {
+            return Ok(None);
+        }
+        let tree = Arc::new(parse_tree_object(&content, self.object_format)?);
+        let mut cache = self.tree_cache();
+        if cache.entries + tree.len() > TREE_CACHE_ENTRIES {
+            cache.trees.clear();
+            cache.entries = 0;
+        }
+        cache.entries += tree.len();
+        if let Some(replaced) = cache.trees.insert(oid.to_owned(), tree.clone()) {
+            cache.entries -= replaced.len();
+        }
+        Ok(Some(tree))
+    }
+
+    fn tree_cache(&self) -> std::sync::MutexGuard<'_, TreeCache> {
+        // The cache is consistent after any panic (each update is one insert or clear).
+        self.trees.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The change from `base` to `head` as a binary-safe unified diff with full object ids

@@ -484,6 +484,51 @@ fn the_object_reader_sees_new_commits_and_survives_a_killed_git() {
     assert!(object_readers(&git_dir).is_empty());
 }
 
+/// A process's niceness, from /proc (field 19 of `stat`, after the parenthesised name).
+fn niceness(pid: i32) -> i32 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    after_name.split(' ').nth(16).unwrap().parse().unwrap()
+}
+
+/// Background threads run at a lower priority and read objects too; the reader they
+/// happen to start (first, or again after a crash) must still run at the priority of
+/// whoever opened the repository, since every intake waits on it.
+#[test]
+fn the_object_reader_keeps_the_openers_priority_whoever_starts_it() {
+    let fixture = Fixture::new();
+    let repo = fixture.repo();
+    // SAFETY: getpriority(2) of the calling thread.
+    let opener = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    let background = std::thread::spawn({
+        let repo = repo.clone();
+        move || {
+            // SAFETY: setpriority(2) on the calling thread; raising needs no privilege.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, opener + 10) };
+            repo.resolve_commit("main").unwrap();
+            let readers = object_readers(repo.git_dir());
+            assert_eq!(readers.len(), 1, "{readers:?}");
+            assert_eq!(
+                niceness(readers[0]),
+                opener,
+                "started first from the background"
+            );
+            // SAFETY: kill(2) on a pid this test found to be its own repository's reader.
+            assert_eq!(unsafe { libc::kill(readers[0], libc::SIGKILL) }, 0);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            repo.resolve_commit("main").unwrap();
+            let restarted = object_readers(repo.git_dir());
+            assert_eq!(restarted.len(), 1, "{restarted:?}");
+            assert_eq!(
+                niceness(restarted[0]),
+                opener,
+                "started again from the background"
+            );
+        }
+    });
+    background.join().unwrap();
+}
+
 #[test]
 fn current_branch_is_none_when_head_is_detached() {
     let fixture = Fixture::new();

@@ -1,12 +1,13 @@
 //! A review policy: Rego modules parsed once, then evaluated per change into obligations,
-//! each evaluation on its own thread under a time limit, failing closed.
+//! each evaluation on a thread apart from its caller (kept for the next ones) under a
+//! time limit, failing closed.
 
 use std::fmt;
 use std::num::NonZeroU32;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use airlock_core::review::{Obligations, PolicyInput};
@@ -232,12 +233,13 @@ impl Policy {
     /// [`Obligations::from_policy`]. Rules the policy leaves undefined are absent from
     /// the answer.
     ///
-    /// The evaluation runs on a thread of its own. Within it, regorus's cooperative
+    /// The evaluation runs on an evaluation thread, not the caller's (threads are kept
+    /// between evaluations; one that overran is not reused). Within it, regorus's cooperative
     /// execution timer stops the interpreter once `limit` has passed (it checks the clock
     /// every few dozen steps of rule, comprehension and loop evaluation). A single builtin
     /// call is not interrupted by that timer, so the caller also waits at most
     /// `limit * 1.5 + 20 ms` for the thread and then answers [`PolicyError::Timeout`]
-    /// whatever the thread is doing; the thread is left to finish on its own.
+    /// whatever the thread is doing; the thread is left to finish on its own, then ends.
     ///
     /// Every failure is an error (fail closed): timeout, evaluation error, or an answer
     /// that is not a valid set of obligations.
@@ -276,10 +278,11 @@ impl Policy {
     }
 }
 
-/// Runs `work` on a thread of its own and waits for it at most `limit * 1.5 + 20 ms`
+/// Runs `work` on an evaluation thread and waits for it at most `limit * 1.5 + 20 ms`
 /// (`work` is expected to stop itself at `limit`; the margin lets it report that
 /// precisely). Past that, answers [`PolicyError::Timeout`] and leaves the thread to
-/// finish alone, counted in [`OVERRUNNING`] until it does.
+/// finish alone, counted in [`OVERRUNNING`] until it does; a thread left that way ends
+/// after its evaluation and never takes another.
 fn on_thread_within<T: Send + 'static>(
     limit: Duration,
     work: impl FnOnce() -> Result<T, PolicyError> + Send + 'static,
@@ -291,23 +294,21 @@ fn on_thread_within<T: Send + 'static>(
     let state = Arc::new(AtomicU8::new(RUNNING));
     let (sender, receiver) = mpsc::sync_channel(1);
     let thread_state = Arc::clone(&state);
-    std::thread::Builder::new()
-        .name("airlock-policy".to_owned())
-        .stack_size(STACK_SIZE)
-        .spawn(move || {
-            let _finished = Finished(thread_state);
-            // The caller may have given up and dropped the receiver; nothing to do.
-            let _ = sender.send(work());
-        })
-        .map_err(|e| PolicyError::Evaluation {
-            message: format!("cannot start the evaluation thread: {e}"),
-        })?;
+    let evaluator = Evaluator::take()?;
+    evaluator.run(Box::new(move || {
+        let _finished = Finished(thread_state);
+        // The caller may have given up and dropped the receiver; nothing to do.
+        let _ = sender.send(work());
+    }))?;
 
     let wait = limit
         .saturating_add(limit / 2)
         .saturating_add(Duration::from_millis(20));
     match receiver.recv_timeout(wait) {
-        Ok(outcome) => outcome,
+        Ok(outcome) => {
+            evaluator.give_back();
+            outcome
+        }
         Err(RecvTimeoutError::Timeout) => {
             // Count the thread as overrunning before marking it abandoned, so that its
             // own decrement (in `Finished`) can never come first.
@@ -318,11 +319,72 @@ fn on_thread_within<T: Send + 'static>(
             {
                 // It finished in the meantime: not overrunning, and its answer is there.
                 OVERRUNNING.fetch_sub(1, Ordering::SeqCst);
-                return receiver.try_recv().unwrap_or_else(|_| Err(panicked()));
+                let outcome = receiver.try_recv().unwrap_or_else(|_| Err(panicked()));
+                evaluator.give_back();
+                return outcome;
             }
+            // Dropping the evaluator ends its thread once the evaluation returns.
             Err(PolicyError::Timeout { limit })
         }
+        // The evaluation panicked, which ended its thread.
         Err(RecvTimeoutError::Disconnected) => Err(panicked()),
+    }
+}
+
+/// An evaluation, as its thread receives it.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Most idle evaluation threads kept for the next evaluations.
+const MAX_IDLE_EVALUATORS: usize = 8;
+
+/// Evaluation threads waiting for work. Starting a thread with its large stack and
+/// joining it cost about 100 µs per decision (mapping, then unmapping and flushing the
+/// stack), a third of a whole decision of the default policy; a kept thread costs a
+/// channel message.
+static IDLE_EVALUATORS: Mutex<Vec<Evaluator>> = Mutex::new(Vec::new());
+
+/// A thread that runs evaluations one after the other until its `Evaluator` is dropped.
+struct Evaluator {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Evaluator {
+    /// An idle evaluation thread, or a new one.
+    fn take() -> Result<Evaluator, PolicyError> {
+        let idle = IDLE_EVALUATORS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        if let Some(evaluator) = idle {
+            return Ok(evaluator);
+        }
+        let (jobs, received) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("airlock-policy".to_owned())
+            .stack_size(STACK_SIZE)
+            .spawn(move || {
+                for job in received {
+                    job();
+                }
+            })
+            .map_err(|e| PolicyError::Evaluation {
+                message: format!("cannot start the evaluation thread: {e}"),
+            })?;
+        Ok(Evaluator { jobs })
+    }
+
+    fn run(&self, job: Job) -> Result<(), PolicyError> {
+        self.jobs.send(job).map_err(|_| panicked())
+    }
+
+    /// Keeps the thread for a later evaluation (it finished this one).
+    fn give_back(self) {
+        let mut idle = IDLE_EVALUATORS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_EVALUATORS {
+            idle.push(self);
+        }
     }
 }
 

@@ -283,6 +283,17 @@ pub enum SandboxError {
     },
 }
 
+/// Starts the thread that spawns every command, if it is not running yet.
+///
+/// Call it from a thread running at the priority commands should have (a service's
+/// start-up): a thread inherits the scheduling priority of the thread that creates it,
+/// and commands inherit the spawner's. Created lazily by whichever thread spawns first,
+/// it could be a lowered-priority background thread (the server's standby workspace
+/// prepares a check from one), and every command would then run at that priority.
+pub fn start_spawner() {
+    process::spawner::start();
+}
+
 /// Runs `spec` in `config.workspace` under the isolation `probe` describes, and blocks until
 /// it exits, times out or is cancelled. Every process the command started is killed
 /// before this returns, including background jobs it left running after a clean exit.

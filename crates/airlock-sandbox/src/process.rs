@@ -336,7 +336,7 @@ fn read_output(mut reader: PipeReader, tail: &Mutex<TailBuffer>, command_finishe
 }
 
 /// The one thread that spawns every command (see `spawn` for why).
-mod spawner {
+pub(crate) mod spawner {
     use std::io;
     use std::process::{Child, Command};
     use std::sync::mpsc::{self, Sender};
@@ -345,9 +345,28 @@ mod spawner {
 
     type Request = (Command, Sender<io::Result<Child>>);
 
+    static REQUESTS: OnceLock<Mutex<Sender<Request>>> = OnceLock::new();
+
+    /// Starts the thread if it is not running yet (see [`crate::start_spawner`]).
+    pub(crate) fn start() {
+        requests();
+    }
+
     pub(super) fn spawn(command: Command) -> io::Result<Child> {
-        static REQUESTS: OnceLock<Mutex<Sender<Request>>> = OnceLock::new();
-        let requests = REQUESTS.get_or_init(|| {
+        let requests = requests();
+        let (reply, answer) = mpsc::channel();
+        requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .send((command, reply))
+            .map_err(|_| io::Error::other("the spawner thread is gone"))?;
+        answer
+            .recv()
+            .map_err(|_| io::Error::other("the spawner thread is gone"))?
+    }
+
+    fn requests() -> &'static Mutex<Sender<Request>> {
+        REQUESTS.get_or_init(|| {
             let (sender, receiver) = mpsc::channel::<Request>();
             thread::Builder::new()
                 .name("airlock-spawner".into())
@@ -361,15 +380,6 @@ mod spawner {
                 })
                 .expect("the spawner thread starts");
             Mutex::new(sender)
-        });
-        let (reply, answer) = mpsc::channel();
-        requests
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .send((command, reply))
-            .map_err(|_| io::Error::other("the spawner thread is gone"))?;
-        answer
-            .recv()
-            .map_err(|_| io::Error::other("the spawner thread is gone"))?
+        })
     }
 }

@@ -1098,3 +1098,25 @@ fn check_late_variables_and_dropping(mode: SandboxMode) {
         processes_with_argument(&marker)
     );
 }
+
+/// Commands are spawned by one thread; started from a normal-priority thread, it keeps
+/// starting them at that priority even when a lowered-priority background thread asks
+/// (the server's standby prepares its check from one).
+#[test]
+fn commands_keep_the_priority_of_the_thread_that_started_the_spawner() {
+    airlock_sandbox::start_spawner();
+    // SAFETY: getpriority(2) of the calling thread.
+    let starter = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    let fixture = Fixture::new();
+    let config = fixture.config(SandboxMode::Off);
+    let niceness = std::thread::spawn(move || {
+        // SAFETY: setpriority(2) on the calling thread; raising needs no privilege.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, starter + 10) };
+        // Field 19 of stat is the niceness (the shell's name holds no space).
+        let outcome = run_ok(&config, &spec("cut -d ' ' -f 19 /proc/$$/stat"));
+        output_text(&outcome).trim().to_owned()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(niceness, starter.to_string());
+}

@@ -1416,13 +1416,15 @@ async fn get_change<S: Store>(
     // Subscribe before reading, so progress between the read and the wait wakes us.
     let mut progress = shared.progress.subscribe();
     loop {
-        let record = shared.store.change(&id).await?.ok_or_else(|| {
+        // Everything shown, in one read: this is the API's most frequent call.
+        let detail = shared.store.change_detail(&id).await?.ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "change_not_found",
                 format!("no change `{id}`"),
             )
         })?;
+        let record = &detail.change;
         let progressed = (record.state.needs_worker()
             || (shared.deploy.get().is_some() && record.state.needs_deployer()))
             && matches!(
@@ -1430,9 +1432,13 @@ async fn get_change<S: Store>(
                 Ok(Ok(()))
             );
         if !progressed {
-            let steps = shared.store.steps(&id, record.revision).await?;
-            let review = crate::review::status(&shared, &record).await?;
-            let deployment = shared.store.deployment(&id).await?;
+            let airlock_store::ChangeDetail {
+                change: record,
+                steps,
+                review_actions,
+                deployment,
+            } = detail;
+            let review = crate::review::status_from_actions(&record, review_actions);
             let canary = match deployment {
                 Some(_) => shared
                     .store

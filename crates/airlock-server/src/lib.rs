@@ -313,6 +313,9 @@ pub async fn start<S: Store>(
                 .await
         })
     };
+    // Before any background thread (the standby prepares a check from one) can start
+    // it at its own lowered priority: checks run at the server's.
+    airlock_sandbox::start_spawner();
     let workers = (0..shared.config.server.workers)
         .map(|n| {
             tokio::spawn(worker::run(

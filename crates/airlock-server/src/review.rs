@@ -908,25 +908,35 @@ pub(crate) async fn check_deadlines<S: Store>(shared: &Arc<Shared<S>>) -> Result
     Ok(())
 }
 
-/// The review status of a change for the API: obligations and how far approvals go.
+/// The review status of a change for the API: obligations and how far approvals go;
+/// `None` before the policy decided.
 pub(crate) async fn status<S: Store>(
     shared: &Shared<S>,
     change: &ChangeRecord,
 ) -> Result<Option<serde_json::Value>, airlock_store::StoreError> {
-    let Some(obligations) = &change.obligations else {
+    if change.obligations.is_none() {
         return Ok(None);
-    };
+    }
     let actions = shared.store.review_actions(&change.id).await?;
-    let approvals = current_approvals(&shared.store, change).await?;
+    Ok(status_from_actions(change, actions))
+}
+
+/// [`status`] from the change's review actions, already read.
+pub(crate) fn status_from_actions(
+    change: &ChangeRecord,
+    actions: Vec<airlock_store::ReviewAction>,
+) -> Option<serde_json::Value> {
+    let obligations = change.obligations.as_ref()?;
+    let approvals = approvals_of_revision(change, &actions);
     let assessment = review::assess(obligations, &approvals);
-    Ok(Some(serde_json::json!({
+    Some(serde_json::json!({
         "obligations": obligations,
         "policy_sha256": change.policy_sha256,
         "approvers": assessment.approvers,
         "missing": assessment.missing,
         "satisfied": assessment.satisfied,
         "actions": actions,
-    })))
+    }))
 }
 
 async fn current_change<S: Store>(
@@ -944,15 +954,22 @@ async fn current_approvals<S: Store>(
     store: &S,
     change: &ChangeRecord,
 ) -> Result<Vec<Approval>, airlock_store::StoreError> {
-    Ok(store
-        .review_actions(&change.id)
-        .await?
-        .into_iter()
+    let actions = store.review_actions(&change.id).await?;
+    Ok(approvals_of_revision(change, &actions))
+}
+
+/// The approvals among `actions` that count for the change's current revision.
+fn approvals_of_revision(
+    change: &ChangeRecord,
+    actions: &[airlock_store::ReviewAction],
+) -> Vec<Approval> {
+    actions
+        .iter()
         .filter(|a| a.revision == change.revision && a.verdict == ReviewVerdict::Approve)
         .map(|a| Approval {
-            reviewer: a.reviewer,
-            comment: a.comment,
+            reviewer: a.reviewer.clone(),
+            comment: a.comment.clone(),
             at_ms: a.at_ms,
         })
-        .collect())
+        .collect()
 }

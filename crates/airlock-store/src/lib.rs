@@ -65,6 +65,18 @@ pub struct NewChange {
     pub urgency: Option<Urgency>,
 }
 
+/// A change and what its status shows: see [`Store::change_detail`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChangeDetail {
+    pub change: ChangeRecord,
+    /// The steps recorded for the change's current revision, in order.
+    pub steps: Vec<StepRecord>,
+    /// Every review action on the change, oldest first (all revisions).
+    pub review_actions: Vec<ReviewAction>,
+    /// Its deployment record, once it entered the deployment queue.
+    pub deployment: Option<DeploymentRecord>,
+}
+
 /// A change as stored, without its diff (see [`Store::change_diff`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChangeRecord {
@@ -343,6 +355,12 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: &ChangeId,
     ) -> impl Future<Output = Result<Option<ChangeRecord>, StoreError>> + Send;
+    /// A change with what a status read shows beside it, read at once (one statement
+    /// for SQLite: status reads are the API's most frequent call).
+    fn change_detail(
+        &self,
+        id: &ChangeId,
+    ) -> impl Future<Output = Result<Option<ChangeDetail>, StoreError>> + Send;
     fn change_diff(
         &self,
         id: &ChangeId,

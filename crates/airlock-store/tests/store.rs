@@ -1103,3 +1103,93 @@ async fn the_deploy_queue_is_first_come_first_served_under_a_fenced_lease() {
         "only a deployed change"
     );
 }
+
+/// Proposals arriving together are written together (one transaction per batch): each
+/// caller hears "stored" only for a change that is there with its events, the events
+/// keep each proposal's order, a duplicate fails alone, and a status read returns the
+/// change with its steps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_proposals_are_all_stored_with_their_events() {
+    let (_dir, store) = open().await;
+    let proposals: Vec<NewChange> = (1..=60).map(new_change).collect();
+    let mut tasks = Vec::new();
+    for change in proposals.clone() {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let events = [
+                event(Some(&change.id), EventKind::ChangeProposed),
+                event(Some(&change.id), EventKind::BreakGlass),
+            ];
+            store.insert_change(&change, &events).await
+        }));
+    }
+    // The same id again, beside them: refused, and it takes no other proposal with it.
+    let duplicate = {
+        let store = store.clone();
+        let change = new_change(7);
+        tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            store.insert_change(&change, &[]).await
+        })
+    };
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert!(duplicate.await.unwrap().is_err(), "an id is stored once");
+    for change in &proposals {
+        let stored = store.change(&change.id).await.unwrap().unwrap();
+        assert_eq!(stored.title, change.title);
+        assert_eq!(
+            store.change_diff(&change.id).await.unwrap().unwrap(),
+            change.diff
+        );
+        let kinds: Vec<String> = store
+            .events(Some(&change.id))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                EventKind::ChangeProposed.as_str(),
+                EventKind::BreakGlass.as_str()
+            ]
+        );
+    }
+    assert_eq!(store.events(None).await.unwrap().len(), 120);
+
+    // Which proposal was written first is up to the scheduler; the claim takes that one.
+    let claim = store
+        .claim_next("w1", 10_000, 5_000, started)
+        .await
+        .unwrap()
+        .unwrap();
+    let first = &claim.change.id;
+    assert!(proposals.iter().any(|change| &change.id == first));
+    assert!(
+        store
+            .record_step(
+                first,
+                "w1",
+                1,
+                &step(0),
+                &event(Some(first), EventKind::CheckStepFinished)
+            )
+            .await
+            .unwrap()
+    );
+    let detail = store.change_detail(first).await.unwrap().unwrap();
+    assert_eq!(detail.change, store.change(first).await.unwrap().unwrap());
+    assert_eq!(detail.steps, vec![step(0)]);
+    assert!(detail.review_actions.is_empty());
+    assert!(detail.deployment.is_none());
+    assert!(
+        store
+            .change_detail(&ChangeId::from_bytes([200; 16]))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

@@ -1071,7 +1071,9 @@ impl Scanner {
     ) {
         let text = line.text;
         for &rule in &scratch.candidates {
-            if boundary.is_some() && !self.reads_statements(rule) {
+            if boundary.is_some()
+                && (!self.reads_statements(rule) || self.reported(rule, line, state))
+            {
                 continue;
             }
             let rule_plan = &self.prefilter.plans[rule];
@@ -1768,22 +1770,26 @@ enum Following<'a> {
 
 /// Joins into `out` the statement that starts with the added line `first` and goes on
 /// over the new-side lines (added or context) that follow it in its hunk, each trimmed
-/// and after one space, passing over removed lines: while a `(` or `[` is open, or a line
-/// ends with a character that continues it (`(` `[` `,` `+` `%` `=` `.` `\`). At most
+/// and after one space, passing over removed lines: while a `(` or `[` is open, a line
+/// ends with a character that continues it (`(` `[` `,` `+` `%` `=` `.` `\`), or the next
+/// one starts with one that does (`leads`). At most
 /// `STATEMENT_LINES` lines are joined, `STATEMENT_BYTES` bytes in all, and
 /// `STATEMENT_REACH` lines looked at. Whether the statement goes on past `first`.
 fn join_statement<'a>(first: &'a [u8], following: Following<'a>, out: &mut Vec<u8>) -> bool {
-    let mut depth = bracket_depth(first);
-    if !continues(depth, first) {
-        return false;
-    }
     out.clear();
-    out.extend_from_slice(first);
+    let mut depth = bracket_depth(first);
     let mut last = first;
     let mut extend = |next: &'a [u8]| {
-        let next = next.trim_ascii();
-        if !continues(depth, last) || out.len() + 1 + next.len() > STATEMENT_BYTES {
+        let next = next.trim_ascii_start();
+        if !(continues(depth, last) || leads(next)) {
             return false;
+        }
+        let next = next.trim_ascii_end();
+        if out.len().max(first.len()) + 1 + next.len() > STATEMENT_BYTES {
+            return false;
+        }
+        if out.is_empty() {
+            out.extend_from_slice(first);
         }
         out.push(b' ');
         out.extend_from_slice(next);
@@ -1794,10 +1800,8 @@ fn join_statement<'a>(first: &'a [u8], following: Following<'a>, out: &mut Vec<u
     // Each line that follows: `Some(text)` on the new side, `None` removed.
     let joined = match following {
         Following::Input(rest) => {
-            let lines = (!rest.is_empty())
-                .then(|| rest.split(|&byte| byte == b'\n'))
-                .into_iter()
-                .flatten()
+            let lines = raw_lines(rest, 0..rest.len())
+                .map(|(start, end)| &rest[start..end])
                 // `\ No newline at end of file` is no line of either side.
                 .filter(|line| line.first() != Some(&b'\\'))
                 .map(|line| match line.split_first() {
@@ -1835,11 +1839,55 @@ fn join_lines<'a>(
 
 /// Opened minus closed round and square brackets on a line.
 fn bracket_depth(text: &[u8]) -> i32 {
-    text.iter().fold(0, |depth, byte| match byte {
-        b'(' | b'[' => depth + 1,
-        b')' | b']' => depth - 1,
-        _ => depth,
+    // Without branches, so that it runs on vectors.
+    text.iter().fold(0, |depth, &byte| {
+        depth + i32::from(byte == b'(') + i32::from(byte == b'[')
+            - i32::from(byte == b')')
+            - i32::from(byte == b']')
     })
+}
+
+/// Whether a (trimmed) line goes on with the statement before it: it starts with a
+/// closing bracket, an operator (`.name`, `+ `, `? `, `||`, `&&`), a string's closing
+/// quote, or a SQL clause's first word (a query written over several lines of a string).
+fn leads(line: &[u8]) -> bool {
+    const CLAUSES: [&[u8]; 13] = [
+        b"WHERE",
+        b"AND",
+        b"OR",
+        b"SET",
+        b"FROM",
+        b"VALUES",
+        b"JOIN",
+        b"ON",
+        b"ORDER",
+        b"GROUP",
+        b"LIMIT",
+        b"RETURNING",
+        b"LEFT",
+    ];
+    let second = line.get(1).copied().unwrap_or(b' ');
+    match line.first() {
+        Some(b')' | b']' | b'`') => true,
+        // A method chain, a concatenation, a ternary, a condition: not a list item of a
+        // document, nor a changed line quoted from a diff.
+        Some(b'.') => second.is_ascii_alphabetic() || second == b'_',
+        Some(b'+' | b'?') => second.is_ascii_whitespace() || matches!(second, b'"' | b'\''),
+        Some(b'|') => second == b'|',
+        Some(b'&') => second == b'&',
+        Some(b'"' | b'\'') => line.starts_with(b"\"\"\"") || line.starts_with(b"\'\'\'"),
+        Some(b'A'..=b'Z') => {
+            let word = line
+                .split(|byte| !byte.is_ascii_uppercase())
+                .next()
+                .unwrap_or(line);
+            CLAUSES.contains(&word)
+                && line
+                    .get(word.len())
+                    .is_none_or(|byte| !byte.is_ascii_alphanumeric() && *byte != b'_')
+        }
+        _ => false,
+    }
 }
 
 /// Whether a statement goes on after `line`, with `depth` brackets open after it.

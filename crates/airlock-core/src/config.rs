@@ -113,6 +113,7 @@ pub struct ScanConfig {
     pub allow_fingerprints: Vec<String>,
     /// None keeps the scanner's defaults (migrations/, db/migrate/, alembic/versions, ...).
     pub migration_dirs: Option<Vec<String>>,
+    pub mass_deletion: airlock_scan::MassDeletionThresholds,
 }
 
 /// Bounds on what one change may contain.
@@ -207,6 +208,18 @@ struct RawScan {
     #[serde(default)]
     allow_fingerprints: Vec<String>,
     migration_dirs: Option<Vec<String>>,
+    #[serde(default)]
+    mass_deletion: RawMassDeletion,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMassDeletion {
+    min_deleted_files: Option<i64>,
+    min_removed_lines: Option<i64>,
+    min_removed_percent: Option<i64>,
+    min_files: Option<i64>,
+    min_gutted_lines: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -330,6 +343,49 @@ impl Config {
             }
         }
 
+        let mass_deletion = {
+            let raw = &raw.scan.mass_deletion;
+            let default = airlock_scan::MassDeletionThresholds::default();
+            let key = |name: &str| format!("scan.mass_deletion.{name}");
+            airlock_scan::MassDeletionThresholds {
+                min_deleted_files: count(
+                    raw.min_deleted_files,
+                    default.min_deleted_files,
+                    &key("min_deleted_files"),
+                    1_000_000,
+                )
+                .map_err(error)?,
+                min_removed_lines: count(
+                    raw.min_removed_lines,
+                    default.min_removed_lines,
+                    &key("min_removed_lines"),
+                    100_000_000,
+                )
+                .map_err(error)?,
+                min_removed_percent: count(
+                    raw.min_removed_percent,
+                    usize::from(default.min_removed_percent),
+                    &key("min_removed_percent"),
+                    100,
+                )
+                .map_err(error)? as u8,
+                min_files: count(
+                    raw.min_files,
+                    default.min_files,
+                    &key("min_files"),
+                    1_000_000,
+                )
+                .map_err(error)?,
+                min_gutted_lines: count(
+                    raw.min_gutted_lines,
+                    default.min_gutted_lines,
+                    &key("min_gutted_lines"),
+                    100_000_000,
+                )
+                .map_err(error)?,
+            }
+        };
+
         let limits = Limits {
             max_change_bytes: size(
                 raw.limits.max_change_bytes,
@@ -421,6 +477,7 @@ impl Config {
                 allow_rules: raw.scan.allow_rules,
                 allow_fingerprints: raw.scan.allow_fingerprints,
                 migration_dirs: raw.scan.migration_dirs,
+                mass_deletion,
             },
             audit: AuditConfig {
                 checkpoint_interval,
@@ -630,8 +687,24 @@ rules = []
 allow_paths = []
 allow_rules = []
 allow_fingerprints = []
+# Directories whose files are migrations (a schema change with its migration is no
+# finding). Unset: migrations/, db/migrate/, alembic/versions/, prisma/migrations/, ...
+# migration_dirs = ["db/migrations/"]
 # Severity overrides by rule id, e.g. "dependency.manifest-changed" = "medium".
 [scan.severity]
+
+[scan.mass_deletion]
+# mass-deletion.files: this many files deleted (lockfiles, vendored and generated files
+# not counted).
+min_deleted_files = 10
+# mass-deletion.lines: this many lines removed, making up this percentage of the lines
+# changed, across this many files.
+min_removed_lines = 300
+min_removed_percent = 90
+min_files = 3
+# mass-deletion.file-gutted: one file kept with this many lines removed and at most a
+# tenth as many added, while the change does not add the code elsewhere.
+min_gutted_lines = 200
 
 [audit]
 # Every event goes to a Merkle-tree log under .airlock/audit; a signed checkpoint of it

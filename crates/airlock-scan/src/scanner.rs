@@ -111,16 +111,16 @@ impl ScanReport {
     }
 }
 
-/// Thresholds of the mass-deletion rules.
-#[derive(Debug, Clone, PartialEq)]
+/// Thresholds of the mass-deletion rules (`[scan.mass_deletion]` in airlock.toml).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MassDeletionThresholds {
     /// Deleted files (lockfiles, vendored and generated files not counted) that fire
     /// `mass-deletion.files`.
     pub min_deleted_files: usize,
     /// `mass-deletion.lines` fires when at least this many lines are removed …
     pub min_removed_lines: usize,
-    /// … making up at least this share of all added and removed lines …
-    pub min_removed_share: f64,
+    /// … making up at least this percentage of all added and removed lines …
+    pub min_removed_percent: u8,
     /// … across at least this many files.
     pub min_files: usize,
     /// `mass-deletion.file-gutted` fires for a file kept with at least this many lines
@@ -134,7 +134,7 @@ impl Default for MassDeletionThresholds {
         MassDeletionThresholds {
             min_deleted_files: 10,
             min_removed_lines: 300,
-            min_removed_share: 0.9,
+            min_removed_percent: 90,
             min_files: 3,
             min_gutted_lines: 200,
         }
@@ -1461,8 +1461,8 @@ impl Scanner {
                 ),
                 RuleKind::MassDeletionLines => (
                     removed >= thresholds.min_removed_lines
-                        && removed as f64
-                            >= thresholds.min_removed_share * (removed + added) as f64
+                        && removed * 100
+                            >= usize::from(thresholds.min_removed_percent) * (removed + added)
                         && files_with_removals.len() >= thresholds.min_files,
                     &files_with_removals,
                     format!(

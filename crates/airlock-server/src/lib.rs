@@ -391,6 +391,7 @@ pub fn scanning(
         allow_paths: config.allow_paths.clone(),
         allow_rules: config.allow_rules.clone(),
         allow_fingerprints: config.allow_fingerprints.clone(),
+        mass_deletion: config.mass_deletion.clone(),
         ..airlock_scan::ScanOptions::default()
     };
     if let Some(dirs) = &config.migration_dirs {

@@ -626,6 +626,54 @@ fn scan_follows_the_repository_configuration() {
 /// In a repository, `airlock scan` reads the schema that HEAD's SQL files declare: an
 /// added query naming a column no table has blocks, unless the change brings the
 /// migration; the same patch outside a repository is judged on the diff alone.
+/// The mass-deletion thresholds are the repository's (`[scan.mass_deletion]`); a bad one
+/// is refused with what is accepted.
+#[test]
+fn scan_takes_mass_deletion_thresholds_from_the_configuration() {
+    let (_dir, root) = repository();
+    let removed: String = (0..30).map(|i| format!("-    check_{i}(user)\n")).collect();
+    std::fs::write(
+        root.join("gutted.diff"),
+        format!(
+            "diff --git a/app/permissions.py b/app/permissions.py\n--- a/app/permissions.py\n+++ b/app/permissions.py\n@@ -1,31 +1,2 @@\n def check(user):\n{removed}+    return True\n"
+        ),
+    )
+    .unwrap();
+    let gutted = |output: &Output| {
+        json(output)["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["rule"] == "mass-deletion.file-gutted")
+    };
+    // 30 lines are fewer than the default 200.
+    let output = airlock(&root, &["scan", "--json", "gutted.diff"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(!gutted(&output));
+
+    std::fs::write(
+        root.join("airlock.toml"),
+        "[scan.mass_deletion]\nmin_gutted_lines = 20\n",
+    )
+    .unwrap();
+    let output = airlock(&root, &["scan", "--json", "gutted.diff"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(gutted(&output));
+
+    std::fs::write(
+        root.join("airlock.toml"),
+        "[scan.mass_deletion]\nmin_removed_percent = 150\n",
+    )
+    .unwrap();
+    let output = airlock(&root, &["scan", "--json", "gutted.diff"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        error.contains("scan.mass_deletion.min_removed_percent") && error.contains("1 to 100"),
+        "{error}"
+    );
+}
+
 #[test]
 fn scan_checks_added_queries_against_the_schema_of_the_base_tree() {
     let (_dir, root) = repository();

@@ -169,6 +169,7 @@ impl Default for ScanOptions {
             allow_fingerprints: Vec::new(),
             migration_dirs: [
                 "migrations/",
+                "Migrations/",
                 "migration/",
                 "db/migrate/",
                 "alembic/versions/",
@@ -305,6 +306,23 @@ impl PathGlobs {
     }
 }
 
+/// A comment line: `#` (not `#!`, `#[`, `#{`), `//`, `/*`, `*` (inside a block comment),
+/// `--` and a space (SQL).
+const COMMENT_LINE: &str = r"^\s*(?:#(?:[^!\[{]|$)|//|/\*|\*(?:\s|/|$)|--(?:\s|$))";
+
+/// Whether a rule's category judges code that runs: its rules never match a comment
+/// line (a commented-out call runs nothing, and a comment saying what was removed is no
+/// threat). Secrets are found in comments too.
+fn judges_code(category: Category) -> bool {
+    matches!(
+        category,
+        Category::SqlInjection
+            | Category::CommandInjection
+            | Category::UnsafeDeserialization
+            | Category::DestructiveOp
+    )
+}
+
 fn compile_rule(rule: &Rule) -> Result<CompiledRule, RuleError> {
     let bad = |key: &'static str, pattern: &str, reason: String| RuleError::BadPattern {
         id: rule.id.clone(),
@@ -346,7 +364,15 @@ fn compile_rule(rule: &Rule) -> Result<CompiledRule, RuleError> {
         key_group: group("key"),
         pattern,
         confirm: compile_all("confirm", &rule.confirm)?,
-        reject: compile_all("reject", &rule.reject)?,
+        reject: {
+            let mut reject = compile_all("reject", &rule.reject)?;
+            if judges_code(rule.category) && rule.kind == RuleKind::Line {
+                reject.push(build_regex(&[COMMENT_LINE]).map_err(|reason| {
+                    bad("reject", COMMENT_LINE, reason)
+                })?);
+            }
+            reject
+        },
     })
 }
 
@@ -416,8 +442,10 @@ struct LineScratch {
     /// span and number (`place_literals`).
     found: Vec<Found>,
     hit_lines: Vec<(usize, usize, u32)>,
-    /// A statement joined into one line (`Scanner::scan_statement`).
+    /// A statement joined into one line after a `+` (`Scanner::scan_statement`), and
+    /// the literals found on it.
     statement: Vec<u8>,
+    statement_hits: RunHits,
     /// The current file's plan.
     file: FilePlan,
 }
@@ -677,6 +705,7 @@ impl Scanner {
             found: Vec::new(),
             hit_lines: Vec::new(),
             statement: Vec::new(),
+            statement_hits: Vec::new(),
             file: FilePlan::default(),
         }
     }
@@ -1120,29 +1149,42 @@ impl Scanner {
         file_state: &mut FileState,
         state: &mut ScanState,
     ) {
-        if line.side != Side::Added || line.text.len() > WINDOW || state.full() {
+        if line.side != Side::Added
+            || line.text.len() > WINDOW
+            || state.full()
+            || !self.line_candidates(Side::Added, hits, plan, scratch)
+        {
             return;
         }
         let mut statement = std::mem::take(&mut scratch.statement);
-        if join_statement(line.text, line.following, &mut statement)
-            && self.line_candidates(Side::Added, hits, plan, scratch)
-        {
-            let joined = LineAt {
-                path: line.path,
-                text: &statement,
-                previous: line.previous,
-                following: Following::Input(&[]),
-                side: line.side,
-                number: line.number,
-            };
-            self.confirm_candidates(
-                &joined,
-                hits,
-                scratch,
-                file_state,
-                state,
-                Some(line.text.len()),
-            );
+        if join_statement(line.text, line.following, &mut statement) {
+            // The statement's own literals name its candidates: a rule's trigger may sit
+            // on a line that continues it (`cors({` then `credentials: true`).
+            let mut statement_hits = std::mem::take(&mut scratch.statement_hits);
+            statement_hits.clear();
+            if let Some(searcher) = &plan.searcher {
+                let text = (1, statement.len());
+                searcher.scan_run(&self.prefilter, &statement, &[text], &mut statement_hits);
+            }
+            if self.line_candidates(Side::Added, &statement_hits, plan, scratch) {
+                let joined = LineAt {
+                    path: line.path,
+                    text: &statement[1..],
+                    previous: line.previous,
+                    following: Following::Input(&[]),
+                    side: line.side,
+                    number: line.number,
+                };
+                self.confirm_candidates(
+                    &joined,
+                    &statement_hits,
+                    scratch,
+                    file_state,
+                    state,
+                    Some(line.text.len()),
+                );
+            }
+            scratch.statement_hits = statement_hits;
         }
         scratch.statement = statement;
     }
@@ -1768,7 +1810,8 @@ enum Following<'a> {
     Parsed(&'a [airlock_diff::HunkLine]),
 }
 
-/// Joins into `out` the statement that starts with the added line `first` and goes on
+/// Joins into `out`, after a `+` (so that the literal search reads it as a changed line),
+/// the statement that starts with the added line `first` and goes on
 /// over the new-side lines (added or context) that follow it in its hunk, each trimmed
 /// and after one space, passing over removed lines: while a `(` or `[` is open, a line
 /// ends with a character that continues it (`(` `[` `,` `+` `%` `=` `.` `\`), or the next
@@ -1797,10 +1840,11 @@ fn join_statement<'a>(first: &'a [u8], following: Following<'a>, out: &mut Vec<u
             return false;
         }
         let next = next.trim_ascii_end();
-        if out.len().max(first.len()) + 1 + next.len() > STATEMENT_BYTES {
+        if out.len().max(1 + first.len()) + next.len() > STATEMENT_BYTES {
             return false;
         }
         if out.is_empty() {
+            out.push(b'+');
             out.extend_from_slice(first);
         }
         out.push(b' ');

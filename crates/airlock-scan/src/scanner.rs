@@ -367,9 +367,10 @@ fn compile_rule(rule: &Rule) -> Result<CompiledRule, RuleError> {
         reject: {
             let mut reject = compile_all("reject", &rule.reject)?;
             if judges_code(rule.category) && rule.kind == RuleKind::Line {
-                reject.push(build_regex(&[COMMENT_LINE]).map_err(|reason| {
-                    bad("reject", COMMENT_LINE, reason)
-                })?);
+                reject.push(
+                    build_regex(&[COMMENT_LINE])
+                        .map_err(|reason| bad("reject", COMMENT_LINE, reason))?,
+                );
             }
             reject
         },
@@ -1134,12 +1135,14 @@ impl Scanner {
     }
 
     /// A statement that goes on past an added line (an open bracket, a trailing `+`,
-    /// `,` or `\`) is read again joined into one line with the lines that continue it
-    /// in the new file (`join_statement`): the rules the first line's literals (`hits`) make candidates are matched on
-    /// it, and a match that starts on the first line and ends past it is reported on the
-    /// first line, unless the rule already reported that line. So a call whose dangerous
-    /// argument sits on the next line (`fmt.Sprintf(` then the SQL, `jwt.sign(` then
-    /// the key) is judged as the statement it is.
+    /// `,` or `\`, a next line starting with `)` or `WHERE`...) is read again, joined into
+    /// one line with the lines that continue it in the new file (`join_statement`). Only
+    /// from a line with candidates of its own (`hits`): the fast path visits no other.
+    /// The rules the statement's literals trigger are matched on it, and a match that
+    /// starts on the first line and ends past it is reported on the first line, unless
+    /// the rule already reported that line. So a call whose dangerous argument sits on
+    /// the next line (`fmt.Sprintf(` then the SQL, `jwt.sign(` then the key) is judged
+    /// as the statement it is.
     fn scan_statement(
         &self,
         line: &LineAt<'_>,

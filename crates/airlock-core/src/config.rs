@@ -696,7 +696,7 @@ allow_fingerprints = []
 [scan.mass_deletion]
 # mass-deletion.files: this many files deleted (lockfiles, vendored and generated files
 # not counted).
-min_deleted_files = 10
+min_deleted_files = 5
 # mass-deletion.lines: this many lines removed, making up this percentage of the lines
 # changed, across this many files.
 min_removed_lines = 300

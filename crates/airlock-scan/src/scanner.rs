@@ -132,7 +132,7 @@ pub struct MassDeletionThresholds {
 impl Default for MassDeletionThresholds {
     fn default() -> Self {
         MassDeletionThresholds {
-            min_deleted_files: 10,
+            min_deleted_files: 5,
             min_removed_lines: 300,
             min_removed_percent: 90,
             min_files: 3,
@@ -174,6 +174,7 @@ impl Default for ScanOptions {
                 "db/migrate/",
                 "alembic/versions/",
                 "prisma/migrations/",
+                "drizzle/",
                 "sql/migrations/",
                 "db/migrations/",
             ]
@@ -1454,11 +1455,12 @@ impl Scanner {
                 state.push(finding);
             }
         }
-        for old in &file_state.numeric_old {
-            let replacement = file_state
-                .numeric_new
-                .iter()
-                .find(|new| new.rule == old.rule && new.key == old.key);
+        // The n-th removed value of a rule and key is compared with the n-th added one:
+        // `rtol=1e-6, atol=1e-9` tightened to `rtol=1e-7, atol=1e-10` pairs rtol with rtol.
+        for (index, old) in file_state.numeric_old.iter().enumerate() {
+            let same = |other: &&NumericValue| other.rule == old.rule && other.key == old.key;
+            let rank = file_state.numeric_old[..index].iter().filter(same).count();
+            let replacement = file_state.numeric_new.iter().filter(same).nth(rank);
             let raises = self.rules[old.rule].kind == RuleKind::NumericIncrease;
             let (line, preview) = match replacement {
                 Some(new) if (new.value > old.value) == raises && new.value != old.value => {

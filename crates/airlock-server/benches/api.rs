@@ -32,7 +32,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -49,6 +48,9 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 
+mod support;
+use support::{env_number, generate};
+
 /// Per-agent limits far above what the bench can reach, so that the figure is the
 /// service's and not the configured rate limits'.
 const CHANGES_IN_FLIGHT_LIMIT: usize = 100_000;
@@ -63,48 +65,6 @@ const LIST_LIMIT: usize = 1000;
 
 /// How long the seeded changes may take to be checked before the bench gives up.
 const SEED_CHECK_LIMIT: Duration = Duration::from_secs(90);
-
-fn git(dir: &Path, args: &[&str]) {
-    let output = Command::new("git")
-        .args([
-            "-c",
-            "user.name=bench",
-            "-c",
-            "user.email=bench@example.com",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// A repository of `files` small files in nested directories, one commit.
-fn generate(root: &Path, files: usize) {
-    std::fs::create_dir_all(root).unwrap();
-    git(root, &["init", "-q"]);
-    for i in 0..files {
-        let path = root.join(format!("src/d{:03}/f{i}.txt", i % 200));
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, format!("file {i}\nline two\nline three\n")).unwrap();
-    }
-    std::fs::write(root.join(".gitignore"), ".airlock/\n").unwrap();
-    git(root, &["add", "-A"]);
-    git(root, &["commit", "-qm", "base"]);
-}
 
 /// The `i`-th proposal: one line of one file, all on the same base, so every one applies.
 fn patch(i: usize, files: usize) -> String {

@@ -7,7 +7,6 @@
 //! the target is airlock ≤ 2× the bare git steps. Each proposal is timed on an idle
 //! server; back-to-back proposals also pay for the previous workspace's reset.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -17,36 +16,11 @@ use airlock_core::ids::Role;
 use airlock_server::ServiceOptions;
 use airlock_store::SqliteStore;
 
-fn git(dir: &Path, args: &[&str]) {
-    let output = Command::new("git")
-        .args([
-            "-c",
-            "user.name=bench",
-            "-c",
-            "user.email=bench@example.com",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
+mod support;
+use support::{env_number, generate, git};
 
 /// Untimed pause between proposals, longer than a workspace reset of 20 000 files.
 const IDLE_BETWEEN_MS: u64 = 600;
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
@@ -55,20 +29,6 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
-
-/// A repository of `files` small files in nested directories, one commit.
-fn generate(root: &Path, files: usize) {
-    std::fs::create_dir_all(root).unwrap();
-    git(root, &["init", "-q"]);
-    for i in 0..files {
-        let path = root.join(format!("src/d{:03}/f{i}.txt", i % 200));
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, format!("file {i}\nline two\nline three\n")).unwrap();
-    }
-    std::fs::write(root.join(".gitignore"), ".airlock/\n").unwrap();
-    git(root, &["add", "-A"]);
-    git(root, &["commit", "-qm", "base"]);
 }
 
 fn patch(i: usize) -> String {

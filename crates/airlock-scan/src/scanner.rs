@@ -635,7 +635,7 @@ impl Scanner {
         if let Some(base) = base {
             self.unknown_columns(diff, &patch.files, base, options, &mut scratch, &mut state);
         }
-        self.finish_scan(&summaries, options, state)
+        self.finish_scan(&summaries, options, base, state)
     }
 
     /// `schema-contract.unknown-column` (and any rule of its kind): the added lines of
@@ -718,9 +718,10 @@ impl Scanner {
         &self,
         files: &[FileSummary<'_>],
         options: &ScanOptions,
+        base: Option<&dyn BaseTree>,
         mut state: ScanState,
     ) -> Result<ScanReport, ScanError> {
-        self.mass_deletion(files, options, &mut state);
+        self.mass_deletion(files, options, base, &mut state);
         let migration_dirs = migration_dirs(&options.migration_dirs);
         let migration_in_change = files.iter().any(|file| {
             [file.old_path, file.new_path]
@@ -1479,6 +1480,7 @@ impl Scanner {
         &self,
         files: &[FileSummary<'_>],
         options: &ScanOptions,
+        base: Option<&dyn BaseTree>,
         state: &mut ScanState,
     ) {
         let thresholds = &options.mass_deletion;
@@ -1522,15 +1524,33 @@ impl Scanner {
                         continue;
                     }
                     for file in &counted {
-                        let gutted = file.kind == FileChangeKind::Modified
-                            && file.removed >= thresholds.min_gutted_lines
-                            && file.added * 10 <= file.removed
-                            && !is_data_path(file.path);
+                        if file.kind != FileChangeKind::Modified
+                            || file.added * 10 > file.removed
+                            || is_data_path(file.path)
+                        {
+                            continue;
+                        }
+                        // Below the threshold, a file is gutted when the base tree shows
+                        // that most of it went.
+                        let base_lines = (file.removed < thresholds.min_gutted_lines
+                            && file.removed >= GUTTED_FLOOR_LINES)
+                            .then(|| base.and_then(|base| line_count(base, file)))
+                            .flatten();
+                        let gutted = file.removed >= thresholds.min_gutted_lines
+                            || base_lines.is_some_and(|lines| {
+                                file.removed * 100 >= GUTTED_SHARE_PERCENT * lines
+                            });
                         if gutted {
-                            let preview = format!(
-                                "{} lines removed and {} added; the file is kept",
-                                file.removed, file.added
-                            );
+                            let preview = match base_lines {
+                                Some(lines) => format!(
+                                    "{} of its {lines} lines removed and {} added; the file is kept",
+                                    file.removed, file.added
+                                ),
+                                None => format!(
+                                    "{} lines removed and {} added; the file is kept",
+                                    file.removed, file.added
+                                ),
+                            };
                             let mut finding = self.finding(index, file.path, 0, preview.as_bytes());
                             finding.preview = Some(preview);
                             state.push(finding);
@@ -2043,6 +2063,18 @@ fn is_generated_path(path: &str) -> bool {
 }
 
 /// The deepest directory containing every path, or `.`.
+/// With the base tree, a file kept with at least this many lines removed, making up at
+/// least this percentage of it, is gutted whatever `min_gutted_lines` says.
+const GUTTED_FLOOR_LINES: usize = 30;
+const GUTTED_SHARE_PERCENT: usize = 80;
+
+/// The number of lines of a changed file in the base tree, if it has the file.
+fn line_count(base: &dyn BaseTree, file: &FileSummary<'_>) -> Option<usize> {
+    let text = base.read(&[file.path]).pop().flatten()?;
+    let newlines = memchr_iter(b'\n', &text).count();
+    Some(newlines + usize::from(!text.is_empty() && !text.ends_with(b"\n")))
+}
+
 /// Documentation and data files, whose wholesale removal is no code gutted.
 fn is_data_path(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
@@ -2137,7 +2169,7 @@ impl Scanner {
             .iter()
             .map(|file| self.scan_file_reference(file, &mut scratch, &mut state))
             .collect();
-        self.finish_scan(&summaries, options, state)
+        self.finish_scan(&summaries, options, None, state)
     }
 
     fn scan_file_reference<'a>(

@@ -674,6 +674,61 @@ fn scan_takes_mass_deletion_thresholds_from_the_configuration() {
     );
 }
 
+/// Below the line threshold, a file is gutted when the repository shows that most of it
+/// went: 35 of 40 lines is; 35 of 200 is not; without the repository, neither can be told.
+#[test]
+fn scan_judges_a_gutted_file_against_its_length_in_the_repository() {
+    let (_dir, root) = repository();
+    let body = |lines: usize| -> String {
+        (0..lines)
+            .map(|i| format!("    check_{i}(user)\n"))
+            .collect()
+    };
+    std::fs::create_dir_all(root.join("app")).unwrap();
+    std::fs::write(
+        root.join("app/small.py"),
+        format!("def check(user):\n{}", body(39)),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("app/large.py"),
+        format!("def check(user):\n{}", body(199)),
+    )
+    .unwrap();
+    git(&root, &["add", "app"]);
+    git(&root, &["commit", "-q", "-m", "permissions"]);
+    let gut = |path: &str| {
+        let removed: String = (0..35).map(|i| format!("-    check_{i}(user)\n")).collect();
+        format!(
+            "diff --git a/{path} b/{path}\n--- a/{path}\n+++ b/{path}\n@@ -1,36 +1,2 @@\n def check(user):\n{removed}+    return True\n"
+        )
+    };
+    std::fs::write(root.join("small.diff"), gut("app/small.py")).unwrap();
+    std::fs::write(root.join("large.diff"), gut("app/large.py")).unwrap();
+    let gutted = |output: &Output| {
+        json(output)["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["rule"] == "mass-deletion.file-gutted")
+            .map(|f| f["preview"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let output = airlock(&root, &["scan", "--json", "small.diff"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(
+        gutted(&output),
+        ["35 of its 40 lines removed and 1 added; the file is kept"]
+    );
+    let output = airlock(&root, &["scan", "--json", "large.diff"]);
+    assert!(gutted(&output).is_empty(), "{}", text(&output));
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::copy(root.join("small.diff"), elsewhere.path().join("small.diff")).unwrap();
+    let output = airlock(elsewhere.path(), &["scan", "--json", "small.diff"]);
+    assert!(gutted(&output).is_empty(), "{}", text(&output));
+}
+
 #[test]
 fn scan_checks_added_queries_against_the_schema_of_the_base_tree() {
     let (_dir, root) = repository();

@@ -952,7 +952,7 @@ impl Scanner {
                 number,
             };
             self.confirm_candidates(&line, line_hits, scratch, scan.file_state, state, None);
-            self.scan_statement(&line, line_hits, scan.plan, scratch, scan.file_state, state);
+            self.scan_statement(&line, scan.plan, scratch, scan.file_state, state);
             if state.full() {
                 // Line by line, the lines after this one would each only mark the report
                 // truncated, their bytes not scanned.
@@ -1048,7 +1048,7 @@ impl Scanner {
         state.stats.bytes_scanned += text.len() as u64;
         if self.line_candidates(line.side, hits, plan, scratch) {
             self.confirm_candidates(&line, hits, scratch, file_state, state, None);
-            self.scan_statement(&line, hits, plan, scratch, file_state, state);
+            self.scan_statement(&line, plan, scratch, file_state, state);
         }
     }
 
@@ -1139,7 +1139,7 @@ impl Scanner {
     /// A statement that goes on past an added line (an open bracket, a trailing `+`,
     /// `,` or `\`, a next line starting with `)` or `WHERE`...) is read again, joined into
     /// one line with the lines that continue it in the new file (`join_statement`). Only
-    /// from a line with candidates of its own (`hits`): the fast path visits no other.
+    /// called for a line with candidates of its own: the fast path visits no other.
     /// The rules the statement's literals trigger are matched on it, and a match that
     /// starts on the first line and ends past it is reported on the first line, unless
     /// the rule already reported that line. So a call whose dangerous argument sits on
@@ -1148,17 +1148,12 @@ impl Scanner {
     fn scan_statement(
         &self,
         line: &LineAt<'_>,
-        hits: &[(u32, u32)],
         plan: &FilePlan,
         scratch: &mut LineScratch,
         file_state: &mut FileState,
         state: &mut ScanState,
     ) {
-        if line.side != Side::Added
-            || line.text.len() > WINDOW
-            || state.full()
-            || !self.line_candidates(Side::Added, hits, plan, scratch)
-        {
+        if line.side != Side::Added || line.text.len() > WINDOW || state.full() {
             return;
         }
         let mut statement = std::mem::take(&mut scratch.statement);
@@ -2220,8 +2215,11 @@ impl Scanner {
                             number: new_line,
                         };
                         self.scan_line(&at, applies, scratch, &mut file_state, state);
+                        // As the fast path: only from a line with candidates of its own.
                         let hits = self.reference_hits(&plan, &line.text);
-                        self.scan_statement(&at, &hits, &plan, scratch, &mut file_state, state);
+                        if self.line_candidates(Side::Added, &hits, &plan, scratch) {
+                            self.scan_statement(&at, &plan, scratch, &mut file_state, state);
+                        }
                         previous = Some(&line.text);
                         new_line = new_line.saturating_add(1);
                     }

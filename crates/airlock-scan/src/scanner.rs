@@ -939,15 +939,16 @@ impl Scanner {
             let line = LineAt {
                 path: scan.path,
                 text: &input[text_start..text_end],
-                previous: match side {
-                    Side::Added => Previous::InInput {
+                around: match side {
+                    Side::Added => Around::Input {
                         input,
                         hunk_start: run.hunk_start,
-                        line_start: text_start - 1,
+                        hunk_end: run.hunk_end,
+                        start: text_start - 1,
+                        end: text_end,
                     },
-                    Side::Removed => Previous::Known(None),
+                    Side::Removed => Around::Removed,
                 },
-                following: Following::Input(&input[(text_end + 1).min(run.hunk_end)..run.hunk_end]),
                 side,
                 number,
             };
@@ -989,7 +990,6 @@ impl Scanner {
             searcher.scan_run(&self.prefilter, input, &scratch.run_lines, &mut hits);
         }
         let mut new_line = run.new_line;
-        let mut previous = previous_new_line(input, run.hunk_start, run.span.start);
         let mut next_hit = 0;
         for position in 0..scratch.run_lines.len() {
             let (text_start, text_end) = scratch.run_lines[position];
@@ -1007,17 +1007,21 @@ impl Scanner {
             let line = LineAt {
                 path: scan.path,
                 text,
-                previous: Previous::Known(match side {
-                    Side::Added => previous,
-                    Side::Removed => None,
-                }),
-                following: Following::Input(&input[(text_end + 1).min(run.hunk_end)..run.hunk_end]),
+                around: match side {
+                    Side::Added => Around::Input {
+                        input,
+                        hunk_start: run.hunk_start,
+                        hunk_end: run.hunk_end,
+                        start: text_start - 1,
+                        end: text_end,
+                    },
+                    Side::Removed => Around::Removed,
+                },
                 side,
                 number: new_line,
             };
             self.scan_candidates(line, line_hits, scan.plan, scratch, scan.file_state, state);
             if side == Side::Added {
-                previous = Some(text);
                 new_line = new_line.saturating_add(1);
             }
         }
@@ -1145,6 +1149,10 @@ impl Scanner {
     /// the rule already reported that line. So a call whose dangerous argument sits on
     /// the next line (`fmt.Sprintf(` then the SQL, `jwt.sign(` then the key) is judged
     /// as the statement it is.
+    ///
+    /// A statement that starts on an added line above, one without candidates of its own
+    /// (`db.query(\`` then the SQL and its values), is read from there too
+    /// (`Around::statement_start`).
     fn scan_statement(
         &self,
         line: &LineAt<'_>,
@@ -1156,8 +1164,36 @@ impl Scanner {
         if line.side != Side::Added || line.text.len() > WINDOW || state.full() {
             return;
         }
+        self.scan_statement_from(line, plan, scratch, file_state, state);
+        if let Some((text, around, back)) = line.around.statement_start(line.text) {
+            // Read from each line that continues it, or from its first line already if
+            // that has candidates of its own: the same match is reported once
+            // (`reported`).
+            if text.len() <= WINDOW {
+                let first = LineAt {
+                    path: line.path,
+                    text,
+                    around,
+                    side: Side::Added,
+                    number: line.number.saturating_sub(back),
+                };
+                self.scan_statement_from(&first, plan, scratch, file_state, state);
+            }
+        }
+    }
+
+    /// Reads the statement that starts with the added line `line`, when it goes on past
+    /// it (`scan_statement`).
+    fn scan_statement_from(
+        &self,
+        line: &LineAt<'_>,
+        plan: &FilePlan,
+        scratch: &mut LineScratch,
+        file_state: &mut FileState,
+        state: &mut ScanState,
+    ) {
         let mut statement = std::mem::take(&mut scratch.statement);
-        if join_statement(line.text, line.following, &mut statement) {
+        if join_statement(line.text, line.around.following(), &mut statement) {
             // The statement's own literals name its candidates: a rule's trigger may sit
             // on a line that continues it (`cors({` then `credentials: true`).
             let mut statement_hits = std::mem::take(&mut scratch.statement_hits);
@@ -1170,8 +1206,8 @@ impl Scanner {
                 let joined = LineAt {
                     path: line.path,
                     text: &statement[1..],
-                    previous: line.previous,
-                    following: Following::Input(&[]),
+                    // Its first line's: for an `airlock:allow` above it.
+                    around: line.around,
                     side: line.side,
                     number: line.number,
                 };
@@ -1321,15 +1357,16 @@ impl Scanner {
         }
     }
 
-    /// Whether `rule` has reported `line` already: its findings are the last ones.
+    /// Whether `rule` has reported `line` already: the findings of the line's file are
+    /// the last ones.
     fn reported(&self, rule: usize, line: &LineAt<'_>, state: &ScanState) -> bool {
         let id = &self.rules[rule].id;
         state
             .findings
             .iter()
             .rev()
-            .take_while(|finding| finding.line == line.number && finding.path == line.path)
-            .any(|finding| finding.rule == *id)
+            .take_while(|finding| finding.path == line.path)
+            .any(|finding| finding.line == line.number && finding.rule == *id)
     }
 
     #[allow(clippy::too_many_arguments)] // One call site; a struct would only rename them.
@@ -1356,7 +1393,7 @@ impl Scanner {
                 return None;
             }
             inline_allow(line.text, &rule_data.id, rule_data.category.as_str()).or_else(|| {
-                line.previous.text().and_then(|previous| {
+                line.around.previous().and_then(|previous| {
                     inline_allow(previous, &rule_data.id, rule_data.category.as_str())
                 })
             })
@@ -1779,31 +1816,152 @@ fn place_literals(
     }
 }
 
-/// The new-side line before a changed line, for an `airlock:allow` written on its own
-/// line above: known when lines are read one by one, else looked for in the input only
-/// when a finding asks for it.
+/// Where a changed line sits in its hunk, for what reads the lines around it: an
+/// `airlock:allow` written on its own line above, a statement that goes on over several
+/// lines. Looked for in the input only when something asks.
 #[derive(Debug, Clone, Copy)]
-enum Previous<'a> {
-    Known(Option<&'a [u8]>),
-    /// Before the line starting at `line_start`, in the hunk whose first line starts at
-    /// `hunk_start`.
-    InInput {
+enum Around<'a> {
+    /// In the input: the hunk's lines run from `hunk_start` (its first line's prefix
+    /// character) to `hunk_end`, the line from `start` (its prefix character) to `end`
+    /// (its newline, or the hunk's end).
+    Input {
         input: &'a [u8],
         hunk_start: usize,
-        line_start: usize,
+        hunk_end: usize,
+        start: usize,
+        end: usize,
     },
+    /// The `index`th line of a parsed hunk (the reference scan).
+    #[cfg(test)]
+    Parsed {
+        lines: &'a [airlock_diff::HunkLine],
+        index: usize,
+    },
+    /// A removed line: nothing around it is read.
+    Removed,
 }
 
-impl<'a> Previous<'a> {
-    fn text(self) -> Option<&'a [u8]> {
+impl<'a> Around<'a> {
+    /// The new-side line before this one, passing over removed lines.
+    fn previous(self) -> Option<&'a [u8]> {
         match self {
-            Previous::Known(text) => text,
-            Previous::InInput {
+            Around::Input {
                 input,
                 hunk_start,
-                line_start,
-            } => previous_new_line(input, hunk_start, line_start),
+                start,
+                ..
+            } => previous_new_line(input, hunk_start, start),
+            #[cfg(test)]
+            Around::Parsed { lines, index } => lines[..index]
+                .iter()
+                .rev()
+                .find(|line| line.kind != LineKind::Removed)
+                .map(|line| &line.text[..]),
+            Around::Removed => None,
         }
+    }
+
+    /// The lines after this one in its hunk.
+    fn following(self) -> Following<'a> {
+        match self {
+            Around::Input {
+                input,
+                hunk_end,
+                end,
+                ..
+            } => Following::Input(&input[(end + 1).min(hunk_end)..hunk_end]),
+            #[cfg(test)]
+            Around::Parsed { lines, index } => Following::Parsed(&lines[index + 1..]),
+            Around::Removed => Following::Input(&[]),
+        }
+    }
+
+    /// Visits the changed lines before this one, nearest first, as (prefix character,
+    /// text, where), at most `STATEMENT_REACH` of them and while `visit` says to go on; a
+    /// context line ends them.
+    fn changed_before(self, mut visit: impl FnMut(u8, &'a [u8], Around<'a>) -> bool) {
+        match self {
+            Around::Input {
+                input,
+                hunk_start,
+                hunk_end,
+                start,
+                ..
+            } => {
+                let mut line_start = start;
+                for _ in 0..STATEMENT_REACH {
+                    if line_start <= hunk_start {
+                        break;
+                    }
+                    let end = line_start - 1;
+                    let start = memrchr(b'\n', &input[hunk_start..end])
+                        .map_or(hunk_start, |at| hunk_start + at + 1);
+                    // An empty line is an empty context line.
+                    let prefix = if start < end { input[start] } else { b' ' };
+                    let around = Around::Input {
+                        input,
+                        hunk_start,
+                        hunk_end,
+                        start,
+                        end,
+                    };
+                    if !matches!(prefix, b'+' | b'-' | b'\\')
+                        || !visit(prefix, &input[(start + 1).min(end)..end], around)
+                    {
+                        break;
+                    }
+                    line_start = start;
+                }
+            }
+            #[cfg(test)]
+            Around::Parsed { lines, index } => {
+                for (at, line) in lines[..index]
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .take(STATEMENT_REACH)
+                {
+                    let prefix = match line.kind {
+                        LineKind::Added => b'+',
+                        LineKind::Removed => b'-',
+                        LineKind::Context => break,
+                    };
+                    if !visit(prefix, &line.text, Around::Parsed { lines, index: at }) {
+                        break;
+                    }
+                }
+            }
+            Around::Removed => {}
+        }
+    }
+
+    /// Where the statement holding this added line (`text`) starts, when it starts on
+    /// an added line before it: going back over added lines (and removed ones, which
+    /// are no part of it) while each continues into the next (`continues`, `leads`), at
+    /// most `STATEMENT_LINES - 1` lines back. The first line's text, where it is, and how
+    /// many lines back it is.
+    fn statement_start(self, text: &'a [u8]) -> Option<(&'a [u8], Around<'a>, u32)> {
+        if !may_continue_above(text.trim_ascii()) {
+            return None;
+        }
+        let mut later = text;
+        let mut start = None;
+        let mut back = 0;
+        self.changed_before(|prefix, earlier, around| match prefix {
+            b'+' => {
+                if !(continues(bracket_depth(earlier), earlier) || leads(later.trim_ascii_start()))
+                {
+                    return false;
+                }
+                back += 1;
+                later = earlier;
+                start = Some((earlier, around, back));
+                (back as usize) < STATEMENT_LINES - 1
+            }
+            // Removed lines, and `\ No newline at end of file`, are passed over.
+            _ => true,
+        });
+        start
     }
 }
 
@@ -1812,10 +1970,7 @@ impl<'a> Previous<'a> {
 struct LineAt<'a> {
     path: &'a str,
     text: &'a [u8],
-    /// The new-side line just before an added line, for `airlock:allow` on its own line.
-    previous: Previous<'a>,
-    /// The lines after it, for a statement that goes on over them.
-    following: Following<'a>,
+    around: Around<'a>,
     side: Side,
     number: u32,
 }
@@ -1971,6 +2126,30 @@ fn leads(line: &[u8]) -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether a (trimmed) line may go on with a statement opened above it, by its own
+/// looks: it leads (`leads`), starts with a string (`"`, `f"`, `$"`...) or a SQL verb,
+/// ends with `,` (an argument, an item), or closes a bracket and opens none. Only
+/// from such a line is the statement's start looked for above it
+/// (`Around::statement_start`); the rest pay nothing for it.
+fn may_continue_above(line: &[u8]) -> bool {
+    const VERBS: [&[u8]; 5] = [b"SELECT ", b"INSERT ", b"UPDATE ", b"DELETE ", b"WITH "];
+    let unprefixed = match line {
+        [b'f' | b'r' | b'b' | b'u' | b'$' | b'@', b'"' | b'\'', ..] => &line[1..],
+        _ => line,
+    };
+    leads(line)
+        || matches!(unprefixed.first(), Some(b'"' | b'\''))
+        || VERBS.iter().any(|verb| line.starts_with(verb))
+        || match line.trim_ascii_end() {
+            [.., b','] => true,
+            // Closes a call or a list it does not open: `shell=True)`.
+            [.., b')' | b']', b';'] | [.., b')' | b']'] => {
+                memchr::memchr2(b'(', b'[', line).is_none()
+            }
+            _ => false,
+        }
 }
 
 /// Whether a statement goes on after `line`, with `depth` brackets open after it.
@@ -2195,22 +2374,19 @@ impl Scanner {
         let mut file_state = FileState::default();
         for hunk in &file.hunks {
             let mut new_line = hunk.new_start;
-            let mut previous: Option<&[u8]> = None;
             for (index, line) in hunk.lines.iter().enumerate() {
-                let following = Following::Parsed(&hunk.lines[index + 1..]);
                 match line.kind {
-                    LineKind::Context => {
-                        previous = Some(&line.text);
-                        new_line = new_line.saturating_add(1);
-                    }
+                    LineKind::Context => new_line = new_line.saturating_add(1),
                     LineKind::Added => {
                         state.stats.added_lines += 1;
                         file_state.added_hashes.insert(text_hash(&line.text));
                         let at = LineAt {
                             path,
                             text: &line.text,
-                            previous: Previous::Known(previous),
-                            following,
+                            around: Around::Parsed {
+                                lines: &hunk.lines,
+                                index,
+                            },
                             side: Side::Added,
                             number: new_line,
                         };
@@ -2220,7 +2396,6 @@ impl Scanner {
                         if self.line_candidates(Side::Added, &hits, &plan, scratch) {
                             self.scan_statement(&at, &plan, scratch, &mut file_state, state);
                         }
-                        previous = Some(&line.text);
                         new_line = new_line.saturating_add(1);
                     }
                     LineKind::Removed => {
@@ -2228,8 +2403,7 @@ impl Scanner {
                         let at = LineAt {
                             path,
                             text: &line.text,
-                            previous: Previous::Known(None),
-                            following,
+                            around: Around::Removed,
                             side: Side::Removed,
                             number: new_line,
                         };

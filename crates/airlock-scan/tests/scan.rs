@@ -225,6 +225,44 @@ fn statements_wrapped_over_lines_are_read_whole() {
         "{header}@@ -1,2 +1,3 @@\n import asyncio\n+proc = await asyncio.create_subprocess_shell(\n-    f\"journalctl -u {{service}}\",\n+    \"uptime\",\n"
     );
     check(&removed, &[]);
+
+    // A statement whose first line holds no trigger of its own is read from that line,
+    // when a line that continues it has one: reported on the first line, once, beside
+    // what the continuing line reports alone.
+    let ts = "diff --git a/src/users.ts b/src/users.ts\n--- a/src/users.ts\n+++ b/src/users.ts\n";
+    let template = format!(
+        "{ts}@@ -1,2 +1,7 @@\n export async function find(db, req) {{\n+  const rows = await db.query(`\n+    SELECT * FROM users\n+     WHERE id = ${{req.params.id}}\n+       AND org = ${{req.user.org}}\n+  `);\n   return rows;\n"
+    );
+    check(
+        &template,
+        &[
+            ("sql-injection.template-literal", 2),
+            ("sql-injection.template-literal-continuation", 3),
+            ("sql-injection.template-literal-continuation", 4),
+            ("sql-injection.template-literal-continuation", 5),
+        ],
+    );
+    // Tagged, it binds its values; the lines inside stay medium, as alone.
+    let tagged = template.replace("db.query(`", "db.query(sql`");
+    check(
+        &tagged,
+        &[
+            ("sql-injection.template-literal-continuation", 3),
+            ("sql-injection.template-literal-continuation", 4),
+            ("sql-injection.template-literal-continuation", 5),
+        ],
+    );
+    // A context line ends the statement read back: the change did not write its start.
+    let context_start = format!(
+        "{ts}@@ -1,2 +1,5 @@\n   const rows = await db.query(`\n+    SELECT * FROM users\n+     WHERE id = ${{req.params.id}}\n+  `);\n   return rows;\n"
+    );
+    check(
+        &context_start,
+        &[
+            ("sql-injection.template-literal-continuation", 2),
+            ("sql-injection.template-literal-continuation", 3),
+        ],
+    );
 }
 
 #[test]

@@ -7,8 +7,8 @@
 
 use crate::error::{ParseError, ParseProblem, excerpt};
 use crate::patch::{
-    ChangedRun, FileChangeKind, FilePatchRef, FileRuns, HunkLineRef, HunkRef, LineKind, Patch,
-    PatchRef, PatchRuns,
+    ChangedRun, FileChangeKind, FilePatchRef, FileRuns, HunkLineRef, HunkRef, LineKind, OldLength,
+    Patch, PatchRef, PatchRuns,
 };
 use crate::path;
 
@@ -125,6 +125,7 @@ struct Runs {
     /// `\ No newline at end of file`.
     last: Option<LineKind>,
     marked: bool,
+    old_length: OldLength,
 }
 
 impl Runs {
@@ -153,6 +154,7 @@ impl Runs {
 impl<'a> Hunks<'a> for Runs {
     fn begin(&mut self, header: HunkHeader, _capacity: usize) {
         self.end_hunk();
+        self.old_length.begin(header.old_start, header.old_len);
         self.hunks += 1;
         self.hunk_start = None;
         self.new_line = header.new_start;
@@ -165,6 +167,7 @@ impl<'a> Hunks<'a> for Runs {
         self.hunk_end = text_start + text.len();
         self.last = Some(kind);
         self.marked = false;
+        self.old_length.line(kind);
         if kind == LineKind::Context {
             self.close();
             self.new_line = self.new_line.saturating_add(1);
@@ -197,6 +200,9 @@ impl<'a> Hunks<'a> for Runs {
         self.close();
         let kind = self.last.filter(|_| !self.marked)?;
         self.marked = true;
+        if in_old(kind) {
+            self.old_length.old_side_ended();
+        }
         Some(kind)
     }
 
@@ -251,6 +257,7 @@ impl File<Runs> {
             kind: self.kind,
             binary: self.binary,
             runs: self.hunks.runs,
+            old_lines: self.hunks.old_length.finish(),
         }
     }
 }

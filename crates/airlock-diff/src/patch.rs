@@ -61,6 +61,22 @@ impl FilePatch {
         self.count_lines(LineKind::Removed)
     }
 
+    /// How many lines the file had before the change, when its hunks show where it
+    /// ended (`OldLength`).
+    pub fn old_lines(&self) -> Option<u32> {
+        let mut length = OldLength::default();
+        for hunk in &self.hunks {
+            length.begin(hunk.old_start, hunk.old_len);
+            for line in &hunk.lines {
+                length.line(line.kind);
+                if line.no_newline_at_end && line.in_old() {
+                    length.old_side_ended();
+                }
+            }
+        }
+        length.finish()
+    }
+
     fn count_lines(&self, kind: LineKind) -> usize {
         self.hunks
             .iter()
@@ -249,6 +265,9 @@ pub struct FileRuns {
     pub binary: bool,
     /// The runs of every hunk, in input order.
     pub runs: Vec<ChangedRun>,
+    /// How many lines the file had before the change, when its hunks show where it
+    /// ended (`FilePatch::old_lines`).
+    pub old_lines: Option<u32>,
 }
 
 impl FileRuns {
@@ -290,4 +309,72 @@ pub struct ChangedRun {
     pub removed: u32,
     /// Bytes of the lines' text, without prefix characters and newlines.
     pub text_bytes: u64,
+}
+
+/// The length of a file before the change, as far as its hunks tell it. A diff gives
+/// each change a fixed number of context lines (git's three unless told otherwise) and
+/// fewer only where the file ends, so the last hunk ends the old file when it has fewer
+/// context lines after its last change than that, or when its last old line is marked
+/// `\ No newline at end of file`. The number of context lines is read from the hunks
+/// that show it (the context before a change away from the file's start, and after the
+/// last change of any hunk but the last), the largest seen, three when none does.
+#[derive(Debug, Default)]
+pub(crate) struct OldLength {
+    /// The current hunk's old side, and its context lines before its first change and
+    /// after its last one.
+    old_start: u32,
+    old_len: u32,
+    leading: u32,
+    trailing: u32,
+    changed: bool,
+    ended: bool,
+    /// The most context lines seen where the file did not cut them short.
+    context: Option<u32>,
+}
+
+impl OldLength {
+    const DEFAULT_CONTEXT: u32 = 3;
+
+    pub(crate) fn begin(&mut self, old_start: u32, old_len: u32) {
+        if self.changed {
+            self.seen_context(self.trailing);
+        }
+        *self = OldLength {
+            old_start,
+            old_len,
+            context: self.context,
+            ..OldLength::default()
+        };
+    }
+
+    pub(crate) fn line(&mut self, kind: LineKind) {
+        if kind == LineKind::Context {
+            if self.changed {
+                self.trailing += 1;
+            } else {
+                self.leading += 1;
+            }
+            return;
+        }
+        if !self.changed && self.old_start > 1 {
+            self.seen_context(self.leading);
+        }
+        self.changed = true;
+        self.trailing = 0;
+    }
+
+    /// The current hunk's last old-side line has no newline: the old file ends there.
+    pub(crate) fn old_side_ended(&mut self) {
+        self.ended = true;
+    }
+
+    fn seen_context(&mut self, lines: u32) {
+        self.context = Some(self.context.map_or(lines, |seen| seen.max(lines)));
+    }
+
+    pub(crate) fn finish(self) -> Option<u32> {
+        let context = self.context.unwrap_or(Self::DEFAULT_CONTEXT);
+        let ends = self.ended || (self.changed && self.trailing < context);
+        (ends && self.old_len > 0).then(|| self.old_start.saturating_add(self.old_len - 1))
+    }
 }

@@ -552,7 +552,8 @@ proptest! {
     }
 
     /// The runs of changed lines are what grouping `parse_ref`'s lines gives, with the
-    /// same errors, and every line of a run starts with `+` or `-` in the input.
+    /// same errors, and every line of a run starts with `+` or `-` in the input; the old
+    /// file's length is read from them as from the parsed hunks.
     #[test]
     fn parse_runs_groups_the_changed_lines(
         lines in prop::collection::vec(prop::sample::select(vec![
@@ -568,13 +569,14 @@ proptest! {
             input.pop();
         }
         let expected = parse_ref(&input).map(|patch| {
-            patch.files.iter().map(|file| (file.path().to_owned(), runs_of(&input, file))).collect::<Vec<_>>()
+            let lengths = patch.clone().into_patch().files.iter().map(FilePatch::old_lines).collect::<Vec<_>>();
+            patch.files.iter().zip(lengths).map(|(file, length)| (file.path().to_owned(), runs_of(&input, file), length)).collect::<Vec<_>>()
         });
         let runs = parse_runs(&input).map(|patch| {
-            patch.files.iter().map(|file| (file.path().to_owned(), file.runs.clone())).collect::<Vec<_>>()
+            patch.files.iter().map(|file| (file.path().to_owned(), file.runs.clone(), file.old_lines)).collect::<Vec<_>>()
         });
         if let Ok(files) = &runs {
-            for run in files.iter().flat_map(|(_, runs)| runs) {
+            for run in files.iter().flat_map(|(_, runs, _)| runs) {
                 for line in input[run.span.clone()].split(|&byte| byte == b'\n') {
                     prop_assert!(matches!(line.first(), Some(b'+' | b'-')));
                 }
@@ -645,6 +647,92 @@ fn git(directory: &Path, args: &[&str]) -> std::process::Output {
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .output()
         .unwrap()
+}
+
+/// A file's old length is known from a diff when its last hunk shows where the file
+/// ended: on diffs by real git, with its default context and others.
+#[test]
+fn a_file_length_is_read_from_hunks_that_reach_its_end() {
+    if !git_available() {
+        return;
+    }
+    let dir = TempDir::new();
+    let original: Vec<String> = (1..=40).map(|n| format!("line {n}")).collect();
+    let write = |name: &str, lines: &[String], final_newline: bool| {
+        let mut text = lines.join("\n");
+        if final_newline {
+            text.push('\n');
+        }
+        std::fs::write(dir.0.join(name), text).unwrap();
+    };
+    let changed = |at: &[usize]| -> Vec<String> {
+        let mut lines = original.clone();
+        for &n in at {
+            lines[n - 1] = format!("changed {n}");
+        }
+        lines
+    };
+    // (what, new lines, context lines, the old file ends with a newline, expected)
+    let cases: Vec<(&str, Vec<String>, u32, bool, Option<u32>)> = vec![
+        ("last line changed", changed(&[40]), 3, true, Some(40)),
+        ("a line in the middle", changed(&[10]), 3, true, None),
+        (
+            "two lines before the end",
+            changed(&[38]),
+            3,
+            true,
+            Some(40),
+        ),
+        ("three lines before the end", changed(&[37]), 3, true, None),
+        ("first and last", changed(&[1, 40]), 3, true, Some(40)),
+        ("gutted", original[..4].to_vec(), 3, true, Some(40)),
+        (
+            "no context, middle lines",
+            changed(&[10, 30]),
+            0,
+            true,
+            None,
+        ),
+        (
+            "more context, near the end",
+            changed(&[36]),
+            5,
+            true,
+            Some(40),
+        ),
+        (
+            "more context, not near the end",
+            changed(&[34]),
+            5,
+            true,
+            None,
+        ),
+        ("no final newline, middle", changed(&[10]), 3, false, None),
+        (
+            "no final newline, near the end",
+            changed(&[39]),
+            3,
+            false,
+            Some(40),
+        ),
+    ];
+    for (what, new, context, final_newline, expected) in cases {
+        write("old", &original, final_newline);
+        write("new", &new, final_newline);
+        let output = git(
+            &dir.0,
+            &["diff", "--no-index", &format!("-U{context}"), "old", "new"],
+        );
+        // One file's diff, under one name.
+        let text = String::from_utf8(output.stdout)
+            .unwrap()
+            .replace("a/old", "a/f")
+            .replace("b/new", "b/f");
+        let patch = parse(text.as_bytes()).unwrap();
+        let runs = parse_runs(text.as_bytes()).unwrap();
+        assert_eq!(patch.files[0].old_lines(), expected, "{what}");
+        assert_eq!(runs.files[0].old_lines, expected, "{what}");
+    }
 }
 
 #[test]

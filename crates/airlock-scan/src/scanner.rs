@@ -474,6 +474,8 @@ struct FileSummary<'a> {
     kind: FileChangeKind,
     added: usize,
     removed: usize,
+    /// How many lines the file had, when the diff shows where it ended.
+    old_lines: Option<usize>,
 }
 
 /// Everything one scan accumulates.
@@ -852,6 +854,7 @@ impl Scanner {
             kind: file.kind,
             added: file.lines_added(),
             removed: file.lines_removed(),
+            old_lines: file.old_lines.map(|lines| lines as usize),
         };
         let mut plan = std::mem::take(&mut scratch.file);
         self.fill_applies(path, file.old_path.as_deref(), &mut plan);
@@ -1562,11 +1565,15 @@ impl Scanner {
                         {
                             continue;
                         }
-                        // Below the threshold, a file is gutted when the base tree shows
-                        // that most of it went.
+                        // Below the threshold, a file is gutted when the base tree, or
+                        // the diff where its hunks reach the file's end, shows that most
+                        // of it went.
                         let base_lines = (file.removed < thresholds.min_gutted_lines
                             && file.removed >= GUTTED_FLOOR_LINES)
-                            .then(|| base.and_then(|base| line_count(base, file)))
+                            .then(|| {
+                                base.and_then(|base| line_count(base, file))
+                                    .or(file.old_lines)
+                            })
                             .flatten();
                         let gutted = file.removed >= thresholds.min_gutted_lines
                             || base_lines.is_some_and(|lines| {
@@ -2236,9 +2243,9 @@ fn is_generated_path(path: &str) -> bool {
             .any(|dir| has_prefix_at_component(path, dir))
 }
 
-/// The deepest directory containing every path, or `.`.
-/// With the base tree, a file kept with at least this many lines removed, making up at
-/// least this percentage of it, is gutted whatever `min_gutted_lines` says.
+/// When the file's length is known (from the base tree, or from a diff whose hunks reach
+/// the file's end), a file kept with at least this many lines removed, making up at least
+/// this percentage of it, is gutted whatever `min_gutted_lines` says.
 const GUTTED_FLOOR_LINES: usize = 30;
 const GUTTED_SHARE_PERCENT: usize = 80;
 
@@ -2260,6 +2267,7 @@ fn is_data_path(path: &str) -> bool {
     .any(|data| extension.eq_ignore_ascii_case(data))
 }
 
+/// The deepest directory containing every path, or `.`.
 fn common_directory(paths: &[&str]) -> String {
     let mut prefix: Option<Vec<&str>> = None;
     for path in paths {
@@ -2361,6 +2369,7 @@ impl Scanner {
             kind: file.kind,
             added: file.lines_added(),
             removed: file.lines_removed(),
+            old_lines: file.old_lines().map(|lines| lines as usize),
         };
         let mut plan = FilePlan::default();
         self.fill_applies(path, file.old_path.as_deref(), &mut plan);

@@ -635,7 +635,7 @@ fn scan_takes_mass_deletion_thresholds_from_the_configuration() {
     std::fs::write(
         root.join("gutted.diff"),
         format!(
-            "diff --git a/app/permissions.py b/app/permissions.py\n--- a/app/permissions.py\n+++ b/app/permissions.py\n@@ -1,31 +1,2 @@\n def check(user):\n{removed}+    return True\n"
+            "diff --git a/app/permissions.py b/app/permissions.py\n--- a/app/permissions.py\n+++ b/app/permissions.py\n@@ -1,34 +1,5 @@\n def check(user):\n{removed}+    return True\n     check_30(user)\n     check_31(user)\n     check_32(user)\n"
         ),
     )
     .unwrap();
@@ -646,7 +646,8 @@ fn scan_takes_mass_deletion_thresholds_from_the_configuration() {
             .iter()
             .any(|f| f["rule"] == "mass-deletion.file-gutted")
     };
-    // 30 lines are fewer than the default 200.
+    // 30 lines are fewer than the default 200, and the hunk does not reach the file's
+    // end, so the diff does not tell the file's length.
     let output = airlock(&root, &["scan", "--json", "gutted.diff"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     assert!(!gutted(&output));
@@ -675,7 +676,8 @@ fn scan_takes_mass_deletion_thresholds_from_the_configuration() {
 }
 
 /// Below the line threshold, a file is gutted when the repository shows that most of it
-/// went: 35 of 40 lines is; 35 of 200 is not; without the repository, neither can be told.
+/// went: 35 of 40 lines is; 35 of 200 is not; without the repository, neither can be told
+/// unless the diff reaches the file's end, which shows its length.
 #[test]
 fn scan_judges_a_gutted_file_against_its_length_in_the_repository() {
     let (_dir, root) = repository();
@@ -697,10 +699,11 @@ fn scan_judges_a_gutted_file_against_its_length_in_the_repository() {
     .unwrap();
     git(&root, &["add", "app"]);
     git(&root, &["commit", "-q", "-m", "permissions"]);
+    // Three lines of context after the change: the file goes on past them.
     let gut = |path: &str| {
         let removed: String = (0..35).map(|i| format!("-    check_{i}(user)\n")).collect();
         format!(
-            "diff --git a/{path} b/{path}\n--- a/{path}\n+++ b/{path}\n@@ -1,36 +1,2 @@\n def check(user):\n{removed}+    return True\n"
+            "diff --git a/{path} b/{path}\n--- a/{path}\n+++ b/{path}\n@@ -1,39 +1,5 @@\n def check(user):\n{removed}+    return True\n     check_35(user)\n     check_36(user)\n     check_37(user)\n"
         )
     };
     std::fs::write(root.join("small.diff"), gut("app/small.py")).unwrap();
@@ -727,6 +730,24 @@ fn scan_judges_a_gutted_file_against_its_length_in_the_repository() {
     std::fs::copy(root.join("small.diff"), elsewhere.path().join("small.diff")).unwrap();
     let output = airlock(elsewhere.path(), &["scan", "--json", "small.diff"]);
     assert!(gutted(&output).is_empty(), "{}", text(&output));
+
+    // Two lines of context after the change, fewer than a diff gives unless the file
+    // ends: the file had 40 lines.
+    let removed: String = (0..37).map(|i| format!("-    check_{i}(user)\n")).collect();
+    std::fs::write(
+        elsewhere.path().join("to-the-end.diff"),
+        format!(
+            "diff --git a/app/small.py b/app/small.py\n--- a/app/small.py\n+++ b/app/small.py\n@@ -1,40 +1,4 @@\n def check(user):\n{removed}+    return True\n     check_37(user)\n     check_38(user)\n"
+        ),
+    )
+    .unwrap();
+    let output = airlock(elsewhere.path(), &["scan", "--json", "to-the-end.diff"]);
+    assert_eq!(
+        gutted(&output),
+        ["37 of its 40 lines removed and 1 added; the file is kept"],
+        "{}",
+        text(&output)
+    );
 }
 
 #[test]

@@ -673,7 +673,8 @@ fn a_file_length_is_read_from_hunks_that_reach_its_end() {
         lines
     };
     // (what, new lines, context lines, the old file ends with a newline, expected)
-    let cases: Vec<(&str, Vec<String>, u32, bool, Option<u32>)> = vec![
+    type Case<'a> = (&'a str, Vec<String>, u32, bool, Option<u32>);
+    let cases: Vec<Case> = vec![
         ("last line changed", changed(&[40]), 3, true, Some(40)),
         ("a line in the middle", changed(&[10]), 3, true, None),
         (

@@ -50,6 +50,11 @@ const STATEMENT_BYTES: usize = 1024;
 /// Lines after the first looked at for a statement's continuation, removed ones included.
 const STATEMENT_REACH: usize = 16;
 
+/// The rules that watch the gate's own files, which also watch `ScanOptions::gate_paths`.
+const GATE_RULES: [&str; 2] = ["gate-tamper.config-changed", "gate-tamper.config-deleted"];
+/// The rule for policies other than the gate's.
+const OTHER_POLICY_RULE: &str = "gate-tamper.policy-changed";
+
 /// One thing the scanner found. Data, never an error; it never holds a raw secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
@@ -154,6 +159,10 @@ pub struct ScanOptions {
     /// (`migrations/` covers `app/migrations/0002.py`). A change touching one satisfies
     /// the `schema-contract` rules.
     pub migration_dirs: Vec<String>,
+    /// Files of the gate's own configuration besides those the rules name (the review
+    /// policy airlock.toml points at): changing one is `gate-tamper.config-changed`,
+    /// deleting it `gate-tamper.config-deleted`. Paths from the repository root.
+    pub gate_paths: Vec<String>,
     pub mass_deletion: MassDeletionThresholds,
     /// Findings kept; more set `ScanStats::findings_truncated`.
     pub max_findings: usize,
@@ -180,6 +189,7 @@ impl Default for ScanOptions {
             ]
             .map(str::to_owned)
             .to_vec(),
+            gate_paths: Vec::new(),
             mass_deletion: MassDeletionThresholds::default(),
             max_findings: 1000,
             max_input_bytes: 512 * 1024 * 1024,
@@ -484,6 +494,7 @@ struct ScanState {
     findings: Vec<Finding>,
     stats: ScanStats,
     max_findings: usize,
+    gate_paths: Vec<String>,
 }
 
 impl ScanState {
@@ -492,6 +503,7 @@ impl ScanState {
             findings: Vec::new(),
             stats: ScanStats::default(),
             max_findings: options.max_findings,
+            gate_paths: options.gate_paths.clone(),
         }
     }
 
@@ -810,9 +822,20 @@ impl Scanner {
         state: &mut ScanState,
     ) {
         let change = ChangeKind::from(kind);
+        let gate_path = state
+            .gate_paths
+            .iter()
+            .any(|gate| gate.trim_start_matches("./") == path);
         for (index, rule) in self.rules.iter().enumerate() {
+            // A configured gate file is one of the files the gate's own rules name, and
+            // reported as such rather than as any policy.
+            let applies = if gate_path && rule.id == OTHER_POLICY_RULE {
+                false
+            } else {
+                applies[index] || (gate_path && GATE_RULES.contains(&rule.id.as_str()))
+            };
             if rule.kind == RuleKind::File
-                && applies[index]
+                && applies
                 && (rule.changes.is_empty() || rule.changes.contains(&change))
             {
                 let mut finding = self.finding(index, path, 0, format!("{change:?}").as_bytes());

@@ -210,7 +210,7 @@ pub async fn start<S: Store>(
             .workspaces
             .max(options.config.server.workers),
     )?;
-    let (scanner, scan_options) = scanning(&options.repo_root, &options.config.scan)?;
+    let (scanner, scan_options) = scanning(&options.repo_root, &options.config)?;
     let policy = review::load_policy(&options.repo_root, &options.config.review)
         .map_err(ServiceError::Policy)?;
     tracing::info!(source = %policy.source, sha256 = %policy.sha256, "review policy loaded");
@@ -362,11 +362,13 @@ pub async fn start<S: Store>(
 }
 
 /// The scanner and its options for a repository: the built-in rules, the rule files and
-/// severity overrides of `[scan]`, and its allowlists. Rule files are read here, once.
+/// severity overrides of `[scan]`, and its allowlists; the review policy is one of the
+/// gate's own files. Rule files are read here, once.
 pub fn scanning(
     repo_root: &Path,
-    config: &airlock_core::config::ScanConfig,
+    full_config: &airlock_core::config::Config,
 ) -> Result<(airlock_scan::Scanner, airlock_scan::ScanOptions), ServiceError> {
+    let config = &full_config.scan;
     let mut rules = airlock_scan::RulePack::builtin();
     for file in &config.rule_files {
         let path = repo_root.join(file);
@@ -392,6 +394,7 @@ pub fn scanning(
         allow_rules: config.allow_rules.clone(),
         allow_fingerprints: config.allow_fingerprints.clone(),
         mass_deletion: config.mass_deletion.clone(),
+        gate_paths: vec![full_config.review.policy.clone()],
         ..airlock_scan::ScanOptions::default()
     };
     if let Some(dirs) = &config.migration_dirs {

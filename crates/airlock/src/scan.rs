@@ -34,7 +34,7 @@ pub fn run(dir: &Path, patch: &str, format: ScanFormat) -> anyhow::Result<Outcom
     let (scanner, options, blocking) = match configured {
         Some(repo) => {
             let (repo, config) = crate::commands::load(repo.root())?;
-            let (scanner, options) = airlock_server::scanning(repo.root(), &config.scan)?;
+            let (scanner, options) = airlock_server::scanning(repo.root(), &config)?;
             (scanner, options, config.scan.blocking)
         }
         None => {

@@ -2665,3 +2665,44 @@ fn the_watch_goes_on_while_the_next_change_rolls_out() {
     );
     assert_eq!(bench.wait_for(&next, &["deploying"])["state"], "deploying");
 }
+
+/// The review policy airlock.toml names is one of the gate's own files wherever it
+/// lives: changing it blocks as `gate-tamper.config-changed`. Another Rego policy is
+/// reported at medium, for a person to look at.
+#[test]
+fn scan_guards_the_configured_review_policy() {
+    let (_dir, root) = repository();
+    std::fs::write(
+        root.join("airlock.toml"),
+        "[review]\npolicy = \"policy/review.rego\"\n",
+    )
+    .unwrap();
+    let edit = |path: &str| {
+        format!(
+            "diff --git a/{path} b/{path}\n--- a/{path}\n+++ b/{path}\n@@ -1,2 +1,2 @@\n package airlock.review\n-default required_approvals := 2\n+default required_approvals := 0\n"
+        )
+    };
+    std::fs::write(root.join("policy.diff"), edit("policy/review.rego")).unwrap();
+    std::fs::write(root.join("other.diff"), edit("deploy/k8s.rego")).unwrap();
+    let rules = |output: &Output| {
+        json(output)["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {}",
+                    f["rule"].as_str().unwrap(),
+                    f["severity"].as_str().unwrap()
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let output = airlock(&root, &["scan", "--json", "policy.diff"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(rules(&output), ["gate-tamper.config-changed high"]);
+
+    let output = airlock(&root, &["scan", "--json", "other.diff"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(rules(&output), ["gate-tamper.policy-changed medium"]);
+}

@@ -2165,21 +2165,24 @@ fn leads(line: &[u8]) -> bool {
 /// (`Around::statement_start`); the rest pay nothing for it.
 fn may_continue_above(line: &[u8]) -> bool {
     const VERBS: [&[u8]; 5] = [b"SELECT ", b"INSERT ", b"UPDATE ", b"DELETE ", b"WITH "];
-    let unprefixed = match line {
-        [b'f' | b'r' | b'b' | b'u' | b'$' | b'@', b'"' | b'\'', ..] => &line[1..],
-        _ => line,
+    // Most lines are decided by their last byte and their first two.
+    let (Some(&first), Some(&last)) = (line.first(), line.last()) else {
+        return false;
     };
-    leads(line)
-        || matches!(unprefixed.first(), Some(b'"' | b'\''))
-        || VERBS.iter().any(|verb| line.starts_with(verb))
-        || match line.trim_ascii_end() {
-            [.., b','] => true,
-            // Closes a call or a list it does not open: `shell=True)`.
-            [.., b')' | b']', b';'] | [.., b')' | b']'] => {
-                memchr::memchr2(b'(', b'[', line).is_none()
-            }
-            _ => false,
-        }
+    let second = line.get(1).copied().unwrap_or(b' ');
+    let closes = match last {
+        b',' => return true,
+        b')' | b']' => true,
+        b';' => matches!(line.get(line.len().wrapping_sub(2)), Some(b')' | b']')),
+        _ => false,
+    };
+    matches!(first, b'"' | b'\'')
+        || (matches!(first, b'f' | b'r' | b'b' | b'u' | b'$' | b'@') && matches!(second, b'"' | b'\''))
+        || (matches!(first, b'S' | b'I' | b'U' | b'D' | b'W')
+            && VERBS.iter().any(|verb| line.starts_with(verb)))
+        || leads(line)
+        // Closes a call or a list it does not open: `shell=True)`.
+        || (closes && memchr::memchr2(b'(', b'[', line).is_none())
 }
 
 /// Whether a statement goes on after `line`, with `depth` brackets open after it.

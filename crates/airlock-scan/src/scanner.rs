@@ -54,6 +54,9 @@ const STATEMENT_REACH: usize = 16;
 const GATE_RULES: [&str; 2] = ["gate-tamper.config-changed", "gate-tamper.config-deleted"];
 /// The rule for policies other than the gate's.
 const OTHER_POLICY_RULE: &str = "gate-tamper.policy-changed";
+/// The rules whose matches tell which tables a file creates and drops (`Scanner::record`).
+const CREATE_TABLE_RULE: &str = "schema-contract.ddl-outside-migration";
+const DROP_TABLE_RULE: &str = "destructive-op.drop-table";
 
 /// One thing the scanner found. Data, never an error; it never holds a raw secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,6 +221,11 @@ pub struct Scanner {
     prefilter: Prefilter,
     /// The distinct glob lists of the rules' `paths` and `exclude_paths`.
     path_globs: PathGlobs,
+    /// The rule that reports tables created outside a migration, and the one that
+    /// reports tables dropped: a table dropped after the same file created it is the
+    /// rollback of a new table (a migration's `down`), no data lost (`record`).
+    create_table_rule: Option<usize>,
+    drop_table_rule: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -435,6 +443,8 @@ struct FileState {
     net: HashMap<usize, NetCount>,
     numeric_old: Vec<NumericValue>,
     numeric_new: Vec<NumericValue>,
+    /// Tables that added lines of the file create, lowercase, without quotes or schema.
+    created_tables: Vec<Vec<u8>>,
 }
 
 /// Scratch space reused across lines of one scan.
@@ -598,6 +608,8 @@ impl Scanner {
             reason,
         })?;
         let prefilter = Prefilter::new(&rules);
+        let create_table_rule = rules.iter().position(|rule| rule.id == CREATE_TABLE_RULE);
+        let drop_table_rule = rules.iter().position(|rule| rule.id == DROP_TABLE_RULE);
         Ok(Scanner {
             rules,
             compiled,
@@ -608,6 +620,8 @@ impl Scanner {
             pattern_rules,
             prefilter,
             path_globs,
+            create_table_rule,
+            drop_table_rule,
         })
     }
 
@@ -1407,6 +1421,20 @@ impl Scanner {
         state: &mut ScanState,
     ) {
         let rule_data = &self.rules[rule];
+        if line.side == Side::Added {
+            if Some(rule) == self.create_table_rule {
+                file_state
+                    .created_tables
+                    .extend(tables_after(line.text, b"create table"));
+            } else if Some(rule) == self.drop_table_rule
+                && tables_after(line.text, b"drop table")
+                    .next()
+                    .is_some_and(|table| file_state.created_tables.contains(&table))
+            {
+                // The rollback of a table the file creates above (a migration's `down`).
+                return;
+            }
+        }
         let is_secret = rule_data.category == Category::Secret;
         let content = if is_secret { value } else { matched };
         // An agent must not be able to silence the rules that watch the gate itself, nor
@@ -2156,6 +2184,37 @@ fn leads(line: &[u8]) -> bool {
         }
         _ => false,
     }
+}
+
+/// The tables named after each `words` (`create table`, `drop table`, any case) on a
+/// line, past `IF [NOT] EXISTS`: lowercase, without quotes, brackets or schema.
+fn tables_after(line: &[u8], words: &[u8]) -> impl Iterator<Item = Vec<u8>> {
+    let lower = line.to_ascii_lowercase();
+    let mut names = Vec::new();
+    let mut from = 0;
+    while let Some(at) = memchr::memmem::find(&lower[from..], words) {
+        let mut rest = lower[from + at + words.len()..].trim_ascii_start();
+        for skip in [&b"if not exists"[..], b"if exists"] {
+            if let Some(after) = rest.strip_prefix(skip) {
+                rest = after.trim_ascii_start();
+            }
+        }
+        let name: Vec<u8> = rest
+            .iter()
+            .copied()
+            .take_while(|&byte| {
+                byte.is_ascii_alphanumeric()
+                    || matches!(byte, b'_' | b'.' | b'"' | b'`' | b'[' | b']')
+            })
+            .filter(|byte| !matches!(byte, b'"' | b'`' | b'[' | b']'))
+            .collect();
+        let table = name.rsplit(|&byte| byte == b'.').next().unwrap_or_default();
+        if !table.is_empty() {
+            names.push(table.to_vec());
+        }
+        from += at + words.len();
+    }
+    names.into_iter()
 }
 
 /// Whether a (trimmed) line may go on with a statement opened above it, by its own

@@ -265,6 +265,33 @@ fn statements_wrapped_over_lines_are_read_whole() {
     );
 }
 
+/// A migration's `down` that drops the table its `up` creates loses no data: not
+/// reported. Dropping a table first, then creating it again, wipes it: reported, as is a
+/// drop of any other table.
+#[test]
+fn a_table_dropped_after_the_file_creates_it_is_a_rollback() {
+    let migration = |body: &str| {
+        let lines: Vec<&str> = body.lines().collect();
+        let added: String = lines.iter().map(|line| format!("+{line}\n")).collect();
+        format!(
+            "diff --git a/src/migrations/1718190000000-UserSettings.ts b/src/migrations/1718190000000-UserSettings.ts\nnew file mode 100644\n--- /dev/null\n+++ b/src/migrations/1718190000000-UserSettings.ts\n@@ -0,0 +1,{} @@\n{added}",
+            lines.len()
+        )
+    };
+    let rollback = migration(
+        "export class UserSettings {\n  async up(q) {\n    await q.query(`CREATE TABLE \"user_settings\" (\"userId\" uuid PRIMARY KEY)`);\n  }\n  async down(q) {\n    await q.query(`DROP TABLE \"user_settings\"`);\n  }\n}",
+    );
+    check(&rollback, &[]);
+    let recreate = migration(
+        "export class Users {\n  async up(q) {\n    await q.query(`DROP TABLE IF EXISTS users`);\n    await q.query(`CREATE TABLE users (id uuid PRIMARY KEY)`);\n  }\n}",
+    );
+    check(&recreate, &[("destructive-op.drop-table", 3)]);
+    let other = migration(
+        "export class Cleanup {\n  async up(q) {\n    await q.query(`CREATE TABLE audit_v2 (id uuid PRIMARY KEY)`);\n    await q.query(`DROP TABLE public.audit`);\n  }\n}",
+    );
+    check(&other, &[("destructive-op.drop-table", 4)]);
+}
+
 #[test]
 fn inline_allow_keeps_the_finding_with_its_reason() {
     let same_line = "diff --git a/t.py b/t.py\n--- a/t.py\n+++ b/t.py\n@@ -1 +1,2 @@\n x\n+os.system(\"gzip \" + name)  # airlock:allow command-injection name is one of our constants\n";

@@ -56,6 +56,12 @@ const GATE_RULES: [&str; 2] = ["gate-tamper.config-changed", "gate-tamper.config
 const OTHER_POLICY_RULE: &str = "gate-tamper.policy-changed";
 /// The rules whose matches tell which tables a file creates and drops (`Scanner::record`).
 const CREATE_TABLE_RULE: &str = "schema-contract.ddl-outside-migration";
+/// Net rules that say less than another when both fire on a file: exact assertions
+/// "loosened" are only removed when assertions are removed.
+const SUBSUMED_NET_RULES: [(&str, &str); 1] = [(
+    "test-weakening.assertions-removed",
+    "test-weakening.exact-assertions-loosened",
+)];
 const DROP_TABLE_RULE: &str = "destructive-op.drop-table";
 
 /// One thing the scanner found. Data, never an error; it never holds a raw secret.
@@ -1532,8 +1538,20 @@ impl Scanner {
         }
         let mut net: Vec<(usize, NetCount)> = file_state.net.into_iter().collect();
         net.sort_by_key(|(rule, _)| *rule);
-        for (rule, count) in net {
-            if count.removed > count.added {
+        let fires = |count: &NetCount| count.removed > count.added;
+        let fired: Vec<&str> = net
+            .iter()
+            .filter(|(_, count)| fires(count))
+            .map(|(rule, _)| self.rules[*rule].id.as_str())
+            .collect();
+        let subsumed = |rule: &str| {
+            SUBSUMED_NET_RULES
+                .iter()
+                .any(|(wider, narrower)| *narrower == rule && fired.contains(wider))
+        };
+        for (rule, count) in &net {
+            let (rule, count) = (*rule, count);
+            if fires(count) && !subsumed(&self.rules[rule].id) {
                 let mut finding = self.finding(rule, path, count.first_line, &count.content);
                 finding.preview = Some(format!(
                     "{} removed, {} added; first removed: {}",

@@ -985,16 +985,7 @@ impl Scanner {
             let line = LineAt {
                 path: scan.path,
                 text: &input[text_start..text_end],
-                around: match side {
-                    Side::Added => Around::Input {
-                        input,
-                        hunk_start: run.hunk_start,
-                        hunk_end: run.hunk_end,
-                        start: text_start - 1,
-                        end: text_end,
-                    },
-                    Side::Removed => Around::Removed,
-                },
+                around: Around::in_run(input, run, side, text_start..text_end),
                 side,
                 number,
             };
@@ -1053,16 +1044,7 @@ impl Scanner {
             let line = LineAt {
                 path: scan.path,
                 text,
-                around: match side {
-                    Side::Added => Around::Input {
-                        input,
-                        hunk_start: run.hunk_start,
-                        hunk_end: run.hunk_end,
-                        start: text_start - 1,
-                        end: text_end,
-                    },
-                    Side::Removed => Around::Removed,
-                },
+                around: Around::in_run(input, run, side, text_start..text_end),
                 side,
                 number: new_line,
             };
@@ -1918,6 +1900,20 @@ enum Around<'a> {
 }
 
 impl<'a> Around<'a> {
+    /// Where a changed line of `run` sits, its text at `text` in `input`.
+    fn in_run(input: &'a [u8], run: &ChangedRun, side: Side, text: Range<usize>) -> Around<'a> {
+        match side {
+            Side::Added => Around::Input {
+                input,
+                hunk_start: run.hunk_start,
+                hunk_end: run.hunk_end,
+                start: text.start - 1,
+                end: text.end,
+            },
+            Side::Removed => Around::Removed,
+        }
+    }
+
     /// The new-side line before this one, passing over removed lines.
     fn previous(self) -> Option<&'a [u8]> {
         match self {

@@ -2303,7 +2303,13 @@ fn drift_across_changes_that_each_passed_pauses_deployments() {
             .read_json::<Value>()
             .unwrap()
     };
-    let paused = pauses();
+    // The pause is written just after the event that announces it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut paused = pauses();
+    while paused["targets"]["production"].is_null() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        paused = pauses();
+    }
     assert_eq!(paused["paused"], false, "{paused}");
     let reason = paused["targets"]["production"]["reason"]
         .as_str()

@@ -60,10 +60,16 @@ const OTHER_POLICY_RULE: &str = "gate-tamper.policy-changed";
 const CREATE_TABLE_RULE: &str = "schema-contract.ddl-outside-migration";
 /// Net rules that say less than another when both fire on a file: exact assertions
 /// "loosened" are only removed when assertions are removed.
-const SUBSUMED_NET_RULES: [(&str, &str); 1] = [(
-    "test-weakening.assertions-removed",
-    "test-weakening.exact-assertions-loosened",
-)];
+const SUBSUMED_NET_RULES: [(&str, &str); 2] = [
+    (
+        "test-weakening.assertions-removed",
+        "test-weakening.exact-assertions-loosened",
+    ),
+    (
+        "test-weakening.assertions-removed",
+        "test-weakening.expected-refusal-removed",
+    ),
+];
 const DROP_TABLE_RULE: &str = "destructive-op.drop-table";
 
 /// One thing the scanner found. Data, never an error; it never holds a raw secret.

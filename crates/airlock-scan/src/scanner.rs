@@ -51,6 +51,10 @@ const STATEMENT_LINES: usize = 4;
 const STATEMENT_BYTES: usize = 1024;
 /// Lines after the first looked at for a statement's continuation, removed ones included.
 const STATEMENT_REACH: usize = 16;
+/// Changed lines above a call looked at for the values of its arguments.
+const SUBSTITUTION_REACH: usize = 6;
+/// Values put in for names on one line, at most.
+const SUBSTITUTIONS: usize = 4;
 
 /// The rules that watch the gate's own files, which also watch `ScanOptions::gate_paths`.
 const GATE_RULES: [&str; 2] = ["gate-tamper.config-changed", "gate-tamper.config-deleted"];
@@ -533,6 +537,8 @@ struct LineScratch {
     statement_hits: RunHits,
     /// The current file's plan.
     file: FilePlan,
+    /// The current line's candidates that may take a value from a name.
+    sinks: Vec<usize>,
     /// Each rule's `LineMatcher` cache, made when the rule first runs.
     matcher_caches: Vec<Option<hybrid::dfa::Cache>>,
 }
@@ -812,6 +818,7 @@ impl Scanner {
     fn scratch(&self) -> LineScratch {
         LineScratch {
             matcher_caches: (0..self.rules.len()).map(|_| None).collect(),
+            sinks: Vec::new(),
             marks: vec![0; self.rules.len()],
             set_marks: vec![0; self.prefilter.set_count()],
             generation: 0,
@@ -1203,8 +1210,11 @@ impl Scanner {
     }
 
     /// Runs the candidate rules of `scratch.candidates` on a line: the rule's other
-    /// literal checks, then its regexes. With a `boundary`, the line is a statement
-    /// joined from several, its first line `boundary` bytes long (`scan_statement`).
+    /// literal checks, then its regexes. With `touching`, the line is a statement
+    /// joined from several or read with values in place of names (`scan_statement`):
+    /// only the rules that read statements run, and a match counts only where it
+    /// overlaps `touching` (for an empty range at `b`: starts before `b` and ends after
+    /// it), and while the rule has not reported the line.
     fn confirm_candidates(
         &self,
         line: &LineAt<'_>,
@@ -1212,11 +1222,11 @@ impl Scanner {
         scratch: &mut LineScratch,
         file_state: &mut FileState,
         state: &mut ScanState,
-        boundary: Option<usize>,
+        touching: Option<&Range<usize>>,
     ) {
         let text = line.text;
         for &rule in &scratch.candidates {
-            if boundary.is_some()
+            if touching.is_some()
                 && (!self.reads_statements(rule) || self.reported(rule, line, state))
             {
                 continue;
@@ -1241,7 +1251,7 @@ impl Scanner {
                 .is_match(&mut scratch.matcher_caches[rule], text)
                 .unwrap_or_else(|| pattern.is_match(text));
             if matches {
-                self.confirm(rule, line, text, boundary, file_state, state);
+                self.confirm(rule, line, text, touching, file_state, state);
             }
         }
     }
@@ -1277,6 +1287,14 @@ impl Scanner {
         if line.side != Side::Added || line.text.len() > WINDOW || state.full() {
             return;
         }
+        // The line's own candidates that may take a value from a name
+        // (`scan_substituted`), before the statement's replace them.
+        scratch.sinks.clear();
+        scratch.sinks.extend(
+            scratch.candidates.iter().copied().filter(|&rule| {
+                self.reads_statements(rule) && judges_code(self.rules[rule].category)
+            }),
+        );
         self.scan_statement_from(line, plan, scratch, file_state, state);
         if let Some((text, around, back)) = line.around.statement_start(line.text) {
             // Read from each line that continues it, or from its first line already if
@@ -1293,6 +1311,7 @@ impl Scanner {
                 self.scan_statement_from(&first, plan, scratch, file_state, state);
             }
         }
+        self.scan_substituted(line, scratch, file_state, state);
     }
 
     /// Reads the statement that starts with the added line `line`, when it goes on past
@@ -1309,13 +1328,13 @@ impl Scanner {
         if join_statement(line.text, line.around.following(), &mut statement) {
             // The statement's own literals name its candidates: a rule's trigger may sit
             // on a line that continues it (`cors({` then `credentials: true`).
-            let mut statement_hits = std::mem::take(&mut scratch.statement_hits);
-            statement_hits.clear();
+            let mut hits = std::mem::take(&mut scratch.statement_hits);
+            hits.clear();
             if let Some(searcher) = &plan.searcher {
                 let text = (1, statement.len());
-                searcher.scan_run(&self.prefilter, &statement, &[text], &mut statement_hits);
+                searcher.scan_run(&self.prefilter, &statement, &[text], &mut hits);
             }
-            if self.line_candidates(Side::Added, &statement_hits, plan, scratch) {
+            if self.line_candidates(Side::Added, &hits, plan, scratch) {
                 let joined = LineAt {
                     path: line.path,
                     text: &statement[1..],
@@ -1324,18 +1343,97 @@ impl Scanner {
                     side: line.side,
                     number: line.number,
                 };
+                let boundary = line.text.len();
+                let crossing = boundary..boundary;
                 self.confirm_candidates(
                     &joined,
-                    &statement_hits,
+                    &hits,
                     scratch,
                     file_state,
                     state,
-                    Some(line.text.len()),
+                    Some(&crossing),
                 );
             }
-            scratch.statement_hits = statement_hits;
+            scratch.statement_hits = hits;
         }
         scratch.statement = statement;
+    }
+
+    /// A call whose arguments are names that the added lines just above assign (`root
+    /// = settings.MEDIA_ROOT`, then `shutil.rmtree(root)`) is read again with each value
+    /// in its name's place: a value held in a variable is judged as if written in the
+    /// call. The rules read it with are the line's own candidates of the code
+    /// categories (`scratch.sinks`): the call is on this line; a rule the value alone
+    /// triggers judges the line that assigns it. Only matches that touch a value count.
+    fn scan_substituted(
+        &self,
+        line: &LineAt<'_>,
+        scratch: &mut LineScratch,
+        file_state: &mut FileState,
+        state: &mut ScanState,
+    ) {
+        if scratch.sinks.is_empty() {
+            return;
+        }
+        let text = line.text;
+        let names = bare_arguments(text).count().min(SUBSTITUTIONS);
+        if names == 0 {
+            return;
+        }
+        // Without allocating: this runs on many lines, and finds values on few.
+        let mut values: [(&[u8], &[u8]); SUBSTITUTIONS] = [(&[], &[]); SUBSTITUTIONS];
+        let mut found = 0;
+        let mut reach = SUBSTITUTION_REACH;
+        line.around.changed_before(|prefix, earlier, _| {
+            reach -= 1;
+            if prefix == b'+'
+                && let Some((name, value)) = assignment(earlier)
+                && bare_arguments(text).any(|range| &text[range] == name)
+                && !values[..found].iter().any(|(known, _)| *known == name)
+            {
+                values[found] = (name, value);
+                found += 1;
+            }
+            found < names && reach > 0
+        });
+        let values = &values[..found];
+        if values.is_empty() {
+            return;
+        }
+        let mut rewritten = std::mem::take(&mut scratch.statement);
+        rewritten.clear();
+        rewritten.push(b'+');
+        let mut touching: Option<Range<usize>> = None;
+        let mut copied = 0;
+        for range in bare_arguments(text) {
+            let Some((_, value)) = values
+                .iter()
+                .find(|(name, _)| *name == &text[range.clone()])
+            else {
+                continue;
+            };
+            rewritten.extend_from_slice(&text[copied..range.start]);
+            let start = rewritten.len() - 1;
+            rewritten.extend_from_slice(value);
+            let end = rewritten.len() - 1;
+            touching = Some(touching.map_or(start..end, |seen| seen.start..end));
+            copied = range.end;
+        }
+        rewritten.extend_from_slice(&text[copied..]);
+        if let Some(touching) = touching
+            && rewritten.len() <= WINDOW
+        {
+            let reread = LineAt {
+                path: line.path,
+                text: &rewritten[1..],
+                around: line.around,
+                side: line.side,
+                number: line.number,
+            };
+            scratch.candidates.clone_from(&scratch.sinks);
+            self.confirm_candidates(&reread, &[], scratch, file_state, state, Some(&touching));
+        }
+        scratch.statement = rewritten;
     }
 
     fn scan_line(
@@ -1406,14 +1504,14 @@ impl Scanner {
     }
 
     /// Runs one candidate rule on one window with captures and records what it finds.
-    /// With a `boundary` (a joined statement, see `scan_statement`), only matches that
-    /// cross it count, and only while the rule has not reported the line yet.
+    /// With `touching` (see `confirm_candidates`), only matches that overlap it count,
+    /// and only while the rule has not reported the line yet.
     fn confirm(
         &self,
         rule: usize,
         line: &LineAt<'_>,
         window: &[u8],
-        boundary: Option<usize>,
+        touching: Option<&Range<usize>>,
         file_state: &mut FileState,
         state: &mut ScanState,
     ) {
@@ -1432,9 +1530,9 @@ impl Scanner {
             let Some(whole) = captures.get_match() else {
                 continue;
             };
-            if let Some(boundary) = boundary {
-                let crosses = whole.start() < boundary && whole.end() > boundary;
-                if !crosses || self.reported(rule, line, state) {
+            if let Some(touching) = touching {
+                let overlaps = whole.start() < touching.end && whole.end() > touching.start;
+                if !overlaps || self.reported(rule, line, state) {
                     continue;
                 }
             }
@@ -2140,6 +2238,117 @@ enum Following<'a> {
     /// The hunk's next lines, as the reference scan has them.
     #[cfg(test)]
     Parsed(&'a [airlock_diff::HunkLine]),
+}
+
+/// The names that are whole arguments of a call or items of a list on `line`
+/// (`rmtree(root)`, `{"sh", "-c", script}`), outside string literals.
+fn bare_arguments(line: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
+    let is_start = |byte: u8| byte.is_ascii_alphabetic() || byte == b'_' || byte == b'$';
+    let is_inner = |byte: u8| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'$';
+    let mut at = 0;
+    let mut quote: Option<u8> = None;
+    std::iter::from_fn(move || {
+        while at < line.len() {
+            let byte = line[at];
+            if let Some(open) = quote {
+                at += if byte == b'\\' { 2 } else { 1 };
+                if byte == open {
+                    quote = None;
+                }
+                continue;
+            }
+            if matches!(byte, b'"' | b'\'' | b'`') {
+                quote = Some(byte);
+                at += 1;
+                continue;
+            }
+            if !is_start(byte) || (at > 0 && is_inner(line[at - 1])) {
+                at += 1;
+                continue;
+            }
+            let start = at;
+            while at < line.len() && is_inner(line[at]) {
+                at += 1;
+            }
+            let leading = line[..start].trim_ascii_end();
+            let before = leading.last();
+            let after = line[at..].trim_ascii_start().first();
+            // `${name}` and `#{name}` interpolate into a string the line may have opened
+            // above: no argument.
+            let interpolated =
+                before == Some(&b'{') && matches!(leading.iter().nth_back(1), Some(b'$' | b'#'));
+            if matches!(before, Some(b'(' | b',' | b'[' | b'{'))
+                && matches!(after, Some(b')' | b',' | b']' | b'}'))
+                && !interpolated
+            {
+                return Some(start..at);
+            }
+        }
+        None
+    })
+}
+
+/// The name a line assigns and the value, written whole on the line: `root =
+/// settings.MEDIA_ROOT`, `String script = "cd " + dir;`, `const filter: Where = {};`,
+/// `cmd := exec.Command(...)`, `$cmd = "ls " . $dir;`. Not a comparison, a compound
+/// assignment, a keyword argument, nor a value that goes on to the next line.
+fn assignment(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let line = line.trim_ascii();
+    let equals = memchr(b'=', line)?;
+    let after = line.get(equals + 1).copied();
+    let before = equals.checked_sub(1).map(|at| line[at]);
+    if matches!(after, Some(b'=' | b'>' | b'~'))
+        || matches!(
+            before,
+            Some(
+                b'=' | b'!'
+                    | b'<'
+                    | b'>'
+                    | b'+'
+                    | b'-'
+                    | b'*'
+                    | b'/'
+                    | b'%'
+                    | b'&'
+                    | b'|'
+                    | b'^'
+                    | b'.'
+                    | b'?'
+            )
+        )
+    {
+        return None;
+    }
+    let mut left = &line[..equals];
+    if let Some(stripped) = left.strip_suffix(b":") {
+        left = stripped;
+    }
+    // A type annotation after the name: `filter: Prisma.Where`.
+    let left = match memchr(b':', left) {
+        Some(colon) => &left[..colon],
+        None => left,
+    };
+    let declaration_byte =
+        |byte: &u8| byte.is_ascii_alphanumeric() || b" \t_$<>[].,?".contains(byte);
+    if !left.iter().all(declaration_byte) {
+        return None;
+    }
+    let name = left
+        .trim_ascii()
+        .rsplit(|byte| byte.is_ascii_whitespace())
+        .next()?;
+    let valid = name
+        .first()
+        .is_some_and(|byte| byte.is_ascii_alphabetic() || b"_$".contains(byte))
+        && name
+            .iter()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"_$".contains(byte));
+    let value = line[equals + 1..].trim_ascii();
+    let value = value.strip_suffix(b";").unwrap_or(value).trim_ascii_end();
+    let continued = value
+        .last()
+        .is_none_or(|byte| b"([{,+\\".contains(byte) || (*byte == b'.' && !value.ends_with(b"..")));
+    (valid && !continued && value.len() <= STATEMENT_BYTES).then_some((name, value))
 }
 
 /// Joins into `out`, after a `+` (so that the literal search reads it as a changed line),

@@ -190,6 +190,69 @@ fn findings_carry_new_side_lines_and_masked_secrets() {
     assert_eq!(finding.severity, Severity::Critical);
 }
 
+/// A value the added lines just above assign to a name is judged in the call that takes
+/// the name as an argument, as if written there; reported on the call's line.
+#[test]
+fn values_held_in_a_name_just_above_are_judged_in_the_call() {
+    let py = "diff --git a/media/cleanup.py b/media/cleanup.py\n--- a/media/cleanup.py\n+++ b/media/cleanup.py\n";
+    let media = format!(
+        "{py}@@ -1,2 +1,5 @@\n import shutil\n+def reset():\n+    root = settings.MEDIA_ROOT\n+    shutil.rmtree(root)\n x = 1\n"
+    );
+    check(&media, &[("destructive-op.recursive-delete-data-dir", 4)]);
+    // A directory the program made for itself.
+    check(
+        &media.replace("settings.MEDIA_ROOT", "tempfile.mkdtemp()"),
+        &[],
+    );
+    // The name assigned on a context line: the change did not write the value.
+    let context = format!(
+        "{py}@@ -1,3 +1,4 @@\n import shutil\n     root = settings.MEDIA_ROOT\n+    shutil.rmtree(root)\n x = 1\n"
+    );
+    check(&context, &[]);
+    // A keyword argument or a comparison assigns nothing.
+    let keyword = format!(
+        "{py}@@ -1,2 +1,4 @@\n import shutil\n+    run(root=settings.MEDIA_ROOT)\n+    shutil.rmtree(root)\n x = 1\n"
+    );
+    check(&keyword, &[]);
+
+    let java = "diff --git a/src/Build.java b/src/Build.java\n--- a/src/Build.java\n+++ b/src/Build.java\n";
+    let script = format!(
+        "{java}@@ -1,2 +1,4 @@\n class Build {{\n+    String script = \"make -C \" + dir + \" \" + target;\n+    Process p = Runtime.getRuntime().exec(new String[]{{\"bash\", \"-c\", script}});\n }}\n"
+    );
+    check(
+        &script,
+        &[
+            ("command-injection.java-runtime-exec", 3),
+            ("command-injection.shell-argument-array", 3),
+        ],
+    );
+    check(
+        &script.replace("\"make -C \" + dir + \" \" + target", "\"make all\""),
+        &[("command-injection.java-runtime-exec", 3)],
+    );
+
+    let ts = "diff --git a/src/jobs/purge.ts b/src/jobs/purge.ts\n--- a/src/jobs/purge.ts\n+++ b/src/jobs/purge.ts\n";
+    let purge = format!(
+        "{ts}@@ -1,2 +1,4 @@\n export async function purge() {{\n+  const filter: Prisma.PostWhereInput = {{}};\n+  await prisma.post.deleteMany(filter);\n }}\n"
+    );
+    check(
+        &purge,
+        &[
+            ("destructive-op.data-store-wipe", 3),
+            ("destructive-op.orm-delete-all", 3),
+        ],
+    );
+    check(&purge.replace("= {};", "= { authorId: user.id };"), &[]);
+    // `${q}` interpolates into a template the line above opened: no argument.
+    let template = format!(
+        "{ts}@@ -1,2 +1,5 @@\n export async function purge() {{\n+  const q = `%${{term}}%`;\n+  const rows = await prisma.$queryRaw`\n+    SELECT id FROM posts WHERE title ILIKE ${{q}}`;\n }}\n"
+    );
+    check(
+        &template,
+        &[("sql-injection.template-literal-continuation", 4)],
+    );
+}
+
 /// A call wrapped over several lines is judged as the statement it is in the new file
 /// (its added and context lines, not its removed ones), reported on its first line,
 /// once; a line that does not continue it is not joined to it.

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::support::{LINES, Rng, patch, patch_from};
 
 /// SHA-256 of every report below, in order, as `Debug` prints it.
-const EXPECTED: &str = "063c6f8fb865aca0f05b57e32dd873e9c108b757069928df40545062f1a65a90";
+const EXPECTED: &str = "c4512c5e1325a6b78088f12ba4e1a323090a423246d99dcac555f9d10aac8342";
 
 /// Paths that bring the path-bound rules in: CI, tests, models, manifests, shell, SQL.
 const PATHS: &[&str] = &[

@@ -1275,7 +1275,8 @@ impl Scanner {
     ///
     /// A statement that starts on an added line above, one without candidates of its own
     /// (`db.query(\`` then the SQL and its values), is read from there too
-    /// (`Around::statement_start`).
+    /// (`Around::statement_start`). And a call whose arguments are names assigned just
+    /// above is read with their values in their place (`scan_substituted`).
     fn scan_statement(
         &self,
         line: &LineAt<'_>,

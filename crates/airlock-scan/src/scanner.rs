@@ -1403,7 +1403,6 @@ impl Scanner {
         }
         let mut rewritten = std::mem::take(&mut scratch.statement);
         rewritten.clear();
-        rewritten.push(b'+');
         let mut touching: Option<Range<usize>> = None;
         let mut copied = 0;
         for range in bare_arguments(text) {
@@ -1414,9 +1413,9 @@ impl Scanner {
                 continue;
             };
             rewritten.extend_from_slice(&text[copied..range.start]);
-            let start = rewritten.len() - 1;
+            let start = rewritten.len();
             rewritten.extend_from_slice(value);
-            let end = rewritten.len() - 1;
+            let end = rewritten.len();
             touching = Some(touching.map_or(start..end, |seen| seen.start..end));
             copied = range.end;
         }
@@ -1426,7 +1425,7 @@ impl Scanner {
         {
             let reread = LineAt {
                 path: line.path,
-                text: &rewritten[1..],
+                text: &rewritten,
                 around: line.around,
                 side: line.side,
                 number: line.number,

@@ -2554,11 +2554,22 @@ fn may_continue_above(line: &[u8]) -> bool {
 
 /// Whether a statement goes on after `line`, with `depth` brackets open after it.
 fn continues(depth: i32, line: &[u8]) -> bool {
+    let line = line.trim_ascii_end();
     depth > 0
         || matches!(
-            line.trim_ascii_end().last(),
+            line.last(),
             Some(b'(' | b'[' | b',' | b'+' | b'%' | b'=' | b'.' | b'\\')
         )
+        // PL/pgSQL's `EXECUTE` with the SQL it runs on the lines below.
+        || line
+            .len()
+            .checked_sub(b"EXECUTE".len())
+            .is_some_and(|start| {
+                line[start..].eq_ignore_ascii_case(b"EXECUTE")
+                    && line[..start]
+                        .last()
+                        .is_none_or(|byte| !byte.is_ascii_alphanumeric() && *byte != b'_')
+            })
 }
 
 fn change_verb(change: ChangeKind) -> &'static str {

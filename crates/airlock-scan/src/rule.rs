@@ -194,7 +194,8 @@ pub enum ValueFilter {
     Uuid,
     /// 32, 40, 64 or 128 hex digits (hashes, git SHAs) unless the name is strongly secret.
     Hash,
-    /// `data:` URIs and lockfile integrity hashes (`sha512-...`).
+    /// `data:` URIs, lockfile integrity hashes (`sha512-...`) and stored password
+    /// hashes (`$2b$12$...`, `pbkdf2_sha256$...`).
     Encoded,
     /// A plain identifier such as `password_hash` or `bearer`: a name, not a credential.
     Identifier,

@@ -57,7 +57,14 @@ const SUBSTITUTION_REACH: usize = 6;
 const SUBSTITUTIONS: usize = 4;
 
 /// The rules that watch the gate's own files, which also watch `ScanOptions::gate_paths`.
-const GATE_RULES: [&str; 2] = ["gate-tamper.config-changed", "gate-tamper.config-deleted"];
+const GATE_RULES: [&str; 4] = [
+    "gate-tamper.config-changed",
+    "gate-tamper.config-deleted",
+    "gate-tamper.gate-line-removed",
+    "gate-tamper.policy-loosened",
+];
+/// The rule for a line of the gate's own files removed or rewritten.
+const GATE_LINE_RULE: &str = "gate-tamper.gate-line-removed";
 /// The rule for policies other than the gate's.
 const OTHER_POLICY_RULE: &str = "gate-tamper.policy-changed";
 /// The rules whose matches tell which tables a file creates and drops (`Scanner::record`).
@@ -75,6 +82,8 @@ const SUBSUMED_NET_RULES: [(&str, &str); 2] = [
     ),
 ];
 const DROP_TABLE_RULE: &str = "destructive-op.drop-table";
+/// The rule for a deleted test file, at medium when the code it tests goes with it.
+const TEST_FILE_DELETED_RULE: &str = "test-weakening.test-file-deleted";
 
 /// One thing the scanner found. Data, never an error; it never holds a raw secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,8 +190,9 @@ pub struct ScanOptions {
     /// the `schema-contract` rules.
     pub migration_dirs: Vec<String>,
     /// Files of the gate's own configuration besides those the rules name (the review
-    /// policy airlock.toml points at): changing one is `gate-tamper.config-changed`,
-    /// deleting it `gate-tamper.config-deleted`. Paths from the repository root.
+    /// policy airlock.toml points at): every rule of `GATE_RULES` watches them (a change
+    /// is `gate-tamper.config-changed`, a line removed or rewritten
+    /// `gate-tamper.gate-line-removed`...). Paths from the repository root.
     pub gate_paths: Vec<String>,
     pub mass_deletion: MassDeletionThresholds,
     /// Findings kept; more set `ScanStats::findings_truncated`.
@@ -244,6 +254,12 @@ pub struct Scanner {
     /// rollback of a new table (a migration's `down`), no data lost (`record`).
     create_table_rule: Option<usize>,
     drop_table_rule: Option<usize>,
+    /// The rules of `GATE_RULES`, and the one for other policies, which a configured
+    /// gate file is not reported by.
+    gate_rules: Vec<usize>,
+    other_policy_rule: Option<usize>,
+    /// The rule for a removed line of the gate's own files, whose settings are compared.
+    gate_line_rule: Option<usize>,
     /// Scratch space of finished scans, for the next ones: its lazy DFAs' caches keep
     /// the states they built.
     scratch_pool: Mutex<Vec<LineScratch>>,
@@ -477,6 +493,8 @@ struct PendingRemoval {
     rule: usize,
     line: u32,
     text_hash: u64,
+    /// For a line of the gate's own configuration, the setting it held (`setting`).
+    setting: Option<Setting>,
     excerpt: String,
     content: Vec<u8>,
     allowed: Option<String>,
@@ -506,6 +524,9 @@ struct FileState {
     /// Hashes of the file's added lines, filled before `finish_file` when it has removals
     /// to compare with them.
     added_hashes: HashSet<u64>,
+    /// The settings the file's added lines hold, when a removed line of the gate's own
+    /// configuration is to be compared with them.
+    added_settings: Vec<Setting>,
     pending_removals: Vec<PendingRemoval>,
     net: HashMap<usize, NetCount>,
     numeric_old: Vec<NumericValue>,
@@ -543,6 +564,17 @@ struct LineScratch {
     matcher_caches: Vec<Option<hybrid::dfa::Cache>>,
 }
 
+impl FileState {
+    /// Notes an added line for the removed lines to be compared with; with
+    /// `settings`, the setting it holds too (`setting`).
+    fn add_line(&mut self, text: &[u8], settings: bool) {
+        self.added_hashes.insert(text_hash(text));
+        if settings && let Some(setting) = setting(text) {
+            self.added_settings.push(setting);
+        }
+    }
+}
+
 impl LineScratch {
     /// A fresh generation: no rule or set marked.
     fn next_generation(&mut self) -> u32 {
@@ -567,6 +599,8 @@ struct FileSummary<'a> {
     removed: usize,
     /// How many lines the file had, when the diff shows where it ended.
     old_lines: Option<usize>,
+    /// A deleted file whose lines the change adds elsewhere (`mark_moved`).
+    moved: bool,
 }
 
 /// Everything one scan accumulates.
@@ -576,6 +610,11 @@ struct ScanState {
     stats: ScanStats,
     max_findings: usize,
     gate_paths: Vec<String>,
+    /// Thresholds removed from a file without a replacement there, each with its key
+    /// and value: reported at the end unless another file sets them as high.
+    thresholds_removed: Vec<(Finding, Vec<u8>, f64)>,
+    /// Every threshold the change adds: rule, key, value.
+    thresholds_added: Vec<(usize, Vec<u8>, f64)>,
 }
 
 impl ScanState {
@@ -585,6 +624,8 @@ impl ScanState {
             stats: ScanStats::default(),
             max_findings: options.max_findings,
             gate_paths: options.gate_paths.clone(),
+            thresholds_removed: Vec::new(),
+            thresholds_added: Vec::new(),
         }
     }
 
@@ -681,6 +722,11 @@ impl Scanner {
         let prefilter = Prefilter::new(&rules);
         let create_table_rule = rules.iter().position(|rule| rule.id == CREATE_TABLE_RULE);
         let drop_table_rule = rules.iter().position(|rule| rule.id == DROP_TABLE_RULE);
+        let gate_rules = (0..rules.len())
+            .filter(|&rule| GATE_RULES.contains(&rules[rule].id.as_str()))
+            .collect();
+        let other_policy_rule = rules.iter().position(|rule| rule.id == OTHER_POLICY_RULE);
+        let gate_line_rule = rules.iter().position(|rule| rule.id == GATE_LINE_RULE);
         Ok(Scanner {
             rules,
             compiled,
@@ -693,6 +739,9 @@ impl Scanner {
             path_globs,
             create_table_rule,
             drop_table_rule,
+            gate_rules,
+            other_policy_rule,
+            gate_line_rule,
             scratch_pool: Mutex::new(Vec::new()),
         })
     }
@@ -727,11 +776,18 @@ impl Scanner {
         let patch = airlock_diff::parse_runs(diff).map_err(ScanError::Parse)?;
         let mut state = ScanState::new(options);
         let mut scratch = self.take_scratch();
-        let summaries: Vec<FileSummary<'_>> = patch
+        let mut summaries: Vec<FileSummary<'_>> = patch
             .files
             .iter()
             .map(|file| self.scan_file(diff, file, &mut scratch, &mut state))
             .collect();
+        mark_moved(&mut summaries, &options.mass_deletion, |index| {
+            let runs = &patch.files[index].runs;
+            runs.iter()
+                .flat_map(|run| raw_lines(diff, run.span.clone()))
+                .map(|(start, end)| (diff[start] == b'+', &diff[start + 1..end]))
+                .collect()
+        });
         if let Some(base) = base {
             self.unknown_columns(diff, &patch.files, base, options, &mut scratch, &mut state);
         }
@@ -762,7 +818,12 @@ impl Scanner {
         let mut plan = std::mem::take(&mut scratch.file);
         for file in files.iter().filter(|file| !file.binary) {
             let path = file.path();
-            self.fill_applies(path, file.old_path.as_deref(), &mut plan);
+            self.fill_applies(
+                path,
+                file.old_path.as_deref(),
+                &options.gate_paths,
+                &mut plan,
+            );
             for &rule in rules.iter().filter(|&&rule| plan.applies[rule]) {
                 for run in &file.runs {
                     let mut number = run.new_line;
@@ -843,6 +904,18 @@ impl Scanner {
         base: Option<&dyn BaseTree>,
         mut state: ScanState,
     ) -> Result<ScanReport, ScanError> {
+        for (finding, key, value) in std::mem::take(&mut state.thresholds_removed) {
+            let kept = state
+                .thresholds_added
+                .iter()
+                .any(|(rule, added_key, added)| {
+                    self.rules[*rule].id == finding.rule && *added_key == key && *added >= value
+                });
+            if !kept {
+                state.push(finding);
+            }
+        }
+        feature_removed_with_tests(files, &mut state.findings);
         self.mass_deletion(files, options, base, &mut state);
         let migration_dirs = migration_dirs(&options.migration_dirs);
         let migration_in_change = files.iter().any(|file| {
@@ -898,13 +971,31 @@ impl Scanner {
     }
 
     /// Which rules apply to a file: its path passes the rule's globs or, for a rename or
-    /// copy, its old path does. Fills `plan.applies`.
-    fn fill_applies(&self, path: &str, old_path: Option<&str>, plan: &mut FilePlan) {
+    /// copy, its old path does. A configured gate file (`gate_paths`) is one of the
+    /// files the gate's own rules watch, and not reported as any policy. Fills
+    /// `plan.applies`.
+    fn fill_applies(
+        &self,
+        path: &str,
+        old_path: Option<&str>,
+        gate_paths: &[String],
+        plan: &mut FilePlan,
+    ) {
         plan.applies.clear();
         plan.applies.resize(self.rules.len(), false);
         self.add_path_rules(path, plan);
         if let Some(old) = old_path.filter(|old| *old != path) {
             self.add_path_rules(old, plan);
+        }
+        if is_gate_path(path, gate_paths)
+            || old_path.is_some_and(|old| is_gate_path(old, gate_paths))
+        {
+            for &rule in &self.gate_rules {
+                plan.applies[rule] = true;
+            }
+            if let Some(rule) = self.other_policy_rule {
+                plan.applies[rule] = false;
+            }
         }
     }
 
@@ -921,36 +1012,51 @@ impl Scanner {
         }
     }
 
-    /// Findings of the `file` rules for one file patch.
+    /// Findings of the `file` rules for one file patch. A file renamed to a path a rule
+    /// does not watch is gone from the place it watched: the rule's `deleted` fires too
+    /// (a workflow, a test file or airlock.toml moved aside); so it does for a configured
+    /// gate file moved anywhere else, since airlock reads it at its one path.
     fn file_rules(
         &self,
         path: &str,
+        old_path: Option<&str>,
         kind: FileChangeKind,
         applies: &[bool],
         state: &mut ScanState,
     ) {
         let change = ChangeKind::from(kind);
-        let gate_path = state
-            .gate_paths
-            .iter()
-            .any(|gate| gate.trim_start_matches("./") == path);
+        let moved_from = old_path.filter(|old| change == ChangeKind::Renamed && *old != path);
         for (index, rule) in self.rules.iter().enumerate() {
-            // A configured gate file is one of the files the gate's own rules name, and
-            // reported as such rather than as any policy.
-            let applies = if gate_path && rule.id == OTHER_POLICY_RULE {
-                false
-            } else {
-                applies[index] || (gate_path && GATE_RULES.contains(&rule.id.as_str()))
-            };
-            if rule.kind == RuleKind::File
-                && applies
-                && (rule.changes.is_empty() || rule.changes.contains(&change))
-            {
-                let mut finding = self.finding(index, path, 0, format!("{change:?}").as_bytes());
-                finding.preview = Some(format!("{} {path}", change_verb(change)));
-                state.push(finding);
+            if rule.kind != RuleKind::File || !applies[index] {
+                continue;
             }
+            let (change, preview) = if rule.changes.is_empty() || rule.changes.contains(&change) {
+                (change, format!("{} {path}", change_verb(change)))
+            } else if let Some(old) = moved_from
+                && rule.changes.contains(&ChangeKind::Deleted)
+                && (!self.watches(index, path, &state.gate_paths)
+                    || (is_gate_path(old, &state.gate_paths)
+                        && !is_gate_path(path, &state.gate_paths)))
+            {
+                (ChangeKind::Deleted, format!("moved {old} to {path}"))
+            } else {
+                continue;
+            };
+            let mut finding = self.finding(index, path, 0, format!("{change:?}").as_bytes());
+            finding.preview = Some(preview);
+            state.push(finding);
         }
+    }
+
+    /// Whether `rule` applies to `path`: by its globs, or as a rule of the gate's own
+    /// files on a configured gate file.
+    fn watches(&self, rule: usize, path: &str, gate_paths: &[String]) -> bool {
+        let compiled = &self.compiled[rule];
+        let mut matched = PatternSet::new(self.path_globs.set.pattern_len());
+        self.path_globs.matching(path, &mut matched);
+        let matches = |index: usize| matched.contains(PatternID::new_unchecked(index));
+        (compiled.include.is_none_or(matches) && !compiled.exclude.is_some_and(matches))
+            || (is_gate_path(path, gate_paths) && self.gate_rules.contains(&rule))
     }
 
     /// Whether a match of `rule` on a line of this side counts for anything.
@@ -986,10 +1092,17 @@ impl Scanner {
             added: file.lines_added(),
             removed: file.lines_removed(),
             old_lines: file.old_lines.map(|lines| lines as usize),
+            moved: false,
         };
         let mut plan = std::mem::take(&mut scratch.file);
-        self.fill_applies(path, file.old_path.as_deref(), &mut plan);
-        self.file_rules(path, file.kind, &plan.applies, state);
+        self.fill_applies(path, file.old_path.as_deref(), &state.gate_paths, &mut plan);
+        self.file_rules(
+            path,
+            file.old_path.as_deref(),
+            file.kind,
+            &plan.applies,
+            state,
+        );
         if file.binary {
             state.stats.binary_files += 1;
             scratch.file = plan;
@@ -1024,8 +1137,14 @@ impl Scanner {
             for run in &file.runs {
                 let added = raw_lines(input, run.span.clone())
                     .filter(|&(start, _)| input[start] == b'+')
-                    .map(|(start, end)| text_hash(&input[start + 1..end]));
-                file_state.added_hashes.extend(added);
+                    .map(|(start, end)| &input[start + 1..end]);
+                let settings = file_state
+                    .pending_removals
+                    .iter()
+                    .any(|pending| pending.setting.is_some());
+                for text in added {
+                    file_state.add_line(text, settings);
+                }
             }
         }
         self.finish_file(path, file_state, state);
@@ -1639,7 +1758,7 @@ impl Scanner {
             };
             let entry = NumericValue {
                 rule,
-                key: key.unwrap_or_default().to_ascii_lowercase(),
+                key: threshold_key(key.unwrap_or_default()),
                 value: number,
                 line: line.number,
                 excerpt: preview(),
@@ -1678,6 +1797,9 @@ impl Scanner {
                         rule,
                         line: line.number,
                         text_hash: text_hash(line.text),
+                        setting: (Some(rule) == self.gate_line_rule)
+                            .then(|| setting(line.text))
+                            .flatten(),
                         excerpt: preview(),
                         content: content.to_vec(),
                         allowed: inline_allow(
@@ -1694,6 +1816,15 @@ impl Scanner {
     fn finish_file(&self, path: &str, file_state: FileState, state: &mut ScanState) {
         for pending in file_state.pending_removals {
             if file_state.added_hashes.contains(&pending.text_hash) {
+                continue;
+            }
+            // A setting of the gate changed to ask for at least as much.
+            if let Some((key, old)) = &pending.setting
+                && file_state
+                    .added_settings
+                    .iter()
+                    .any(|(added_key, new)| added_key == key && tightens(key, old, new))
+            {
                 continue;
             }
             let mut finding = self.finding(pending.rule, path, pending.line, &pending.content);
@@ -1732,17 +1863,30 @@ impl Scanner {
             let rank = file_state.numeric_old[..index].iter().filter(same).count();
             let replacement = file_state.numeric_new.iter().filter(same).nth(rank);
             let raises = self.rules[old.rule].kind == RuleKind::NumericIncrease;
-            let (line, preview) = match replacement {
+            match replacement {
                 Some(new) if (new.value > old.value) == raises && new.value != old.value => {
-                    (new.line, format!("{} → {}", old.excerpt, new.excerpt))
+                    let mut finding = self.finding(old.rule, path, new.line, &old.key);
+                    finding.preview = Some(format!("{} → {}", old.excerpt, new.excerpt));
+                    state.push(finding);
                 }
-                None if !raises => (old.line, format!("removed: {}", old.excerpt)),
-                _ => continue,
-            };
-            let mut finding = self.finding(old.rule, path, line, &old.key);
-            finding.preview = Some(preview);
-            state.push(finding);
+                // Gone from this file: lowered, unless another file of the change sets it
+                // as high (`--cov-fail-under=85` moved from the CI file into a script).
+                None if !raises => {
+                    let mut finding = self.finding(old.rule, path, old.line, &old.key);
+                    finding.preview = Some(format!("removed: {}", old.excerpt));
+                    state
+                        .thresholds_removed
+                        .push((finding, old.key.clone(), old.value));
+                }
+                _ => {}
+            }
         }
+        state.thresholds_added.extend(
+            file_state
+                .numeric_new
+                .into_iter()
+                .map(|new| (new.rule, new.key, new.value)),
+        );
     }
 
     fn mass_deletion(
@@ -1759,7 +1903,7 @@ impl Scanner {
             .collect();
         let deleted: Vec<&str> = counted
             .iter()
-            .filter(|file| file.kind == FileChangeKind::Deleted)
+            .filter(|file| file.kind == FileChangeKind::Deleted && !file.moved)
             .map(|file| file.path)
             .collect();
         let (mut removed, mut added, mut files_with_removals) = (0usize, 0usize, Vec::new());
@@ -1949,6 +2093,231 @@ struct RunScan<'a> {
     run: &'a ChangedRun,
     plan: &'a FilePlan,
     file_state: &'a mut FileState,
+}
+
+/// Marks the deleted files whose lines (most of those not blank) the change adds
+/// elsewhere: files merged into one, a module moved under another name. Their code is
+/// moved, not lost, and they do not count as deleted files. Only looked at when enough
+/// files are deleted to matter. `lines(index)`: the changed lines of a file, whether
+/// added, and their text.
+fn mark_moved<'a>(
+    summaries: &mut [FileSummary<'_>],
+    thresholds: &MassDeletionThresholds,
+    lines: impl Fn(usize) -> Vec<(bool, &'a [u8])>,
+) {
+    let deleted = summaries
+        .iter()
+        .filter(|file| file.kind == FileChangeKind::Deleted && !is_generated_path(file.path))
+        .count();
+    if deleted < thresholds.min_deleted_files {
+        return;
+    }
+    // Code moved into another file loses its trailing `;` or `,` as often as not.
+    let key = |text: &[u8]| {
+        let text = text.trim_ascii();
+        text_hash(
+            text.strip_suffix(b";")
+                .or_else(|| text.strip_suffix(b","))
+                .unwrap_or(text),
+        )
+    };
+    let mut added = HashSet::new();
+    for index in 0..summaries.len() {
+        for (is_added, text) in lines(index) {
+            let text = text.trim_ascii();
+            if is_added && !text.is_empty() {
+                added.insert(key(text));
+            }
+        }
+    }
+    for (index, summary) in summaries.iter_mut().enumerate() {
+        if summary.kind != FileChangeKind::Deleted {
+            continue;
+        }
+        let (mut total, mut found) = (0usize, 0usize);
+        for (_, text) in lines(index).into_iter().filter(|(is_added, _)| !is_added) {
+            let text = text.trim_ascii();
+            if !text.is_empty() {
+                total += 1;
+                found += usize::from(added.contains(&key(text)));
+            }
+        }
+        summary.moved = total > 0 && found * 2 > total;
+    }
+}
+
+/// A test file deleted together with the code it tests (`tests/test_export.py` with
+/// `app/export.py`, `GiftWrap.test.tsx` with `GiftWrap.tsx`) is a feature removed, not
+/// a test weakened: reported at medium, for a reviewer to confirm the feature is gone.
+fn feature_removed_with_tests(files: &[FileSummary<'_>], findings: &mut [Finding]) {
+    let subjects: Vec<String> = files
+        .iter()
+        .filter(|file| file.kind == FileChangeKind::Deleted)
+        .filter_map(|file| match tested_subject(file.path) {
+            None => Some(file_stem(file.path)),
+            Some(_) => None,
+        })
+        .collect();
+    if subjects.is_empty() {
+        return;
+    }
+    for finding in findings
+        .iter_mut()
+        .filter(|finding| finding.rule == TEST_FILE_DELETED_RULE)
+    {
+        if let Some(subject) = tested_subject(&finding.path)
+            && subjects.contains(&subject)
+        {
+            finding.severity = finding.severity.min(Severity::Medium);
+            finding.message = format!(
+                "{} The code it tests is deleted with it: a feature removed.",
+                finding.message
+            );
+        }
+    }
+}
+
+/// A file's name without its extensions, lower case, without `_`, `-` and `.`.
+fn file_stem(path: &str) -> String {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let stem = name.split('.').next().unwrap_or(name);
+    normalized_name(stem)
+}
+
+fn normalized_name(name: &str) -> String {
+    name.chars()
+        .filter(|c| !matches!(c, '_' | '-' | '.'))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// What a test file's name says it tests: `test_export.py`, `export_test.go`,
+/// `export_spec.rb`, `ExportTest.java` and `export.test.ts` all test `export`. `None`
+/// for a name without a test marker.
+fn tested_subject(path: &str) -> Option<String> {
+    let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+    let stem = name
+        .rsplit_once('.')
+        .map_or(name.as_str(), |(stem, _)| stem);
+    let stem = ["test_", "test-"]
+        .iter()
+        .find_map(|prefix| stem.strip_prefix(prefix))
+        .or_else(|| {
+            [
+                ".test", ".spec", "_test", "-test", "_spec", "-spec", "tests", "test", "spec",
+            ]
+            .iter()
+            .find_map(|suffix| stem.strip_suffix(suffix))
+        })?;
+    let subject = normalized_name(stem);
+    (subject.len() >= 3).then_some(subject)
+}
+
+/// A `key = value` line's key and value (TOML, Rego's `:=`), lower case, without
+/// quotes or a trailing comment. `None` for other lines and for conditional Rego values.
+type Setting = (Vec<u8>, Vec<u8>);
+
+fn setting(line: &[u8]) -> Option<Setting> {
+    let line = line.trim_ascii();
+    if line.starts_with(b"#") {
+        return None;
+    }
+    let at = memchr(b'=', line)?;
+    if line.get(at + 1) == Some(&b'=') {
+        return None;
+    }
+    let key = line[..at]
+        .strip_suffix(b":")
+        .unwrap_or(&line[..at])
+        .trim_ascii();
+    let key = key.strip_prefix(b"default ").unwrap_or(key).trim_ascii();
+    let value = &line[at + 1..];
+    let value = value[..memchr(b'#', value).unwrap_or(value.len())].trim_ascii();
+    if key.is_empty() || value.is_empty() || value.windows(4).any(|w| w == b" if ") {
+        return None;
+    }
+    let unquote = |text: &[u8]| -> Vec<u8> {
+        text.iter()
+            .copied()
+            .filter(|byte| !matches!(byte, b'"' | b'\'' | b'`'))
+            .collect::<Vec<u8>>()
+            .to_ascii_lowercase()
+    };
+    Some((unquote(key), unquote(value)))
+}
+
+/// Whether a setting of the gate changed from `old` to `new` asks for at least as much:
+/// as many approvals or more, a review SLA as short or shorter, a blocking severity or
+/// a mass-deletion threshold as low or lower, a sandbox as strict or stricter, the scan
+/// kept on. Other settings are not judged: their change blocks.
+fn tightens(key: &[u8], old: &[u8], new: &[u8]) -> bool {
+    let number = |text: &[u8]| std::str::from_utf8(text).ok()?.parse::<f64>().ok();
+    let duration = |text: &[u8]| -> Option<f64> {
+        let text = std::str::from_utf8(text).ok()?;
+        let split = text.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+        let (amount, unit) = text.split_at(split);
+        let seconds = match unit {
+            "s" => 1.0,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            _ => return None,
+        };
+        Some(amount.parse::<f64>().ok()? * seconds)
+    };
+    let rank = |text: &[u8], order: &[&str]| order.iter().position(|item| item.as_bytes() == text);
+    let at_least = |low: Option<f64>, high: Option<f64>| matches!((low, high), (Some(low), Some(high)) if high >= low);
+    if let Some(setting) = key.strip_suffix(b"_by_risk") {
+        // `sla_by_risk = { high = "2h" }`: each risk's value compared as the setting's.
+        let table = |text: &[u8]| -> Vec<Setting> {
+            let inner = text.trim_ascii();
+            let inner = inner.strip_prefix(b"{").unwrap_or(inner);
+            let inner = inner.strip_suffix(b"}").unwrap_or(inner);
+            inner
+                .split(|&byte| byte == b',')
+                .filter_map(self::setting)
+                .collect()
+        };
+        let new = table(new);
+        table(old).iter().all(|(risk, old)| {
+            new.iter()
+                .any(|(other, new)| other == risk && tightens(setting, old, new))
+        })
+    } else if key.ends_with(b"approvals") || key.ends_with(b"approvals_count") {
+        at_least(number(old), number(new))
+    } else if key == b"sla" || key.ends_with(b"_sla") {
+        at_least(duration(new), duration(old))
+    } else if key.starts_with(b"min_") {
+        at_least(number(new), number(old))
+    } else if key == b"blocking" {
+        let order = ["low", "medium", "high", "critical"];
+        matches!((rank(old, &order), rank(new, &order)), (Some(old), Some(new)) if new <= old)
+    } else if key == b"sandbox" {
+        let order = ["off", "best-effort", "required", "strict"];
+        matches!((rank(old, &order), rank(new, &order)), (Some(old), Some(new)) if new >= old)
+    } else {
+        key == b"enabled" && new == b"true"
+    }
+}
+
+/// The key a threshold is compared by: `--cov-fail-under`, `--fail-under` and
+/// `fail_under` are one setting.
+fn threshold_key(key: &[u8]) -> Vec<u8> {
+    let key = key.to_ascii_lowercase();
+    let start = key.iter().take_while(|&&byte| byte == b'-').count();
+    let key: Vec<u8> = key[start..]
+        .iter()
+        .map(|&byte| if byte == b'-' { b'_' } else { byte })
+        .collect();
+    key.strip_prefix(b"cov_")
+        .map_or(key.clone(), <[u8]>::to_vec)
+}
+
+/// Whether `path` is one of the configured gate files (`ScanOptions::gate_paths`).
+fn is_gate_path(path: &str, gate_paths: &[String]) -> bool {
+    gate_paths
+        .iter()
+        .any(|gate| gate.trim_start_matches("./") == path)
 }
 
 /// Whether a line may hold a SQL statement in a string: a quote, and a statement's
@@ -2480,6 +2849,15 @@ fn leads(line: &[u8]) -> bool {
         Some(b'|') => second == b'|',
         Some(b'&') => second == b'&',
         Some(b'"' | b'\'') => line.starts_with(b"\"\"\"") || line.starts_with(b"\'\'\'"),
+        // Python's %-formatting of the string above: `% (kind, ids)`.
+        Some(b'%') => {
+            second == b' '
+                && line.get(2).is_some_and(|byte| {
+                    matches!(byte, b'(' | b'[' | b'{' | b'_') || byte.is_ascii_alphabetic()
+                })
+        }
+        // The `state: absent` of an Ansible task whose `path:` is the line above.
+        Some(b's') => line.starts_with(b"state: absent") || line.starts_with(b"state=absent"),
         Some(b'A'..=b'Z') => {
             let word = line
                 .split(|byte| !byte.is_ascii_uppercase())
@@ -2750,11 +3128,20 @@ impl Scanner {
         let patch = airlock_diff::parse(diff).map_err(ScanError::Parse)?;
         let mut state = ScanState::new(options);
         let mut scratch = self.scratch();
-        let summaries: Vec<FileSummary<'_>> = patch
+        let mut summaries: Vec<FileSummary<'_>> = patch
             .files
             .iter()
             .map(|file| self.scan_file_reference(file, &mut scratch, &mut state))
             .collect();
+        mark_moved(&mut summaries, &options.mass_deletion, |index| {
+            patch.files[index]
+                .hunks
+                .iter()
+                .flat_map(|hunk| &hunk.lines)
+                .filter(|line| line.kind != LineKind::Context)
+                .map(|line| (line.kind == LineKind::Added, &line.text[..]))
+                .collect()
+        });
         self.finish_scan(&summaries, options, None, state)
     }
 
@@ -2774,12 +3161,13 @@ impl Scanner {
             added: file.lines_added(),
             removed: file.lines_removed(),
             old_lines: file.old_lines().map(|lines| lines as usize),
+            moved: false,
         };
         let mut plan = FilePlan::default();
-        self.fill_applies(path, file.old_path.as_deref(), &mut plan);
+        self.fill_applies(path, file.old_path.as_deref(), &state.gate_paths, &mut plan);
         plan.fill(self);
         let applies = &plan.applies;
-        self.file_rules(path, file.kind, applies, state);
+        self.file_rules(path, file.old_path.as_deref(), file.kind, applies, state);
         if file.binary {
             state.stats.binary_files += 1;
             return summary;
@@ -2792,7 +3180,7 @@ impl Scanner {
                     LineKind::Context => new_line = new_line.saturating_add(1),
                     LineKind::Added => {
                         state.stats.added_lines += 1;
-                        file_state.added_hashes.insert(text_hash(&line.text));
+                        file_state.add_line(&line.text, true);
                         let at = LineAt {
                             path,
                             text: &line.text,

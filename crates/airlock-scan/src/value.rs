@@ -158,6 +158,7 @@ pub(crate) fn passes_filters(
                 && !["sha1-", "sha256-", "sha384-", "sha512-"]
                     .iter()
                     .any(|prefix| lower_value.starts_with(prefix.as_bytes()))
+                && !is_password_hash(&lower_value)
         }
         ValueFilter::Identifier => !is_identifier(value),
         ValueFilter::HasDigit => value.iter().any(u8::is_ascii_digit),
@@ -185,6 +186,28 @@ fn is_placeholder(lower_value: &[u8]) -> bool {
         || lower_value
             .iter()
             .all(|byte| matches!(byte, b'x' | b'*' | b'.' | b'-' | b'#'))
+}
+
+/// A stored password hash (bcrypt, Argon2, scrypt, crypt's SHA-2, Django's
+/// `algorithm$…`): what a fixture holds in place of a password, not a credential.
+fn is_password_hash(lower_value: &[u8]) -> bool {
+    const CRYPT: [&str; 8] = [
+        "$2a$", "$2b$", "$2y$", "$argon2", "$scrypt$", "$pbkdf2", "$5$", "$6$",
+    ];
+    const DJANGO: [&str; 7] = [
+        "pbkdf2_sha256$",
+        "pbkdf2_sha1$",
+        "bcrypt_sha256$",
+        "bcrypt$",
+        "argon2$",
+        "scrypt$",
+        "sha1$",
+    ];
+    CRYPT
+        .iter()
+        .chain(&DJANGO)
+        .any(|prefix| lower_value.starts_with(prefix.as_bytes()))
+        && lower_value.len() >= 30
 }
 
 fn is_uuid(value: &[u8]) -> bool {
@@ -334,6 +357,17 @@ mod tests {
         check(Hash, "da39a3ee5e6b4b0d3255bfef95601890afd80709", false);
         check(Hash, "da39a3ee5e6b4b0d3255bfef95601890afd8070", true);
         check(Encoded, "sha512-abc", false);
+        check(
+            Encoded,
+            "bcrypt_sha256$$2b$12$Sn5oTA/j3jKkr0bsrOBhj36aUifBbQDXMr3hH5pMuL8F",
+            false,
+        );
+        check(
+            Encoded,
+            "$2b$12$Sn5oTA/j3jKkr0bsrOBhj36aUifBbQDXMr3hH5pMuL8FBZzlgorTF",
+            false,
+        );
+        check(Encoded, "$2b$hunter2", true);
         check(Identifier, "password_hash", false);
         check(Identifier, "pw_Hash9", true);
         check(Environment, "${DB_PASSWORD}", false);

@@ -435,6 +435,227 @@ fn allowlists_by_rule_path_and_fingerprint() {
 }
 
 #[test]
+fn a_test_deleted_with_the_code_it_tests_is_a_feature_removed() {
+    let deleted = |path: &str| {
+        format!(
+            "diff --git a/{path} b/{path}\ndeleted file mode 100644\n--- a/{path}\n+++ /dev/null\n@@ -1,2 +0,0 @@\n-def f():\n-    return 1\n"
+        )
+    };
+    let severities = |diff: &str| -> Vec<(String, Severity)> {
+        scan(&scanner(), diff)
+            .into_iter()
+            .filter(|f| f.rule == "test-weakening.test-file-deleted")
+            .map(|f| (f.path, f.severity))
+            .collect()
+    };
+    let test = deleted("tests/test_xml_export.py");
+    assert_eq!(
+        severities(&test),
+        [("tests/test_xml_export.py".to_owned(), Severity::High)]
+    );
+    // With its subject, the feature is gone.
+    let feature = format!("{test}{}", deleted("pipeline/xml_export.py"));
+    assert_eq!(
+        severities(&feature),
+        [("tests/test_xml_export.py".to_owned(), Severity::Medium)]
+    );
+    // Another module deleted beside it does not excuse it.
+    let other = format!("{test}{}", deleted("pipeline/csv_export.py"));
+    assert_eq!(
+        severities(&other),
+        [("tests/test_xml_export.py".to_owned(), Severity::High)]
+    );
+}
+
+#[test]
+fn files_merged_into_one_are_not_a_mass_deletion() {
+    let body =
+        |n: usize| format!("def helper_{n}(rows):\n    return [row * {n} for row in rows]\n");
+    let deleted: String = (0..5)
+        .map(|n| {
+            let path = format!("app/helpers/h{n}.py");
+            let removed: String = body(n).lines().map(|line| format!("-{line}\n")).collect();
+            format!("diff --git a/{path} b/{path}\ndeleted file mode 100644\n--- a/{path}\n+++ /dev/null\n@@ -1,2 +0,0 @@\n{removed}")
+        })
+        .collect();
+    let merged: String = (0..5)
+        .flat_map(|n| {
+            body(n)
+                .lines()
+                .map(|line| format!("+{line}\n"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let merged = format!(
+        "diff --git a/app/helpers.py b/app/helpers.py\nnew file mode 100644\n--- /dev/null\n+++ b/app/helpers.py\n@@ -0,0 +1,10 @@\n{merged}"
+    );
+    let mass = |diff: &str| {
+        scan(&scanner(), diff)
+            .iter()
+            .any(|f| f.rule == "mass-deletion.files")
+    };
+    assert!(mass(&deleted));
+    assert!(!mass(&format!("{deleted}{merged}")));
+}
+
+#[test]
+fn a_threshold_moved_to_another_file_is_not_lowered() {
+    let ci = "diff --git a/.gitlab-ci.yml b/.gitlab-ci.yml\n--- a/.gitlab-ci.yml\n+++ b/.gitlab-ci.yml\n@@ -1,2 +1,2 @@\n test:\n-  script: pytest --cov=app --cov-fail-under=85\n+  script: ci/run-tests.sh\n";
+    let script = |threshold: u32| {
+        format!(
+            "diff --git a/ci/run-tests.sh b/ci/run-tests.sh\n--- a/ci/run-tests.sh\n+++ b/ci/run-tests.sh\n@@ -1,1 +1,2 @@\n set -eu\n+coverage report --fail-under={threshold}\n"
+        )
+    };
+    let rules = |diff: &str| -> Vec<String> {
+        scan(&scanner(), diff)
+            .into_iter()
+            .map(|f| f.rule)
+            .filter(|rule| rule.starts_with("test-weakening"))
+            .collect()
+    };
+    assert_eq!(rules(&format!("{ci}{}", script(85))), Vec::<String>::new());
+    assert_eq!(
+        rules(&format!("{ci}{}", script(60))),
+        ["test-weakening.coverage-threshold-lowered"]
+    );
+    assert_eq!(rules(ci), ["test-weakening.coverage-threshold-lowered"]);
+}
+
+#[test]
+fn gate_files_block_when_loosened_and_are_reported_when_only_tightened() {
+    let scanner = scanner();
+    let findings = |diff: &str, options: &ScanOptions| -> Vec<(String, Severity)> {
+        let report = scanner.scan(diff.as_bytes(), options).unwrap();
+        report
+            .findings
+            .into_iter()
+            .map(|f| (f.rule, f.severity))
+            .collect()
+    };
+    let toml = "diff --git a/airlock.toml b/airlock.toml\n--- a/airlock.toml\n+++ b/airlock.toml\n";
+    let defaults = ScanOptions::default();
+    // A tier added: reported for the admin the review asks for, not rejected.
+    let tier = format!(
+        "{toml}@@ -1,2 +1,5 @@\n [review]\n+[review.tiers.high]\n+paths = [\"infra/**\"]\n+required_approvals = 3\n sla = \"4h\"\n"
+    );
+    assert_eq!(
+        findings(&tier, &defaults),
+        [("gate-tamper.config-changed".to_owned(), Severity::Medium)]
+    );
+    // A requirement rewritten, or a known loosening added: blocked.
+    let fewer = format!(
+        "{toml}@@ -1,2 +1,2 @@\n [review]\n-required_approvals = 2\n+required_approvals = 1\n"
+    );
+    let rules: Vec<String> = findings(&fewer, &defaults)
+        .into_iter()
+        .map(|f| f.0)
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "gate-tamper.config-changed",
+            "gate-tamper.config-loosened",
+            "gate-tamper.gate-line-removed"
+        ]
+    );
+    // A setting changed to ask for more is a tightening; to ask for less, it blocks.
+    let changed = |old: &str, new: &str| {
+        let diff = format!("{toml}@@ -1,2 +1,2 @@\n [review]\n-{old}\n+{new}\n");
+        findings(&diff, &defaults)
+            .into_iter()
+            .map(|(rule, _)| rule)
+            .collect::<Vec<_>>()
+    };
+    for (old, new) in [
+        ("required_approvals = 2", "required_approvals = 3"),
+        ("blocking = \"high\"", "blocking = \"medium\"  # stricter"),
+        ("sla = \"4h\"", "sla = \"90m\""),
+        ("sandbox = \"best-effort\"", "sandbox = \"required\""),
+        (
+            "sla_by_risk = { critical = \"2h\" }",
+            "sla_by_risk = { high = \"2h\", critical = \"1h\" }",
+        ),
+    ] {
+        assert_eq!(
+            changed(old, new),
+            ["gate-tamper.config-changed"],
+            "{old} -> {new}"
+        );
+    }
+    for (old, new) in [
+        ("sla = \"4h\"", "sla = \"8h\""),
+        ("blocking = \"high\"", "blocking = \"critical\""),
+        ("steps = [1, 5, 25, 100]", "steps = [50, 100]"),
+        (
+            "sla_by_risk = { critical = \"2h\" }",
+            "sla_by_risk = { high = \"2h\" }",
+        ),
+    ] {
+        assert!(
+            changed(old, new).contains(&"gate-tamper.gate-line-removed".to_owned()),
+            "{old} -> {new}"
+        );
+    }
+    let disabled = format!("{toml}@@ -1,1 +1,2 @@\n [scan]\n+enabled = false\n");
+    assert!(
+        findings(&disabled, &defaults)
+            .iter()
+            .any(|(rule, severity)| rule == "gate-tamper.config-loosened"
+                && *severity == Severity::High)
+    );
+    // Lines moved within CODEOWNERS lose no owner.
+    let owners = "diff --git a/CODEOWNERS b/CODEOWNERS\n--- a/CODEOWNERS\n+++ b/CODEOWNERS\n@@ -1,2 +1,2 @@\n-/infra/ @acme/platform\n /api/ @acme/backend\n+/infra/ @acme/platform\n";
+    assert_eq!(
+        findings(owners, &defaults),
+        [(
+            "gate-tamper.codeowners-changed".to_owned(),
+            Severity::Medium
+        )]
+    );
+
+    // The review policy airlock.toml names, outside `.airlock/`, is one of the gate's
+    // files: a line of it removed blocks, and it is not reported as any other policy.
+    let policy = "diff --git a/policy/review.rego b/policy/review.rego\n--- a/policy/review.rego\n+++ b/policy/review.rego\n@@ -1,3 +1,2 @@\n package airlock\n-required_approvals := 2 if input.risk == \"high\"\n default required_approvals := 1\n";
+    assert_eq!(
+        findings(policy, &defaults),
+        [("gate-tamper.policy-changed".to_owned(), Severity::Medium)]
+    );
+    let configured = ScanOptions {
+        gate_paths: vec!["./policy/review.rego".to_owned()],
+        ..ScanOptions::default()
+    };
+    assert_eq!(
+        findings(policy, &configured),
+        [
+            ("gate-tamper.config-changed".to_owned(), Severity::Medium),
+            ("gate-tamper.gate-line-removed".to_owned(), Severity::High)
+        ]
+    );
+    // Moved aside, the policy or the configuration is as good as deleted.
+    let moved = |from: &str, to: &str| {
+        format!(
+            "diff --git a/{from} b/{to}\nsimilarity index 100%\nrename from {from}\nrename to {to}\n"
+        )
+    };
+    let policy_moved = moved("policy/review.rego", "policy/review.rego.disabled");
+    assert!(
+        findings(&policy_moved, &configured)
+            .contains(&("gate-tamper.config-deleted".to_owned(), Severity::Critical))
+    );
+    let toml_moved = moved("airlock.toml", "docs/airlock.toml.sample");
+    assert!(
+        findings(&toml_moved, &defaults)
+            .contains(&("gate-tamper.config-deleted".to_owned(), Severity::Critical))
+    );
+    // Renamed to another of the gate's files, it is changed, not gone.
+    let renamed = moved(".airlock/review.rego", ".airlock/policy/review.rego");
+    assert_eq!(
+        findings(&renamed, &defaults),
+        [("gate-tamper.config-changed".to_owned(), Severity::Medium)]
+    );
+}
+
+#[test]
 fn user_rules_and_severity_overrides() {
     let pack = RulePack::builtin()
         .with_extra(

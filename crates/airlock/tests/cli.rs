@@ -2673,8 +2673,9 @@ fn the_watch_goes_on_while_the_next_change_rolls_out() {
 }
 
 /// The review policy airlock.toml names is one of the gate's own files wherever it
-/// lives: changing it blocks as `gate-tamper.config-changed`. Another Rego policy is
-/// reported at medium, for a person to look at.
+/// lives: changing it is `gate-tamper.config-changed`, and loosening it (a requirement
+/// rewritten to none) blocks. Another Rego policy is reported at medium, for a person
+/// to look at.
 #[test]
 fn scan_guards_the_configured_review_policy() {
     let (_dir, root) = repository();
@@ -2706,7 +2707,14 @@ fn scan_guards_the_configured_review_policy() {
     };
     let output = airlock(&root, &["scan", "--json", "policy.diff"]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    assert_eq!(rules(&output), ["gate-tamper.config-changed high"]);
+    assert_eq!(
+        rules(&output),
+        [
+            "gate-tamper.config-changed medium",
+            "gate-tamper.gate-line-removed high",
+            "gate-tamper.policy-loosened high"
+        ]
+    );
 
     let output = airlock(&root, &["scan", "--json", "other.diff"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));

@@ -285,6 +285,10 @@ pub struct Rule {
     /// The finding is dropped when the change also touches a migration directory.
     #[serde(default)]
     pub unless_migration: bool,
+    /// The rule does not apply to a file with an added line matching this regex
+    /// (`kind: SealedSecret`: its values are ciphertext, meant to be committed).
+    #[serde(default)]
+    pub unless_file: Option<String>,
     #[serde(default)]
     pub examples: Examples,
 }

@@ -260,6 +260,8 @@ pub struct Scanner {
     other_policy_rule: Option<usize>,
     /// The rule for a removed line of the gate's own files, whose settings are compared.
     gate_line_rule: Option<usize>,
+    /// The rules with an `unless_file`.
+    unless_file_rules: Vec<usize>,
     /// Scratch space of finished scans, for the next ones: its lazy DFAs' caches keep
     /// the states they built.
     scratch_pool: Mutex<Vec<LineScratch>>,
@@ -277,6 +279,7 @@ struct CompiledRule {
     key_group: Option<usize>,
     confirm: Vec<Regex>,
     reject: Vec<Regex>,
+    unless_file: Option<Regex>,
     /// Index in `Scanner::path_globs` (a pattern of its set) of the rule's `paths` and
     /// `exclude_paths`.
     include: Option<usize>,
@@ -466,6 +469,12 @@ fn compile_rule(rule: &Rule) -> Result<CompiledRule, RuleError> {
         pattern,
         matcher,
         confirm: compile_all("confirm", &rule.confirm)?,
+        unless_file: match &rule.unless_file {
+            Some(text) => {
+                Some(build_regex(&[text]).map_err(|reason| bad("unless_file", text, reason))?)
+            }
+            None => None,
+        },
         reject: {
             let mut reject = compile_all("reject", &rule.reject)?;
             if judges_code(rule.category) && rule.kind == RuleKind::Line {
@@ -727,6 +736,9 @@ impl Scanner {
             .collect();
         let other_policy_rule = rules.iter().position(|rule| rule.id == OTHER_POLICY_RULE);
         let gate_line_rule = rules.iter().position(|rule| rule.id == GATE_LINE_RULE);
+        let unless_file_rules = (0..rules.len())
+            .filter(|&rule| rules[rule].unless_file.is_some())
+            .collect();
         Ok(Scanner {
             rules,
             compiled,
@@ -742,6 +754,7 @@ impl Scanner {
             gate_rules,
             other_policy_rule,
             gate_line_rule,
+            unless_file_rules,
             scratch_pool: Mutex::new(Vec::new()),
         })
     }
@@ -1109,6 +1122,7 @@ impl Scanner {
             return summary;
         }
         plan.fill(self);
+        let first = state.findings.len();
         state.stats.added_lines += summary.added as u64;
         state.stats.removed_lines += summary.removed as u64;
         let line_by_line = !plan.always_added.is_empty() || !plan.always_removed.is_empty();
@@ -1148,7 +1162,56 @@ impl Scanner {
             }
         }
         self.finish_file(path, file_state, state);
+        self.drop_unless_file(first, state, || {
+            file.runs
+                .iter()
+                .flat_map(|run| raw_lines(input, run.span.clone()))
+                .filter(|&(start, _)| input[start] == b'+')
+                .map(|(start, end)| &input[start + 1..end])
+                .collect()
+        });
         summary
+    }
+
+    /// The findings of one file from `first` on, less those of rules that do not apply
+    /// to a file with an added line matching their `unless_file` (a SealedSecret's
+    /// ciphertext is meant to be committed). `added`: the file's added lines.
+    fn drop_unless_file<'a>(
+        &self,
+        first: usize,
+        state: &mut ScanState,
+        added: impl FnOnce() -> Vec<&'a [u8]>,
+    ) {
+        let unless = |finding: &Finding| {
+            self.unless_file_rules
+                .iter()
+                .find(|&&rule| self.rules[rule].id == finding.rule)
+        };
+        if self.unless_file_rules.is_empty()
+            || !state.findings[first..]
+                .iter()
+                .any(|finding| unless(finding).is_some())
+        {
+            return;
+        }
+        let added = added();
+        let excluded: Vec<usize> = self
+            .unless_file_rules
+            .iter()
+            .copied()
+            .filter(|&rule| {
+                let regex = self.compiled[rule].unless_file.as_ref();
+                regex.is_some_and(|regex| added.iter().any(|line| regex.is_match(*line)))
+            })
+            .collect();
+        let mut index = first;
+        while index < state.findings.len() {
+            if unless(&state.findings[index]).is_some_and(|rule| excluded.contains(rule)) {
+                state.findings.remove(index);
+            } else {
+                index += 1;
+            }
+        }
     }
 
     /// Scans a run through its lines that hold a trigger literal of a rule that counts
@@ -3172,6 +3235,7 @@ impl Scanner {
             state.stats.binary_files += 1;
             return summary;
         }
+        let first = state.findings.len();
         let mut file_state = FileState::default();
         for hunk in &file.hunks {
             let mut new_line = hunk.new_start;
@@ -3214,6 +3278,14 @@ impl Scanner {
             }
         }
         self.finish_file(path, file_state, state);
+        self.drop_unless_file(first, state, || {
+            file.hunks
+                .iter()
+                .flat_map(|hunk| &hunk.lines)
+                .filter(|line| line.kind == LineKind::Added)
+                .map(|line| &line.text[..])
+                .collect()
+        });
         summary
     }
 

@@ -499,6 +499,22 @@ fn files_merged_into_one_are_not_a_mass_deletion() {
 }
 
 #[test]
+fn a_sealed_secret_holds_ciphertext_not_secrets() {
+    let manifest = |kind: &str| {
+        format!(
+            "diff --git a/deploy/keys.yaml b/deploy/keys.yaml\nnew file mode 100644\n--- /dev/null\n+++ b/deploy/keys.yaml\n@@ -0,0 +1,4 @@\n+kind: {kind}\n+spec:\n+  encryptedData:\n+    PSP_API_SECRET: NGqj3XOsbizQ/VASMTa06ZUHV7aDjb23yBmBZVOY8/gO7pHjmiN4iCj6UAMb\n"
+        )
+    };
+    let secret = |diff: &str| {
+        scan(&scanner(), diff)
+            .iter()
+            .any(|f| f.rule == "secret.generic-assignment")
+    };
+    assert!(secret(&manifest("Secret")));
+    assert!(!secret(&manifest("SealedSecret")));
+}
+
+#[test]
 fn a_threshold_moved_to_another_file_is_not_lowered() {
     let ci = "diff --git a/.gitlab-ci.yml b/.gitlab-ci.yml\n--- a/.gitlab-ci.yml\n+++ b/.gitlab-ci.yml\n@@ -1,2 +1,2 @@\n test:\n-  script: pytest --cov=app --cov-fail-under=85\n+  script: ci/run-tests.sh\n";
     let script = |threshold: u32| {

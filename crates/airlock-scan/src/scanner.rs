@@ -65,6 +65,9 @@ const GATE_RULES: [&str; 4] = [
 ];
 /// The rule for a line of the gate's own files removed or rewritten.
 const GATE_LINE_RULE: &str = "gate-tamper.gate-line-removed";
+/// Rules for a check removed from CI: not reported when another file of the change
+/// runs the same command (`moved_checks`).
+const MOVABLE_CHECK_RULES: [&str; 2] = ["ci-tamper.check-removed", "ci-tamper.hook-removed"];
 /// The rule for policies other than the gate's.
 const OTHER_POLICY_RULE: &str = "gate-tamper.policy-changed";
 /// The rules whose matches tell which tables a file creates and drops (`Scanner::record`).
@@ -516,6 +519,8 @@ struct NetCount {
     first_line: u32,
     excerpt: String,
     content: Vec<u8>,
+    /// What each removed line matched, the first `PENDING_PER_FILE` (`moved_checks`).
+    removed_contents: Vec<Vec<u8>>,
 }
 
 #[derive(Debug)]
@@ -624,6 +629,8 @@ struct ScanState {
     thresholds_removed: Vec<(Finding, Vec<u8>, f64)>,
     /// Every threshold the change adds: rule, key, value.
     thresholds_added: Vec<(usize, Vec<u8>, f64)>,
+    /// Checks removed from a CI file, with the commands matched (`moved_checks`).
+    checks_removed: Vec<(Finding, Vec<Vec<u8>>)>,
 }
 
 impl ScanState {
@@ -635,6 +642,7 @@ impl ScanState {
             gate_paths: options.gate_paths.clone(),
             thresholds_removed: Vec::new(),
             thresholds_added: Vec::new(),
+            checks_removed: Vec::new(),
         }
     }
 
@@ -794,13 +802,15 @@ impl Scanner {
             .iter()
             .map(|file| self.scan_file(diff, file, &mut scratch, &mut state))
             .collect();
-        mark_moved(&mut summaries, &options.mass_deletion, |index| {
+        let lines = |index: usize| {
             let runs = &patch.files[index].runs;
             runs.iter()
                 .flat_map(|run| raw_lines(diff, run.span.clone()))
                 .map(|(start, end)| (diff[start] == b'+', &diff[start + 1..end]))
                 .collect()
-        });
+        };
+        mark_moved(&mut summaries, &options.mass_deletion, lines);
+        moved_checks(&summaries, &mut state, lines);
         if let Some(base) = base {
             self.unknown_columns(diff, &patch.files, base, options, &mut scratch, &mut state);
         }
@@ -1843,6 +1853,9 @@ impl Scanner {
                         count.content = content.to_vec();
                     }
                     count.removed += 1;
+                    if count.removed_contents.len() < PENDING_PER_FILE {
+                        count.removed_contents.push(content.to_vec());
+                    }
                 }
             }
             return;
@@ -1893,7 +1906,11 @@ impl Scanner {
             let mut finding = self.finding(pending.rule, path, pending.line, &pending.content);
             finding.preview = Some(pending.excerpt);
             finding.allowed = pending.allowed;
-            state.push(finding);
+            if MOVABLE_CHECK_RULES.contains(&self.rules[pending.rule].id.as_str()) {
+                state.checks_removed.push((finding, vec![pending.content]));
+            } else {
+                state.push(finding);
+            }
         }
         let mut net: Vec<(usize, NetCount)> = file_state.net.into_iter().collect();
         net.sort_by_key(|(rule, _)| *rule);
@@ -1916,7 +1933,13 @@ impl Scanner {
                     "{} removed, {} added; first removed: {}",
                     count.removed, count.added, count.excerpt
                 ));
-                state.push(finding);
+                if MOVABLE_CHECK_RULES.contains(&self.rules[rule].id.as_str()) {
+                    state
+                        .checks_removed
+                        .push((finding, count.removed_contents.clone()));
+                } else {
+                    state.push(finding);
+                }
             }
         }
         // The n-th removed value of a rule and key is compared with the n-th added one:
@@ -2207,6 +2230,77 @@ fn mark_moved<'a>(
         }
         summary.moved = total > 0 && found * 2 > total;
     }
+}
+
+/// Reports the checks removed from a CI file (`ScanState::checks_removed`) unless
+/// another file of the change adds lines running every command removed: `pytest` moved
+/// from the workflow into `ci/run-tests.sh`. `lines(index)` as for `mark_moved`.
+fn moved_checks<'a>(
+    summaries: &[FileSummary<'_>],
+    state: &mut ScanState,
+    lines: impl Fn(usize) -> Vec<(bool, &'a [u8])>,
+) {
+    let removed = std::mem::take(&mut state.checks_removed);
+    if removed.is_empty() {
+        return;
+    }
+    let added: Vec<(&str, Vec<u8>)> = summaries
+        .iter()
+        .enumerate()
+        .filter(|(_, file)| runs_commands(file.path))
+        .flat_map(|(index, file)| {
+            lines(index)
+                .into_iter()
+                .filter(|(is_added, _)| *is_added)
+                .map(move |(_, text)| (file.path, text.to_ascii_lowercase()))
+        })
+        .collect();
+    for (finding, commands) in removed {
+        let moved = commands.iter().all(|command| {
+            let command = command.to_ascii_lowercase();
+            !command.is_empty()
+                && added.iter().any(|(path, text)| {
+                    *path != finding.path
+                        && text
+                            .windows(command.len())
+                            .any(|window| window == command.as_slice())
+                })
+        });
+        if !moved {
+            state.push(finding);
+        }
+    }
+}
+
+/// Whether a file runs commands as CI would: a shell script, a make or task file, a CI
+/// configuration. A test file that imports `pytest` runs no check.
+fn runs_commands(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    [".sh", ".bash", ".mk", ".yml", ".yaml", ".ps1"]
+        .iter()
+        .any(|suffix| name.ends_with(suffix))
+        || [
+            "Makefile",
+            "justfile",
+            "Justfile",
+            "Taskfile",
+            "Jenkinsfile",
+            "tox.ini",
+            "noxfile.py",
+            "package.json",
+        ]
+        .contains(&name)
+        || [
+            "ci/",
+            "scripts/",
+            "bin/",
+            ".github/",
+            ".gitlab/",
+            ".circleci/",
+            ".buildkite/",
+        ]
+        .iter()
+        .any(|dir| has_prefix_at_component(path, dir) || path.starts_with(dir))
 }
 
 /// A test file deleted together with the code it tests (`tests/test_export.py` with
@@ -3196,7 +3290,7 @@ impl Scanner {
             .iter()
             .map(|file| self.scan_file_reference(file, &mut scratch, &mut state))
             .collect();
-        mark_moved(&mut summaries, &options.mass_deletion, |index| {
+        let lines = |index: usize| {
             patch.files[index]
                 .hunks
                 .iter()
@@ -3204,7 +3298,9 @@ impl Scanner {
                 .filter(|line| line.kind != LineKind::Context)
                 .map(|line| (line.kind == LineKind::Added, &line.text[..]))
                 .collect()
-        });
+        };
+        mark_moved(&mut summaries, &options.mass_deletion, lines);
+        moved_checks(&summaries, &mut state, lines);
         self.finish_scan(&summaries, options, None, state)
     }
 

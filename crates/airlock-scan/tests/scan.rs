@@ -515,6 +515,30 @@ fn a_sealed_secret_holds_ciphertext_not_secrets() {
 }
 
 #[test]
+fn a_check_moved_into_a_script_is_not_removed() {
+    let workflow = "diff --git a/.gitlab-ci.yml b/.gitlab-ci.yml\n--- a/.gitlab-ci.yml\n+++ b/.gitlab-ci.yml\n@@ -1,2 +1,2 @@\n test:\n-  script: pytest -q\n+  script: ci/run-tests.sh\n";
+    let script = |command: &str| {
+        format!(
+            "diff --git a/ci/run-tests.sh b/ci/run-tests.sh\nnew file mode 100755\n--- /dev/null\n+++ b/ci/run-tests.sh\n@@ -0,0 +1,2 @@\n+set -eu\n+{command}\n"
+        )
+    };
+    let removed = |diff: &str| {
+        scan(&scanner(), diff)
+            .iter()
+            .any(|f| f.rule == "ci-tamper.check-removed")
+    };
+    assert!(removed(workflow));
+    assert!(!removed(&format!(
+        "{workflow}{}",
+        script("pytest -q \"$@\"")
+    )));
+    assert!(removed(&format!("{workflow}{}", script("echo ok"))));
+    // A test file that imports pytest runs no check.
+    let test = "diff --git a/tests/test_x.py b/tests/test_x.py\nnew file mode 100644\n--- /dev/null\n+++ b/tests/test_x.py\n@@ -0,0 +1,1 @@\n+import pytest\n";
+    assert!(removed(&format!("{workflow}{test}")));
+}
+
+#[test]
 fn a_threshold_moved_to_another_file_is_not_lowered() {
     let ci = "diff --git a/.gitlab-ci.yml b/.gitlab-ci.yml\n--- a/.gitlab-ci.yml\n+++ b/.gitlab-ci.yml\n@@ -1,2 +1,2 @@\n test:\n-  script: pytest --cov=app --cov-fail-under=85\n+  script: ci/run-tests.sh\n";
     let script = |threshold: u32| {

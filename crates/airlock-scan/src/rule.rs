@@ -202,6 +202,9 @@ pub enum ValueFilter {
     /// The value contains a digit: random credentials of 16 or more characters almost
     /// always do, while code (`this.authService.currentToken`) rarely does.
     HasDigit,
+    /// The value is base64 that decodes to a credential: a URL with a password, a
+    /// `password=` pair, a private key (a Kubernetes Secret's `data:`).
+    DecodedCredential,
 }
 
 /// Positive and negative examples that the test suite checks for every rule.

@@ -162,6 +162,9 @@ pub(crate) fn passes_filters(
         }
         ValueFilter::Identifier => !is_identifier(value),
         ValueFilter::HasDigit => value.iter().any(u8::is_ascii_digit),
+        ValueFilter::DecodedCredential => {
+            base64_decode(value).is_some_and(|decoded| holds_credential(&decoded))
+        }
     })
 }
 
@@ -208,6 +211,74 @@ fn is_password_hash(lower_value: &[u8]) -> bool {
         .chain(&DJANGO)
         .any(|prefix| lower_value.starts_with(prefix.as_bytes()))
         && lower_value.len() >= 30
+}
+
+/// Standard base64 (padding optional), or `None` for anything else.
+fn base64_decode(value: &[u8]) -> Option<Vec<u8>> {
+    let sextet = |byte: u8| match byte {
+        b'A'..=b'Z' => Some(byte - b'A'),
+        b'a'..=b'z' => Some(byte - b'a' + 26),
+        b'0'..=b'9' => Some(byte - b'0' + 52),
+        b'+' | b'-' => Some(62),
+        b'/' | b'_' => Some(63),
+        _ => None,
+    };
+    let body = value
+        .strip_suffix(b"==")
+        .or_else(|| value.strip_suffix(b"="))
+        .unwrap_or(value);
+    let mut out = Vec::with_capacity(body.len() * 3 / 4);
+    let (mut bits, mut count) = (0u32, 0u32);
+    for &byte in body {
+        bits = (bits << 6) | u32::from(sextet(byte)?);
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// Decoded text that holds a credential: a URL with a password in it, a `password=`
+/// pair with a value, or a private key.
+fn holds_credential(text: &[u8]) -> bool {
+    if !text
+        .iter()
+        .all(|byte| byte.is_ascii_graphic() || byte.is_ascii_whitespace())
+    {
+        return false;
+    }
+    let lower = text.to_ascii_lowercase();
+    let url_password = memchr::memmem::find_iter(&lower, b"://").any(|at| {
+        let rest = &lower[at + 3..];
+        let end = rest
+            .iter()
+            .position(|byte| matches!(byte, b'/' | b'?') || byte.is_ascii_whitespace())
+            .unwrap_or(rest.len());
+        let authority = &rest[..end];
+        authority
+            .iter()
+            .rposition(|&byte| byte == b'@')
+            .and_then(|at| {
+                let userinfo = &authority[..at];
+                userinfo
+                    .iter()
+                    .position(|&byte| byte == b':')
+                    .map(|colon| colon + 1 < userinfo.len())
+            })
+            .unwrap_or(false)
+    });
+    let pair = [b"password=".as_slice(), b"pwd=", b"passwd="]
+        .iter()
+        .any(|key| {
+            memchr::memmem::find(&lower, key).is_some_and(|at| {
+                lower
+                    .get(at + key.len())
+                    .is_some_and(|byte| !matches!(byte, b';' | b'&' | b' '))
+            })
+        });
+    url_password || pair || contains(&lower, b"private key-----")
 }
 
 fn is_uuid(value: &[u8]) -> bool {
@@ -371,6 +442,20 @@ mod tests {
         check(Identifier, "password_hash", false);
         check(Identifier, "pw_Hash9", true);
         check(Environment, "${DB_PASSWORD}", false);
+        // postgresql://orders_app:XWsxsn985#Bzc9th@orders-prod.example.com:5432/orders
+        check(
+            DecodedCredential,
+            "cG9zdGdyZXNxbDovL29yZGVyc19hcHA6WFdzeHNuOTg1I0J6Yzl0aEBvcmRlcnMtcHJvZC5leGFtcGxlLmNvbTo1NDMyL29yZGVycw==",
+            true,
+        );
+        // postgresql://orders-prod.example.com:5432/orders, no password
+        check(
+            DecodedCredential,
+            "cG9zdGdyZXNxbDovL29yZGVycy1wcm9kLmV4YW1wbGUuY29tOjU0MzIvb3JkZXJz",
+            false,
+        );
+        check(DecodedCredential, "MjA=", false);
+        check(DecodedCredential, "not base64!", false);
         assert!(entropy(b"aaaa") < 0.01);
         assert!((entropy(b"abcd") - 2.0).abs() < 1e-9);
     }

@@ -2466,8 +2466,10 @@ fn threshold_key(key: &[u8]) -> Vec<u8> {
         .iter()
         .map(|&byte| if byte == b'-' { b'_' } else { byte })
         .collect();
-    key.strip_prefix(b"cov_")
-        .map_or(key.clone(), <[u8]>::to_vec)
+    match key.strip_prefix(b"cov_") {
+        Some(rest) => rest.to_vec(),
+        None => key,
+    }
 }
 
 /// Whether `path` is one of the configured gate files (`ScanOptions::gate_paths`).

@@ -289,6 +289,15 @@ struct CompiledRule {
     exclude: Option<usize>,
 }
 
+impl CompiledRule {
+    /// Whether the rule's `paths` and `exclude_paths` let it apply to a path whose glob
+    /// lists `matched` holds (`PathGlobs::matching`).
+    fn applies_to(&self, matched: &PatternSet) -> bool {
+        let matches = |index: usize| matched.contains(PatternID::new_unchecked(index));
+        self.include.is_none_or(matches) && !self.exclude.is_some_and(matches)
+    }
+}
+
 /// A rule's pattern as a forward lazy DFA, to learn whether a line holds a match: on a
 /// line of source code it answers in about half the time of the full regex's
 /// `is_match`, which takes a cache from a pool and picks a strategy on every call. The
@@ -624,9 +633,9 @@ struct ScanState {
     stats: ScanStats,
     max_findings: usize,
     gate_paths: Vec<String>,
-    /// Thresholds removed from a file without a replacement there, each with its key
+    /// Thresholds removed from a file without a replacement there, each with its rule, key
     /// and value: reported at the end unless another file sets them as high.
-    thresholds_removed: Vec<(Finding, Vec<u8>, f64)>,
+    thresholds_removed: Vec<(Finding, usize, Vec<u8>, f64)>,
     /// Every threshold the change adds: rule, key, value.
     thresholds_added: Vec<(usize, Vec<u8>, f64)>,
     /// Checks removed from a CI file, with the commands matched (`moved_checks`).
@@ -802,13 +811,7 @@ impl Scanner {
             .iter()
             .map(|file| self.scan_file(diff, file, &mut scratch, &mut state))
             .collect();
-        let lines = |index: usize| {
-            let runs = &patch.files[index].runs;
-            runs.iter()
-                .flat_map(|run| raw_lines(diff, run.span.clone()))
-                .map(|(start, end)| (diff[start] == b'+', &diff[start + 1..end]))
-                .collect()
-        };
+        let lines = |index: usize| changed_lines(diff, &patch.files[index].runs).collect();
         mark_moved(&mut summaries, &options.mass_deletion, lines);
         moved_checks(&summaries, &mut state, lines);
         if let Some(base) = base {
@@ -927,12 +930,12 @@ impl Scanner {
         base: Option<&dyn BaseTree>,
         mut state: ScanState,
     ) -> Result<ScanReport, ScanError> {
-        for (finding, key, value) in std::mem::take(&mut state.thresholds_removed) {
+        for (finding, rule, key, value) in std::mem::take(&mut state.thresholds_removed) {
             let kept = state
                 .thresholds_added
                 .iter()
-                .any(|(rule, added_key, added)| {
-                    self.rules[*rule].id == finding.rule && *added_key == key && *added >= value
+                .any(|(added_rule, added_key, added)| {
+                    *added_rule == rule && *added_key == key && *added >= value
                 });
             if !kept {
                 state.push(finding);
@@ -1029,9 +1032,8 @@ impl Scanner {
             .glob_matches
             .get_or_insert_with(|| PatternSet::new(self.path_globs.set.pattern_len()));
         self.path_globs.matching(path, matched);
-        let matches = |index: usize| matched.contains(PatternID::new_unchecked(index));
         for (slot, compiled) in plan.applies.iter_mut().zip(&self.compiled) {
-            *slot |= compiled.include.is_none_or(matches) && !compiled.exclude.is_some_and(matches);
+            *slot |= compiled.applies_to(matched);
         }
     }
 
@@ -1077,8 +1079,7 @@ impl Scanner {
         let compiled = &self.compiled[rule];
         let mut matched = PatternSet::new(self.path_globs.set.pattern_len());
         self.path_globs.matching(path, &mut matched);
-        let matches = |index: usize| matched.contains(PatternID::new_unchecked(index));
-        (compiled.include.is_none_or(matches) && !compiled.exclude.is_some_and(matches))
+        compiled.applies_to(&matched)
             || (is_gate_path(path, gate_paths) && self.gate_rules.contains(&rule))
     }
 
@@ -1158,26 +1159,19 @@ impl Scanner {
         if !file_state.pending_removals.is_empty() {
             // Only removals are ever compared with the added lines; most files have none
             // pending, so the added lines are hashed only when needed.
-            for run in &file.runs {
-                let added = raw_lines(input, run.span.clone())
-                    .filter(|&(start, _)| input[start] == b'+')
-                    .map(|(start, end)| &input[start + 1..end]);
-                let settings = file_state
-                    .pending_removals
-                    .iter()
-                    .any(|pending| pending.setting.is_some());
-                for text in added {
-                    file_state.add_line(text, settings);
-                }
+            let settings = file_state
+                .pending_removals
+                .iter()
+                .any(|pending| pending.setting.is_some());
+            for (_, text) in changed_lines(input, &file.runs).filter(|(added, _)| *added) {
+                file_state.add_line(text, settings);
             }
         }
         self.finish_file(path, file_state, state);
         self.drop_unless_file(first, state, || {
-            file.runs
-                .iter()
-                .flat_map(|run| raw_lines(input, run.span.clone()))
-                .filter(|&(start, _)| input[start] == b'+')
-                .map(|(start, end)| &input[start + 1..end])
+            changed_lines(input, &file.runs)
+                .filter(|(added, _)| *added)
+                .map(|(_, text)| text)
                 .collect()
         });
         summary
@@ -1962,7 +1956,7 @@ impl Scanner {
                     finding.preview = Some(format!("removed: {}", old.excerpt));
                     state
                         .thresholds_removed
-                        .push((finding, old.key.clone(), old.value));
+                        .push((finding, old.rule, old.key.clone(), old.value));
                 }
                 _ => {}
             }
@@ -2498,6 +2492,16 @@ fn has_long_line(input: &[u8], run: &ChangedRun) -> bool {
 
 /// The lines of `span` (a run of changed lines, or part of one) as (start, end): from
 /// the prefix character to the newline or the span's end.
+/// The changed lines of runs: whether each is added, and its text.
+fn changed_lines<'a>(
+    input: &'a [u8],
+    runs: &'a [ChangedRun],
+) -> impl Iterator<Item = (bool, &'a [u8])> + 'a {
+    runs.iter()
+        .flat_map(|run| raw_lines(input, run.span.clone()))
+        .map(|(start, end)| (input[start] == b'+', &input[start + 1..end]))
+}
+
 fn raw_lines(input: &[u8], span: Range<usize>) -> impl Iterator<Item = (usize, usize)> + '_ {
     let end = span.end;
     let mut start = span.start;

@@ -1547,9 +1547,10 @@ impl Scanner {
     }
 
     /// A call whose arguments are names that the added lines just above assign (`root
-    /// = settings.MEDIA_ROOT`, then `shutil.rmtree(root)`) is read again with each value
-    /// in its name's place: a value held in a variable is judged as if written in the
-    /// call. The rules read it with are the line's own candidates of the code
+    /// = settings.MEDIA_ROOT`, then `shutil.rmtree(root)`), or parameters of the function
+    /// around it that a call in the hunk passes values for (`def reset(root):` …
+    /// `reset(settings.MEDIA_ROOT)`), is read again with each value in its name's place:
+    /// a value held in a variable is judged as if written in the call. The rules read it with are the line's own candidates of the code
     /// categories (`scratch.sinks`): the call is on this line; a rule the value alone
     /// triggers judges the line that assigns it. Only matches that touch a value count.
     fn scan_substituted(
@@ -1583,6 +1584,24 @@ impl Scanner {
             }
             found < names && reach > 0
         });
+        if found < names
+            && let Some((function, parameters)) = line.around.enclosing_definition(text)
+        {
+            // Names that are parameters of the function around the call take the values
+            // a call of it in the hunk passes (`resetUploads(config.uploadsDir)`).
+            for (index, parameter) in split_arguments(parameters).enumerate() {
+                let parameter = parameter_name(parameter);
+                if found < SUBSTITUTIONS
+                    && !parameter.is_empty()
+                    && bare_arguments(text).any(|range| &text[range] == parameter)
+                    && !values[..found].iter().any(|(known, _)| *known == parameter)
+                    && let Some(value) = line.around.call_argument(function, index)
+                {
+                    values[found] = (parameter, value);
+                    found += 1;
+                }
+            }
+        }
         let values = &values[..found];
         if values.is_empty() {
             return;
@@ -2648,6 +2667,50 @@ impl<'a> Around<'a> {
         }
     }
 
+    /// The new-side line before this one, passing over removed lines, with where it is.
+    fn previous_with_place(self) -> Option<(&'a [u8], Around<'a>)> {
+        match self {
+            Around::Input {
+                input,
+                hunk_start,
+                hunk_end,
+                start,
+                ..
+            } => {
+                let mut end = start;
+                while end > hunk_start {
+                    let line_end = end - 1;
+                    let line_start = memrchr(b'\n', &input[hunk_start..line_end])
+                        .map_or(hunk_start, |at| hunk_start + at + 1);
+                    let around = Around::Input {
+                        input,
+                        hunk_start,
+                        hunk_end,
+                        start: line_start,
+                        end: line_end,
+                    };
+                    match input[line_start..line_end].first() {
+                        // An empty line is an empty context line.
+                        None => return Some((&input[line_end..line_end], around)),
+                        Some(b' ' | b'+') => {
+                            return Some((&input[line_start + 1..line_end], around));
+                        }
+                        _ => end = line_start,
+                    }
+                }
+                None
+            }
+            #[cfg(test)]
+            Around::Parsed { lines, index } => lines[..index]
+                .iter()
+                .enumerate()
+                .rev()
+                .find(|(_, line)| line.kind != LineKind::Removed)
+                .map(|(at, line)| (&line.text[..], Around::Parsed { lines, index: at })),
+            Around::Removed => None,
+        }
+    }
+
     /// The lines after this one in its hunk.
     fn following(self) -> Following<'a> {
         match self {
@@ -2720,6 +2783,70 @@ impl<'a> Around<'a> {
             }
             Around::Removed => {}
         }
+    }
+
+    /// The first of the new-side lines of this line's hunk (itself included) for which
+    /// `visit` has an answer, and the answer.
+    fn find_in_hunk<T>(self, visit: impl FnMut(&'a [u8]) -> Option<T>) -> Option<T> {
+        match self {
+            Around::Input {
+                input,
+                hunk_start,
+                hunk_end,
+                ..
+            } => input[hunk_start..hunk_end]
+                .split(|&byte| byte == b'\n')
+                .filter(|line| matches!(line.first(), Some(b' ' | b'+')))
+                .map(|line| &line[1..])
+                .find_map(visit),
+            #[cfg(test)]
+            Around::Parsed { lines, .. } => lines
+                .iter()
+                .filter(|line| line.kind != LineKind::Removed)
+                .map(|line| &line.text[..])
+                .find_map(visit),
+            Around::Removed => None,
+        }
+    }
+
+    /// The function definition this line (`text`) is in: the nearest new-side line above
+    /// it, at most `STATEMENT_REACH` lines up, that defines a function
+    /// (`function_definition`) and is indented less. Its name and parameter list.
+    fn enclosing_definition(self, text: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
+        let indent = indentation(text);
+        let mut around = self;
+        for _ in 0..STATEMENT_REACH {
+            let (earlier, before) = around.previous_with_place()?;
+            if let Some(definition) = function_definition(earlier) {
+                return (indentation(earlier) < indent).then_some(definition);
+            }
+            around = before;
+        }
+        None
+    }
+
+    /// What a call of `function` on a new-side line of this line's hunk passes as its
+    /// `index`th argument, written whole on that line: the first such call's.
+    fn call_argument(self, function: &[u8], index: usize) -> Option<&'a [u8]> {
+        self.find_in_hunk(|line| {
+            if function_definition(line).is_some() {
+                return None;
+            }
+            let mut from = 0;
+            while let Some(at) = memchr::memmem::find(&line[from..], function).map(|at| from + at) {
+                from = at + function.len();
+                let before = at.checked_sub(1).map(|before| line[before]);
+                if before.is_some_and(|byte| byte.is_ascii_alphanumeric() || byte == b'_')
+                    || line.get(from) != Some(&b'(')
+                {
+                    continue;
+                }
+                let arguments = call_arguments(&line[from + 1..])?;
+                let value = split_arguments(arguments).nth(index)?.trim_ascii();
+                return (!value.is_empty() && value.len() <= STATEMENT_BYTES).then_some(value);
+            }
+            None
+        })
     }
 
     /// Where the statement holding this added line (`text`) starts, when it starts on
@@ -2818,6 +2945,172 @@ fn bare_arguments(line: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
         }
         None
     })
+}
+
+/// The width of a line's leading whitespace.
+fn indentation(line: &[u8]) -> usize {
+    line.len() - line.trim_ascii_start().len()
+}
+
+/// The name and parameter list of a function a line starts to define, in the languages
+/// that name definitions with a keyword: `function resetUploads(dir) {`, `async def
+/// purge(root: Path, days=7):`, `pub fn wipe(dir: &Path) {`, `func (s *Store) clean(dir
+/// string) error {`, `fun drop(dir: File)`, `def purge(dir)` (Ruby, Scala, Elixir),
+/// and arrow functions bound to a name (`const wipe = async (dir) => {`).
+fn function_definition(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    const MODIFIERS: [&[u8]; 10] = [
+        b"export ",
+        b"default ",
+        b"async ",
+        b"pub ",
+        b"pub(crate) ",
+        b"static ",
+        b"private ",
+        b"public ",
+        b"protected ",
+        b"override ",
+    ];
+    const KEYWORDS: [&[u8]; 6] = [b"function ", b"def ", b"fn ", b"func ", b"fun ", b"defp "];
+    let mut rest = line.trim_ascii_start();
+    while let Some(modifier) = MODIFIERS.iter().find(|modifier| rest.starts_with(modifier)) {
+        rest = rest[modifier.len()..].trim_ascii_start();
+    }
+    let identifier = |text: &[u8]| {
+        text.iter()
+            .take_while(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'$'))
+            .count()
+    };
+    let (name, after) = if let Some(keyword) = KEYWORDS.iter().find(|k| rest.starts_with(k)) {
+        let mut rest = rest[keyword.len()..].trim_ascii_start();
+        if rest.first() == Some(&b'(') {
+            // A Go method's receiver.
+            let receiver = call_arguments(&rest[1..])?;
+            rest = rest[receiver.len() + 2..].trim_ascii_start();
+        }
+        let length = identifier(rest);
+        (&rest[..length], &rest[length..])
+    } else {
+        // `const name = (params) =>`, `let name = async (params) =>`.
+        let rest = [b"const " as &[u8], b"let ", b"var "]
+            .iter()
+            .find_map(|binding| rest.strip_prefix(*binding))?
+            .trim_ascii_start();
+        let length = identifier(rest);
+        let value = rest[length..]
+            .trim_ascii_start()
+            .strip_prefix(b"=")?
+            .trim_ascii_start();
+        let value = value
+            .strip_prefix(b"async")
+            .unwrap_or(value)
+            .trim_ascii_start();
+        let parameters = call_arguments(value.strip_prefix(b"(")?)?;
+        // `=>` next, or after a return type (`): Promise<void> =>`).
+        let after = &value[parameters.len() + 2..];
+        let arrow = memchr::memmem::find(after, b"=>")?;
+        let typed = after[..arrow].trim_ascii();
+        let return_type = typed.is_empty() || typed.starts_with(b":") && !typed.contains(&b'(');
+        return (length > 0 && return_type).then_some((&rest[..length], parameters));
+    };
+    // Generic parameters: `fn wipe<P: AsRef<Path>>(dir: P)`.
+    let after = match after.first() {
+        Some(b'<') => &after[after.iter().position(|&byte| byte == b'(')?..],
+        _ => after,
+    };
+    let parameters = call_arguments(after.strip_prefix(b"(")?)?;
+    (!name.is_empty()).then_some((name, parameters))
+}
+
+/// The text of a call's arguments, `text` starting right after its `(`: up to the
+/// matching `)` on the same line, outside string literals.
+fn call_arguments(text: &[u8]) -> Option<&[u8]> {
+    let mut depth = 0usize;
+    let mut quote: Option<u8> = None;
+    let mut at = 0;
+    while at < text.len() {
+        let byte = text[at];
+        match quote {
+            Some(open) => {
+                if byte == b'\\' {
+                    at += 1;
+                } else if byte == open {
+                    quote = None;
+                }
+            }
+            None => match byte {
+                b'"' | b'\'' | b'`' => quote = Some(byte),
+                b'(' | b'[' | b'{' => depth += 1,
+                b')' | b']' | b'}' if depth == 0 => {
+                    return (byte == b')').then_some(&text[..at]);
+                }
+                b')' | b']' | b'}' => depth -= 1,
+                _ => {}
+            },
+        }
+        at += 1;
+    }
+    None
+}
+
+/// The arguments (or parameters) of a list, split at its top-level commas (brackets,
+/// generics' angle brackets and string literals kept whole). None for an empty list.
+fn split_arguments(list: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut depth = 0usize;
+    let mut quote: Option<u8> = None;
+    let mut escaped = false;
+    let mut start = 0;
+    let mut at = 0;
+    let mut done = list.trim_ascii().is_empty();
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        while at < list.len() {
+            let byte = list[at];
+            at += 1;
+            if let Some(open) = quote {
+                if escaped {
+                    escaped = false;
+                } else if byte == b'\\' {
+                    escaped = true;
+                } else if byte == open {
+                    quote = None;
+                }
+                continue;
+            }
+            match byte {
+                b'"' | b'\'' | b'`' => quote = Some(byte),
+                b'(' | b'[' | b'{' | b'<' => depth += 1,
+                b')' | b']' | b'}' | b'>' => depth = depth.saturating_sub(1),
+                b',' if depth == 0 => {
+                    let item = &list[start..at - 1];
+                    start = at;
+                    return Some(item);
+                }
+                _ => {}
+            }
+        }
+        done = true;
+        Some(&list[start..])
+    })
+}
+
+/// The name a parameter declares: `dir`, `dir: &Path`, `mut dir: PathBuf`, `dir string`,
+/// `$dir`, `root=None`, `*paths`. Empty for a pattern (`{ dir }`) or `self`.
+fn parameter_name(parameter: &[u8]) -> &[u8] {
+    let mut text = parameter.trim_ascii();
+    for prefix in [b"mut " as &[u8], b"&", b"*", b"..."] {
+        text = text.strip_prefix(prefix).unwrap_or(text).trim_ascii_start();
+    }
+    let length = text
+        .iter()
+        .take_while(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'$'))
+        .count();
+    let name = &text[..length];
+    if name == b"self" || name.first().is_some_and(u8::is_ascii_digit) {
+        return &[];
+    }
+    name
 }
 
 /// The name a line assigns and the value, written whole on the line: `root =
@@ -3405,11 +3698,75 @@ impl Scanner {
 #[cfg(test)]
 mod tests {
     use super::{
-        common_directory, has_directory, is_generated_path, is_migration_path, migration_dirs,
+        call_arguments, common_directory, function_definition, has_directory, is_generated_path,
+        is_migration_path, migration_dirs, parameter_name, split_arguments,
     };
 
     /// Servers share one scanner between worker threads; its searcher cache must not
     /// change that.
+    #[test]
+    fn function_definitions_and_call_arguments() {
+        let definition = |line: &str| {
+            function_definition(line.as_bytes()).map(|(name, parameters)| {
+                let names: Vec<String> = split_arguments(parameters)
+                    .map(|p| String::from_utf8_lossy(parameter_name(p)).into_owned())
+                    .collect();
+                (String::from_utf8_lossy(name).into_owned(), names)
+            })
+        };
+        let expect = |name: &str, parameters: &[&str]| {
+            Some((
+                name.to_string(),
+                parameters.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            ))
+        };
+        assert_eq!(
+            definition("function resetUploads(dir) {"),
+            expect("resetUploads", &["dir"])
+        );
+        assert_eq!(
+            definition("  export async function purge(dir, { force } = {}) {"),
+            expect("purge", &["dir", ""])
+        );
+        assert_eq!(
+            definition("    async def purge(self, root: Path, days=7) -> None:"),
+            expect("purge", &["", "root", "days"])
+        );
+        assert_eq!(
+            definition("pub fn wipe<P: AsRef<Path>>(mut dir: P, keep: &[String]) {"),
+            expect("wipe", &["dir", "keep"])
+        );
+        assert_eq!(
+            definition("func (s *Store) clean(dir string, n int) error {"),
+            expect("clean", &["dir", "n"])
+        );
+        assert_eq!(
+            definition("const wipe = async (dir: string): Promise<void> => {"),
+            expect("wipe", &["dir"])
+        );
+        assert_eq!(definition("def purge"), None);
+        assert_eq!(definition("const x = (a + b) * 2;"), None);
+        assert_eq!(definition("purge(dir)"), None);
+        assert_eq!(definition("function broken(dir {"), None);
+
+        let arguments = |text: &str| -> Vec<String> {
+            call_arguments(text.as_bytes())
+                .map(|list| {
+                    split_arguments(list)
+                        .map(|a| String::from_utf8_lossy(a.trim_ascii()).into_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            arguments("a, f(b, c), \"x, y\", [1, 2]) + 1"),
+            ["a", "f(b, c)", "\"x, y\"", "[1, 2]"]
+        );
+        assert_eq!(arguments(") rest"), Vec::<String>::new());
+        assert_eq!(arguments("a, (b"), Vec::<String>::new());
+        assert_eq!(arguments("a]"), Vec::<String>::new());
+    }
+
     #[test]
     fn scanner_is_shared_across_threads() {
         fn shared<T: Send + Sync + std::panic::RefUnwindSafe>() {}

@@ -253,6 +253,33 @@ fn values_held_in_a_name_just_above_are_judged_in_the_call() {
     );
 }
 
+/// A parameter of the function around a call takes the value a call of the function in
+/// the same hunk passes, judged in the call as if written there.
+#[test]
+fn values_passed_to_a_function_are_judged_in_its_body() {
+    let js = "diff --git a/src/boot.js b/src/boot.js\n--- a/src/boot.js\n+++ b/src/boot.js\n";
+    let boot = format!(
+        "{js}@@ -1,2 +1,7 @@\n const fs = require(\"fs\");\n+function resetUploads(dir) {{\n+  fs.rmSync(dir, {{ recursive: true, force: true }});\n+  fs.mkdirSync(dir, {{ recursive: true }});\n+}}\n+resetUploads(config.uploadsDir);\n module.exports = {{}};\n"
+    );
+    check(&boot, &[("destructive-op.recursive-delete-data-dir", 3)]);
+    // A directory of its own making; and no call in the hunk at all.
+    check(&boot.replace("config.uploadsDir", "os.tmpdir()"), &[]);
+    check(&boot.replace("resetUploads(config", "log(config"), &[]);
+
+    // The definition is context: the change wrote the call and the delete. The second
+    // parameter is the one passed the data directory; the first is not a path.
+    let py = "diff --git a/app/clean.py b/app/clean.py\n--- a/app/clean.py\n+++ b/app/clean.py\n";
+    let clean = format!(
+        "{py}@@ -1,3 +1,7 @@\n import shutil\n def reset(keep: bool, root: Path = None):\n+    if not keep:\n+        shutil.rmtree(root)\n+\n+reset(False, settings.MEDIA_ROOT)\n x = 1\n"
+    );
+    check(&clean, &[("destructive-op.recursive-delete-data-dir", 4)]);
+    // A call outside the function's body is not in it: the definition must enclose it.
+    check(
+        &clean.replace("+        shutil.rmtree(root)", "+shutil.rmtree(root)"),
+        &[],
+    );
+}
+
 /// A call wrapped over several lines is judged as the statement it is in the new file
 /// (its added and context lines, not its removed ones), reported on its first line,
 /// once; a line that does not continue it is not joined to it.

@@ -622,7 +622,8 @@ struct FileSummary<'a> {
     removed: usize,
     /// How many lines the file had, when the diff shows where it ended.
     old_lines: Option<usize>,
-    /// A deleted file whose lines the change adds elsewhere (`mark_moved`).
+    /// A deleted file, or one most of whose lines go, whose lines the change adds
+    /// elsewhere (`mark_moved`).
     moved: bool,
 }
 
@@ -2032,11 +2033,9 @@ impl Scanner {
                     ),
                 ),
                 RuleKind::MassDeletionFile => {
-                    if added * 2 >= removed {
-                        continue;
-                    }
                     for file in &counted {
                         if file.kind != FileChangeKind::Modified
+                            || file.moved
                             || file.added * 10 > file.removed
                             || is_data_path(file.path)
                         {
@@ -2194,11 +2193,12 @@ struct RunScan<'a> {
     file_state: &'a mut FileState,
 }
 
-/// Marks the deleted files whose lines (most of those not blank) the change adds
-/// elsewhere: files merged into one, a module moved under another name. Their code is
-/// moved, not lost, and they do not count as deleted files. Only looked at when enough
-/// files are deleted to matter. `lines(index)`: the changed lines of a file, whether
-/// added, and their text.
+/// Marks the deleted files, and the kept files that lose most of their lines, whose
+/// removed lines (most of those not blank) the change adds elsewhere: files merged into
+/// one, a module moved under another name, functions moved out of a file. Their code is
+/// moved, not lost: they count neither as deleted files nor as gutted ones. Deleted
+/// files are only looked at when enough are deleted to matter. `lines(index)`: the
+/// changed lines of a file, whether added, and their text.
 fn mark_moved<'a>(
     summaries: &mut [FileSummary<'_>],
     thresholds: &MassDeletionThresholds,
@@ -2208,7 +2208,16 @@ fn mark_moved<'a>(
         .iter()
         .filter(|file| file.kind == FileChangeKind::Deleted && !is_generated_path(file.path))
         .count();
-    if deleted < thresholds.min_deleted_files {
+    let gutted = |file: &FileSummary<'_>| {
+        file.kind == FileChangeKind::Modified
+            && file.removed >= GUTTED_FLOOR_LINES
+            && file.added * 10 <= file.removed
+    };
+    let judged = |file: &FileSummary<'_>| {
+        (file.kind == FileChangeKind::Deleted && deleted >= thresholds.min_deleted_files)
+            || gutted(file)
+    };
+    if !summaries.iter().any(judged) {
         return;
     }
     // Code moved into another file loses its trailing `;` or `,` as often as not.
@@ -2230,7 +2239,7 @@ fn mark_moved<'a>(
         }
     }
     for (index, summary) in summaries.iter_mut().enumerate() {
-        if summary.kind != FileChangeKind::Deleted {
+        if !judged(summary) {
             continue;
         }
         let (mut total, mut found) = (0usize, 0usize);
@@ -3485,7 +3494,7 @@ fn is_generated_path(path: &str) -> bool {
 /// the file's end), a file kept with at least this many lines removed, making up at least
 /// this percentage of it, is gutted whatever `min_gutted_lines` says.
 const GUTTED_FLOOR_LINES: usize = 30;
-const GUTTED_SHARE_PERCENT: usize = 80;
+const GUTTED_SHARE_PERCENT: usize = 66;
 
 /// The number of lines of a changed file in the base tree, if it has the file.
 fn line_count(base: &dyn BaseTree, file: &FileSummary<'_>) -> Option<usize> {

@@ -525,6 +525,46 @@ fn files_merged_into_one_are_not_a_mass_deletion() {
     assert!(!mass(&format!("{deleted}{merged}")));
 }
 
+/// A kept file that loses most of its lines is gutted, whatever else the change adds;
+/// not when the lines it loses are added in another file of the change (moved out).
+#[test]
+fn a_file_gutted_is_a_mass_deletion_unless_its_code_moved() {
+    let functions: Vec<String> = (0..10)
+        .flat_map(|n| {
+            [
+                format!("def check_{n}(user, record):"),
+                format!("    if not user.can(\"edit_{n}\", record):"),
+                format!("        raise PermissionDenied(\"edit_{n}\")"),
+                format!("    return record.owner_id == user.id or user.is_staff_{n}"),
+            ]
+        })
+        .collect();
+    // The file had 12 + 40 lines; the hunk reaches its end, so the diff shows it.
+    let removed: String = functions.iter().map(|line| format!("-{line}\n")).collect();
+    let gutted = format!(
+        "diff --git a/app/permissions.py b/app/permissions.py\n--- a/app/permissions.py\n+++ b/app/permissions.py\n@@ -10,43 +10,4 @@ PAGE = 50\n import logging\n log = logging.getLogger(__name__)\n \n{removed}+# Permission checks moved to the shared policy module.\n"
+    );
+    let elsewhere = |lines: &[String]| {
+        let added: String = lines.iter().map(|line| format!("+{line}\n")).collect();
+        format!(
+            "diff --git a/app/policy.py b/app/policy.py\nnew file mode 100644\n--- /dev/null\n+++ b/app/policy.py\n@@ -0,0 +1,{} @@\n{added}",
+            lines.len()
+        )
+    };
+    let new_feature: Vec<String> = (0..60)
+        .map(|n| format!("EXPORT_FIELD_{n} = \"field_{n}\""))
+        .collect();
+    let rule = |diff: &str| {
+        scan(&scanner(), diff)
+            .iter()
+            .any(|f| f.rule == "mass-deletion.file-gutted")
+    };
+    assert!(rule(&gutted));
+    // More lines added than removed over the change does not hide it.
+    assert!(rule(&format!("{gutted}{}", elsewhere(&new_feature))));
+    assert!(!rule(&format!("{gutted}{}", elsewhere(&functions))));
+}
+
 #[test]
 fn a_sealed_secret_holds_ciphertext_not_secrets() {
     let manifest = |kind: &str| {

@@ -944,21 +944,25 @@ impl Scanner {
         }
         feature_removed_with_tests(files, &mut state.findings);
         self.mass_deletion(files, options, base, &mut state);
-        let migration_dirs = migration_dirs(&options.migration_dirs);
-        let migration_in_change = files.iter().any(|file| {
-            [file.old_path, file.new_path]
-                .into_iter()
-                .flatten()
-                .any(|path| is_migration_path(path, &migration_dirs))
-        });
         let mut findings = state.findings;
-        if migration_in_change {
-            findings.retain(|finding| {
-                !self
-                    .rules
-                    .iter()
-                    .any(|rule| rule.id == finding.rule && rule.unless_migration)
+        let unless_migration = |finding: &Finding| {
+            self.rules
+                .iter()
+                .any(|rule| rule.id == finding.rule && rule.unless_migration)
+        };
+        // Most scans have no finding a migration would clear: the paths are only read
+        // for those that do.
+        if findings.iter().any(unless_migration) {
+            let migration_dirs = migration_dirs(&options.migration_dirs);
+            let migration_in_change = files.iter().any(|file| {
+                [file.old_path, file.new_path]
+                    .into_iter()
+                    .flatten()
+                    .any(|path| is_migration_path(path, &migration_dirs))
             });
+            if migration_in_change {
+                findings.retain(|finding| !unless_migration(finding));
+            }
         }
         apply_allowlists(&mut findings, options)?;
         findings.sort_by(|a, b| {

@@ -669,9 +669,16 @@ impl ScanState {
     }
 }
 
+/// A hash of a line's words: lines that differ only in their whitespace (re-indented,
+/// re-aligned) hash alike.
 fn text_hash(text: &[u8]) -> u64 {
     let mut hasher = DefaultHasher::new();
-    text.trim_ascii().hash(&mut hasher);
+    for word in text
+        .split(u8::is_ascii_whitespace)
+        .filter(|word| !word.is_empty())
+    {
+        word.hash(&mut hasher);
+    }
     hasher.finish()
 }
 
@@ -1879,6 +1886,16 @@ impl Scanner {
             return;
         }
         match line.side {
+            // A line of the gate's own files moved or re-aligned within its hunk adds
+            // nothing to the gate.
+            Side::Added
+                if rule_data.category == Category::GateTamper
+                    && line
+                        .around
+                        .find_in_hunk(Side::Removed, |removed| {
+                            (text_hash(removed) == text_hash(line.text)).then_some(())
+                        })
+                        .is_some() => {}
             Side::Added => {
                 let mut finding = self.finding(rule, line.path, line.number, content);
                 finding.preview = Some(preview());
@@ -2405,7 +2422,9 @@ fn setting(line: &[u8]) -> Option<Setting> {
     if line.starts_with(b"#") {
         return None;
     }
-    let at = memchr(b'=', line)?;
+    let Some(at) = memchr(b'=', line) else {
+        return owner_line(line);
+    };
     if line.get(at + 1) == Some(&b'=') {
         return None;
     }
@@ -2429,17 +2448,43 @@ fn setting(line: &[u8]) -> Option<Setting> {
     Some((unquote(key), unquote(value)))
 }
 
+/// A CODEOWNERS line as a setting: `owners PATTERN` → its owners, sorted, one space
+/// apart (`/modules/db/ @acme/dba @acme/platform`). Every word after the pattern must be
+/// an owner (`@name`, `@org/team`, an email address).
+fn owner_line(line: &[u8]) -> Option<Setting> {
+    let mut words = line
+        .split(u8::is_ascii_whitespace)
+        .filter(|word| !word.is_empty());
+    let pattern = words.next()?;
+    let mut owners: Vec<Vec<u8>> = words.map(<[u8]>::to_ascii_lowercase).collect();
+    if pattern.starts_with(b"[")
+        || owners.is_empty()
+        || !owners.iter().all(|owner| owner.contains(&b'@'))
+    {
+        return None;
+    }
+    owners.sort();
+    owners.dedup();
+    let mut key = b"owners ".to_vec();
+    key.extend_from_slice(pattern);
+    Some((key, owners.join(&b' ')))
+}
+
 /// Whether a setting of the gate changed from `old` to `new` asks for at least as much:
 /// as many approvals or more, a review SLA as short or shorter, a blocking severity or
 /// a mass-deletion threshold as low or lower, a sandbox as strict or stricter, the scan
-/// kept on. Other settings are not judged: their change blocks.
+/// kept on; for the rollout, limits (`max_*`, ratios, budgets, tolerances) as low or
+/// lower, soaks and watch periods as long or longer, every canary step kept, rollback
+/// kept on, a judge as binding; a CODEOWNERS pattern keeping every owner it had (each
+/// owner's approval is required). Other settings are not judged: their change blocks.
 fn tightens(key: &[u8], old: &[u8], new: &[u8]) -> bool {
-    let number = |text: &[u8]| std::str::from_utf8(text).ok()?.parse::<f64>().ok();
+    let plain = |text: &[u8]| std::str::from_utf8(text).ok()?.parse::<f64>().ok();
     let duration = |text: &[u8]| -> Option<f64> {
         let text = std::str::from_utf8(text).ok()?;
         let split = text.find(|c: char| !c.is_ascii_digit() && c != '.')?;
         let (amount, unit) = text.split_at(split);
         let seconds = match unit {
+            "ms" => 0.001,
             "s" => 1.0,
             "m" | "min" => 60.0,
             "h" => 3600.0,
@@ -2448,6 +2493,9 @@ fn tightens(key: &[u8], old: &[u8], new: &[u8]) -> bool {
         };
         Some(amount.parse::<f64>().ok()? * seconds)
     };
+    // A number, or a duration in seconds: limits are written either way.
+    let number = |text: &[u8]| plain(text).or_else(|| duration(text));
+    let ends_with_any = |suffixes: &[&str]| suffixes.iter().any(|s| key.ends_with(s.as_bytes()));
     let rank = |text: &[u8], order: &[&str]| order.iter().position(|item| item.as_bytes() == text);
     let at_least = |low: Option<f64>, high: Option<f64>| matches!((low, high), (Some(low), Some(high)) if high >= low);
     if let Some(setting) = key.strip_suffix(b"_by_risk") {
@@ -2478,8 +2526,39 @@ fn tightens(key: &[u8], old: &[u8], new: &[u8]) -> bool {
     } else if key == b"sandbox" {
         let order = ["off", "best-effort", "required", "strict"];
         matches!((rank(old, &order), rank(new, &order)), (Some(old), Some(new)) if new >= old)
+    } else if key == b"trust" {
+        let order = ["shadow", "advisory", "enforcing"];
+        matches!((rank(old, &order), rank(new, &order)), (Some(old), Some(new)) if new >= old)
+    } else if key.starts_with(b"max_")
+        || ends_with_any(&["_ratio", "_increase", "_budget", "_regression", "tolerance"])
+    {
+        at_least(number(new), number(old))
+    } else if key == b"period" || key == b"soak" || ends_with_any(&["_period", "_soak"]) {
+        at_least(duration(old), duration(new))
+    } else if key == b"steps" {
+        let steps = |text: &[u8]| -> Option<Vec<u64>> {
+            let inner = text.trim_ascii().strip_prefix(b"[")?.strip_suffix(b"]")?;
+            std::str::from_utf8(inner)
+                .ok()?
+                .split(',')
+                .map(|step| step.trim().trim_end_matches('%').parse().ok())
+                .collect()
+        };
+        matches!((steps(old), steps(new)), (Some(old), Some(new))
+            if old.last() == new.last() && old.iter().all(|step| new.contains(step)))
+    } else if key.starts_with(b"owners ") {
+        let owners = |text: &[u8]| -> Vec<Vec<u8>> {
+            text.split(|&byte| byte == b' ')
+                .map(<[u8]>::to_vec)
+                .collect()
+        };
+        let new = owners(new);
+        owners(old).iter().all(|owner| new.contains(owner))
     } else {
-        key == b"enabled" && new == b"true"
+        matches!(
+            key,
+            b"enabled" | b"rollback" | b"auto_rollback" | b"rollback_on_failure"
+        ) && new == b"true"
     }
 }
 
@@ -2798,9 +2877,14 @@ impl<'a> Around<'a> {
         }
     }
 
-    /// The first of the new-side lines of this line's hunk (itself included) for which
-    /// `visit` has an answer, and the answer.
-    fn find_in_hunk<T>(self, visit: impl FnMut(&'a [u8]) -> Option<T>) -> Option<T> {
+    /// The first of the lines of this line's hunk on `side` (the new side: added and
+    /// context lines, itself included; the old side: removed lines) for which `visit`
+    /// has an answer, and the answer.
+    fn find_in_hunk<T>(self, side: Side, visit: impl FnMut(&'a [u8]) -> Option<T>) -> Option<T> {
+        let on_side = |prefix: Option<&u8>| match side {
+            Side::Added => matches!(prefix, Some(b' ' | b'+')),
+            Side::Removed => prefix == Some(&b'-'),
+        };
         match self {
             Around::Input {
                 input,
@@ -2809,13 +2893,16 @@ impl<'a> Around<'a> {
                 ..
             } => input[hunk_start..hunk_end]
                 .split(|&byte| byte == b'\n')
-                .filter(|line| matches!(line.first(), Some(b' ' | b'+')))
+                .filter(|line| on_side(line.first()))
                 .map(|line| &line[1..])
                 .find_map(visit),
             #[cfg(test)]
             Around::Parsed { lines, .. } => lines
                 .iter()
-                .filter(|line| line.kind != LineKind::Removed)
+                .filter(|line| match side {
+                    Side::Added => line.kind != LineKind::Removed,
+                    Side::Removed => line.kind == LineKind::Removed,
+                })
                 .map(|line| &line.text[..])
                 .find_map(visit),
             Around::Removed => None,
@@ -2841,7 +2928,7 @@ impl<'a> Around<'a> {
     /// What a call of `function` on a new-side line of this line's hunk passes as its
     /// `index`th argument, written whole on that line: the first such call's.
     fn call_argument(self, function: &[u8], index: usize) -> Option<&'a [u8]> {
-        self.find_in_hunk(|line| {
+        self.find_in_hunk(Side::Added, |line| {
             if function_definition(line).is_some() {
                 return None;
             }

@@ -678,6 +678,14 @@ fn gate_files_block_when_loosened_and_are_reported_when_only_tightened() {
         ("blocking = \"high\"", "blocking = \"medium\"  # stricter"),
         ("sla = \"4h\"", "sla = \"90m\""),
         ("sandbox = \"best-effort\"", "sandbox = \"required\""),
+        ("max_error_rate = 0.02", "max_error_rate = 0.01"),
+        ("max_p99 = \"500ms\"", "max_p99 = \"300ms\""),
+        ("error_ratio = 1.5", "error_ratio = 1.2"),
+        ("period = \"24h\"", "period = \"48h\""),
+        ("steps = [1, 5, 25, 50, 100]", "steps = [1, 5, 10, 25, 50, 100]"),
+        ("trust = \"advisory\"", "trust = \"enforcing\""),
+        ("rollback = false", "rollback = true"),
+        ("max_error_rate   = 0.02", "max_error_rate = 0.02"),
         (
             "sla_by_risk = { critical = \"2h\" }",
             "sla_by_risk = { high = \"2h\", critical = \"1h\" }",
@@ -693,6 +701,13 @@ fn gate_files_block_when_loosened_and_are_reported_when_only_tightened() {
         ("sla = \"4h\"", "sla = \"8h\""),
         ("blocking = \"high\"", "blocking = \"critical\""),
         ("steps = [1, 5, 25, 100]", "steps = [50, 100]"),
+        ("steps = [1, 5, 25, 100]", "steps = [1, 5, 25, 50]"),
+        ("max_error_rate = 0.02", "max_error_rate = 0.05"),
+        ("max_p99 = \"500ms\"", "max_p99 = \"2s\""),
+        ("period = \"24h\"", "period = \"1h\""),
+        ("trust = \"enforcing\"", "trust = \"shadow\""),
+        ("rollback = true", "rollback = false"),
+        ("max_files = 2000", "max_files = \"many\""),
         (
             "sla_by_risk = { critical = \"2h\" }",
             "sla_by_risk = { high = \"2h\" }",
@@ -711,14 +726,35 @@ fn gate_files_block_when_loosened_and_are_reported_when_only_tightened() {
                 && *severity == Severity::High)
     );
     // Lines moved within CODEOWNERS lose no owner.
-    let owners = "diff --git a/CODEOWNERS b/CODEOWNERS\n--- a/CODEOWNERS\n+++ b/CODEOWNERS\n@@ -1,2 +1,2 @@\n-/infra/ @acme/platform\n /api/ @acme/backend\n+/infra/ @acme/platform\n";
-    assert_eq!(
-        findings(owners, &defaults),
-        [(
-            "gate-tamper.codeowners-changed".to_owned(),
-            Severity::Medium
-        )]
+    let codeowners = "diff --git a/CODEOWNERS b/CODEOWNERS\n--- a/CODEOWNERS\n+++ b/CODEOWNERS\n";
+    let owners = format!(
+        "{codeowners}@@ -1,2 +1,2 @@\n-/infra/ @acme/platform\n /api/ @acme/backend\n+/infra/ @acme/platform\n"
     );
+    let changed_only = [(
+        "gate-tamper.codeowners-changed".to_owned(),
+        Severity::Medium,
+    )];
+    assert_eq!(findings(&owners, &defaults), changed_only);
+    // Nor do lines re-aligned into sections, the catch-all among them; nor a pattern
+    // that gains an owner (each owner's approval is required).
+    let sections = format!(
+        "{codeowners}@@ -1,3 +1,4 @@\n-*   @acme/web\n-/infra/ @acme/platform\n+[Infrastructure]\n+/infra/      @acme/platform @acme/sre\n /api/ @acme/backend\n+*            @acme/web\n"
+    );
+    assert_eq!(findings(&sections, &defaults), changed_only);
+    // An owner dropped, or a pattern changed, blocks.
+    for (old, new) in [
+        ("/infra/ @acme/platform @acme/sre", "/infra/ @acme/platform"),
+        ("/infra/ @acme/platform", "/infra/tf/ @acme/platform"),
+        ("/infra/ @acme/platform", "/infra/ @acme/interns"),
+    ] {
+        let diff = format!("{codeowners}@@ -1,1 +1,1 @@\n-{old}\n+{new}\n");
+        assert!(
+            findings(&diff, &defaults)
+                .iter()
+                .any(|(rule, _)| rule == "gate-tamper.gate-line-removed"),
+            "{old} -> {new}"
+        );
+    }
 
     // The review policy airlock.toml names, outside `.airlock/`, is one of the gate's
     // files: a line of it removed blocks, and it is not reported as any other policy.

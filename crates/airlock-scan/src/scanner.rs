@@ -220,6 +220,10 @@ impl Default for ScanOptions {
                 "drizzle/",
                 "sql/migrations/",
                 "db/migrations/",
+                "conf/evolutions/",
+                "db/changelog/",
+                "liquibase/",
+                "flyway/",
             ]
             .map(str::to_owned)
             .to_vec(),
@@ -641,6 +645,10 @@ struct ScanState {
     thresholds_added: Vec<(usize, Vec<u8>, f64)>,
     /// Checks removed from a CI file, with the commands matched (`moved_checks`).
     checks_removed: Vec<(Finding, Vec<Vec<u8>>)>,
+    /// Test-weakening markers added (a skip, an `only`), with their line's hash:
+    /// reported at the end unless another line of the change removes the same marker
+    /// (`moved_markers`).
+    markers_added: Vec<(Finding, u64)>,
 }
 
 impl ScanState {
@@ -653,6 +661,7 @@ impl ScanState {
             thresholds_removed: Vec::new(),
             thresholds_added: Vec::new(),
             checks_removed: Vec::new(),
+            markers_added: Vec::new(),
         }
     }
 
@@ -822,6 +831,7 @@ impl Scanner {
         let lines = |index: usize| changed_lines(diff, &patch.files[index].runs).collect();
         mark_moved(&mut summaries, &options.mass_deletion, lines);
         moved_checks(&summaries, &mut state, lines);
+        moved_markers(&summaries, &mut state, lines);
         if let Some(base) = base {
             self.unknown_columns(diff, &patch.files, base, options, &mut scratch, &mut state);
         }
@@ -1900,7 +1910,13 @@ impl Scanner {
                 let mut finding = self.finding(rule, line.path, line.number, content);
                 finding.preview = Some(preview());
                 finding.allowed = allowed();
-                state.push(finding);
+                if rule_data.category == Category::TestWeakening
+                    && state.markers_added.len() < state.max_findings
+                {
+                    state.markers_added.push((finding, text_hash(line.text)));
+                } else {
+                    state.push(finding);
+                }
             }
             Side::Removed => {
                 if file_state.pending_removals.len() < PENDING_PER_FILE {
@@ -2272,6 +2288,30 @@ fn mark_moved<'a>(
             }
         }
         summary.moved = total > 0 && found * 2 > total;
+    }
+}
+
+/// Reports the test-weakening markers the change adds (`ScanState::markers_added`)
+/// unless the change removes the same line, whitespace aside, in any file: a skip with
+/// its issue link moved from one test file to another weakens nothing.
+fn moved_markers<'a>(
+    summaries: &[FileSummary<'_>],
+    state: &mut ScanState,
+    lines: impl Fn(usize) -> Vec<(bool, &'a [u8])>,
+) {
+    let added = std::mem::take(&mut state.markers_added);
+    if added.is_empty() {
+        return;
+    }
+    let removed: HashSet<u64> = (0..summaries.len())
+        .flat_map(|index| lines(index))
+        .filter(|(is_added, _)| !is_added)
+        .map(|(_, text)| text_hash(text))
+        .collect();
+    for (finding, hash) in added {
+        if !removed.contains(&hash) {
+            state.push(finding);
+        }
     }
 }
 
@@ -3700,6 +3740,7 @@ impl Scanner {
         };
         mark_moved(&mut summaries, &options.mass_deletion, lines);
         moved_checks(&summaries, &mut state, lines);
+        moved_markers(&summaries, &mut state, lines);
         self.finish_scan(&summaries, options, None, state)
     }
 

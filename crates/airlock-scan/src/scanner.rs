@@ -1572,9 +1572,10 @@ impl Scanner {
     /// = settings.MEDIA_ROOT`, then `shutil.rmtree(root)`), or parameters of the function
     /// around it that a call in the hunk passes values for (`def reset(root):` …
     /// `reset(settings.MEDIA_ROOT)`), is read again with each value in its name's place:
-    /// a value held in a variable is judged as if written in the call. The rules read it with are the line's own candidates of the code
-    /// categories (`scratch.sinks`): the call is on this line; a rule the value alone
-    /// triggers judges the line that assigns it. Only matches that touch a value count.
+    /// a value held in a variable is judged as if written in the call. The rules read it
+    /// with are the line's own candidates of the code categories (`scratch.sinks`): the
+    /// call is on this line; a rule the value alone triggers judges the line that assigns
+    /// it. Only matches that touch a value count.
     fn scan_substituted(
         &self,
         line: &LineAt<'_>,
@@ -2304,7 +2305,7 @@ fn moved_markers<'a>(
         return;
     }
     let removed: HashSet<u64> = (0..summaries.len())
-        .flat_map(|index| lines(index))
+        .flat_map(&lines)
         .filter(|(is_added, _)| !is_added)
         .map(|(_, text)| text_hash(text))
         .collect();

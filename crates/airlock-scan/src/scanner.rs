@@ -1748,6 +1748,8 @@ impl Scanner {
         if !self.counts_on_side(rule, line.side)
             || compiled.reject.iter().any(|regex| regex.is_match(window))
             || !compiled.confirm.iter().all(|regex| regex.is_match(window))
+            || (rule_data.category == Category::SqlInjection
+                && interpolates_fixed_values(line, window))
         {
             return;
         }
@@ -3088,6 +3090,150 @@ fn bare_arguments(line: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
     })
 }
 
+/// Values interpolated into one statement judged at most.
+const INTERPOLATIONS: usize = 8;
+
+/// Whether every value a statement (`text`, on `line`) interpolates is fixed by the
+/// program: each is a number (`{len(args)}`), or a name whose nearest assignment in the
+/// added lines above is a string literal, a choice between literals (`"DESC" if desc
+/// else "ASC"`), or a lookup in a constant or allow-list mapping
+/// (`SORT_COLUMNS.get(key, "created_at")`). Text made of such values cannot carry input
+/// into SQL. Fragments joined into a clause are not judged fixed: what they were built
+/// from is not followed. False when nothing interpolated is found.
+fn interpolates_fixed_values(line: &LineAt<'_>, text: &[u8]) -> bool {
+    let mut names: [&[u8]; INTERPOLATIONS] = [&[]; INTERPOLATIONS];
+    let mut count = 0;
+    for value in interpolations(text) {
+        let numeric = [b"len(" as &[u8], b"int(", b"str(len(", b"float("]
+            .iter()
+            .any(|call| value.starts_with(call));
+        if numeric {
+            continue;
+        }
+        let is_name = !value.is_empty()
+            && value
+                .iter()
+                .all(|byte| byte.is_ascii_alphanumeric() || *byte == b'_');
+        if !is_name || count == INTERPOLATIONS {
+            return false;
+        }
+        names[count] = value;
+        count += 1;
+    }
+    if count == 0 {
+        return false;
+    }
+    let names = &names[..count];
+    // The nearest assignment of each name decides it.
+    let mut fixed: [Option<bool>; INTERPOLATIONS] = [None; INTERPOLATIONS];
+    line.around.changed_before(|prefix, earlier, _| {
+        if prefix == b'+'
+            && let Some((name, value)) = assignment(earlier)
+        {
+            for (at, known) in names.iter().enumerate() {
+                if *known == name && fixed[at].is_none() {
+                    fixed[at] = Some(fixed_value(value));
+                }
+            }
+        }
+        fixed[..count].iter().any(Option::is_none)
+    });
+    fixed[..count].iter().all(|fixed| *fixed == Some(true))
+}
+
+/// The values a line interpolates into strings, as written: `{name}`, `${name}` and
+/// `#{name}` (up to a format spec), and the names a `+` concatenates (`"… BY " + col`).
+fn interpolations(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        while at < text.len() {
+            let byte = text[at];
+            at += 1;
+            if byte == b'{'
+                && text.get(at) != Some(&b'{')
+                && text.get(at.wrapping_sub(2)) != Some(&b'{')
+            {
+                let start = at;
+                let mut depth = 0usize;
+                while at < text.len() {
+                    match text[at] {
+                        b'(' | b'[' => depth += 1,
+                        b')' | b']' => depth = depth.saturating_sub(1),
+                        b'}' | b':' | b'!' if depth == 0 => break,
+                        _ => {}
+                    }
+                    at += 1;
+                }
+                return Some(text[start..at.min(text.len())].trim_ascii());
+            }
+            if byte == b'+' {
+                let rest = &text[at..];
+                let gap = rest.len() - rest.trim_ascii_start().len();
+                let length = rest[gap..]
+                    .iter()
+                    .take_while(|byte| byte.is_ascii_alphanumeric() || **byte == b'_')
+                    .count();
+                let after = rest[gap + length..].trim_ascii_start().first();
+                if length > 0
+                    && !rest[gap].is_ascii_digit()
+                    && matches!(after, None | Some(b'+' | b')' | b';' | b','))
+                {
+                    at += gap + length;
+                    return Some(&rest[gap..gap + length]);
+                }
+            }
+        }
+        None
+    })
+}
+
+/// Whether an assigned value is fixed by the program (`interpolates_fixed_values`).
+fn fixed_value(value: &[u8]) -> bool {
+    let value = value.trim_ascii();
+    let literal = |text: &[u8]| {
+        let text = text.trim_ascii();
+        text.len() >= 2
+            && matches!(text[0], b'"' | b'\'')
+            && text.last() == Some(&text[0])
+            && !text[1..text.len() - 1]
+                .iter()
+                .any(|byte| matches!(byte, b'"' | b'\'' | b'{' | b'$' | b'%' | b'#' | b'\\'))
+    };
+    if literal(value) {
+        return true;
+    }
+    // `"DESC" if desc else "ASC"`
+    if let (Some(choice), Some(otherwise)) = (
+        memchr::memmem::find(value, b" if "),
+        memchr::memmem::rfind(value, b" else "),
+    ) && choice < otherwise
+    {
+        return literal(&value[..choice]) && literal(&value[otherwise + 6..]);
+    }
+    // `SORT_COLUMNS.get(key, "created_at")`, `ALLOWED_ORDER[key]`
+    let length = value
+        .iter()
+        .take_while(|byte| byte.is_ascii_alphanumeric() || **byte == b'_')
+        .count();
+    let (mapping, rest) = value.split_at(length);
+    let constant = length > 1
+        && mapping
+            .iter()
+            .all(|byte| byte.is_ascii_uppercase() || byte.is_ascii_digit() || *byte == b'_');
+    let lower = mapping.to_ascii_lowercase();
+    let allow_list = [
+        "allow",
+        "valid",
+        "whitelist",
+        "column",
+        "sortable",
+        "order_by",
+    ]
+    .iter()
+    .any(|word| memchr::memmem::find(&lower, word.as_bytes()).is_some());
+    (constant || allow_list) && (rest.starts_with(b".get(") || rest.starts_with(b"["))
+}
+
 /// The width of a line's leading whitespace.
 fn indentation(line: &[u8]) -> usize {
     line.len() - line.trim_ascii_start().len()
@@ -3840,8 +3986,9 @@ impl Scanner {
 #[cfg(test)]
 mod tests {
     use super::{
-        call_arguments, common_directory, function_definition, has_directory, is_generated_path,
-        is_migration_path, migration_dirs, parameter_name, split_arguments,
+        call_arguments, common_directory, fixed_value, function_definition, has_directory,
+        interpolations, is_generated_path, is_migration_path, migration_dirs, parameter_name,
+        split_arguments,
     };
 
     /// Servers share one scanner between worker threads; its searcher cache must not
@@ -3907,6 +4054,42 @@ mod tests {
         assert_eq!(arguments(") rest"), Vec::<String>::new());
         assert_eq!(arguments("a, (b"), Vec::<String>::new());
         assert_eq!(arguments("a]"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn interpolated_values_and_fixed_ones() {
+        let found = |text: &str| -> Vec<String> {
+            interpolations(text.as_bytes())
+                .map(|value| String::from_utf8_lossy(value).into_owned())
+                .collect()
+        };
+        assert_eq!(
+            found(r#"f"ORDER BY {sort} {direction!r} LIMIT ${len(args)} {{x}}""#),
+            ["sort", "direction", "len(args)"]
+        );
+        assert_eq!(
+            found(r#""SELECT * FROM t ORDER BY " + col + " DESC""#),
+            ["col"]
+        );
+        assert_eq!(found(r#"`WHERE id = ${id}`"#), ["id"]);
+        assert_eq!(found("a + 1"), Vec::<String>::new());
+        for value in [
+            r#""created_at""#,
+            r#""DESC" if desc else "ASC""#,
+            r#"SORT_COLUMNS.get(request.args.get("sort"), "created_at")"#,
+            "allowed_columns[key]",
+        ] {
+            assert!(fixed_value(value.as_bytes()), "{value}");
+        }
+        for value in [
+            r#"request.args.get("sort")"#,
+            r#""DESC" if desc else direction"#,
+            r#"f"{col}""#,
+            "columns_for(user)[0]",
+            r#"" AND ".join(clauses)"#,
+        ] {
+            assert!(!fixed_value(value.as_bytes()), "{value}");
+        }
     }
 
     #[test]

@@ -525,6 +525,36 @@ fn files_merged_into_one_are_not_a_mass_deletion() {
     assert!(!mass(&format!("{deleted}{merged}")));
 }
 
+/// SQL that interpolates only values the program fixes (a column from an allow-list
+/// mapping, a direction chosen between two literals, a count) carries no input; the same
+/// statement with a value taken from the request is injection.
+#[test]
+fn sql_built_from_fixed_values_is_not_injection() {
+    let py =
+        "diff --git a/app/search.py b/app/search.py\n--- a/app/search.py\n+++ b/app/search.py\n";
+    let search = |sort: &str| {
+        format!(
+            "{py}@@ -1,2 +1,6 @@\n SORT_COLUMNS = {{\"created\": \"created_at\", \"subject\": \"subject\"}}\n+def search(request, db):\n+    sort = {sort}\n+    direction = \"DESC\" if request.args.get(\"desc\") == \"1\" else \"ASC\"\n+    return db.execute(f\"SELECT id FROM tickets ORDER BY {{sort}} {{direction}} LIMIT {{len(ids)}}\")\n x = 1\n"
+        )
+    };
+    let injected = |diff: &str| {
+        scan(&scanner(), diff)
+            .iter()
+            .any(|f| f.category == Category::SqlInjection)
+    };
+    assert!(!injected(&search(
+        "SORT_COLUMNS.get(request.args.get(\"sort\"), \"created_at\")"
+    )));
+    assert!(injected(&search(
+        "request.args.get(\"sort\", \"created_at\")"
+    )));
+    // A name with no assignment in sight is not known to be fixed.
+    assert!(injected(
+        &search("SORT_COLUMNS.get(request.args.get(\"sort\"), \"created_at\")")
+            .replace("+    direction = ", "+    directions = ")
+    ));
+}
+
 /// A skip moved from one test file to another, unchanged, weakens nothing; a skip
 /// added, or rewritten on the way, is reported.
 #[test]

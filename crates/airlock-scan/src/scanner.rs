@@ -2670,27 +2670,6 @@ fn raw_lines(input: &[u8], span: Range<usize>) -> impl Iterator<Item = (usize, u
     })
 }
 
-/// The text of the new-side line before the line starting at `line_start` in its hunk
-/// (whose first line starts at `hunk_start`): the last context or added line before it,
-/// passing over removed lines and `\ No newline at end of file`; `None` when there is
-/// none.
-fn previous_new_line(input: &[u8], hunk_start: usize, line_start: usize) -> Option<&[u8]> {
-    let mut end = line_start;
-    while end > hunk_start {
-        // The line before ends with the newline at `end - 1`.
-        let line_end = end - 1;
-        let start = memrchr(b'\n', &input[hunk_start..line_end])
-            .map_or(hunk_start, |at| hunk_start + at + 1);
-        match input[start..line_end].first() {
-            // An empty line is an empty context line.
-            None => return Some(&input[line_end..line_end]),
-            Some(b' ' | b'+') => return Some(&input[start + 1..line_end]),
-            _ => end = start,
-        }
-    }
-    None
-}
-
 /// A literal a search found: (a byte of it, where it starts, its length, the literal).
 type Found = (usize, usize, usize, u32);
 
@@ -2785,24 +2764,11 @@ impl<'a> Around<'a> {
 
     /// The new-side line before this one, passing over removed lines.
     fn previous(self) -> Option<&'a [u8]> {
-        match self {
-            Around::Input {
-                input,
-                hunk_start,
-                start,
-                ..
-            } => previous_new_line(input, hunk_start, start),
-            #[cfg(test)]
-            Around::Parsed { lines, index } => lines[..index]
-                .iter()
-                .rev()
-                .find(|line| line.kind != LineKind::Removed)
-                .map(|line| &line.text[..]),
-            Around::Removed => None,
-        }
+        self.previous_with_place().map(|(text, _)| text)
     }
 
-    /// The new-side line before this one, passing over removed lines, with where it is.
+    /// The new-side line before this one, passing over removed lines and `\ No newline
+    /// at end of file`, with where it is.
     fn previous_with_place(self) -> Option<(&'a [u8], Around<'a>)> {
         match self {
             Around::Input {
@@ -3239,6 +3205,14 @@ fn indentation(line: &[u8]) -> usize {
     line.len() - line.trim_ascii_start().len()
 }
 
+/// The length of the name `text` starts with: letters, digits, `_` and `$` (PHP and
+/// JavaScript names).
+fn name_length(text: &[u8]) -> usize {
+    text.iter()
+        .take_while(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'$'))
+        .count()
+}
+
 /// The name and parameter list of a function a line starts to define, in the languages
 /// that name definitions with a keyword: `function resetUploads(dir) {`, `async def
 /// purge(root: Path, days=7):`, `pub fn wipe(dir: &Path) {`, `func (s *Store) clean(dir
@@ -3262,11 +3236,6 @@ fn function_definition(line: &[u8]) -> Option<(&[u8], &[u8])> {
     while let Some(modifier) = MODIFIERS.iter().find(|modifier| rest.starts_with(modifier)) {
         rest = rest[modifier.len()..].trim_ascii_start();
     }
-    let identifier = |text: &[u8]| {
-        text.iter()
-            .take_while(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'$'))
-            .count()
-    };
     let (name, after) = if let Some(keyword) = KEYWORDS.iter().find(|k| rest.starts_with(k)) {
         let mut rest = rest[keyword.len()..].trim_ascii_start();
         if rest.first() == Some(&b'(') {
@@ -3274,7 +3243,7 @@ fn function_definition(line: &[u8]) -> Option<(&[u8], &[u8])> {
             let receiver = call_arguments(&rest[1..])?;
             rest = rest[receiver.len() + 2..].trim_ascii_start();
         }
-        let length = identifier(rest);
+        let length = name_length(rest);
         (&rest[..length], &rest[length..])
     } else {
         // `const name = (params) =>`, `let name = async (params) =>`.
@@ -3282,7 +3251,7 @@ fn function_definition(line: &[u8]) -> Option<(&[u8], &[u8])> {
             .iter()
             .find_map(|binding| rest.strip_prefix(*binding))?
             .trim_ascii_start();
-        let length = identifier(rest);
+        let length = name_length(rest);
         let value = rest[length..]
             .trim_ascii_start()
             .strip_prefix(b"=")?
@@ -3389,11 +3358,7 @@ fn parameter_name(parameter: &[u8]) -> &[u8] {
     for prefix in [b"mut " as &[u8], b"&", b"*", b"..."] {
         text = text.strip_prefix(prefix).unwrap_or(text).trim_ascii_start();
     }
-    let length = text
-        .iter()
-        .take_while(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'$'))
-        .count();
-    let name = &text[..length];
+    let name = &text[..name_length(text)];
     if name == b"self" || name.first().is_some_and(u8::is_ascii_digit) {
         return &[];
     }

@@ -25,12 +25,12 @@ use regex_automata::hybrid;
 use regex_automata::meta::Regex;
 use regex_automata::nfa::thompson;
 use regex_automata::util::syntax;
-use regex_automata::{Anchored, Input, MatchKind, PatternID, PatternSet};
+use regex_automata::{Input, MatchKind, PatternSet};
 use serde::{Deserialize, Serialize};
 
 use crate::allow::inline_allow;
 use crate::error::{RuleError, ScanError};
-use crate::glob::glob_to_regex;
+use crate::glob::{GlobMatches, GlobSet, glob_to_regex};
 use crate::prefilter::{LiteralSink, Prefilter, RunHits, Searcher, Trigger};
 use crate::rule::{Category, ChangeKind, Rule, RuleKind, RulePack, Severity};
 use crate::schema::{BaseTree, Schema};
@@ -255,7 +255,7 @@ pub struct Scanner {
     /// Which rules can fire on which lines, before any regex runs.
     prefilter: Prefilter,
     /// The distinct glob lists of the rules' `paths` and `exclude_paths`.
-    path_globs: PathGlobs,
+    path_globs: GlobSet,
     /// The rule that reports tables created outside a migration, and the one that
     /// reports tables dropped: a table dropped after the same file created it is the
     /// rollback of a new table (a migration's `down`), no data lost (`record`).
@@ -287,7 +287,7 @@ struct CompiledRule {
     confirm: Vec<Regex>,
     reject: Vec<Regex>,
     unless_file: Option<Regex>,
-    /// Index in `Scanner::path_globs` (a pattern of its set) of the rule's `paths` and
+    /// Index in `Scanner::path_globs` (a list of the set) of the rule's `paths` and
     /// `exclude_paths`.
     include: Option<usize>,
     exclude: Option<usize>,
@@ -295,9 +295,9 @@ struct CompiledRule {
 
 impl CompiledRule {
     /// Whether the rule's `paths` and `exclude_paths` let it apply to a path whose glob
-    /// lists `matched` holds (`PathGlobs::matching`).
-    fn applies_to(&self, matched: &PatternSet) -> bool {
-        let matches = |index: usize| matched.contains(PatternID::new_unchecked(index));
+    /// lists `matched` holds (`GlobSet::matching`).
+    fn applies_to(&self, matched: &GlobMatches) -> bool {
+        let matches = |index: usize| matched.lists[index];
         self.include.is_none_or(matches) && !self.exclude.is_some_and(matches)
     }
 }
@@ -361,65 +361,23 @@ fn build_set(patterns: &[&str]) -> Result<Regex, String> {
         .map_err(|error| error.to_string())
 }
 
-/// The distinct glob lists of the rules' `paths` and `exclude_paths`, one pattern per
-/// list in a single regex set: a file's path is read once for every list, where a regex
-/// per list paid a search's setup for each of them (dozens per file).
-#[derive(Debug)]
-struct PathGlobs {
-    set: Regex,
-}
-
 /// One glob list of a rule: its globs, and the rule and key it was written under, to
 /// name them when it does not compile.
 type GlobList<'a> = (&'a Rule, &'static str, &'a [String]);
 
-impl PathGlobs {
-    /// Compiles the lists; fails naming the rule and key of a list that does not compile.
-    fn new(lists: &[GlobList<'_>]) -> Result<PathGlobs, RuleError> {
-        // Every glob regex is anchored at both ends and has balanced groups, so the
-        // alternation of a list's globs matches exactly the paths one of them matches.
-        let patterns: Vec<String> = lists
-            .iter()
-            .map(|(_, _, globs)| {
-                globs
-                    .iter()
-                    .map(|glob| glob_to_regex(glob))
-                    .collect::<Vec<_>>()
-                    .join("|")
-            })
-            .collect();
-        let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
-        match build_set(&refs) {
-            Ok(set) => Ok(PathGlobs { set }),
-            Err(reason) => {
-                // Compile each list alone to learn which one is wrong.
-                for ((rule, key, globs), pattern) in lists.iter().zip(&refs) {
-                    if let Err(reason) = build_set(&[pattern]) {
-                        return Err(RuleError::BadPattern {
-                            id: rule.id.clone(),
-                            key,
-                            pattern: globs.join(", "),
-                            reason,
-                        });
-                    }
-                }
-                Err(RuleError::BadPattern {
-                    id: "(all rules)".to_owned(),
-                    key: "paths",
-                    pattern: "(the combined glob set)".to_owned(),
-                    reason,
-                })
-            }
+/// The distinct glob lists of the rules' `paths` and `exclude_paths` in one `GlobSet`:
+/// a file's path is matched once for every list.
+fn path_globs(lists: &[GlobList<'_>]) -> Result<GlobSet, RuleError> {
+    let globs: Vec<&[String]> = lists.iter().map(|(_, _, globs)| *globs).collect();
+    GlobSet::new(&globs).map_err(|(list, reason)| {
+        let (rule, key, globs) = lists[list];
+        RuleError::BadPattern {
+            id: rule.id.clone(),
+            key,
+            pattern: globs.join(", "),
+            reason,
         }
-    }
-
-    /// Sets in `matched` the lists that match `path`.
-    fn matching(&self, path: &str, matched: &mut PatternSet) {
-        matched.clear();
-        // Every glob is anchored at both ends: an anchored search from the start decides.
-        self.set
-            .which_overlapping_matches(&Input::new(path).anchored(Anchored::Yes), matched);
-    }
+    })
 }
 
 /// A comment line: `#` (not `#!`, `#[`, `#{`), `//`, `/*`, `*` (inside a block comment),
@@ -723,7 +681,7 @@ impl Scanner {
                 }
             }
         }
-        let path_globs = PathGlobs::new(&glob_lists)?;
+        let path_globs = path_globs(&glob_lists)?;
         let mut keyword_index: HashMap<&str, usize> = HashMap::new();
         let mut keyword_list: Vec<&str> = Vec::new();
         let mut keyword_rules: Vec<Vec<usize>> = Vec::new();
@@ -1050,12 +1008,9 @@ impl Scanner {
     /// Marks in `plan.applies` the rules whose `paths` and `exclude_paths` let them apply
     /// to `path`.
     fn add_path_rules(&self, path: &str, plan: &mut FilePlan) {
-        let matched = plan
-            .glob_matches
-            .get_or_insert_with(|| PatternSet::new(self.path_globs.set.pattern_len()));
-        self.path_globs.matching(path, matched);
+        self.path_globs.matching(path, &mut plan.glob_matches);
         for (slot, compiled) in plan.applies.iter_mut().zip(&self.compiled) {
-            *slot |= compiled.applies_to(matched);
+            *slot |= compiled.applies_to(&plan.glob_matches);
         }
     }
 
@@ -1099,7 +1054,7 @@ impl Scanner {
     /// files on a configured gate file.
     fn watches(&self, rule: usize, path: &str, gate_paths: &[String]) -> bool {
         let compiled = &self.compiled[rule];
-        let mut matched = PatternSet::new(self.path_globs.set.pattern_len());
+        let mut matched = GlobMatches::default();
         self.path_globs.matching(path, &mut matched);
         compiled.applies_to(&matched)
             || (is_gate_path(path, gate_paths) && self.gate_rules.contains(&rule))
@@ -2163,7 +2118,7 @@ struct FilePlan {
     /// in a diff, and this spares the shared cache's lock and hashing for each file.
     recent: Vec<(Vec<u64>, Arc<Searcher>)>,
     /// Scratch of `Scanner::add_path_rules`: which glob lists match the path.
-    glob_matches: Option<PatternSet>,
+    glob_matches: GlobMatches,
 }
 
 impl FilePlan {

@@ -8,7 +8,8 @@
 //!
 //! Run: `cargo bench -p airlock-scan --bench throughput` (SIZE_MB=N for each corpus's
 //! size, PASSES=N for how many passes the median is taken over, PEER_MB=N for how much of
-//! each detect-secrets and semgrep scan, they are slow; PEERS=0 for ours alone). Targets
+//! each detect-secrets and semgrep scan, they are slow; PEERS=0 for ours alone;
+//! CORPUS=real or CORPUS=templates for one corpus). Targets
 //! (shared/BENCHMARKS.md): ≥ 1 GiB/s, ≥ 1000× detect-secrets, faster than ripgrep on the
 //! keywords alone, < 5 ms p99 per 100 KB patch. A peer that cannot be installed or run
 //! is reported with the reason; with `CI=true` that is a failure instead.
@@ -406,39 +407,41 @@ fn main() {
         started.elapsed().as_secs_f64() * 1e3
     );
 
-    let (real, description) = real_source_patches(size_mb << 20);
-    let mut rng = Rng(0x5eed_cafe_f00d_1234);
-    let templates: Vec<Vec<u8>> = (0..size_mb * 10)
-        .map(|i| patch(&mut rng, 100 << 10, i))
-        .collect();
-    let corpora = [
-        (
-            format!("Diffs cut from real source files: {description}"),
-            real,
-        ),
-        (
-            format!(
+    // CORPUS=real or CORPUS=templates measures one alone.
+    let only = std::env::var("CORPUS").unwrap_or_default();
+    let mut results = Vec::new();
+    for corpus in ["real", "templates"] {
+        if !only.is_empty() && only != corpus {
+            continue;
+        }
+        let (title, patches) = if corpus == "real" {
+            let (patches, description) = real_source_patches(size_mb << 20);
+            let title = format!("Diffs cut from real source files: {description}");
+            (title, patches)
+        } else {
+            let mut rng = Rng(0x5eed_cafe_f00d_1234);
+            let patches: Vec<Vec<u8>> = (0..size_mb * 10)
+                .map(|i| patch(&mut rng, 100 << 10, i))
+                .collect();
+            let title = format!(
                 "Diffs generated from {} line templates",
                 support::LINES.len()
-            ),
-            templates,
-        ),
-    ];
-    let mut results = Vec::new();
-    for (title, patches) in &corpora {
+            );
+            (title, patches)
+        };
         if patches.is_empty() {
             peer_unavailable("the real-source corpus", "no source files found");
             continue;
         }
-        let figures = measure(&scanner, patches, passes, title);
+        let figures = measure(&scanner, &patches, passes, &title);
         let ratios = if peers {
-            run_peers(&rules, patches, figures.rate, peer_mb)
+            run_peers(&rules, &patches, figures.rate, peer_mb)
         } else {
             Ratios::default()
         };
         let total: usize = patches.iter().map(Vec::len).sum();
         results.push((
-            title.split(':').next().unwrap_or(title).to_owned(),
+            title.split(':').next().unwrap_or(&title).to_owned(),
             total,
             figures,
             ratios,

@@ -3024,7 +3024,7 @@ const INTERPOLATIONS: usize = 8;
 fn interpolates_fixed_values(line: &LineAt<'_>, text: &[u8]) -> bool {
     let mut names: [&[u8]; INTERPOLATIONS] = [&[]; INTERPOLATIONS];
     let mut count = 0;
-    for value in interpolations(text) {
+    for value in interpolations(text).chain(format_arguments(text)) {
         let numeric = [b"len(" as &[u8], b"int(", b"str(len(", b"float("]
             .iter()
             .any(|call| value.starts_with(call));
@@ -3106,6 +3106,18 @@ fn interpolations(text: &[u8]) -> impl Iterator<Item = &[u8]> {
         }
         None
     })
+}
+
+/// The values a format call fills its `%s` placeholders with: the arguments after the
+/// format string of Go's `fmt.Sprintf(…)` and Java's `String.format(…)`.
+fn format_arguments(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    [b"Sprintf(" as &[u8], b"String.format("]
+        .into_iter()
+        .filter_map(|call| {
+            let at = memchr::memmem::find(text, call)?;
+            call_arguments(&text[at + call.len()..])
+        })
+        .flat_map(|arguments| split_arguments(arguments).skip(1).map(<[u8]>::trim_ascii))
 }
 
 /// Whether an assigned value is fixed by the program (`interpolates_fixed_values`).
@@ -3365,6 +3377,14 @@ fn assignment(line: &[u8]) -> Option<(&[u8], &[u8])> {
     if !left.iter().all(declaration_byte) {
         return None;
     }
+    // Several names take one value only in Go's `col, ok := columns[key]` and `rows, err
+    // := …`: the first holds it. Values listed for each (`a, b = 1, 2`) are not read.
+    let value = line[equals + 1..].trim_ascii();
+    let left = match memchr(b',', left) {
+        Some(comma) if split_arguments(value).nth(1).is_none() => &left[..comma],
+        Some(_) => return None,
+        None => left,
+    };
     let name = left
         .trim_ascii()
         .rsplit(|byte| byte.is_ascii_whitespace())
@@ -3375,7 +3395,6 @@ fn assignment(line: &[u8]) -> Option<(&[u8], &[u8])> {
         && name
             .iter()
             .all(|byte| byte.is_ascii_alphanumeric() || b"_$".contains(byte));
-    let value = line[equals + 1..].trim_ascii();
     let value = value.strip_suffix(b";").unwrap_or(value).trim_ascii_end();
     let continued = value
         .last()
@@ -3906,9 +3925,9 @@ impl Scanner {
 #[cfg(test)]
 mod tests {
     use super::{
-        call_arguments, common_directory, fixed_value, function_definition, has_directory,
-        interpolations, is_generated_path, is_migration_path, migration_dirs, parameter_name,
-        split_arguments,
+        assignment, call_arguments, common_directory, fixed_value, format_arguments,
+        function_definition, has_directory, interpolations, is_generated_path, is_migration_path,
+        migration_dirs, parameter_name, split_arguments,
     };
 
     /// Servers share one scanner between worker threads; its searcher cache must not
@@ -3993,6 +4012,24 @@ mod tests {
         );
         assert_eq!(found(r#"`WHERE id = ${id}`"#), ["id"]);
         assert_eq!(found("a + 1"), Vec::<String>::new());
+        let formatted = |text: &str| -> Vec<String> {
+            format_arguments(text.as_bytes())
+                .map(|value| String::from_utf8_lossy(value).into_owned())
+                .collect()
+        };
+        assert_eq!(
+            formatted(r#"q := fmt.Sprintf("SELECT id FROM t ORDER BY %s %s", col, dir)"#),
+            ["col", "dir"]
+        );
+        assert_eq!(
+            formatted(r#"String.format("DELETE FROM %s WHERE id = ?", table(name))"#),
+            ["table(name)"]
+        );
+        assert_eq!(
+            assignment(b"col, ok := sortColumns[key]"),
+            Some((&b"col"[..], &b"sortColumns[key]"[..]))
+        );
+        assert_eq!(assignment(b"a, b = 1, 2"), None);
         for value in [
             r#""created_at""#,
             r#""DESC" if desc else "ASC""#,

@@ -6,9 +6,10 @@
 //! state for every combination of globs still alive along the path: on the paths of a
 //! real repository it kept building states, and matching paths cost more than scanning
 //! the lines. `GlobSet` instead splits each glob into path components and files it under
-//! a literal a matching path must hold (its file name, its extension, or a directory
-//! name); a path is matched only against the globs filed under its own name, extension
-//! and directories, and the few filed under none, each in a handful of comparisons.
+//! a literal a matching path must hold (its file name, its first component, a directory
+//! name, its extension, or its name's first byte); a path is matched only against the
+//! globs filed under its own, and the few filed under none, each in a handful of
+//! comparisons.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -85,6 +86,15 @@ fn regex_escape_char(c: char) -> String {
             .map(|byte| format!("\\x{byte:02x}"))
             .collect()
     }
+}
+
+/// A glob's regex (`glob_to_regex`), compiled over bytes.
+fn glob_regex(glob: &str) -> Result<Regex, String> {
+    Regex::builder()
+        .syntax(syntax::Config::new().unicode(false).utf8(false))
+        .configure(Regex::config().utf8_empty(false))
+        .build(&glob_to_regex(glob))
+        .map_err(|error| error.to_string())
 }
 
 /// Braced alternatives expanded at most to this many globs; a glob with more is matched
@@ -224,11 +234,7 @@ impl GlobSet {
                             let glob = match parts {
                                 Some(parts) => PathGlob::Parts(parts),
                                 None => PathGlob::Regex(
-                                    Regex::builder()
-                                        .syntax(syntax::Config::new().unicode(false).utf8(false))
-                                        .configure(Regex::config().utf8_empty(false))
-                                        .build(&glob_to_regex(&text))
-                                        .map_err(|error| (list, error.to_string()))?,
+                                    glob_regex(&text).map_err(|reason| (list, reason))?,
                                 ),
                             };
                             set.file(index, &glob);
@@ -565,18 +571,9 @@ mod tests {
 
 #[cfg(test)]
 mod set_tests {
-    use super::{GlobMatches, GlobSet, glob_to_regex};
+    use super::{GlobMatches, GlobSet, glob_regex};
     use crate::rule::RulePack;
     use regex_automata::meta::Regex;
-    use regex_automata::util::syntax;
-
-    fn byte_regex(glob: &str) -> Regex {
-        Regex::builder()
-            .syntax(syntax::Config::new().unicode(false).utf8(false))
-            .configure(Regex::config().utf8_empty(false))
-            .build(&glob_to_regex(glob))
-            .unwrap()
-    }
 
     /// Every glob of the built-in rules, and globs the component form leaves to a regex,
     /// agree with their regex on paths built from their own words and others.
@@ -611,7 +608,7 @@ mod set_tests {
         let set = GlobSet::new(&refs).unwrap();
         let regexes: Vec<Vec<Regex>> = lists
             .iter()
-            .map(|list| list.iter().map(|glob| byte_regex(glob)).collect())
+            .map(|list| list.iter().map(|glob| glob_regex(glob).unwrap()).collect())
             .collect();
         // Words: every literal run of every glob, and some of other paths.
         let mut words: Vec<String> = vec![

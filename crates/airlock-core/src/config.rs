@@ -216,6 +216,8 @@ struct RawScan {
 #[serde(deny_unknown_fields)]
 struct RawMassDeletion {
     min_deleted_files: Option<i64>,
+    min_deleted_source_files: Option<i64>,
+    min_deleted_source_lines: Option<i64>,
     min_removed_lines: Option<i64>,
     min_removed_percent: Option<i64>,
     min_files: Option<i64>,
@@ -353,6 +355,20 @@ impl Config {
                     default.min_deleted_files,
                     &key("min_deleted_files"),
                     1_000_000,
+                )
+                .map_err(error)?,
+                min_deleted_source_files: count(
+                    raw.min_deleted_source_files,
+                    default.min_deleted_source_files,
+                    &key("min_deleted_source_files"),
+                    1_000_000,
+                )
+                .map_err(error)?,
+                min_deleted_source_lines: count(
+                    raw.min_deleted_source_lines,
+                    default.min_deleted_source_lines,
+                    &key("min_deleted_source_lines"),
+                    100_000_000,
                 )
                 .map_err(error)?,
                 min_removed_lines: count(

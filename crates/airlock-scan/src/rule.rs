@@ -120,6 +120,10 @@ pub enum RuleKind {
     NumericIncrease,
     /// Many files deleted in one change; thresholds come from `ScanOptions`.
     MassDeletionFiles,
+    /// Several source files deleted (not docs, data or generated files), their code not
+    /// moved elsewhere, while the change removes more than it adds: a module or a
+    /// layer taken out; thresholds come from `ScanOptions`.
+    MassDeletionSourceFiles,
     /// Most of the changed lines removed across several files; thresholds come from
     /// `ScanOptions`.
     MassDeletionLines,
@@ -262,7 +266,9 @@ pub struct Rule {
     #[serde(default)]
     pub reject: Vec<String>,
     /// Path globs the rule applies to (all paths when empty). A glob without `/` matches
-    /// the file name in any directory; `**` crosses directories.
+    /// the file name in any directory; `**` crosses directories. `@tests` stands for
+    /// the test files of the common frameworks (`TEST_PATHS`) and `@docs` for
+    /// documentation (`DOC_PATHS`), here and in `exclude_paths`.
     #[serde(default)]
     pub paths: Vec<String>,
     /// Path globs the rule never applies to.
@@ -419,7 +425,8 @@ impl RulePack {
             file: file.to_owned(),
             message: error.to_string(),
         })?;
-        for rule in parsed.rule {
+        for mut rule in parsed.rule {
+            expand_path_sets(&mut rule)?;
             validate(&rule)?;
             if self.rule(&rule.id).is_some() {
                 return Err(RuleError::DuplicateRule { id: rule.id });
@@ -431,6 +438,80 @@ impl RulePack {
         }
         Ok(())
     }
+}
+
+/// Test files, by the names and directories of the common test frameworks: what a
+/// rule's `paths` or `exclude_paths` name as `@tests`.
+pub const TEST_PATHS: &[&str] = &[
+    "**/test/**",
+    "**/tests/**",
+    "**/Tests/**",
+    "**/spec/**",
+    "**/__tests__/**",
+    "**/*.Tests/**",
+    "**/*Tests/**",
+    "test_*.py",
+    "*_test.py",
+    "tests.py",
+    "*_test.go",
+    "*.test.*",
+    "*.spec.*",
+    "*Test.java",
+    "*Tests.java",
+    "*IT.java",
+    "*Test.kt",
+    "*Tests.kt",
+    "*Spec.kt",
+    "*Test.scala",
+    "*Spec.scala",
+    "*Suite.scala",
+    "*Test.php",
+    "*Test.cs",
+    "*Tests.cs",
+    "*Test.swift",
+    "*Tests.swift",
+    "*_spec.rb",
+    "*_test.rb",
+    "*_test.exs",
+    "*_test.rs",
+    "*_test.dart",
+    "*Spec.hs",
+    "*_spec.lua",
+    "*.bats",
+    "t/**/*.t",
+];
+
+/// Documentation: prose that quotes code without running it; what a rule's `paths` or
+/// `exclude_paths` name as `@docs`.
+pub const DOC_PATHS: &[&str] = &["*.md", "*.markdown", "*.rst", "*.adoc", "docs/**", "doc/**"];
+
+/// Replaces each named path set (`@tests`, `@docs`) in a rule's path globs with its globs.
+fn expand_path_sets(rule: &mut Rule) -> Result<(), RuleError> {
+    for (key, globs) in [
+        ("paths", &mut rule.paths),
+        ("exclude_paths", &mut rule.exclude_paths),
+    ] {
+        if !globs.iter().any(|glob| glob.starts_with('@')) {
+            continue;
+        }
+        let mut expanded = Vec::with_capacity(globs.len() + TEST_PATHS.len());
+        for glob in globs.drain(..) {
+            match glob.as_str() {
+                "@tests" => expanded.extend(TEST_PATHS.iter().map(|&path| path.to_owned())),
+                "@docs" => expanded.extend(DOC_PATHS.iter().map(|&path| path.to_owned())),
+                _ if glob.starts_with('@') => {
+                    return Err(RuleError::InvalidRule {
+                        id: rule.id.clone(),
+                        key,
+                        reason: format!("unknown path set `{glob}`; accepted: `@tests`, `@docs`"),
+                    });
+                }
+                _ => expanded.push(glob),
+            }
+        }
+        *globs = expanded;
+    }
+    Ok(())
 }
 
 fn validate(rule: &Rule) -> Result<(), RuleError> {

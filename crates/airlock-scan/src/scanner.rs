@@ -155,6 +155,12 @@ pub struct MassDeletionThresholds {
     /// Deleted files (lockfiles, vendored and generated files not counted) that fire
     /// `mass-deletion.files`.
     pub min_deleted_files: usize,
+    /// `mass-deletion.source-files` fires when at least this many source files are
+    /// deleted (not docs, data or generated files, their code not moved elsewhere) …
+    pub min_deleted_source_files: usize,
+    /// … holding at least this many lines in all, while the change removes more lines
+    /// than it adds.
+    pub min_deleted_source_lines: usize,
     /// `mass-deletion.lines` fires when at least this many lines are removed …
     pub min_removed_lines: usize,
     /// … making up at least this percentage of all added and removed lines …
@@ -171,6 +177,8 @@ impl Default for MassDeletionThresholds {
     fn default() -> Self {
         MassDeletionThresholds {
             min_deleted_files: 5,
+            min_deleted_source_files: 3,
+            min_deleted_source_lines: 40,
             min_removed_lines: 300,
             min_removed_percent: 90,
             min_files: 3,
@@ -787,7 +795,8 @@ impl Scanner {
             .map(|file| self.scan_file(diff, file, &mut scratch, &mut state))
             .collect();
         let lines = |index: usize| changed_lines(diff, &patch.files[index].runs).collect();
-        mark_moved(&mut summaries, &options.mass_deletion, lines);
+        mark_moved(&mut summaries, lines);
+        self.drop_moved_deletions(&summaries, &options.gate_paths, &mut state);
         moved_checks(&summaries, &mut state, lines);
         moved_markers(&summaries, &mut state, lines);
         if let Some(base) = base {
@@ -1152,6 +1161,39 @@ impl Scanner {
                 .collect()
         });
         summary
+    }
+
+    /// Drops the findings of `file` rules on deleting a file (`test-file-deleted`) for a
+    /// deleted file whose code the change adds again (`FileSummary::moved`) in a file the
+    /// same rule watches: a test file moved to another directory, shown as a deletion
+    /// and an addition, deletes no test.
+    fn drop_moved_deletions(
+        &self,
+        summaries: &[FileSummary<'_>],
+        gate_paths: &[String],
+        state: &mut ScanState,
+    ) {
+        for summary in summaries {
+            if summary.kind != FileChangeKind::Deleted || !summary.moved {
+                continue;
+            }
+            let kept = |rule: usize| {
+                summaries.iter().any(|other| {
+                    other.kind != FileChangeKind::Deleted
+                        && other.added > 0
+                        && self.watches(rule, other.path, gate_paths)
+                })
+            };
+            state.findings.retain(|finding| {
+                finding.path != summary.path
+                    || !self.rules.iter().enumerate().any(|(index, rule)| {
+                        rule.id == finding.rule
+                            && rule.kind == RuleKind::File
+                            && rule.changes.contains(&ChangeKind::Deleted)
+                            && kept(index)
+                    })
+            });
+        }
     }
 
     /// The findings of one file from `first` on, less those of rules that do not apply
@@ -2001,6 +2043,18 @@ impl Scanner {
             .filter(|file| file.kind == FileChangeKind::Deleted && !file.moved)
             .map(|file| file.path)
             .collect();
+        let deleted_source: Vec<&FileSummary<'_>> = counted
+            .iter()
+            .copied()
+            .filter(|file| {
+                file.kind == FileChangeKind::Deleted
+                    && !file.moved
+                    && file.removed > 0
+                    && !is_data_path(file.path)
+            })
+            .collect();
+        let deleted_source_lines: usize = deleted_source.iter().map(|file| file.removed).sum();
+        let deleted_source_paths: Vec<&str> = deleted_source.iter().map(|file| file.path).collect();
         let (mut removed, mut added, mut files_with_removals) = (0usize, 0usize, Vec::new());
         for file in &counted {
             removed += file.removed;
@@ -2009,18 +2063,32 @@ impl Scanner {
                 files_with_removals.push(file.path);
             }
         }
+        let files_fire = deleted.len() >= thresholds.min_deleted_files;
+        let lines_fire = removed >= thresholds.min_removed_lines
+            && removed * 100 >= usize::from(thresholds.min_removed_percent) * (removed + added)
+            && files_with_removals.len() >= thresholds.min_files;
         for (index, rule) in self.rules.iter().enumerate() {
             let (fires, paths, preview) = match rule.kind {
                 RuleKind::MassDeletionFiles => (
-                    deleted.len() >= thresholds.min_deleted_files,
+                    files_fire,
                     &deleted,
                     format!("{} files deleted", deleted.len()),
                 ),
+                // Below the thresholds of the two rules above, which report the same.
+                RuleKind::MassDeletionSourceFiles => (
+                    !files_fire
+                        && !lines_fire
+                        && deleted_source.len() >= thresholds.min_deleted_source_files
+                        && deleted_source_lines >= thresholds.min_deleted_source_lines
+                        && added < removed,
+                    &deleted_source_paths,
+                    format!(
+                        "{} source files of {deleted_source_lines} lines deleted; the change adds {added} lines",
+                        deleted_source.len()
+                    ),
+                ),
                 RuleKind::MassDeletionLines => (
-                    removed >= thresholds.min_removed_lines
-                        && removed * 100
-                            >= usize::from(thresholds.min_removed_percent) * (removed + added)
-                        && files_with_removals.len() >= thresholds.min_files,
+                    lines_fire,
                     &files_with_removals,
                     format!(
                         "{removed} lines removed and {added} added across {} files",
@@ -2191,26 +2259,20 @@ struct RunScan<'a> {
 /// Marks the deleted files, and the kept files that lose most of their lines, whose
 /// removed lines (most of those not blank) the change adds elsewhere: files merged into
 /// one, a module moved under another name, functions moved out of a file. Their code is
-/// moved, not lost: they count neither as deleted files nor as gutted ones. Deleted
-/// files are only looked at when enough are deleted to matter. `lines(index)`: the
-/// changed lines of a file, whether added, and their text.
+/// moved, not lost: they count neither as deleted files nor as gutted ones, and a test
+/// file moved is not a test file deleted (`dropped_moved_deletions`). `lines(index)`:
+/// the changed lines of a file, whether added, and their text.
 fn mark_moved<'a>(
     summaries: &mut [FileSummary<'_>],
-    thresholds: &MassDeletionThresholds,
     lines: impl Fn(usize) -> Vec<(bool, &'a [u8])>,
 ) {
-    let deleted = summaries
-        .iter()
-        .filter(|file| file.kind == FileChangeKind::Deleted && !is_generated_path(file.path))
-        .count();
     let gutted = |file: &FileSummary<'_>| {
         file.kind == FileChangeKind::Modified
             && file.removed >= GUTTED_FLOOR_LINES
             && file.added * 10 <= file.removed
     };
     let judged = |file: &FileSummary<'_>| {
-        (file.kind == FileChangeKind::Deleted && deleted >= thresholds.min_deleted_files)
-            || gutted(file)
+        (file.kind == FileChangeKind::Deleted && !is_generated_path(file.path)) || gutted(file)
     };
     if !summaries.iter().any(judged) {
         return;
@@ -2471,8 +2533,8 @@ fn owner_line(line: &[u8]) -> Option<Setting> {
 /// Whether a setting of the gate changed from `old` to `new` asks for at least as much:
 /// as many approvals or more, a review SLA as short or shorter, a blocking severity or
 /// a mass-deletion threshold as low or lower, a sandbox as strict or stricter, the scan
-/// kept on; for the rollout, limits (`max_*`, ratios, budgets, tolerances) as low or
-/// lower, soaks and watch periods as long or longer, every canary step kept, rollback
+/// kept on, a check's timeout as long or longer; for the rollout, limits (`max_*`,
+/// ratios, budgets, tolerances) as low or lower, soaks and watch periods as long or longer, every canary step kept, rollback
 /// kept on, a judge as binding; a CODEOWNERS pattern keeping every owner it had (each
 /// owner's approval is required). Other settings are not judged: their change blocks.
 fn tightens(key: &[u8], old: &[u8], new: &[u8]) -> bool {
@@ -2531,7 +2593,11 @@ fn tightens(key: &[u8], old: &[u8], new: &[u8]) -> bool {
         || ends_with_any(&["_ratio", "_increase", "_budget", "_regression", "tolerance"])
     {
         at_least(number(new), number(old))
-    } else if key == b"period" || key == b"soak" || ends_with_any(&["_period", "_soak"]) {
+    } else if key == b"period"
+        || key == b"soak"
+        || key == b"timeout"
+        || ends_with_any(&["_period", "_soak", "_timeout"])
+    {
         at_least(duration(old), duration(new))
     } else if key == b"steps" {
         let steps = |text: &[u8]| -> Option<Vec<u64>> {
@@ -3024,11 +3090,19 @@ const INTERPOLATIONS: usize = 8;
 fn interpolates_fixed_values(line: &LineAt<'_>, text: &[u8]) -> bool {
     let mut names: [&[u8]; INTERPOLATIONS] = [&[]; INTERPOLATIONS];
     let mut count = 0;
+    // Values fixed where they are written (`+ (desc ? " DESC" : "")`).
+    let mut inline = false;
     for value in interpolations(text).chain(format_arguments(text)) {
         let numeric = [b"len(" as &[u8], b"int(", b"str(len(", b"float("]
             .iter()
             .any(|call| value.starts_with(call));
         if numeric {
+            continue;
+        }
+        if let Some(group) = value.strip_prefix(b"(").and_then(|v| v.strip_suffix(b")"))
+            && fixed_value(group)
+        {
+            inline = true;
             continue;
         }
         let is_name = !value.is_empty()
@@ -3042,7 +3116,7 @@ fn interpolates_fixed_values(line: &LineAt<'_>, text: &[u8]) -> bool {
         count += 1;
     }
     if count == 0 {
-        return false;
+        return inline;
     }
     let names = &names[..count];
     // The nearest assignment of each name decides it.
@@ -3090,18 +3164,46 @@ fn interpolations(text: &[u8]) -> impl Iterator<Item = &[u8]> {
             if byte == b'+' {
                 let rest = &text[at..];
                 let gap = rest.len() - rest.trim_ascii_start().len();
-                let length = rest[gap..]
+                let operand = &rest[gap..];
+                match operand.first() {
+                    // A literal, a number, `+=`, `++`: nothing that comes from elsewhere.
+                    None | Some(b'"' | b'\'' | b'`' | b'=' | b'+' | b'0'..=b'9') => continue,
+                    // `+ (desc ? " DESC" : "")`: the group, judged whole.
+                    Some(b'(') => {
+                        let mut depth = 0usize;
+                        let length = operand
+                            .iter()
+                            .position(|&byte| {
+                                match byte {
+                                    b'(' => depth += 1,
+                                    b')' => depth -= 1,
+                                    _ => {}
+                                }
+                                depth == 0
+                            })
+                            .map_or(operand.len(), |end| end + 1);
+                        at += gap + length;
+                        return Some(&operand[..length]);
+                    }
+                    _ => {}
+                }
+                let length = operand
                     .iter()
                     .take_while(|byte| byte.is_ascii_alphanumeric() || **byte == b'_')
                     .count();
-                let after = rest[gap + length..].trim_ascii_start().first();
-                if length > 0
-                    && !rest[gap].is_ascii_digit()
-                    && matches!(after, None | Some(b'+' | b')' | b';' | b','))
-                {
+                let after = operand[length..].trim_ascii_start().first();
+                if length > 0 && matches!(after, None | Some(b'+' | b')' | b';' | b',')) {
                     at += gap + length;
-                    return Some(&rest[gap..gap + length]);
+                    return Some(&operand[..length]);
                 }
+                // Anything else (`req.query.id`, `user["name"]`, a call): a value the
+                // caller cannot judge fixed.
+                let length = operand
+                    .iter()
+                    .position(|byte| byte.is_ascii_whitespace() || matches!(byte, b'+' | b';'))
+                    .unwrap_or(operand.len());
+                at += gap + length;
+                return Some(&operand[..length]);
             }
         }
         None
@@ -3134,6 +3236,13 @@ fn fixed_value(value: &[u8]) -> bool {
     };
     if literal(value) {
         return true;
+    }
+    // `desc ? " DESC" : ""`
+    if let Some(choice) = memchr(b'?', value)
+        && let Some(otherwise) = memrchr(b':', value)
+        && choice < otherwise
+    {
+        return literal(&value[choice + 1..otherwise]) && literal(&value[otherwise + 1..]);
     }
     // `"DESC" if desc else "ASC"`
     if let (Some(choice), Some(otherwise)) = (
@@ -3420,7 +3529,8 @@ fn join_statement<'a>(first: &'a [u8], following: Following<'a>, out: &mut Vec<u
             && let Some((b'+' | b' ', after)) = rest.split_first()
         {
             let next = &after[..memchr(b'\n', after).unwrap_or(after.len())];
-            if !leads(next.trim_ascii_start()) {
+            let next = next.trim_ascii_start();
+            if !leads(next) && !adjacent_literals(first, next) {
                 return false;
             }
         }
@@ -3428,7 +3538,7 @@ fn join_statement<'a>(first: &'a [u8], following: Following<'a>, out: &mut Vec<u
     let mut last = first;
     let mut extend = |next: &'a [u8]| {
         let next = next.trim_ascii_start();
-        if !(continues(depth, last) || leads(next)) {
+        if !(continues(depth, last) || leads(next) || adjacent_literals(last, next)) {
             return false;
         }
         let next = next.trim_ascii_end();
@@ -3613,6 +3723,13 @@ fn may_continue_above(line: &[u8]) -> bool {
 }
 
 /// Whether a statement goes on after `line`, with `depth` brackets open after it.
+/// A line ending with a string literal and the next starting with one: literals the
+/// language joins into one (`"SELECT … "` then `"WHERE … '%s'" % region`).
+fn adjacent_literals(line: &[u8], next: &[u8]) -> bool {
+    matches!(line.trim_ascii_end().last(), Some(b'"' | b'\''))
+        && matches!(next.first(), Some(b'"' | b'\''))
+}
+
 fn continues(depth: i32, line: &[u8]) -> bool {
     let line = line.trim_ascii_end();
     depth > 0
@@ -3824,7 +3941,8 @@ impl Scanner {
                 .map(|line| (line.kind == LineKind::Added, &line.text[..]))
                 .collect()
         };
-        mark_moved(&mut summaries, &options.mass_deletion, lines);
+        mark_moved(&mut summaries, lines);
+        self.drop_moved_deletions(&summaries, &options.gate_paths, &mut state);
         moved_checks(&summaries, &mut state, lines);
         moved_markers(&summaries, &mut state, lines);
         self.finish_scan(&summaries, options, None, state)
@@ -4012,6 +4130,11 @@ mod tests {
         );
         assert_eq!(found(r#"`WHERE id = ${id}`"#), ["id"]);
         assert_eq!(found("a + 1"), Vec::<String>::new());
+        assert_eq!(
+            found(r#""WHERE a = ?" + (active ? " AND b" : "") + " ORDER BY c" + req.query.id"#),
+            [r#"(active ? " AND b" : "")"#, "req.query.id"]
+        );
+        assert_eq!(found(r#"sql += " AND a = ?""#), Vec::<String>::new());
         let formatted = |text: &str| -> Vec<String> {
             format_arguments(text.as_bytes())
                 .map(|value| String::from_utf8_lossy(value).into_owned())
@@ -4033,6 +4156,7 @@ mod tests {
         for value in [
             r#""created_at""#,
             r#""DESC" if desc else "ASC""#,
+            r#"active ? " AND active = true" : """#,
             r#"SORT_COLUMNS.get(request.args.get("sort"), "created_at")"#,
             "allowed_columns[key]",
         ] {
@@ -4041,6 +4165,7 @@ mod tests {
         for value in [
             r#"request.args.get("sort")"#,
             r#""DESC" if desc else direction"#,
+            r#"active ? " AND owner = " + owner : """#,
             r#"f"{col}""#,
             "columns_for(user)[0]",
             r#"" AND ".join(clauses)"#,

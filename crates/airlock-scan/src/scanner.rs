@@ -1185,13 +1185,14 @@ impl Scanner {
                 })
             };
             state.findings.retain(|finding| {
+                let Some(index) = self.rules.iter().position(|rule| rule.id == finding.rule) else {
+                    return true;
+                };
+                let rule = &self.rules[index];
                 finding.path != summary.path
-                    || !self.rules.iter().enumerate().any(|(index, rule)| {
-                        rule.id == finding.rule
-                            && rule.kind == RuleKind::File
-                            && rule.changes.contains(&ChangeKind::Deleted)
-                            && kept(index)
-                    })
+                    || rule.kind != RuleKind::File
+                    || !rule.changes.contains(&ChangeKind::Deleted)
+                    || !kept(index)
             });
         }
     }
@@ -2260,7 +2261,7 @@ struct RunScan<'a> {
 /// removed lines (most of those not blank) the change adds elsewhere: files merged into
 /// one, a module moved under another name, functions moved out of a file. Their code is
 /// moved, not lost: they count neither as deleted files nor as gutted ones, and a test
-/// file moved is not a test file deleted (`dropped_moved_deletions`). `lines(index)`:
+/// file moved is not a test file deleted (`Scanner::drop_moved_deletions`). `lines(index)`:
 /// the changed lines of a file, whether added, and their text.
 fn mark_moved<'a>(
     summaries: &mut [FileSummary<'_>],
@@ -2534,8 +2535,8 @@ fn owner_line(line: &[u8]) -> Option<Setting> {
 /// as many approvals or more, a review SLA as short or shorter, a blocking severity or
 /// a mass-deletion threshold as low or lower, a sandbox as strict or stricter, the scan
 /// kept on, a check's timeout as long or longer; for the rollout, limits (`max_*`,
-/// ratios, budgets, tolerances) as low or lower, soaks and watch periods as long or longer, every canary step kept, rollback
-/// kept on, a judge as binding; a CODEOWNERS pattern keeping every owner it had (each
+/// ratios, budgets, tolerances) as low or lower, soaks and watch periods as long or
+/// longer, every canary step kept, rollback kept on, a judge as binding; a CODEOWNERS pattern keeping every owner it had (each
 /// owner's approval is required). Other settings are not judged: their change blocks.
 fn tightens(key: &[u8], old: &[u8], new: &[u8]) -> bool {
     let plain = |text: &[u8]| std::str::from_utf8(text).ok()?.parse::<f64>().ok();

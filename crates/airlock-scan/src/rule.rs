@@ -209,6 +209,9 @@ pub enum ValueFilter {
     /// The value is base64 that decodes to a credential: a URL with a password, a
     /// `password=` pair, a private key (a Kubernetes Secret's `data:`).
     DecodedCredential,
+    /// The value is the same text as the `name` group, when the pattern has one: an
+    /// assertion comparing a value with itself (`expect(total).toBe(total)`).
+    SameAsName,
 }
 
 /// Positive and negative examples that the test suite checks for every rule.
@@ -280,7 +283,9 @@ pub struct Rule {
     /// it gains (one finding per file).
     #[serde(default)]
     pub net: bool,
-    /// For `file` rules: the changes that fire; all when empty.
+    /// For `file` rules: the changes that fire; for line rules, the changes whose lines
+    /// are read (`modified`: a line added to a file that was there before). All when
+    /// empty.
     #[serde(default)]
     pub changes: Vec<ChangeKind>,
     /// Minimum Shannon entropy (bits per byte) of the value.

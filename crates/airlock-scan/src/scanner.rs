@@ -277,6 +277,8 @@ pub struct Scanner {
     gate_line_rule: Option<usize>,
     /// The rules with an `unless_file`.
     unless_file_rules: Vec<usize>,
+    /// The line rules with `changes`: they read only the files changed so.
+    line_rules_by_change: Vec<usize>,
     /// Scratch space of finished scans, for the next ones: its lazy DFAs' caches keep
     /// the states they built.
     scratch_pool: Mutex<Vec<LineScratch>>,
@@ -520,6 +522,8 @@ struct FileState {
     /// The settings the file's added lines hold, when a removed line of the gate's own
     /// configuration is to be compared with them.
     added_settings: Vec<Setting>,
+    /// A list setting whose added lines are still open (`sinks = [` and its items).
+    open_list: Option<Setting>,
     pending_removals: Vec<PendingRemoval>,
     net: HashMap<usize, NetCount>,
     numeric_old: Vec<NumericValue>,
@@ -562,8 +566,26 @@ impl FileState {
     /// `settings`, the setting it holds too (`setting`).
     fn add_line(&mut self, text: &[u8], settings: bool) {
         self.added_hashes.insert(text_hash(text));
-        if settings && let Some(setting) = setting(text) {
-            self.added_settings.push(setting);
+        if !settings {
+            return;
+        }
+        if let Some((key, mut value)) = self.open_list.take() {
+            // An item line of a list written over several lines, up to its `]`.
+            value.extend(setting_value(text));
+            if value.len() > MAX_LIST_SETTING {
+                return;
+            }
+            if brackets_closed(&value) {
+                self.added_settings.push((key, value));
+            } else {
+                self.open_list = Some((key, value));
+            }
+        } else if let Some(setting) = setting(text) {
+            if setting.1.starts_with(b"[") && !brackets_closed(&setting.1) {
+                self.open_list = Some(setting);
+            } else {
+                self.added_settings.push(setting);
+            }
         }
     }
 }
@@ -611,10 +633,11 @@ struct ScanState {
     thresholds_added: Vec<(usize, Vec<u8>, f64)>,
     /// Checks removed from a CI file, with the commands matched (`moved_checks`).
     checks_removed: Vec<(Finding, Vec<Vec<u8>>)>,
-    /// Test-weakening markers added (a skip, an `only`), with their line's hash:
-    /// reported at the end unless another line of the change removes the same marker
-    /// (`moved_markers`).
-    markers_added: Vec<(Finding, u64)>,
+    /// Findings a line moved within the change does not make, with their line's side
+    /// and hash: test-weakening markers added (a skip, an `only`), and schema-contract
+    /// lines added or removed (an entity's annotations moved with its class). Reported
+    /// at the end unless the change has the same line on the other side (`moved_lines`).
+    movable: Vec<(Finding, Side, u64)>,
 }
 
 impl ScanState {
@@ -627,7 +650,7 @@ impl ScanState {
             thresholds_removed: Vec::new(),
             thresholds_added: Vec::new(),
             checks_removed: Vec::new(),
-            markers_added: Vec::new(),
+            movable: Vec::new(),
         }
     }
 
@@ -739,6 +762,9 @@ impl Scanner {
         let unless_file_rules = (0..rules.len())
             .filter(|&rule| rules[rule].unless_file.is_some())
             .collect();
+        let line_rules_by_change = (0..rules.len())
+            .filter(|&rule| rules[rule].kind != RuleKind::File && !rules[rule].changes.is_empty())
+            .collect();
         Ok(Scanner {
             rules,
             compiled,
@@ -755,6 +781,7 @@ impl Scanner {
             other_policy_rule,
             gate_line_rule,
             unless_file_rules,
+            line_rules_by_change,
             scratch_pool: Mutex::new(Vec::new()),
         })
     }
@@ -798,7 +825,7 @@ impl Scanner {
         mark_moved(&mut summaries, lines);
         self.drop_moved_deletions(&summaries, &options.gate_paths, &mut state);
         moved_checks(&summaries, &mut state, lines);
-        moved_markers(&summaries, &mut state, lines);
+        moved_lines(&summaries, &mut state, lines);
         if let Some(base) = base {
             self.unknown_columns(diff, &patch.files, base, options, &mut scratch, &mut state);
         }
@@ -832,6 +859,7 @@ impl Scanner {
             self.fill_applies(
                 path,
                 file.old_path.as_deref(),
+                file.kind,
                 &options.gate_paths,
                 &mut plan,
             );
@@ -986,13 +1014,14 @@ impl Scanner {
     }
 
     /// Which rules apply to a file: its path passes the rule's globs or, for a rename or
-    /// copy, its old path does. A configured gate file (`gate_paths`) is one of the
-    /// files the gate's own rules watch, and not reported as any policy. Fills
-    /// `plan.applies`.
+    /// copy, its old path does, and a line rule's `changes` take the file's change. A
+    /// configured gate file (`gate_paths`) is one of the files the gate's own rules
+    /// watch, and not reported as any policy. Fills `plan.applies`.
     fn fill_applies(
         &self,
         path: &str,
         old_path: Option<&str>,
+        kind: FileChangeKind,
         gate_paths: &[String],
         plan: &mut FilePlan,
     ) {
@@ -1011,6 +1040,11 @@ impl Scanner {
             if let Some(rule) = self.other_policy_rule {
                 plan.applies[rule] = false;
             }
+        }
+        let change = ChangeKind::from(kind);
+        for &rule in &self.line_rules_by_change {
+            let rule_data = &self.rules[rule];
+            plan.applies[rule] &= rule_data.changes.contains(&change);
         }
     }
 
@@ -1105,7 +1139,13 @@ impl Scanner {
             moved: false,
         };
         let mut plan = std::mem::take(&mut scratch.file);
-        self.fill_applies(path, file.old_path.as_deref(), &state.gate_paths, &mut plan);
+        self.fill_applies(
+            path,
+            file.old_path.as_deref(),
+            file.kind,
+            &state.gate_paths,
+            &mut plan,
+        );
         self.file_rules(
             path,
             file.old_path.as_deref(),
@@ -1911,10 +1951,14 @@ impl Scanner {
                 let mut finding = self.finding(rule, line.path, line.number, content);
                 finding.preview = Some(preview());
                 finding.allowed = allowed();
-                if rule_data.category == Category::TestWeakening
-                    && state.markers_added.len() < state.max_findings
+                if matches!(
+                    rule_data.category,
+                    Category::TestWeakening | Category::SchemaContract
+                ) && state.movable.len() < state.max_findings
                 {
-                    state.markers_added.push((finding, text_hash(line.text)));
+                    state
+                        .movable
+                        .push((finding, Side::Added, text_hash(line.text)));
                 } else {
                     state.push(finding);
                 }
@@ -1960,6 +2004,12 @@ impl Scanner {
             finding.allowed = pending.allowed;
             if MOVABLE_CHECK_RULES.contains(&self.rules[pending.rule].id.as_str()) {
                 state.checks_removed.push((finding, vec![pending.content]));
+            } else if self.rules[pending.rule].category == Category::SchemaContract
+                && state.movable.len() < state.max_findings
+            {
+                state
+                    .movable
+                    .push((finding, Side::Removed, pending.text_hash));
             } else {
                 state.push(finding);
             }
@@ -2312,33 +2362,39 @@ fn mark_moved<'a>(
     }
 }
 
-/// Reports the test-weakening markers the change adds (`ScanState::markers_added`)
-/// unless the change removes the same line, whitespace aside, in any file: a skip with
-/// its issue link moved from one test file to another weakens nothing.
-fn moved_markers<'a>(
+/// Reports the findings of lines that may have moved (`ScanState::movable`) unless the
+/// change has the same line, whitespace aside, on the other side in any file: a skip
+/// with its issue link moved from one test file to another weakens nothing, and an
+/// entity moved to another package with its `@Column` annotations changes no schema.
+fn moved_lines<'a>(
     summaries: &[FileSummary<'_>],
     state: &mut ScanState,
     lines: impl Fn(usize) -> Vec<(bool, &'a [u8])>,
 ) {
-    let added = std::mem::take(&mut state.markers_added);
-    if added.is_empty() {
+    let movable = std::mem::take(&mut state.movable);
+    if movable.is_empty() {
         return;
     }
-    let removed: HashSet<u64> = (0..summaries.len())
-        .flat_map(&lines)
-        .filter(|(is_added, _)| !is_added)
-        .map(|(_, text)| text_hash(text))
-        .collect();
-    for (finding, hash) in added {
-        if !removed.contains(&hash) {
+    let (mut added, mut removed) = (HashSet::new(), HashSet::new());
+    for (is_added, text) in (0..summaries.len()).flat_map(&lines) {
+        if is_added { &mut added } else { &mut removed }.insert(text_hash(text));
+    }
+    for (finding, side, hash) in movable {
+        let other_side = match side {
+            Side::Added => &removed,
+            Side::Removed => &added,
+        };
+        if !other_side.contains(&hash) {
             state.push(finding);
         }
     }
 }
 
 /// Reports the checks removed from a CI file (`ScanState::checks_removed`) unless
-/// another file of the change adds lines running every command removed: `pytest` moved
-/// from the workflow into `ci/run-tests.sh`. `lines(index)` as for `mark_moved`.
+/// another file of the change adds lines running every command removed (`pytest` moved
+/// from the workflow into `ci/run-tests.sh`), or the same file adds the command split
+/// into two or more narrower targets (`make test` into `make unit-test` and `make
+/// integration-test`, `split_target`); one narrower target alone may run less. `lines(index)` as for `mark_moved`.
 fn moved_checks<'a>(
     summaries: &[FileSummary<'_>],
     state: &mut ScanState,
@@ -2362,18 +2418,53 @@ fn moved_checks<'a>(
     for (finding, commands) in removed {
         let moved = commands.iter().all(|command| {
             let command = command.to_ascii_lowercase();
-            !command.is_empty()
-                && added.iter().any(|(path, text)| {
+            let elsewhere = || {
+                added.iter().any(|(path, text)| {
                     *path != finding.path
                         && text
                             .windows(command.len())
                             .any(|window| window == command.as_slice())
                 })
+            };
+            let split = || {
+                added
+                    .iter()
+                    .filter(|(path, text)| *path == finding.path && split_target(&command, text))
+                    .nth(1)
+                    .is_some()
+            };
+            !command.is_empty() && (elsewhere() || split())
         });
         if !moved {
             state.push(finding);
         }
     }
+}
+
+/// Whether `text` runs `command` (a tool and a target: `make test`, `npm run lint`)
+/// with a narrower target in its last word's place: one of the target's parts split at
+/// `-`, `_`, `:` or `.` (`make unit-test`, `npm run test:unit`).
+fn split_target(command: &[u8], text: &[u8]) -> bool {
+    fn words(text: &[u8]) -> Vec<&[u8]> {
+        text.split(u8::is_ascii_whitespace)
+            .filter(|word| !word.is_empty())
+            .collect()
+    }
+    let (command, text) = (words(command), words(text));
+    let Some((target, tool)) = command.split_last() else {
+        return false;
+    };
+    if tool.is_empty() {
+        return false;
+    }
+    text.windows(command.len()).any(|run| {
+        let (narrower, prefix) = run.split_last().expect("a run of at least two words");
+        prefix == tool
+            && narrower != target
+            && narrower
+                .split(|byte| b"-_:.".contains(byte))
+                .any(|part| part == *target)
+    })
 }
 
 /// Whether a file runs commands as CI would: a shell script, a make or task file, a CI
@@ -2494,19 +2585,35 @@ fn setting(line: &[u8]) -> Option<Setting> {
         .unwrap_or(&line[..at])
         .trim_ascii();
     let key = key.strip_prefix(b"default ").unwrap_or(key).trim_ascii();
-    let value = &line[at + 1..];
-    let value = value[..memchr(b'#', value).unwrap_or(value.len())].trim_ascii();
+    let value = setting_value(&line[at + 1..]);
     if key.is_empty() || value.is_empty() || value.windows(4).any(|w| w == b" if ") {
         return None;
     }
-    let unquote = |text: &[u8]| -> Vec<u8> {
-        text.iter()
-            .copied()
-            .filter(|byte| !matches!(byte, b'"' | b'\'' | b'`'))
-            .collect::<Vec<u8>>()
-            .to_ascii_lowercase()
-    };
-    Some((unquote(key), unquote(value)))
+    Some((unquote(key), value))
+}
+
+/// The longest list setting, written over several lines, compared item by item.
+const MAX_LIST_SETTING: usize = 4096;
+
+/// A setting's value as `setting` compares it: without a trailing comment or quotes,
+/// lower case.
+fn setting_value(text: &[u8]) -> Vec<u8> {
+    unquote(text[..memchr(b'#', text).unwrap_or(text.len())].trim_ascii())
+}
+
+fn unquote(text: &[u8]) -> Vec<u8> {
+    text.iter()
+        .copied()
+        .filter(|byte| !matches!(byte, b'"' | b'\'' | b'`'))
+        .collect::<Vec<u8>>()
+        .to_ascii_lowercase()
+}
+
+/// Whether a list value opened with `[` is closed.
+fn brackets_closed(value: &[u8]) -> bool {
+    let opened = value.iter().filter(|&&byte| byte == b'[').count();
+    let closed = value.iter().filter(|&&byte| byte == b']').count();
+    closed >= opened
 }
 
 /// A CODEOWNERS line as a setting: `owners PATTERN` → its owners, sorted, one space
@@ -2532,13 +2639,27 @@ fn owner_line(line: &[u8]) -> Option<Setting> {
 }
 
 /// Whether a setting of the gate changed from `old` to `new` asks for at least as much:
-/// as many approvals or more, a review SLA as short or shorter, a blocking severity or
-/// a mass-deletion threshold as low or lower, a sandbox as strict or stricter, the scan
-/// kept on, a check's timeout as long or longer; for the rollout, limits (`max_*`,
-/// ratios, budgets, tolerances) as low or lower, soaks and watch periods as long or
-/// longer, every canary step kept, rollback kept on, a judge as binding; a CODEOWNERS pattern keeping every owner it had (each
-/// owner's approval is required). Other settings are not judged: their change blocks.
+/// as many approvals or more, a blocking severity or a mass-deletion threshold as low
+/// or lower, a sandbox as strict or stricter, the scan kept on, a check's timeout as
+/// long or longer; for the rollout, limits (`max_*`, ratios, budgets, tolerances) as
+/// low or lower, soaks and watch periods as long or longer, every canary step kept,
+/// rollback kept on, a judge as binding; a CODEOWNERS pattern keeping every owner it
+/// had (each owner's approval is required); audit sinks and required or protected
+/// lists keeping every entry they had. A review SLA may take any duration: it decides
+/// when a waiting review is escalated or expires, and neither approves it. A key with
+/// a unit (`timeout_seconds`, `period_hours`) is judged as the key without it. Other
+/// settings are not judged: their change blocks.
 fn tightens(key: &[u8], old: &[u8], new: &[u8]) -> bool {
+    if let Some((key, seconds)) = key_with_unit(key) {
+        let in_seconds = |text: &[u8]| {
+            let amount = std::str::from_utf8(text).ok()?.parse::<f64>().ok()?;
+            Some(format!("{}s", amount * seconds).into_bytes())
+        };
+        return match (in_seconds(old), in_seconds(new)) {
+            (Some(old), Some(new)) => tightens(key, &old, &new),
+            _ => false,
+        };
+    }
     let plain = |text: &[u8]| std::str::from_utf8(text).ok()?.parse::<f64>().ok();
     let duration = |text: &[u8]| -> Option<f64> {
         let text = std::str::from_utf8(text).ok()?;
@@ -2578,7 +2699,26 @@ fn tightens(key: &[u8], old: &[u8], new: &[u8]) -> bool {
     } else if key.ends_with(b"approvals") || key.ends_with(b"approvals_count") {
         at_least(number(old), number(new))
     } else if key == b"sla" || key.ends_with(b"_sla") {
-        at_least(duration(new), duration(old))
+        duration(old).is_some() && duration(new).is_some()
+    } else if key.ends_with(b"sinks")
+        || ["required_", "protected_", "deny", "blocked_"]
+            .iter()
+            .any(|prefix| key.starts_with(prefix.as_bytes()))
+    {
+        let items = |text: &[u8]| -> Option<Vec<Vec<u8>>> {
+            let inner = text.trim_ascii().strip_prefix(b"[")?.strip_suffix(b"]")?;
+            Some(
+                inner
+                    .split(|&byte| byte == b',')
+                    .map(|item| item.trim_ascii().to_vec())
+                    .filter(|item| !item.is_empty())
+                    .collect(),
+            )
+        };
+        match (items(old), items(new)) {
+            (Some(old), Some(new)) => old.iter().all(|item| new.contains(item)),
+            _ => at_least(number(old), number(new)),
+        }
     } else if key.starts_with(b"min_") {
         at_least(number(new), number(old))
     } else if key == b"blocking" {
@@ -2599,7 +2739,7 @@ fn tightens(key: &[u8], old: &[u8], new: &[u8]) -> bool {
         || key == b"timeout"
         || ends_with_any(&["_period", "_soak", "_timeout"])
     {
-        at_least(duration(old), duration(new))
+        at_least(number(old), number(new))
     } else if key == b"steps" {
         let steps = |text: &[u8]| -> Option<Vec<u64>> {
             let inner = text.trim_ascii().strip_prefix(b"[")?.strip_suffix(b"]")?;
@@ -2625,6 +2765,29 @@ fn tightens(key: &[u8], old: &[u8], new: &[u8]) -> bool {
             b"enabled" | b"rollback" | b"auto_rollback" | b"rollback_on_failure"
         ) && new == b"true"
     }
+}
+
+/// A setting key that names its unit of time (`timeout_seconds`, `period_hours`): the
+/// key without it and the unit in seconds.
+fn key_with_unit(key: &[u8]) -> Option<(&[u8], f64)> {
+    const UNITS: [(&str, f64); 11] = [
+        ("_ms", 0.001),
+        ("_millis", 0.001),
+        ("_seconds", 1.0),
+        ("_secs", 1.0),
+        ("_sec", 1.0),
+        ("_minutes", 60.0),
+        ("_mins", 60.0),
+        ("_hours", 3600.0),
+        ("_hrs", 3600.0),
+        ("_days", 86400.0),
+        ("_weeks", 604_800.0),
+    ];
+    UNITS.iter().find_map(|(unit, seconds)| {
+        key.strip_suffix(unit.as_bytes())
+            .filter(|base| !base.is_empty())
+            .map(|base| (base, *seconds))
+    })
 }
 
 /// The key a threshold is compared by: `--cov-fail-under`, `--fail-under` and
@@ -3723,7 +3886,6 @@ fn may_continue_above(line: &[u8]) -> bool {
         || (closes && memchr::memchr2(b'(', b'[', line).is_none())
 }
 
-/// Whether a statement goes on after `line`, with `depth` brackets open after it.
 /// A line ending with a string literal and the next starting with one: literals the
 /// language joins into one (`"SELECT … "` then `"WHERE … '%s'" % region`).
 fn adjacent_literals(line: &[u8], next: &[u8]) -> bool {
@@ -3731,9 +3893,13 @@ fn adjacent_literals(line: &[u8], next: &[u8]) -> bool {
         && matches!(next.first(), Some(b'"' | b'\''))
 }
 
+/// Whether a statement goes on after `line`, with `depth` brackets open after it.
 fn continues(depth: i32, line: &[u8]) -> bool {
     let line = line.trim_ascii_end();
+    // Python's `except …:` goes on with its handler's first line.
+    let handler = || line.ends_with(b":") && line.trim_ascii_start().starts_with(b"except");
     depth > 0
+        || handler()
         || matches!(
             line.last(),
             Some(b'(' | b'[' | b',' | b'+' | b'%' | b'=' | b'.' | b'\\')
@@ -3793,8 +3959,9 @@ fn has_prefix_at_component(path: &str, prefix: &str) -> bool {
         })
 }
 
-/// Lockfiles, vendored and generated files: large mechanical deletions that say nothing
-/// about lost work.
+/// Lockfiles, vendored and generated files (build output, coverage reports), and the
+/// release-note fragments a release compiles into its changelog and removes: large
+/// mechanical deletions that say nothing about lost work.
 fn is_generated_path(path: &str) -> bool {
     const NAMES: &[&str] = &[
         "package-lock.json",
@@ -3815,6 +3982,12 @@ fn is_generated_path(path: &str) -> bool {
         "build/",
         "__snapshots__/",
         "third_party/",
+        "htmlcov/",
+        "coverage/lcov-report/",
+        "docs/_build/",
+        "newsfragments/",
+        "changelog.d/",
+        ".changeset/",
     ];
     let name = path.rsplit('/').next().unwrap_or(path);
     NAMES.contains(&name)
@@ -3945,7 +4118,7 @@ impl Scanner {
         mark_moved(&mut summaries, lines);
         self.drop_moved_deletions(&summaries, &options.gate_paths, &mut state);
         moved_checks(&summaries, &mut state, lines);
-        moved_markers(&summaries, &mut state, lines);
+        moved_lines(&summaries, &mut state, lines);
         self.finish_scan(&summaries, options, None, state)
     }
 
@@ -3968,7 +4141,13 @@ impl Scanner {
             moved: false,
         };
         let mut plan = FilePlan::default();
-        self.fill_applies(path, file.old_path.as_deref(), &state.gate_paths, &mut plan);
+        self.fill_applies(
+            path,
+            file.old_path.as_deref(),
+            file.kind,
+            &state.gate_paths,
+            &mut plan,
+        );
         plan.fill(self);
         let applies = &plan.applies;
         self.file_rules(path, file.old_path.as_deref(), file.kind, applies, state);
@@ -4202,6 +4381,9 @@ mod tests {
         assert!(!has_directory("a/db/migrate", "db/migrate"));
         assert!(is_generated_path("a/vendor/x.go"));
         assert!(!is_generated_path("a/xvendor/x.go"));
+        assert!(is_generated_path("htmlcov/index.html"));
+        assert!(is_generated_path("newsfragments/1234.bugfix.rst"));
+        assert!(!is_generated_path("src/coverage/report.py"));
         assert_eq!(common_directory(&["a/b/c.py", "a/b/d/e.py"]), "a/b");
         assert_eq!(common_directory(&["x.py", "a/y.py"]), ".");
     }

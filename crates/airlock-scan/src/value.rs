@@ -165,6 +165,7 @@ pub(crate) fn passes_filters(
         ValueFilter::DecodedCredential => {
             base64_decode(value).is_some_and(|decoded| holds_credential(&decoded))
         }
+        ValueFilter::SameAsName => name.is_none_or(|name| name == value),
     })
 }
 

@@ -738,6 +738,25 @@ fn gate_files_block_when_loosened_and_are_reported_when_only_tightened() {
         ("max_p99 = \"500ms\"", "max_p99 = \"300ms\""),
         ("error_ratio = 1.5", "error_ratio = 1.2"),
         ("period = \"24h\"", "period = \"48h\""),
+        ("period_hours = 24", "period_hours = 48"),
+        (
+            "integration_timeout_seconds = 300",
+            "integration_timeout_seconds = 600",
+        ),
+        ("timeout = 300", "timeout = \"10m\""),
+        ("sla = \"4h\"", "sla = \"8h\""),
+        (
+            "sla_hours = 4",
+            "sla_hours = 8  # reviewers in two time zones",
+        ),
+        (
+            "sinks = [\"syslog://a\"]",
+            "sinks = [\"syslog://a\", \"file:///b\"]",
+        ),
+        (
+            "required_checks = [\"test\"]",
+            "required_checks = [\"test\", \"lint\"]",
+        ),
         (
             "steps = [1, 5, 25, 50, 100]",
             "steps = [1, 5, 10, 25, 50, 100]",
@@ -757,7 +776,18 @@ fn gate_files_block_when_loosened_and_are_reported_when_only_tightened() {
         );
     }
     for (old, new) in [
-        ("sla = \"4h\"", "sla = \"8h\""),
+        ("sla = \"4h\"", "sla = \"never\""),
+        ("timeout_seconds = 900", "timeout_seconds = 60"),
+        ("period_hours = 48", "period_hours = 1"),
+        ("period_hours = 48", "period_hours = \"a while\""),
+        (
+            "sinks = [\"syslog://a\", \"file:///b\"]",
+            "sinks = [\"file:///b\"]",
+        ),
+        (
+            "required_checks = [\"test\", \"lint\"]",
+            "required_checks = [\"lint\"]",
+        ),
         ("blocking = \"high\"", "blocking = \"critical\""),
         ("steps = [1, 5, 25, 100]", "steps = [50, 100]"),
         ("steps = [1, 5, 25, 100]", "steps = [1, 5, 25, 50]"),
@@ -777,6 +807,23 @@ fn gate_files_block_when_loosened_and_are_reported_when_only_tightened() {
             "{old} -> {new}"
         );
     }
+    // A list rewritten over several lines is compared item by item.
+    let sinks = |items: &str| {
+        let added: String = items.lines().map(|item| format!("+  {item},\n")).collect();
+        let count = items.lines().count() + 3;
+        let diff = format!(
+            "{toml}@@ -1,2 +1,{count} @@\n [audit]\n-sinks = [\"syslog://a\"]\n+sinks = [\n{added}+]\n"
+        );
+        findings(&diff, &defaults)
+            .into_iter()
+            .map(|(rule, _)| rule)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        sinks("\"syslog://a\"\n\"splunk://b\""),
+        ["gate-tamper.config-changed"]
+    );
+    assert!(sinks("\"splunk://b\"").contains(&"gate-tamper.gate-line-removed".to_owned()));
     let disabled = format!("{toml}@@ -1,1 +1,2 @@\n [scan]\n+enabled = false\n");
     assert!(
         findings(&disabled, &defaults)

@@ -411,9 +411,21 @@ pub(crate) fn literal_cost(literal: &[Symbol]) -> f64 {
 /// factor for each three-letter piece of a common word (`form` of `format`, `_key`), which
 /// a byte model takes for rare.
 pub(crate) fn window_cost(window: &[Symbol]) -> f64 {
+    // Punctuation repeats in rulers and separators (`-----`, `====`, `////`): a byte
+    // equal to the one before it, not a letter or digit, is taken as likely as not.
+    let mut previous = None;
     let probability: f64 = window
         .iter()
-        .map(|&symbol| folded_probability(symbol_byte(symbol)))
+        .map(|&symbol| {
+            let byte = symbol_byte(symbol);
+            let repeated = previous == Some(byte) && !byte.is_ascii_alphanumeric();
+            previous = Some(byte);
+            if repeated {
+                0.5
+            } else {
+                folded_probability(byte)
+            }
+        })
         .product();
     let lower: Vec<u8> = window
         .iter()

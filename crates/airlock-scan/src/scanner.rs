@@ -3975,27 +3975,30 @@ fn is_generated_path(path: &str) -> bool {
         "Pipfile.lock",
         "uv.lock",
     ];
+    // Directories, by one path component or two in a row (`coverage/lcov-report`).
     const DIRECTORIES: &[&str] = &[
-        "vendor/",
-        "node_modules/",
-        "dist/",
-        "build/",
-        "__snapshots__/",
-        "third_party/",
-        "htmlcov/",
-        "coverage/lcov-report/",
-        "docs/_build/",
-        "newsfragments/",
-        "changelog.d/",
-        ".changeset/",
+        "vendor",
+        "node_modules",
+        "dist",
+        "build",
+        "__snapshots__",
+        "third_party",
+        "htmlcov",
+        "newsfragments",
+        "changelog.d",
+        ".changeset",
     ];
-    let name = path.rsplit('/').next().unwrap_or(path);
-    NAMES.contains(&name)
-        || name.ends_with(".min.js")
-        || name.ends_with(".snap")
-        || DIRECTORIES
-            .iter()
-            .any(|dir| has_prefix_at_component(path, dir))
+    const NESTED: &[(&str, &str)] = &[("coverage", "lcov-report"), ("docs", "_build")];
+    let (directories, name) = path.rsplit_once('/').unwrap_or(("", path));
+    if NAMES.contains(&name) || name.ends_with(".min.js") || name.ends_with(".snap") {
+        return true;
+    }
+    let mut parent = "";
+    directories.split('/').any(|directory| {
+        let generated = DIRECTORIES.contains(&directory) || NESTED.contains(&(parent, directory));
+        parent = directory;
+        generated
+    })
 }
 
 /// When the file's length is known (from the base tree, or from a diff whose hunks reach

@@ -47,7 +47,7 @@ const MATCHES_PER_WINDOW: usize = 8;
 const PENDING_PER_FILE: usize = 256;
 /// A statement that goes on past its first line is read over at most this many more
 /// new-side lines, and this many bytes in all (`join_statement`).
-const STATEMENT_LINES: usize = 4;
+const STATEMENT_LINES: usize = 10;
 const STATEMENT_BYTES: usize = 1024;
 /// Lines after the first looked at for a statement's continuation, removed ones included.
 const STATEMENT_REACH: usize = 16;

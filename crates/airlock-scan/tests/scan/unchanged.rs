@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::support::{LINES, Rng, patch, patch_from};
 
 /// SHA-256 of every report below, in order, as `Debug` prints it.
-const EXPECTED: &str = "c66de5f492faaa01d316f922d07a15ca11859a3fd144b4c5b06723d87b5075b6";
+const EXPECTED: &str = "921f733f0981822f48c1618cc34ce6cb7a730f8003bea233b7898378994211e3";
 
 /// Paths that bring the path-bound rules in: CI, tests, models, manifests, shell, SQL.
 const PATHS: &[&str] = &[

@@ -303,6 +303,11 @@ pub struct Rule {
     /// (`kind: SealedSecret`: its values are ciphertext, meant to be committed).
     #[serde(default)]
     pub unless_file: Option<String>,
+    /// An added line's match does not count when a line of the block holding it (the
+    /// nearest less indented line above, the block's lines below it, as far as the hunk
+    /// shows them) matches this regex (`allow_failure` on a link-check job).
+    #[serde(default)]
+    pub unless_block: Option<String>,
     #[serde(default)]
     pub examples: Examples,
 }

@@ -51,6 +51,8 @@ const STATEMENT_LINES: usize = 10;
 const STATEMENT_BYTES: usize = 1024;
 /// Lines after the first looked at for a statement's continuation, removed ones included.
 const STATEMENT_REACH: usize = 16;
+/// Lines looked at each way for the block holding a line (`Around::block_matches`).
+const BLOCK_REACH: usize = 32;
 /// Changed lines above a call looked at for the values of its arguments.
 const SUBSTITUTION_REACH: usize = 6;
 /// Values put in for names on one line, at most.
@@ -297,6 +299,7 @@ struct CompiledRule {
     confirm: Vec<Regex>,
     reject: Vec<Regex>,
     unless_file: Option<Regex>,
+    unless_block: Option<Regex>,
     /// Index in `Scanner::path_globs` (a list of the set) of the rule's `paths` and
     /// `exclude_paths`.
     include: Option<usize>,
@@ -456,6 +459,12 @@ fn compile_rule(rule: &Rule) -> Result<CompiledRule, RuleError> {
         unless_file: match &rule.unless_file {
             Some(text) => {
                 Some(build_regex(&[text]).map_err(|reason| bad("unless_file", text, reason))?)
+            }
+            None => None,
+        },
+        unless_block: match &rule.unless_block {
+            Some(text) => {
+                Some(build_regex(&[text]).map_err(|reason| bad("unless_block", text, reason))?)
             }
             None => None,
         },
@@ -1794,6 +1803,13 @@ impl Scanner {
         let Some(pattern) = &compiled.pattern else {
             return;
         };
+        if let Some(block) = &compiled.unless_block
+            && line.side == Side::Added
+            && pattern.is_match(window)
+            && line.around.block_matches(line.text, block)
+        {
+            return;
+        }
         for captures in pattern.captures_iter(window).take(MATCHES_PER_WINDOW) {
             let Some(whole) = captures.get_match() else {
                 continue;
@@ -2997,6 +3013,37 @@ impl<'a> Around<'a> {
         }
     }
 
+    /// Whether `regex` matches a new-side line of the block holding this line (`text`):
+    /// the nearest less indented line above it (the block's header: a CI job, a step)
+    /// and the lines from there to the next less indented line below, as far as the hunk
+    /// shows them and at most `BLOCK_REACH` lines each way.
+    fn block_matches(self, text: &[u8], regex: &Regex) -> bool {
+        let indent = indentation(text);
+        let blank = |line: &[u8]| line.trim_ascii().is_empty();
+        let mut around = self;
+        for _ in 0..BLOCK_REACH {
+            let Some((earlier, before)) = around.previous_with_place() else {
+                break;
+            };
+            if !blank(earlier) {
+                if regex.is_match(earlier) {
+                    return true;
+                }
+                if indentation(earlier) < indent {
+                    break;
+                }
+            }
+            around = before;
+        }
+        self.following()
+            .lines()
+            .take(BLOCK_REACH)
+            .flatten()
+            .filter(|line| !blank(line))
+            .take_while(|line| indentation(line) >= indent)
+            .any(|line| regex.is_match(line))
+    }
+
     /// The lines after this one in its hunk.
     fn following(self) -> Following<'a> {
         match self {
@@ -3719,30 +3766,33 @@ fn join_statement<'a>(first: &'a [u8], following: Following<'a>, out: &mut Vec<u
         last = next;
         true
     };
-    // Each line that follows: `Some(text)` on the new side, `None` removed.
-    let joined = match following {
-        Following::Input(rest) => {
-            let lines = raw_lines(rest, 0..rest.len())
-                .map(|(start, end)| &rest[start..end])
-                // `\ No newline at end of file` is no line of either side.
-                .filter(|line| line.first() != Some(&b'\\'))
-                .map(|line| match line.split_first() {
-                    Some((b'-', _)) => None,
-                    Some((_, text)) => Some(text),
-                    // An empty line is an empty context line.
-                    None => Some(line),
-                });
-            join_lines(lines, &mut extend)
+    join_lines(following.lines(), &mut extend) > 0
+}
+
+impl<'a> Following<'a> {
+    /// Each line that follows: `Some(text)` on the new side, `None` removed.
+    fn lines(self) -> Box<dyn Iterator<Item = Option<&'a [u8]>> + 'a> {
+        match self {
+            Following::Input(rest) => Box::new(
+                raw_lines(rest, 0..rest.len())
+                    .map(|(start, end)| &rest[start..end])
+                    // `\ No newline at end of file` is no line of either side.
+                    .filter(|line| line.first() != Some(&b'\\'))
+                    .map(|line| match line.split_first() {
+                        Some((b'-', _)) => None,
+                        Some((_, text)) => Some(text),
+                        // An empty line is an empty context line.
+                        None => Some(line),
+                    }),
+            ),
+            #[cfg(test)]
+            Following::Parsed(lines) => Box::new(
+                lines
+                    .iter()
+                    .map(|line| (line.kind != LineKind::Removed).then_some(&line.text[..])),
+            ),
         }
-        #[cfg(test)]
-        Following::Parsed(lines) => join_lines(
-            lines
-                .iter()
-                .map(|line| (line.kind != LineKind::Removed).then_some(&line.text[..])),
-            &mut extend,
-        ),
-    };
-    joined > 0
+    }
 }
 
 /// Feeds `extend` the new-side lines among the first `STATEMENT_REACH` of `lines`, at

@@ -12,9 +12,9 @@
 //! changed line.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
 #[cfg(test)]
@@ -677,14 +677,28 @@ impl ScanState {
 }
 
 /// A hash of a line's words: lines that differ only in their whitespace (re-indented,
-/// re-aligned) hash alike.
+/// re-aligned) hash alike. The words are hashed one space apart, the trimmed line in
+/// one piece when it is so already (most are); the keys are the process's own, so that
+/// a change cannot be crafted to make a line it adds hash as one it removes.
 fn text_hash(text: &[u8]) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    for word in text
-        .split(u8::is_ascii_whitespace)
-        .filter(|word| !word.is_empty())
-    {
-        word.hash(&mut hasher);
+    static KEYS: OnceLock<RandomState> = OnceLock::new();
+    let mut hasher = KEYS.get_or_init(RandomState::new).build_hasher();
+    let text = text.trim_ascii();
+    let spaced = text
+        .windows(2)
+        .all(|pair| !pair[1].is_ascii_whitespace() || (pair[1] == b' ' && pair[0] != b' '));
+    if spaced {
+        hasher.write(text);
+    } else {
+        let words = text
+            .split(u8::is_ascii_whitespace)
+            .filter(|word| !word.is_empty());
+        for (index, word) in words.enumerate() {
+            if index > 0 {
+                hasher.write_u8(b' ');
+            }
+            hasher.write(word);
+        }
     }
     hasher.finish()
 }
@@ -4278,7 +4292,7 @@ mod tests {
     use super::{
         assignment, call_arguments, common_directory, fixed_value, format_arguments,
         function_definition, has_directory, interpolations, is_generated_path, is_migration_path,
-        migration_dirs, parameter_name, split_arguments,
+        migration_dirs, parameter_name, split_arguments, text_hash,
     };
 
     /// Servers share one scanner between worker threads; its searcher cache must not
@@ -4425,6 +4439,10 @@ mod tests {
         assert!(is_migration_path("app/migrations/0002_x.py", &dirs));
         assert!(is_migration_path("db/migrate/2024_add.rb", &dirs));
         assert!(!is_migration_path("app/models.py", &dirs));
+        assert_eq!(text_hash(b"  a = b(c)  "), text_hash(b"a\t=  b(c)"));
+        assert_eq!(text_hash(b"a b"), text_hash(b"a \r\n b"));
+        assert_ne!(text_hash(b"a b"), text_hash(b"ab"));
+        assert_ne!(text_hash(b"a b c"), text_hash(b"a bc"));
         assert!(is_generated_path("web/package-lock.json"));
         assert!(is_generated_path("vendor/x/y.go"));
         assert!(!is_generated_path("src/vendors.py"));

@@ -30,7 +30,8 @@ mod value;
 pub use error::{RuleError, ScanError};
 pub use example::{example_base, example_diff};
 pub use rule::{
-    Category, ChangeKind, Examples, LineSide, Rule, RuleKind, RulePack, Severity, ValueFilter,
+    BlockScope, Category, ChangeKind, Examples, LineSide, Rule, RuleKind, RulePack, Severity,
+    ValueFilter,
 };
 pub use scanner::{Finding, MassDeletionThresholds, ScanOptions, ScanReport, ScanStats, Scanner};
 pub use schema::{BaseTree, MemoryTree};

@@ -142,6 +142,18 @@ impl RuleKind {
     }
 }
 
+/// The block `unless_block` and `in_block` read around a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BlockScope {
+    /// The nearest: from the first less indented line above.
+    #[default]
+    Nearest,
+    /// Through headers that are bare indented keys (`rules:`, `only:`) up to the first
+    /// that is not: the CI job holding the line.
+    Job,
+}
+
 /// Which side of a line rule's file is matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -308,6 +320,12 @@ pub struct Rule {
     /// shows them) matches this regex (`allow_failure` on a link-check job).
     #[serde(default)]
     pub unless_block: Option<String>,
+    /// An added line's match counts only when a line of the block holding it matches
+    /// this regex (a source glob under `paths-ignore`).
+    #[serde(default)]
+    pub in_block: Option<String>,
+    #[serde(default)]
+    pub block_scope: BlockScope,
     #[serde(default)]
     pub examples: Examples,
 }

@@ -32,7 +32,7 @@ use crate::allow::inline_allow;
 use crate::error::{RuleError, ScanError};
 use crate::glob::{GlobMatches, GlobSet, glob_to_regex};
 use crate::prefilter::{LiteralSink, Prefilter, RunHits, Searcher, Trigger};
-use crate::rule::{Category, ChangeKind, Rule, RuleKind, RulePack, Severity};
+use crate::rule::{BlockScope, Category, ChangeKind, Rule, RuleKind, RulePack, Severity};
 use crate::schema::{BaseTree, Schema};
 use crate::value::{entropy, fingerprint, line_excerpt, masked_preview, passes_filters};
 
@@ -300,6 +300,7 @@ struct CompiledRule {
     reject: Vec<Regex>,
     unless_file: Option<Regex>,
     unless_block: Option<Regex>,
+    in_block: Option<Regex>,
     /// Index in `Scanner::path_globs` (a list of the set) of the rule's `paths` and
     /// `exclude_paths`.
     include: Option<usize>,
@@ -465,6 +466,12 @@ fn compile_rule(rule: &Rule) -> Result<CompiledRule, RuleError> {
         unless_block: match &rule.unless_block {
             Some(text) => {
                 Some(build_regex(&[text]).map_err(|reason| bad("unless_block", text, reason))?)
+            }
+            None => None,
+        },
+        in_block: match &rule.in_block {
+            Some(text) => {
+                Some(build_regex(&[text]).map_err(|reason| bad("in_block", text, reason))?)
             }
             None => None,
         },
@@ -1820,7 +1827,17 @@ impl Scanner {
         if let Some(block) = &compiled.unless_block
             && line.side == Side::Added
             && pattern.is_match(window)
-            && line.around.block_matches(line.text, block)
+            && line
+                .around
+                .block_matches(line.text, block, rule_data.block_scope)
+        {
+            return;
+        }
+        if let Some(block) = &compiled.in_block
+            && !(line.side == Side::Added
+                && line
+                    .around
+                    .block_matches(line.text, block, rule_data.block_scope))
         {
             return;
         }
@@ -3028,11 +3045,25 @@ impl<'a> Around<'a> {
     }
 
     /// Whether `regex` matches a new-side line of the block holding this line (`text`):
-    /// the nearest less indented line above it (the block's header: a CI job, a step)
-    /// and the lines from there to the next less indented line below, as far as the hunk
-    /// shows them and at most `BLOCK_REACH` lines each way.
-    fn block_matches(self, text: &[u8], regex: &Regex) -> bool {
-        let indent = indentation(text);
+    /// the line itself, the nearest less indented line above it (the block's header: a
+    /// CI job, a step) and the lines from there to the next less indented line below, as
+    /// far as the hunk shows them and at most `BLOCK_REACH` lines each way, or the
+    /// larger block `scope` asks for.
+    fn block_matches(self, text: &[u8], regex: &Regex, scope: BlockScope) -> bool {
+        let through_keys = scope == BlockScope::Job;
+        if regex.is_match(text) {
+            return true;
+        }
+        let bare_key = |line: &[u8]| {
+            let line = line.trim_ascii();
+            line.strip_suffix(b":").is_some_and(|key| {
+                !key.is_empty()
+                    && key
+                        .iter()
+                        .all(|byte| byte.is_ascii_alphanumeric() || b"_-.".contains(byte))
+            })
+        };
+        let mut indent = indentation(text);
         let blank = |line: &[u8]| line.trim_ascii().is_empty();
         let mut around = self;
         for _ in 0..BLOCK_REACH {
@@ -3044,7 +3075,10 @@ impl<'a> Around<'a> {
                     return true;
                 }
                 if indentation(earlier) < indent {
-                    break;
+                    if !(through_keys && indentation(earlier) > 0 && bare_key(earlier)) {
+                        break;
+                    }
+                    indent = indentation(earlier);
                 }
             }
             around = before;

@@ -862,17 +862,24 @@ fn gate_files_block_when_loosened_and_are_reported_when_only_tightened() {
         );
     }
 
-    // The review policy airlock.toml names, outside `.airlock/`, is one of the gate's
-    // files: a line of it removed blocks, and it is not reported as any other policy.
-    let policy = "diff --git a/policy/review.rego b/policy/review.rego\n--- a/policy/review.rego\n+++ b/policy/review.rego\n@@ -1,3 +1,2 @@\n package airlock\n-required_approvals := 2 if input.risk == \"high\"\n default required_approvals := 1\n";
+    // The review policy airlock.toml names, outside `.airlock/` and `policy/`, is one of
+    // the gate's files: a line of it removed blocks, and it is not reported as any other
+    // policy. Unnamed, it is a policy changed.
+    let policy = "diff --git a/authz/review.rego b/authz/review.rego\n--- a/authz/review.rego\n+++ b/authz/review.rego\n@@ -1,3 +1,2 @@\n package airlock\n-required_approvals := 2 if input.risk == \"high\"\n default required_approvals := 1\n";
     assert_eq!(
         findings(policy, &defaults),
         [("gate-tamper.policy-changed".to_owned(), Severity::Medium)]
     );
     let configured = ScanOptions {
-        gate_paths: vec!["./policy/review.rego".to_owned()],
+        gate_paths: vec!["./authz/review.rego".to_owned()],
         ..ScanOptions::default()
     };
+    // Under `policy/`, where review policies are kept, it is judged so unnamed.
+    let in_policy_dir = policy.replace("authz/", "policy/");
+    assert!(
+        findings(&in_policy_dir, &defaults)
+            .contains(&("gate-tamper.gate-line-removed".to_owned(), Severity::High))
+    );
     assert_eq!(
         findings(policy, &configured),
         [
@@ -886,7 +893,7 @@ fn gate_files_block_when_loosened_and_are_reported_when_only_tightened() {
             "diff --git a/{from} b/{to}\nsimilarity index 100%\nrename from {from}\nrename to {to}\n"
         )
     };
-    let policy_moved = moved("policy/review.rego", "policy/review.rego.disabled");
+    let policy_moved = moved("authz/review.rego", "authz/review.rego.disabled");
     assert!(
         findings(&policy_moved, &configured)
             .contains(&("gate-tamper.config-deleted".to_owned(), Severity::Critical))

@@ -326,6 +326,11 @@ pub struct Rule {
     pub in_block: Option<String>,
     #[serde(default)]
     pub block_scope: BlockScope,
+    /// An added line's match counts only when its hunk removes a line matching this
+    /// regex and adds none: the line takes its place (a failing check turned into a log
+    /// line).
+    #[serde(default)]
+    pub replaces: Option<String>,
     #[serde(default)]
     pub examples: Examples,
 }

@@ -301,6 +301,7 @@ struct CompiledRule {
     unless_file: Option<Regex>,
     unless_block: Option<Regex>,
     in_block: Option<Regex>,
+    replaces: Option<Regex>,
     /// Index in `Scanner::path_globs` (a list of the set) of the rule's `paths` and
     /// `exclude_paths`.
     include: Option<usize>,
@@ -472,6 +473,12 @@ fn compile_rule(rule: &Rule) -> Result<CompiledRule, RuleError> {
         in_block: match &rule.in_block {
             Some(text) => {
                 Some(build_regex(&[text]).map_err(|reason| bad("in_block", text, reason))?)
+            }
+            None => None,
+        },
+        replaces: match &rule.replaces {
+            Some(text) => {
+                Some(build_regex(&[text]).map_err(|reason| bad("replaces", text, reason))?)
             }
             None => None,
         },
@@ -1841,6 +1848,11 @@ impl Scanner {
         {
             return;
         }
+        if let Some(replaced) = &compiled.replaces
+            && !(line.side == Side::Added && line.around.replaces(replaced))
+        {
+            return;
+        }
         for captures in pattern.captures_iter(window).take(MATCHES_PER_WINDOW) {
             let Some(whole) = captures.get_match() else {
                 continue;
@@ -3090,6 +3102,44 @@ impl<'a> Around<'a> {
             .filter(|line| !blank(line))
             .take_while(|line| indentation(line) >= indent)
             .any(|line| regex.is_match(line))
+    }
+
+    /// Whether this line's hunk removes a line matching `regex` and adds none: what the
+    /// line takes the place of (`t.Errorf` turned into `t.Logf`).
+    fn replaces(self, regex: &Regex) -> bool {
+        let changed = |side: Side| -> Vec<&'a [u8]> {
+            match self {
+                Around::Input {
+                    input,
+                    hunk_start,
+                    hunk_end,
+                    ..
+                } => {
+                    let prefix = if side == Side::Added { b'+' } else { b'-' };
+                    input[hunk_start..hunk_end]
+                        .split(|&byte| byte == b'\n')
+                        .filter(|line| line.first() == Some(&prefix))
+                        .map(|line| &line[1..])
+                        .collect()
+                }
+                #[cfg(test)]
+                Around::Parsed { lines, .. } => lines
+                    .iter()
+                    .filter(|line| {
+                        line.kind
+                            == if side == Side::Added {
+                                LineKind::Added
+                            } else {
+                                LineKind::Removed
+                            }
+                    })
+                    .map(|line| &line.text[..])
+                    .collect(),
+                Around::Removed => Vec::new(),
+            }
+        };
+        let matching = |lines: Vec<&[u8]>| lines.iter().any(|line| regex.is_match(line));
+        matching(changed(Side::Removed)) && !matching(changed(Side::Added))
     }
 
     /// The lines after this one in its hunk.

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::support::{LINES, Rng, patch, patch_from};
 
 /// SHA-256 of every report below, in order, as `Debug` prints it.
-const EXPECTED: &str = "85fd20929cbba53313eed8787d386736942b3f58dfccf50a5ad1b841c158208a";
+const EXPECTED: &str = "3850240a0f22905ebe1f39024be2fd943ede3ac2eca51629395e1982ee417e32";
 
 /// Paths that bring the path-bound rules in: CI, tests, models, manifests, shell, SQL.
 const PATHS: &[&str] = &[

@@ -449,6 +449,11 @@ fn compile_rule(rule: &Rule) -> Result<CompiledRule, RuleError> {
             .map(|text| build_regex(&[text]).map_err(|reason| bad(key, text, reason)))
             .collect()
     };
+    let compile_optional = |key: &'static str, text: &Option<String>| {
+        text.as_ref()
+            .map(|text| build_regex(&[text]).map_err(|reason| bad(key, text, reason)))
+            .transpose()
+    };
     Ok(CompiledRule {
         include: None,
         exclude: None,
@@ -458,30 +463,10 @@ fn compile_rule(rule: &Rule) -> Result<CompiledRule, RuleError> {
         pattern,
         matcher,
         confirm: compile_all("confirm", &rule.confirm)?,
-        unless_file: match &rule.unless_file {
-            Some(text) => {
-                Some(build_regex(&[text]).map_err(|reason| bad("unless_file", text, reason))?)
-            }
-            None => None,
-        },
-        unless_block: match &rule.unless_block {
-            Some(text) => {
-                Some(build_regex(&[text]).map_err(|reason| bad("unless_block", text, reason))?)
-            }
-            None => None,
-        },
-        in_block: match &rule.in_block {
-            Some(text) => {
-                Some(build_regex(&[text]).map_err(|reason| bad("in_block", text, reason))?)
-            }
-            None => None,
-        },
-        replaces: match &rule.replaces {
-            Some(text) => {
-                Some(build_regex(&[text]).map_err(|reason| bad("replaces", text, reason))?)
-            }
-            None => None,
-        },
+        unless_file: compile_optional("unless_file", &rule.unless_file)?,
+        unless_block: compile_optional("unless_block", &rule.unless_block)?,
+        in_block: compile_optional("in_block", &rule.in_block)?,
+        replaces: compile_optional("replaces", &rule.replaces)?,
         reject: {
             let mut reject = compile_all("reject", &rule.reject)?;
             if judges_code(rule.category) && rule.kind == RuleKind::Line {

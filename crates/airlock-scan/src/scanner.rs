@@ -676,13 +676,15 @@ impl ScanState {
 }
 
 /// A hash of a line's words: lines that differ only in their whitespace (re-indented,
-/// re-aligned) hash alike. The words are hashed one space apart, the trimmed line in
+/// re-aligned) or a trailing comma hash alike. The words are hashed one space apart, the trimmed line in
 /// one piece when it is so already (most are); the keys are the process's own, so that
 /// a change cannot be crafted to make a line it adds hash as one it removes.
 fn text_hash(text: &[u8]) -> u64 {
     static KEYS: OnceLock<RandomState> = OnceLock::new();
     let mut hasher = KEYS.get_or_init(RandomState::new).build_hasher();
+    // A list item gains a comma when another is appended after it.
     let text = text.trim_ascii();
+    let text = text.strip_suffix(b",").unwrap_or(text).trim_ascii_end();
     let spaced = text
         .windows(2)
         .all(|pair| !pair[1].is_ascii_whitespace() || (pair[1] == b' ' && pair[0] != b' '));
@@ -1810,6 +1812,7 @@ impl Scanner {
             || !compiled.confirm.iter().all(|regex| regex.is_match(window))
             || (rule_data.category == Category::SqlInjection
                 && interpolates_fixed_values(line, window))
+            || (rule_data.category == Category::CommandInjection && quoted_for_shell(line, window))
         {
             return;
         }
@@ -2133,9 +2136,18 @@ impl Scanner {
             .iter()
             .filter(|file| !is_generated_path(file.path))
             .collect();
+        // Test fixtures' data, replaced by factories or regenerated, is no work lost.
+        let fixture_data = |path: &str| {
+            is_data_path(path)
+                && path
+                    .split('/')
+                    .any(|part| matches!(part, "fixtures" | "__fixtures__" | "testdata"))
+        };
         let deleted: Vec<&str> = counted
             .iter()
-            .filter(|file| file.kind == FileChangeKind::Deleted && !file.moved)
+            .filter(|file| {
+                file.kind == FileChangeKind::Deleted && !file.moved && !fixture_data(file.path)
+            })
             .map(|file| file.path)
             .collect();
         let deleted_source: Vec<&FileSummary<'_>> = counted
@@ -3374,6 +3386,64 @@ fn bare_arguments(line: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
 /// Values interpolated into one statement judged at most.
 const INTERPOLATIONS: usize = 8;
 
+/// Whether the command a shell runs on this line (`text`) is built only from values
+/// quoted for the shell (`shlex.quote(x)`) or fixed: the values the line interpolates,
+/// or, when the call's first argument is a name, the value the nearest added line above
+/// assigns it (a literal, or a string whose every interpolation is quoted). False when
+/// there is nothing to judge.
+fn quoted_for_shell(line: &LineAt<'_>, text: &[u8]) -> bool {
+    const QUOTING: [&[u8]; 5] = [
+        b"shlex.quote(",
+        b"pipes.quote(",
+        b"quote(",
+        b"shellescape(",
+        b"escapeshellarg(",
+    ];
+    // A positional `{}` is filled by an argument not followed here: not judged quoted.
+    let quoted = |value: &[u8]| {
+        let value = value.trim_ascii();
+        !value.is_empty()
+            && (QUOTING.iter().any(|call| value.starts_with(call))
+                || value.iter().all(u8::is_ascii_digit))
+    };
+    // Every value interpolated into `value`, or passed to its format, is quoted; or it
+    // has none.
+    let all_quoted = |value: &[u8]| {
+        interpolations(value)
+            .chain(format_arguments(value))
+            .all(quoted)
+    };
+    if interpolations(text)
+        .chain(format_arguments(text))
+        .next()
+        .is_some()
+    {
+        return all_quoted(text);
+    }
+    let Some(first) = bare_arguments(text).next() else {
+        return false;
+    };
+    let name = &text[first];
+    let mut judged = None;
+    line.around.changed_before(|prefix, earlier, _| {
+        if prefix == b'+'
+            && let Some((assigned, value)) = assignment(earlier)
+            && assigned == name
+        {
+            let value = value.trim_ascii();
+            let string = value
+                .strip_prefix(b"f")
+                .unwrap_or(value)
+                .first()
+                .is_some_and(|byte| matches!(byte, b'"' | b'\''));
+            judged = Some(fixed_value(value) || (string && all_quoted(value)));
+            return false;
+        }
+        true
+    });
+    judged == Some(true)
+}
+
 /// Whether every value a statement (`text`, on `line`) interpolates is fixed by the
 /// program: each is a number (`{len(args)}`), or a name whose nearest assignment in the
 /// added lines above is a string literal, a choice between literals (`"DESC" if desc
@@ -4092,9 +4162,10 @@ fn has_prefix_at_component(path: &str, prefix: &str) -> bool {
         })
 }
 
-/// Lockfiles, vendored and generated files (build output, coverage reports), and the
-/// release-note fragments a release compiles into its changelog and removes: large
-/// mechanical deletions that say nothing about lost work.
+/// Lockfiles, vendored and generated files (build output, compiled assets, coverage
+/// reports, code generators' output), an IDE's project files, and the release-note
+/// fragments a release compiles into its changelog and removes: large mechanical
+/// deletions that say nothing about lost work.
 fn is_generated_path(path: &str) -> bool {
     const NAMES: &[&str] = &[
         "package-lock.json",
@@ -4120,10 +4191,35 @@ fn is_generated_path(path: &str) -> bool {
         "newsfragments",
         "changelog.d",
         ".changeset",
+        ".idea",
     ];
-    const NESTED: &[(&str, &str)] = &[("coverage", "lcov-report"), ("docs", "_build")];
+    const NESTED: &[(&str, &str)] = &[
+        ("coverage", "lcov-report"),
+        ("docs", "_build"),
+        ("public", "assets"),
+        ("public", "packs"),
+        ("public", "build"),
+    ];
+    // Code generators' output (protobuf, gRPC, Kubernetes deepcopy).
+    const SUFFIXES: &[&str] = &[
+        ".min.js",
+        ".snap",
+        ".pb.go",
+        "_grpc.pb.go",
+        "_pb2.py",
+        "_pb2_grpc.py",
+        "_pb2.pyi",
+        ".pb.cc",
+        ".pb.h",
+        "_pb.js",
+        "_pb.d.ts",
+        "_generated.go",
+    ];
     let (directories, name) = path.rsplit_once('/').unwrap_or(("", path));
-    if NAMES.contains(&name) || name.ends_with(".min.js") || name.ends_with(".snap") {
+    if NAMES.contains(&name)
+        || SUFFIXES.iter().any(|suffix| name.ends_with(suffix))
+        || name.starts_with("zz_generated")
+    {
         return true;
     }
     let mut parent = "";
@@ -4524,6 +4620,9 @@ mod tests {
         assert!(is_generated_path("htmlcov/index.html"));
         assert!(is_generated_path("newsfragments/1234.bugfix.rst"));
         assert!(!is_generated_path("src/coverage/report.py"));
+        assert!(is_generated_path("gen/pb/orders/v1/orders.pb.go"));
+        assert!(is_generated_path("public/assets/application-3f2a9c.css"));
+        assert!(!is_generated_path("src/assets/logo.svg"));
         assert_eq!(common_directory(&["a/b/c.py", "a/b/d/e.py"]), "a/b");
         assert_eq!(common_directory(&["x.py", "a/y.py"]), ".");
     }

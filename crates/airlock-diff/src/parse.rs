@@ -67,23 +67,6 @@ trait Hunks<'a>: Default {
     fn mark_no_newline(&mut self) -> Option<LineKind>;
     /// Whether no hunk was begun.
     fn is_empty(&self) -> bool;
-    /// Whether `line` must see every line. When not, the parser hands a run of changed
-    /// lines of one kind to `changed_lines` at once.
-    const EACH_LINE: bool = true;
-    /// `count` consecutive lines of `kind` (added or removed), as if `line` were called
-    /// for each: the first line's start, text and text start, and where the last one's
-    /// text ends. Called only when `EACH_LINE` is false.
-    fn changed_lines(
-        &mut self,
-        kind: LineKind,
-        line_start: usize,
-        text: &'a [u8],
-        text_start: usize,
-        (end, count): (usize, u32),
-    ) {
-        let _ = (end, count);
-        self.line(kind, line_start, text, text_start);
-    }
 }
 
 impl<'a> Hunks<'a> for Vec<HunkRef<'a>> {
@@ -209,32 +192,6 @@ impl<'a> Hunks<'a> for Runs {
             self.new_line = self.new_line.saturating_add(1);
         } else {
             run.removed += 1;
-        }
-    }
-
-    const EACH_LINE: bool = false;
-
-    fn changed_lines(
-        &mut self,
-        kind: LineKind,
-        line_start: usize,
-        text: &'a [u8],
-        text_start: usize,
-        (end, count): (usize, u32),
-    ) {
-        self.line(kind, line_start, text, text_start);
-        let more = count - 1;
-        if more == 0 {
-            return;
-        }
-        self.hunk_end = end;
-        let run = &mut self.run;
-        run.span.end = end;
-        if kind == LineKind::Added {
-            run.added += more;
-            self.new_line = self.new_line.saturating_add(more);
-        } else {
-            run.removed += more;
         }
     }
 
@@ -953,7 +910,7 @@ impl<'a> Parser<'a> {
                 _ => break,
             };
             // The next newline ends this line.
-            let mut next_newline = || loop {
+            let end = loop {
                 if mask != 0 {
                     let bit = mask.trailing_zeros() as usize;
                     mask &= mask - 1;
@@ -965,32 +922,15 @@ impl<'a> Parser<'a> {
                 }
                 mask = newline_mask(&input[block..]);
             };
-            let end = next_newline();
+            rest = end + 1;
+            read += 1;
             let text_start = start + usize::from(end > start);
-            let text = input.get(text_start..end).unwrap_or_default();
-            if kind == LineKind::Context || H::EACH_LINE {
-                hunks.line(kind, start, text, text_start);
-                rest = end + 1;
-                read += 1;
-            } else {
-                // The lines of the same kind that follow, each ended by the next newline,
-                // while the counts allow them.
-                let prefix = input[start];
-                let left = if kind == LineKind::Added {
-                    &mut new_left
-                } else {
-                    &mut old_left
-                };
-                let (mut last_end, mut count) = (end, 1);
-                while *left > 0 && input.get(last_end + 1) == Some(&prefix) {
-                    last_end = next_newline();
-                    *left -= 1;
-                    count += 1;
-                }
-                hunks.changed_lines(kind, start, text, text_start, (last_end, count));
-                rest = last_end + 1;
-                read += count as usize;
-            }
+            hunks.line(
+                kind,
+                start,
+                input.get(text_start..end).unwrap_or_default(),
+                text_start,
+            );
             changed |= kind != LineKind::Context;
         }
         self.lines.newlines.block = block;

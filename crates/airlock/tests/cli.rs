@@ -360,7 +360,7 @@ fn a_killed_server_resumes_and_completes_each_change_exactly_once() {
     let log = tempfile::tempdir_in("/var/tmp").unwrap();
     let log_path = log.path().display();
     let commands = format!(
-        "commands = [\n  {{ name = \"first\", run = \"echo run >> {log_path}/first\" }},\n  {{ name = \"second\", run = \"echo start >> {log_path}/second; sleep 3; echo end >> {log_path}/second\" }},\n]"
+        "commands = [\n  {{ name = \"first\", run = \"echo run >> {log_path}/first\" }},\n  {{ name = \"second\", run = \"echo start >> {log_path}/second; while [ ! -e {log_path}/release ]; do sleep 0.05; done; echo end >> {log_path}/second\" }},\n]"
     );
     let token = set_up(&root, &commands, "off");
     let port = free_port();
@@ -397,7 +397,9 @@ fn a_killed_server_resumes_and_completes_each_change_exactly_once() {
     }
     drop(server); // SIGKILL while `second` runs.
 
+    // `second` finishes only once released, after the kill, however slow the machine.
     let mut server = serve(&root, port);
+    std::fs::write(log.path().join("release"), "").unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let view = loop {
         let output = Command::new(env!("CARGO_BIN_EXE_airlock"))

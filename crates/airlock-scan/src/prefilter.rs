@@ -1213,7 +1213,9 @@ impl WindowMap {
 
 #[cfg(test)]
 mod tests {
-    use super::{CASELESS, Engine, LiteralSink, Prefilter, expand, group_literals, symbol_byte};
+    use super::{
+        CASELESS, Engine, LiteralSink, Prefilter, Trigger, expand, group_literals, symbol_byte,
+    };
     use crate::literals::{Literal, caseless_symbol, exact_symbol};
     use crate::rule::RulePack;
 
@@ -1432,5 +1434,26 @@ mod tests {
             }
         }
         assert!(total > 10_000, "only {total} literals found");
+    }
+
+    /// A rule with no literal to search for is matched on every changed line of the
+    /// files it applies to: each built-in one names its files. A rule for every file
+    /// without a trigger (a `confirm` alternation grown past what the literal analysis
+    /// keeps, say) once made the whole scan four times slower.
+    #[test]
+    fn rules_without_a_trigger_name_their_files() {
+        let pack = RulePack::builtin();
+        let prefilter = Prefilter::new(pack.rules());
+        let unbounded: Vec<&str> = prefilter
+            .plans
+            .iter()
+            .zip(pack.rules())
+            .filter(|(plan, rule)| plan.trigger == Trigger::Always && rule.paths.is_empty())
+            .map(|(_, rule)| rule.id.as_str())
+            .collect();
+        assert!(
+            unbounded.is_empty(),
+            "tried on every line of every file: {unbounded:?}"
+        );
     }
 }

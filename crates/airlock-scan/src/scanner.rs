@@ -2701,7 +2701,7 @@ fn owner_line(line: &[u8]) -> Option<Setting> {
 /// low or lower, soaks and watch periods as long or longer, every canary step kept,
 /// rollback kept on, a judge as binding; a CODEOWNERS pattern keeping every owner it
 /// had (each owner's approval is required); audit sinks and required or protected
-/// lists keeping every entry they had. A review SLA may take any duration: it decides
+/// lists keeping every entry they had; a command gaining targets after those it had. A review SLA may take any duration: it decides
 /// when a waiting review is escalated or expires, and neither approves it. A key with
 /// a unit (`timeout_seconds`, `period_hours`) is judged as the key without it. Other
 /// settings are not judged: their change blocks.
@@ -2815,6 +2815,31 @@ fn tightens(key: &[u8], old: &[u8], new: &[u8]) -> bool {
         };
         let new = owners(new);
         owners(old).iter().all(|owner| new.contains(owner))
+    } else if let Some(extra) = new
+        .strip_prefix(old)
+        .and_then(|rest| rest.strip_prefix(b" "))
+    {
+        // A command that only gains targets or paths after the ones it had: `make test`
+        // into `make test test-contract`. A first one (`pytest` into `pytest
+        // tests/unit`) narrows it; a flag may deselect.
+        let words = |text: &'_ [u8]| -> Vec<Vec<u8>> {
+            text.split(u8::is_ascii_whitespace)
+                .filter(|word| !word.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect()
+        };
+        let plain = |word: &Vec<u8>| {
+            !word.starts_with(b"-")
+                && word
+                    .iter()
+                    .all(|byte| byte.is_ascii_alphanumeric() || b"_./:-".contains(byte))
+        };
+        let had_target = words(old)
+            .iter()
+            .skip(1)
+            .any(|word| !word.starts_with(b"-"));
+        let extra = words(extra);
+        had_target && !extra.is_empty() && extra.iter().all(plain)
     } else {
         matches!(
             key,

@@ -731,6 +731,11 @@ fn gate_files_block_when_loosened_and_are_reported_when_only_tightened() {
     };
     for (old, new) in [
         ("required_approvals = 2", "required_approvals = 3"),
+        ("test = \"make test\"", "test = \"make test test-contract\""),
+        (
+            "test = \"pytest -q tests/unit\"",
+            "test = \"pytest -q tests/unit tests/api\"",
+        ),
         ("blocking = \"high\"", "blocking = \"medium\"  # stricter"),
         ("sla = \"4h\"", "sla = \"90m\""),
         ("sandbox = \"best-effort\"", "sandbox = \"required\""),
@@ -777,6 +782,10 @@ fn gate_files_block_when_loosened_and_are_reported_when_only_tightened() {
     }
     for (old, new) in [
         ("sla = \"4h\"", "sla = \"never\""),
+        ("test = \"pytest -q\"", "test = \"pytest -q tests/unit\""),
+        ("test = \"make test\"", "test = \"make test -k smoke\""),
+        ("test = \"make test\"", "test = \"make test || true\""),
+        ("test = \"make test\"", "test = \"make test SKIP_SLOW=1\""),
         ("timeout_seconds = 900", "timeout_seconds = 60"),
         ("period_hours = 48", "period_hours = 1"),
         ("period_hours = 48", "period_hours = \"a while\""),

@@ -3129,39 +3129,12 @@ impl<'a> Around<'a> {
     /// Whether this line's hunk removes a line matching `regex` and adds none: what the
     /// line takes the place of (`t.Errorf` turned into `t.Logf`).
     fn replaces(self, regex: &Regex) -> bool {
-        let changed = |side: Side| -> Vec<&'a [u8]> {
-            match self {
-                Around::Input {
-                    input,
-                    hunk_start,
-                    hunk_end,
-                    ..
-                } => {
-                    let prefix = if side == Side::Added { b'+' } else { b'-' };
-                    input[hunk_start..hunk_end]
-                        .split(|&byte| byte == b'\n')
-                        .filter(|line| line.first() == Some(&prefix))
-                        .map(|line| &line[1..])
-                        .collect()
-                }
-                #[cfg(test)]
-                Around::Parsed { lines, .. } => lines
-                    .iter()
-                    .filter(|line| {
-                        line.kind
-                            == if side == Side::Added {
-                                LineKind::Added
-                            } else {
-                                LineKind::Removed
-                            }
-                    })
-                    .map(|line| &line.text[..])
-                    .collect(),
-                Around::Removed => Vec::new(),
-            }
-        };
-        let matching = |lines: Vec<&[u8]>| lines.iter().any(|line| regex.is_match(line));
-        matching(changed(Side::Removed)) && !matching(changed(Side::Added))
+        let matching = |line: &[u8]| regex.is_match(line).then_some(());
+        self.find_in_hunk_lines(HunkLines::Removed, matching)
+            .is_some()
+            && self
+                .find_in_hunk_lines(HunkLines::Added, matching)
+                .is_none()
     }
 
     /// The lines after this one in its hunk.
@@ -3242,9 +3215,23 @@ impl<'a> Around<'a> {
     /// context lines, itself included; the old side: removed lines) for which `visit`
     /// has an answer, and the answer.
     fn find_in_hunk<T>(self, side: Side, visit: impl FnMut(&'a [u8]) -> Option<T>) -> Option<T> {
-        let on_side = |prefix: Option<&u8>| match side {
-            Side::Added => matches!(prefix, Some(b' ' | b'+')),
-            Side::Removed => prefix == Some(&b'-'),
+        let lines = match side {
+            Side::Added => HunkLines::NewSide,
+            Side::Removed => HunkLines::Removed,
+        };
+        self.find_in_hunk_lines(lines, visit)
+    }
+
+    /// As `find_in_hunk`, over the lines of this line's hunk that `lines` names.
+    fn find_in_hunk_lines<T>(
+        self,
+        lines: HunkLines,
+        visit: impl FnMut(&'a [u8]) -> Option<T>,
+    ) -> Option<T> {
+        let wanted = |prefix: Option<&u8>| match lines {
+            HunkLines::NewSide => matches!(prefix, Some(b' ' | b'+')),
+            HunkLines::Added => prefix == Some(&b'+'),
+            HunkLines::Removed => prefix == Some(&b'-'),
         };
         match self {
             Around::Input {
@@ -3254,15 +3241,18 @@ impl<'a> Around<'a> {
                 ..
             } => input[hunk_start..hunk_end]
                 .split(|&byte| byte == b'\n')
-                .filter(|line| on_side(line.first()))
+                .filter(|line| wanted(line.first()))
                 .map(|line| &line[1..])
                 .find_map(visit),
             #[cfg(test)]
-            Around::Parsed { lines, .. } => lines
+            Around::Parsed { lines: parsed, .. } => parsed
                 .iter()
-                .filter(|line| match side {
-                    Side::Added => line.kind != LineKind::Removed,
-                    Side::Removed => line.kind == LineKind::Removed,
+                .filter(|line| {
+                    wanted(Some(match line.kind {
+                        LineKind::Added => &b'+',
+                        LineKind::Removed => &b'-',
+                        LineKind::Context => &b' ',
+                    }))
                 })
                 .map(|line| &line.text[..])
                 .find_map(visit),
@@ -3338,6 +3328,15 @@ impl<'a> Around<'a> {
         });
         start
     }
+}
+
+/// Which lines of a hunk `Around::find_in_hunk_lines` reads.
+#[derive(Debug, Clone, Copy)]
+enum HunkLines {
+    /// Added and context lines.
+    NewSide,
+    Added,
+    Removed,
 }
 
 /// One line being scanned, with where it is.
